@@ -1,0 +1,51 @@
+# contrastive-rosetta. `make demo` and `make test` create .venv on first use.
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help demo test test-all bench bench-full lint format golden clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+$(VENV)/.bench: $(STAMP)
+	$(VPY) -m pip install --quiet -e ".[test,bench]"
+	touch $(VENV)/.bench
+
+demo: $(STAMP)  ## train SimCLR (torch) + MoCo (TF), evaluate, check parity, write runs/<ts>/report.md
+	$(VPY) -m shared.cli demo
+
+test: $(STAMP)  ## the test suite (unit + cross-framework), slow tests excluded
+	$(VPY) -m pytest -q
+
+test-all: $(STAMP)  ## every test, slow ones included
+	$(VPY) -m pytest -q -m ""
+
+bench: $(VENV)/.bench  ## quick benchmark set (<= 10 min on 2 cores); results in benchmarks/results/
+	$(VPY) -m benchmarks.run --quick
+
+bench-full: $(VENV)/.bench  ## every benchmark
+	$(VPY) -m benchmarks.run --full
+
+lint: $(STAMP)  ## ruff lint + format check
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+
+format: $(STAMP)  ## ruff fix + format
+	$(VPY) -m ruff check --fix .
+	$(VPY) -m ruff format .
+
+golden: $(STAMP)  ## rebuild shared/golden/ (the check runs in the tests)
+	$(VPY) -m shared.golden
+
+clean:  ## remove caches (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info

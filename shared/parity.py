@@ -1,0 +1,137 @@
+"""One parity assertion helper, in the spirit of transformers' ``check_pt_tf_outputs``.
+
+``compare(expected, actual, dtype=..., temperature=...)`` walks nested dicts/lists/tuples of
+arrays, compares each leaf under the tolerance table and returns one :class:`Row` per leaf:
+dotted name, shape, max abs diff, max rel diff, ULPs (in the actual's dtype), tolerance,
+pass/fail. ``assert_close`` raises an ``AssertionError`` naming the worst quantity and printing
+the whole table. The ``parity`` command and the cross-framework tests both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from shared.tolerances import Tolerance, scale_for, tolerance
+
+
+@dataclass
+class Row:
+    name: str
+    quantity: str
+    dtype: str
+    shape: tuple
+    max_abs: float
+    max_rel: float
+    ulps: float
+    rtol: float
+    atol: float
+    scale: float
+    worst_margin: float  # max over elements of |diff| / allowed; <= 1 passes
+    passed: bool
+    reason: str
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+def quantity_of(name: str) -> str:
+    """Infer the tolerance-table quantity from a dotted name (``nt_xent.grad.z1`` -> grad)."""
+    parts = name.lower().split(".")
+    for q in ("grad", "per_anchor", "queue", "ptr", "ema", "loss"):
+        if any(p == q or p.startswith(q) or p.endswith(q) for p in parts):
+            return q
+    return "loss"
+
+
+def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dict / list / tuple of arrays -> {dotted.name: array}."""
+    out: dict[str, np.ndarray] = {}
+    if isinstance(tree, dict):
+        for k in tree:
+            out.update(flatten(tree[k], f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            out.update(flatten(v, f"{prefix}.{i}" if prefix else str(i)))
+    else:
+        out[prefix or "value"] = np.asarray(tree)
+    return out
+
+
+def _ulps(actual: np.ndarray, expected: np.ndarray) -> float:
+    if not np.issubdtype(actual.dtype, np.floating) or actual.size == 0:
+        return float(np.max(np.abs(actual.astype(np.float64) - expected))) if actual.size else 0.0
+    spacing = np.spacing(np.abs(expected).astype(actual.dtype)).astype(np.float64)
+    spacing = np.maximum(spacing, np.finfo(actual.dtype).tiny)
+    return float(np.max(np.abs(actual.astype(np.float64) - expected) / spacing))
+
+
+def compare_leaf(name, expected, actual, *, dtype: str, temperature=None, tol: Tolerance | None = None,
+                 quantity: str | None = None) -> Row:  # fmt: skip
+    q = quantity or quantity_of(name)
+    tdtype = "int" if q == "ptr" else dtype
+    tol = tol or tolerance(q, tdtype)
+    e = np.asarray(expected, dtype=np.float64)
+    a_raw = np.asarray(actual)
+    if e.shape != a_raw.shape:
+        return Row(name, q, dtype, tuple(a_raw.shape), np.inf, np.inf, np.inf, tol.rtol, tol.atol,
+                   1.0, np.inf, False, f"shape mismatch: expected {e.shape}, got {a_raw.shape}")  # fmt: skip
+    a = a_raw.astype(np.float64)
+    scale = scale_for(q, e, temperature)
+    if not np.all(np.isfinite(a)):
+        return Row(name, q, dtype, e.shape, np.inf, np.inf, np.inf, tol.rtol, tol.atol, scale,
+                   np.inf, False, "non-finite values in actual")  # fmt: skip
+    diff = np.abs(a - e)
+    allowed = tol.atol * scale + tol.rtol * np.abs(e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(np.abs(e) > 0, diff / np.abs(e), np.where(diff > 0, np.inf, 0.0))
+        margin = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    worst = float(margin.max()) if margin.size else 0.0
+    return Row(name, q, dtype, e.shape, max_abs, float(rel.max()) if rel.size else 0.0,
+               _ulps(a_raw if a_raw.dtype.kind == "f" else a, e), tol.rtol, tol.atol, scale,
+               worst, worst <= 1.0, tol.reason)  # fmt: skip
+
+
+def compare(expected, actual, *, dtype: str, temperature=None, overrides=None) -> list[Row]:
+    """Compare nested outputs leaf by leaf. ``overrides`` maps a dotted name to a Tolerance."""
+    fe, fa = flatten(expected), flatten(actual)
+    missing = sorted(set(fe) ^ set(fa))
+    if missing:
+        raise AssertionError(f"compared outputs differ in their quantities: {missing}")
+    overrides = overrides or {}
+    return [
+        compare_leaf(n, fe[n], fa[n], dtype=dtype, temperature=temperature, tol=overrides.get(n))
+        for n in fe
+    ]
+
+
+def format_rows(rows: list[Row]) -> str:
+    head = f"{'quantity':<34} {'dtype':<8} {'shape':<12} {'max_abs':>10} {'max_rel':>10} " \
+           f"{'ulps':>9} {'rtol':>8} {'atol*scale':>10}  ok"  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.name:<34} {r.dtype:<8} {str(tuple(r.shape)):<12} {r.max_abs:>10.3e} "
+            f"{r.max_rel:>10.3e} {r.ulps:>9.3g} {r.rtol:>8.1e} {r.atol * r.scale:>10.2e}  "
+            f"{'ok' if r.passed else 'FAIL'}"
+        )
+    return "\n".join(lines)
+
+
+def assert_close(expected, actual, *, dtype: str, temperature=None, overrides=None, context=""):
+    """Like :func:`compare`, but raise ``AssertionError`` naming the worst quantity on failure."""
+    rows = compare(expected, actual, dtype=dtype, temperature=temperature, overrides=overrides)
+    bad = [r for r in rows if not r.passed]
+    if bad:
+        worst = max(bad, key=lambda r: r.worst_margin)
+        raise AssertionError(
+            f"{context + ': ' if context else ''}{len(bad)} of {len(rows)} quantities out of "
+            f"tolerance; worst is '{worst.name}' (max abs {worst.max_abs:.3e}, max rel "
+            f"{worst.max_rel:.3e}, {worst.worst_margin:.3g}x the allowed {worst.rtol:.1e} rel + "
+            f"{worst.atol * worst.scale:.2e} abs; {worst.reason})\n" + format_rows(rows)
+        )
+    return rows

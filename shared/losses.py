@@ -44,8 +44,8 @@ Zero rows: an all-zero row has no direction, so normalisation is undefined. We r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -94,7 +94,9 @@ def _as_matrix(name: str, x, min_rows: int = 1) -> np.ndarray:
     if np.iscomplexobj(a):
         raise ValueError(f"{name}: expected a real array, got complex dtype {a.dtype}")
     if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (rows, dim), got ndim={a.ndim} shape={a.shape}")
+        raise ValueError(
+            f"{name}: expected a 2-D array (rows, dim), got ndim={a.ndim} shape={a.shape}"
+        )
     if a.shape[0] < min_rows:
         raise ValueError(f"{name}: expected at least {min_rows} rows, got shape {a.shape}")
     if a.shape[1] < 1:
@@ -287,7 +289,9 @@ def nt_xent_cross_view(z1, z2, temperature: float = 0.5) -> float:
     u2, _ = l2_normalize("z2", b)
     s = u1 @ u2.T / t  # (N, N)
     diag = np.diag(s)
-    return float(((logsumexp(s, axis=1) - diag).mean() + (logsumexp(s.T, axis=1) - diag).mean()) / 2)
+    return float(
+        ((logsumexp(s, axis=1) - diag).mean() + (logsumexp(s.T, axis=1) - diag).mean()) / 2
+    )
 
 
 # --------------------------------------------------------------------------------------------

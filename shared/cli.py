@@ -1,0 +1,45 @@
+"""``rosetta``: the project's one console entry point.
+
+    rosetta explain [a|b|c|d]   the worked examples
+    rosetta demo                the main job (see shared/demo.py)
+    rosetta parity              torch vs TF vs NumPy on the goldens (see shared/parity_cmd.py)
+    rosetta bench               the benchmarks (see benchmarks/)
+
+Framework work is dispatched to ``python -m torch_impl`` and ``python -m tf_impl`` in
+subprocesses, so this module (and all of ``shared``) never imports a framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rosetta", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("explain", help="print the worked examples")
+    ex.add_argument("which", nargs="*", help="a, b, c or d (default: all)")
+    sub.add_parser("demo", help="train both frameworks, evaluate, check parity, write a report",
+                   add_help=False)  # fmt: skip
+    sub.add_parser("parity", help="compare torch, TF and NumPy on the goldens", add_help=False)
+    sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
+    args, rest = ap.parse_known_args(argv)
+    if args.cmd == "explain":
+        from shared.worked_examples import main as explain
+
+        return explain(args.which + rest)
+    if args.cmd == "demo":
+        from shared.demo import main as demo
+
+        return demo(rest)
+    if args.cmd == "parity":
+        from shared.parity_cmd import main as parity
+
+        return parity(rest)
+    return subprocess.call([sys.executable, "-m", "benchmarks.run", *rest])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

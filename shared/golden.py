@@ -1,0 +1,152 @@
+"""Golden vectors: deterministic float64 inputs and oracle outputs for a grid of shapes.
+
+    python -m shared.golden            # (re)write shared/golden/*.npz
+    python -m shared.golden --check    # exit 1 if the files are missing or stale
+
+Each case stores its inputs, the loss, the per-anchor losses and the analytic gradients from
+``shared.losses``. The grid covers the extremes: N = 2, D = 1, K = 1, tau = 0.01 and 10, input
+norms 1e-3 and 1e4, near-duplicate rows and collapsed embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from shared import losses
+
+GOLDEN_DIR = Path(__file__).with_name("golden")
+
+# (name, N, D, tau, scale, kind); kind: "normal", "near_dup" (rows 1e-6 apart), "collapsed"
+NT_XENT_CASES = [
+    ("n2_d1_t0.5", 2, 1, 0.5, 1.0, "normal"),
+    ("n2_d3_t0.01", 2, 3, 0.01, 1.0, "normal"),
+    ("n4_d8_t10", 4, 8, 10.0, 1.0, "normal"),
+    ("n8_d16_t0.1_s1e-3", 8, 16, 0.1, 1e-3, "normal"),
+    ("n8_d16_t0.1_s1e4", 8, 16, 0.1, 1e4, "normal"),
+    ("n16_d32_t0.07", 16, 32, 0.07, 1.0, "normal"),
+    ("n64_d128_t0.5", 64, 128, 0.5, 1.0, "normal"),
+    ("n5_d7_t0.01_s1e4", 5, 7, 0.01, 1e4, "normal"),
+    ("n6_d4_t0.2_neardup", 6, 4, 0.2, 1.0, "near_dup"),
+    ("n4_d3_t0.5_collapsed", 4, 3, 0.5, 1.0, "collapsed"),
+]
+# (name, N, D, K, tau, scale, kind)
+INFO_NCE_CASES = [
+    ("n1_d1_k1_t0.07", 1, 1, 1, 0.07, 1.0, "normal"),
+    ("n2_d3_k5_t0.01", 2, 3, 5, 0.01, 1.0, "normal"),
+    ("n4_d8_k16_t10", 4, 8, 16, 10.0, 1.0, "normal"),
+    ("n8_d16_k32_t0.2_s1e-3", 8, 16, 32, 0.2, 1e-3, "normal"),
+    ("n8_d16_k32_t0.2_s1e4", 8, 16, 32, 0.2, 1e4, "normal"),
+    ("n32_d128_k256_t0.07", 32, 128, 256, 0.07, 1.0, "normal"),
+    ("n5_d7_k3_t0.01_s1e4", 5, 7, 3, 0.01, 1e4, "normal"),
+    ("n6_d4_k10_t0.2_neardup", 6, 4, 10, 0.2, 1.0, "near_dup"),
+    ("n3_d5_k8_t0.07_collapsed", 3, 5, 8, 0.07, 1.0, "collapsed"),
+]
+
+
+def _draw(rng, n, d, scale, kind):
+    if kind == "collapsed":
+        return np.full((n, d), scale)
+    x = rng.standard_normal((n, d)) * scale
+    if kind == "near_dup":
+        x = np.repeat(x[:1], n, axis=0) + rng.standard_normal((n, d)) * 1e-6 * scale
+    return x
+
+
+def nt_xent_case(idx: int):
+    name, n, d, tau, scale, kind = NT_XENT_CASES[idx]
+    rng = np.random.default_rng(1000 + idx)
+    z1, z2 = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
+    t = losses.nt_xent_terms(z1, z2, tau)
+    g1, g2 = losses.nt_xent_grad(z1, z2, tau)
+    return name, {"z1": z1, "z2": z2, "temperature": np.float64(tau), "loss": np.float64(t.loss),
+                  "per_anchor": t.per_anchor, "grad_z1": g1, "grad_z2": g2}  # fmt: skip
+
+
+def info_nce_case(idx: int):
+    name, n, d, k, tau, scale, kind = INFO_NCE_CASES[idx]
+    rng = np.random.default_rng(2000 + idx)
+    q, key = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
+    queue = _draw(rng, k, d, scale, kind)
+    t = losses.info_nce_terms(q, key, queue, tau)
+    gq, gk = losses.info_nce_grad(q, key, queue, tau)
+    return name, {"q": q, "k": key, "queue": queue, "temperature": np.float64(tau),
+                  "loss": np.float64(t.loss), "per_anchor": t.per_anchor,
+                  "grad_q": gq, "grad_k": gk}  # fmt: skip
+
+
+def build() -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    return {
+        "nt_xent": dict(nt_xent_case(i) for i in range(len(NT_XENT_CASES))),
+        "info_nce": dict(info_nce_case(i) for i in range(len(INFO_NCE_CASES))),
+    }
+
+
+def load(loss: str) -> dict[str, dict[str, np.ndarray]]:
+    """The stored goldens of one loss as {case: {field: array}}."""
+    path = GOLDEN_DIR / f"{loss}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `python -m shared.golden`")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path) as z:
+        for key in z.files:
+            case, fld = key.split("/")
+            out.setdefault(case, {})[fld] = z[key]
+    return out
+
+
+def write() -> None:
+    GOLDEN_DIR.mkdir(exist_ok=True)
+    for loss, cases in build().items():
+        flat = {f"{c}/{f}": v for c, fields in cases.items() for f, v in fields.items()}
+        np.savez_compressed(GOLDEN_DIR / f"{loss}.npz", **flat)
+
+
+def check() -> list[str]:
+    """Problems found comparing the stored files with a fresh build (empty list: up to date).
+
+    Inputs must match exactly; outputs to 1e-12 relative (BLAS may reassociate across machines).
+    """
+    problems = []
+    for loss, cases in build().items():
+        try:
+            stored = load(loss)
+        except FileNotFoundError as e:
+            problems.append(str(e))
+            continue
+        if set(stored) != set(cases):
+            problems.append(f"{loss}: cases differ: {sorted(set(stored) ^ set(cases))}")
+            continue
+        for c, fields in cases.items():
+            for f, v in fields.items():
+                s = stored[c].get(f)
+                exact = f in ("z1", "z2", "q", "k", "queue", "temperature")
+                if s is None or s.shape != np.shape(v):
+                    problems.append(f"{loss}/{c}/{f}: missing or wrong shape")
+                elif exact and not np.array_equal(s, v):
+                    problems.append(f"{loss}/{c}/{f}: inputs differ")
+                elif not np.allclose(s, v, rtol=1e-12, atol=1e-300):
+                    problems.append(f"{loss}/{c}/{f}: stale (max diff {np.max(np.abs(s - v)):.3g})")
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="fail if the stored goldens are stale")
+    args = ap.parse_args(argv)
+    if args.check:
+        problems = check()
+        for p in problems:
+            print("STALE:", p, file=sys.stderr)
+        print("goldens up to date" if not problems else f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    write()
+    print(f"wrote {', '.join(sorted(p.name for p in GOLDEN_DIR.glob('*.npz')))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Goldens, tolerance table, parity helper, queue/EMA reference, dataset and evaluator."""
+
+import numpy as np
+import pytest
+
+from shared import data, evaluation, golden, parity, queue, tolerances
+
+
+def test_golden_files_are_up_to_date():
+    assert golden.check() == []
+
+
+def test_golden_grid_covers_the_extremes():
+    nt = golden.load("nt_xent")
+    taus = {float(c["temperature"]) for c in nt.values()}
+    assert {0.01, 10.0} <= taus
+    assert any(c["z1"].shape == (2, 1) for c in nt.values())
+    norms = [np.linalg.norm(c["z1"], axis=1).mean() for c in nt.values()]
+    assert min(norms) < 1e-2 and max(norms) > 1e3
+    assert any(c["queue"].shape[0] == 1 for c in golden.load("info_nce").values())
+
+
+def test_tolerance_override_needs_reason():
+    with pytest.raises(ValueError, match="reason"):
+        tolerances.override("loss", "float32", rtol=1.0, reason=" ")
+    t = tolerances.override("loss", "float32", rtol=1e-3, reason="bf16 matmul on GPU")
+    assert t.rtol == 1e-3 and "bf16 matmul" in t.reason
+
+
+def test_parity_helper_reports_the_worst_quantity():
+    exp = {"loss": np.float64(1.0), "grad": {"z1": np.ones((2, 2))}}
+    ok = parity.compare(
+        exp, {"loss": 1.0 + 1e-13, "grad": {"z1": np.ones((2, 2))}}, dtype="float64"
+    )
+    assert all(r.passed for r in ok) and [r.name for r in ok] == ["loss", "grad.z1"]
+    bad = {"loss": np.float64(1.0), "grad": {"z1": np.ones((2, 2)) * (1 + 1e-3)}}
+    with pytest.raises(AssertionError, match=r"worst is 'grad.z1' \(max abs 1.000e-03"):
+        parity.assert_close(exp, bad, dtype="float64")
+    rows = parity.compare({"x": np.float32(1)}, {"x": np.nextafter(np.float32(1), 2)},
+                          dtype="float32")  # fmt: skip
+    assert rows[0].ulps == pytest.approx(1.0)
+
+
+# --- queue / EMA reference ---------------------------------------------------------------------
+def test_ring_buffer_fifo_with_wraparound_partial_batches_and_big_batches():
+    k, d = 5, 2
+    q = np.zeros((k, d))
+    ptr = 0
+    fed = []
+    for b in [2, 2, 3, 1, 7, 4]:  # wraps, K % B != 0, a batch larger than K
+        keys = np.arange(len(fed), len(fed) + b, dtype=float)[:, None].repeat(d, 1)
+        fed += list(range(len(fed), len(fed) + b))
+        q, ptr = queue.dequeue_and_enqueue(q, ptr, keys)
+        assert ptr == len(fed) % k
+        newest = fed[-k:]  # the queue holds exactly the newest K keys, each at (index % K)
+        for key in newest:
+            assert q[key % k, 0] == key
+    with pytest.raises(ValueError, match=r"keys: expected shape \(B, 2\)"):
+        queue.dequeue_and_enqueue(q, 0, np.ones((2, 3)))
+
+
+def test_ema_and_momentum_validation():
+    np.testing.assert_allclose(queue.ema(np.ones(3), np.zeros(3), 0.9), 0.9 * np.ones(3))
+    for m in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="momentum: expected a number in"):
+            queue.ema(np.ones(1), np.ones(1), m)
+    assert queue.cosine_momentum(0, 10, 0.99) == pytest.approx(0.99)
+    assert queue.cosine_momentum(10, 10, 0.99) == pytest.approx(1.0)
+    q0 = queue.init_queue(7, 3)
+    np.testing.assert_allclose(np.linalg.norm(q0, axis=1), 1.0, rtol=1e-6)
+
+
+# --- data and evaluation -----------------------------------------------------------------------
+def test_embedded_dataset_is_deterministic_and_stratified(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROSETTA_CACHE", str(tmp_path))
+    a = data.load_embedded(seed=3)
+    b = data.build(seed=3)
+    assert a.checksum == b.checksum and np.array_equal(a.train.images, b.train.images)
+    assert data.build(seed=4).checksum != a.checksum
+    assert a.train.images.shape == (1438, 32, 32, 3) and a.train.images.dtype == np.uint8
+    assert len(a.test) == 359
+    np.testing.assert_allclose(np.bincount(a.test.labels) / len(a.test), np.bincount(a.train.labels)
+                               / len(a.train), atol=0.01)  # fmt: skip
+    # a corrupted cache is detected by its checksum and rebuilt
+    path = next(tmp_path.glob("*.npz"))
+    path.write_bytes(b"garbage")
+    assert data.load_embedded(seed=3).checksum == a.checksum
+
+
+def test_knn_by_hand():
+    tr = np.array([[1.0, 0], [0.9, 0.1], [0, 1.0]])
+    ytr = np.array([0, 0, 1])
+    te = np.array([[1.0, 0.05], [0.05, 1.0]])
+    assert evaluation.knn_top1(tr, ytr, te, np.array([0, 1]), k=1) == 1.0
+    assert evaluation.knn_top1(tr, ytr, te, np.array([1, 1]), k=1) == 0.5
+    # weighted vote: with k = 3 the two class-0 neighbours outvote class 1 for the 2nd query
+    # only if their weights sum higher; exp(s/0.1) makes the nearest dominate -> still class 1
+    assert evaluation.knn_top1(tr, ytr, te, np.array([0, 1]), k=3) == 1.0
+    with pytest.raises(ValueError, match="test_labels"):
+        evaluation.knn_top1(tr, ytr, te, np.array([0]), k=1)
+
+
+def test_linear_probe_separable_and_raw_pixel_floor():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 5))
+    y = (x[:, 0] > 0).astype(int)
+    assert evaluation.linear_probe(x[:150], y[:150], x[150:], y[150:]) > 0.9
+    ds = data.load_embedded()
+    base = evaluation.raw_pixel_baseline(ds.train.images, ds.train.labels, ds.test.images,
+                                         ds.test.labels)  # fmt: skip
+    assert base["knn_top1"] <= 0.40  # hard enough that learning shows

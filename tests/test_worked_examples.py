@@ -1,0 +1,76 @@
+"""Every number the worked examples print, recomputed by hand arithmetic or a closed form."""
+
+import math
+
+import numpy as np
+import pytest
+
+from shared import worked_examples as W
+
+
+def test_example_a_by_hand():
+    ex = W.example_a()
+    v = ex.values
+    # normalised views: (2,0,0)->(1,0,0); (3,4,0)/5; (0,3,4)/5
+    np.testing.assert_allclose(
+        v["u"], [[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0.6, 0.8]], atol=1e-15
+    )
+    sim = [[1, 0, 0.6, 0], [0, 1, 0.8, 0.6], [0.6, 0.8, 1, 0.48], [0, 0.6, 0.48, 1]]
+    np.testing.assert_allclose(v["sim"], sim, atol=1e-15)
+    np.testing.assert_allclose(v["logits"], np.array(sim) / 0.5, atol=1e-14)
+    e = math.exp
+    # row by row: exclude self, softmax over the other three logits
+    rows = [
+        (0, [0, 2.4 / 2, 0], 1),
+        (1, [0, 1.6, 1.2], 2),
+        (2, [1.2, 1.6, 0.96], 0),
+        (3, [0, 1.2, 0.96], 1),
+    ]  # fmt: skip  (anchor, others in column order, pos slot)
+    per = []
+    for i, others, pos in rows:
+        den = sum(e(x) for x in others)
+        per.append(-math.log(e(others[pos]) / den))
+        cols = [j for j in range(4) if j != i]
+        for slot, j in enumerate(cols):
+            assert v["probs"][i, j] == pytest.approx(e(others[slot]) / den, rel=1e-12)
+    np.testing.assert_allclose(v["per_anchor"], per, rtol=1e-12)
+    assert v["loss"] == pytest.approx(sum(per) / 4, rel=1e-12)
+    assert f"L = {sum(per) / 4:.4f}" in ex.text()
+
+
+def test_example_b_by_hand():
+    ex = W.example_b()
+    e = math.exp
+    den = e(4) + e(0) + e(-5) + e(3)
+    np.testing.assert_allclose(ex.values["logits"], [[4, 0, -5, 3]], atol=1e-14)
+    np.testing.assert_allclose(ex.values["probs"], [[e(4) / den, 1 / den, e(-5) / den, e(3) / den]],
+                               rtol=1e-12)  # fmt: skip
+    assert ex.values["loss"] == pytest.approx(math.log(den) - 4, rel=1e-12)
+    assert f"{math.log(den) - 4:.4f}" in ex.text()
+
+
+def test_example_c_closed_forms():
+    v = W.example_c().values
+    assert v["collapsed_nt_xent"] == pytest.approx(math.log(2 * v["n"] - 1), rel=1e-12)
+    assert v["collapsed_info_nce"] == pytest.approx(math.log(v["k"] + 1), rel=1e-12)
+    for tau, got in v["separated"]:
+        assert got == pytest.approx(math.log1p(6 * math.exp(-1 / tau)), rel=1e-9, abs=1e-15)
+    vals = [g for _, g in v["separated"]]
+    assert vals == sorted(vals, reverse=True) and vals[-1] < 1e-12
+
+
+def test_example_d_shows_the_seed_formula_failing():
+    ex = W.example_d()
+    v = ex.values
+    np.testing.assert_allclose(v["denominators"], [0.6 - 0.8, 0.8 + 0.6], atol=1e-15)
+    assert math.isnan(v["seed002"][0])  # log of a negative number
+    assert v["seed002"][1] == pytest.approx(-math.log(1 / 1.4), rel=1e-12)
+    assert "undefined" in ex.text()
+    assert np.isfinite(v["nt_xent"]) and v["nt_xent"] > 0
+
+
+def test_cli_prints_each_example_alone(capsys):
+    assert W.main(["b"]) == 0
+    out = capsys.readouterr().out
+    assert "InfoNCE" in out and "NT-Xent: N = 2" not in out
+    assert W.main(["zz"]) == 2

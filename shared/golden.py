@@ -98,6 +98,16 @@ def load(loss: str) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+OUTPUT_FIELDS = ("loss", "per_anchor", "grad_z1", "grad_z2", "grad_q", "grad_k")
+
+
+def expected_outputs() -> dict:
+    """The oracle's outputs as ``{loss: {case: {field: array}}}``, the layout the frameworks'
+    ``parity.golden_outputs`` return."""
+    return {loss: {c: {k: np.asarray(v) for k, v in f.items() if k in OUTPUT_FIELDS}
+                   for c, f in load(loss).items()} for loss in ("nt_xent", "info_nce")}  # fmt: skip
+
+
 def write() -> None:
     GOLDEN_DIR.mkdir(exist_ok=True)
     for loss, cases in build().items():

@@ -70,7 +70,7 @@ def _ulps(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def compare_leaf(name, expected, actual, *, dtype: str, temperature=None, tol: Tolerance | None = None,
-                 quantity: str | None = None) -> Row:  # fmt: skip
+                 quantity: str | None = None, grad_floor: float = 0.0) -> Row:  # fmt: skip
     q = quantity or quantity_of(name)
     tdtype = "int" if q == "ptr" else dtype
     tol = tol or tolerance(q, tdtype)
@@ -80,7 +80,7 @@ def compare_leaf(name, expected, actual, *, dtype: str, temperature=None, tol: T
         return Row(name, q, dtype, tuple(a_raw.shape), np.inf, np.inf, np.inf, tol.rtol, tol.atol,
                    1.0, np.inf, False, f"shape mismatch: expected {e.shape}, got {a_raw.shape}")  # fmt: skip
     a = a_raw.astype(np.float64)
-    scale = scale_for(q, e, temperature)
+    scale = scale_for(q, e, temperature, grad_floor)
     if not np.all(np.isfinite(a)):
         return Row(name, q, dtype, e.shape, np.inf, np.inf, np.inf, tol.rtol, tol.atol, scale,
                    np.inf, False, "non-finite values in actual")  # fmt: skip
@@ -96,15 +96,20 @@ def compare_leaf(name, expected, actual, *, dtype: str, temperature=None, tol: T
                worst, worst <= 1.0, tol.reason)  # fmt: skip
 
 
-def compare(expected, actual, *, dtype: str, temperature=None, overrides=None) -> list[Row]:
-    """Compare nested outputs leaf by leaf. ``overrides`` maps a dotted name to a Tolerance."""
+def compare(expected, actual, *, dtype: str, temperature=None, overrides=None,
+            grad_floor: float = 0.0) -> list[Row]:  # fmt: skip
+    """Compare nested outputs leaf by leaf. ``overrides`` maps a dotted name to a Tolerance.
+
+    ``grad_floor`` (see ``shared.tolerances.natural_grad_scale``) sets the least gradient scale.
+    """
     fe, fa = flatten(expected), flatten(actual)
     missing = sorted(set(fe) ^ set(fa))
     if missing:
         raise AssertionError(f"compared outputs differ in their quantities: {missing}")
     overrides = overrides or {}
     return [
-        compare_leaf(n, fe[n], fa[n], dtype=dtype, temperature=temperature, tol=overrides.get(n))
+        compare_leaf(n, fe[n], fa[n], dtype=dtype, temperature=temperature, tol=overrides.get(n),
+                     grad_floor=grad_floor)  # fmt: skip
         for n in fe
     ]
 
@@ -122,9 +127,11 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def assert_close(expected, actual, *, dtype: str, temperature=None, overrides=None, context=""):
+def assert_close(expected, actual, *, dtype: str, temperature=None, overrides=None, context="",
+                 grad_floor: float = 0.0):  # fmt: skip
     """Like :func:`compare`, but raise ``AssertionError`` naming the worst quantity on failure."""
-    rows = compare(expected, actual, dtype=dtype, temperature=temperature, overrides=overrides)
+    rows = compare(expected, actual, dtype=dtype, temperature=temperature, overrides=overrides,
+                   grad_floor=grad_floor)  # fmt: skip
     bad = [r for r in rows if not r.passed]
     if bad:
         worst = max(bad, key=lambda r: r.worst_margin)

@@ -9,8 +9,10 @@ and ``scale`` is the natural magnitude of the quantity (:func:`scale_for`):
 * ``loss`` and ``per_anchor``: ``max(1, 1/tau)``, the largest possible logit. The loss is
   ``logsumexp(logits) - logit_pos``; its rounding error is a few ulps *of the logits*, not of
   the (possibly tiny) result, so a well-separated loss near 0 is compared in absolute terms.
-* ``grad``: ``max |expected|`` over the tensor. Gradients scale with ``1/(tau N ||z||)``; a
-  fixed atol would be meaningless for inputs of norm 1e-3 or 1e4.
+* ``grad``: ``max(max |expected|, grad_floor)``. Gradients scale with ``1/(tau N ||z||)``; a
+  fixed atol would be meaningless for inputs of norm 1e-3 or 1e4. ``grad_floor`` (see
+  :func:`natural_grad_scale`) covers gradients that are exactly 0 in exact arithmetic
+  (collapsed or 1-D embeddings), where both sides return rounding noise of that magnitude.
 * ``queue``, ``ptr``: exact. The ring buffer only copies values.
 * ``ema``: ``max |expected|``; a float32 EMA accumulates one rounding per step.
 
@@ -78,11 +80,21 @@ def override(quantity: str, dtype: str, *, rtol=None, atol=None, reason: str) ->
     )
 
 
-def scale_for(quantity: str, expected: np.ndarray, temperature: float | None = None) -> float:
+def natural_grad_scale(temperature: float, *inputs: np.ndarray) -> float:
+    """``1 / (tau * rows * mean row norm)``: the size of a generic gradient entry of these losses."""
+    rows = sum(np.shape(x)[0] for x in inputs[:2])
+    norm = float(np.mean([np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1).mean()
+                          for x in inputs]))  # fmt: skip
+    return 1.0 / (temperature * max(rows, 1) * max(norm, 1e-300))
+
+
+def scale_for(quantity: str, expected: np.ndarray, temperature: float | None = None,
+              grad_floor: float = 0.0) -> float:  # fmt: skip
     """The magnitude that multiplies ``atol`` for this quantity (see the module docstring)."""
     if quantity in ("loss", "per_anchor"):
         return max(1.0, 1.0 / temperature) if temperature else 1.0
     if quantity in ("grad", "ema"):
         m = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
+        m = max(m, grad_floor if quantity == "grad" else 0.0)
         return m if m > 0 else 1.0
     return 1.0

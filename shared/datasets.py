@@ -1,0 +1,71 @@
+"""Framework-neutral dataset plumbing: names, the missing-data error, and image-folder reading.
+
+Both ``torch_impl.data`` and ``tf_impl.data`` accept the same ``--dataset`` names:
+
+* ``embedded``: the default, rendered from scikit-learn's digits (``shared.data``); no download.
+* ``cifar10``, ``cifar100``, ``stl10``: through torchvision / tfds with a ``root`` / ``data_dir``;
+  downloaded only on request (``--download``). Offline and absent raises
+  :class:`DatasetNotFound`, which the CLIs print as one clear line (no traceback).
+* ``folder:PATH``: a folder of unlabeled images (any depth). Unreadable files are skipped and
+  counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REMOTE = ("cifar10", "cifar100", "stl10")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """The dataset is not on disk and downloading was not requested (or is impossible)."""
+
+
+def missing_message(name: str, root, how: str) -> str:
+    return (f"dataset '{name}' was not found under {root!s}. This run does not download. "
+            f"To get it: {how}. Or use --dataset embedded, which needs no download.")  # fmt: skip
+
+
+def check_name(dataset: str) -> str:
+    if dataset == "embedded" or dataset in REMOTE or dataset.startswith("folder:"):
+        return dataset
+    raise ValueError(f"dataset: expected 'embedded', one of {list(REMOTE)} or 'folder:PATH', "
+                     f"got {dataset!r}")  # fmt: skip
+
+
+@dataclass
+class FolderImages:
+    images: np.ndarray  # (N, S, S, 3) uint8
+    paths: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_image_folder(root, image_size: int = 32) -> FolderImages:
+    """Read every image under ``root`` (recursively), RGB, resized to ``image_size`` square.
+
+    Corrupt or unreadable files are skipped and listed in ``skipped``; the caller reports the
+    count. Raises :class:`DatasetNotFound` if ``root`` is missing or holds no readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFound(f"image folder {root} does not exist or is not a directory")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images, paths, skipped = [], [], []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                images.append(np.asarray(im, dtype=np.uint8))
+                paths.append(str(p))
+        except (OSError, UnidentifiedImageError, ValueError):
+            skipped.append(str(p))
+    if not images:
+        raise DatasetNotFound(f"image folder {root} holds no readable image "
+                              f"({len(skipped)} unreadable file(s) skipped)")  # fmt: skip
+    return FolderImages(np.stack(images), paths, skipped)

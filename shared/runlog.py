@@ -1,0 +1,84 @@
+"""The run-directory schema both frameworks write, and atomic file writes.
+
+A run directory holds ``config.json`` (the resolved configuration), ``metrics.json`` (one
+record per epoch plus the final evaluation), TensorBoard event files and checkpoints. Both
+``torch_impl`` and ``tf_impl`` write the same schema, so one report reads both.
+
+``metrics.json``::
+
+    {"schema": "rosetta.metrics/v1", "framework": "torch" | "tensorflow",
+     "method": "simclr" | "moco", "dataset": str,
+     "epochs": [{"epoch": int, "loss": float, "lr": float, "images_per_s": float,
+                 "time_s": float, "knn_top1": float | null}, ...],
+     "eval": {"knn_top1": float, "linear_top1": float, ...} | null}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+SCHEMA = "rosetta.metrics/v1"
+EPOCH_KEYS = ("epoch", "loss", "lr", "images_per_s", "time_s", "knn_top1")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+class RunLog:
+    """Accumulates epoch records and rewrites ``metrics.json`` after each one."""
+
+    def __init__(self, run_dir, framework: str, method: str, dataset: str, config: dict):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.data = {"schema": SCHEMA, "framework": framework, "method": method,
+                     "dataset": dataset, "epochs": [], "eval": None}  # fmt: skip
+        atomic_write_json(self.run_dir / "config.json", config)
+
+    @classmethod
+    def resume(cls, run_dir, framework, method, dataset, config, epochs_done: int) -> RunLog:
+        log = cls(run_dir, framework, method, dataset, config)
+        path = Path(run_dir) / "metrics.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            log.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= epochs_done]
+        return log
+
+    def epoch(self, **record) -> str:
+        rec = {k: record.get(k) for k in EPOCH_KEYS}
+        self.data["epochs"].append(rec)
+        atomic_write_json(self.run_dir / "metrics.json", self.data)
+        knn = "" if rec["knn_top1"] is None else f"  knn_top1 {100 * rec['knn_top1']:.1f}%"
+        return (f"[{self.data['framework']}/{self.data['method']}] epoch {rec['epoch']:>3}  "
+                f"loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  "
+                f"{rec['images_per_s']:.0f} img/s  {rec['time_s']:.1f}s{knn}")  # fmt: skip
+
+    def final(self, results: dict) -> None:
+        self.data["eval"] = results
+        atomic_write_json(self.run_dir / "metrics.json", self.data)
+
+
+def read_metrics(run_dir) -> dict:
+    data = json.loads((Path(run_dir) / "metrics.json").read_text())
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"metrics.json: expected schema {SCHEMA}, got {data.get('schema')!r}")
+    return data

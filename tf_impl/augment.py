@@ -1,0 +1,111 @@
+"""The SimCLR/MoCo v2 augmentation in ``tf.image`` ops, for a ``tf.data`` ``map`` with AUTOTUNE.
+
+Same spec as ``torch_impl.augment`` (crop scale, flip, jitter 0.8 s / 0.8 s / 0.8 s / 0.2 s with
+p = 0.8 in random order, grayscale p = 0.2, blur p = 0.5 off at 32 px). Randomness is
+*stateless*: every op takes a seed derived from ``(seed, epoch, index)``, so the augmentation
+of each image is a pure function of those three and a resumed run repeats it exactly.
+
+Differences from the torchvision version, each deliberate and documented:
+
+* Crop: ``tf.image.stateless_sample_distorted_bounding_box`` with ``area_range=scale`` and
+  ``aspect_ratio_range=(3/4, 4/3)``; it retries up to 100 times and falls back to the full
+  image (torchvision: 10 tries, then a centre crop).
+* Brightness: multiplicative, ``x * f`` with f ~ U[1 - b, 1 + b], to match torchvision
+  (``tf.image.random_brightness`` would *add* a delta).
+* Contrast: ``tf.image.adjust_contrast`` blends towards each channel's own mean; torchvision
+  blends towards the mean of the grayscale image.
+* Saturation: ``tf.image.adjust_saturation`` scales S in HSV; torchvision blends with the
+  grayscale image. Hue: both rotate H by a delta in [-h, h] (in HSV / via RGB->HSV).
+* Grayscale: ``tf.image.rgb_to_grayscale`` (ITU-R 601 weights, as torchvision).
+* Blur: a separable Gaussian via ``depthwise_conv2d`` with reflect padding.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["TwoViews", "simclr_augment"]
+
+
+def _jitter_ops(s: float):
+    b, c, sat, h = 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s
+
+    def factor(seed, amount):
+        return tf.random.stateless_uniform([], seed, 1.0 - amount, 1.0 + amount)
+
+    return [
+        lambda x, sd: x * factor(sd, b),  # brightness (multiplicative, as torchvision)
+        lambda x, sd: tf.image.adjust_contrast(x, factor(sd, c)),
+        lambda x, sd: tf.image.adjust_saturation(x, factor(sd, sat)),
+        lambda x, sd: tf.image.adjust_hue(x, tf.random.stateless_uniform([], sd, -h, h)),
+    ]
+
+
+def _gaussian_blur(x, sigma, kernel: int):
+    r = kernel // 2
+    t = tf.cast(tf.range(-r, r + 1), tf.float32)
+    w = tf.exp(-(t**2) / (2.0 * sigma**2))
+    w = w / tf.reduce_sum(w)
+    xp = tf.pad(x[None], [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    kh = tf.tile(tf.reshape(w, [kernel, 1, 1, 1]), [1, 1, 3, 1])
+    kw = tf.tile(tf.reshape(w, [1, kernel, 1, 1]), [1, 1, 3, 1])
+    y = tf.nn.depthwise_conv2d(xp, kh, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(y, kw, [1, 1, 1, 1], "VALID")[0]
+
+
+def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None):
+    """Return ``view(image_uint8_hwc, seed) -> float32 (S, S, 3) in [0, 1]``.
+
+    ``seed`` is a shape-(2,) int tensor (a stateless seed). Arguments as
+    ``torch_impl.augment.simclr_augment``.
+    """
+    if int(image_size) < 8:
+        raise ValueError(f"image_size: expected >= 8 pixels, got {image_size!r}")
+    if not (0 < scale[0] <= scale[1] <= 1):
+        raise ValueError(f"scale: expected 0 < min <= max <= 1, got {scale!r}")
+    if strength < 0:
+        raise ValueError(f"strength: expected >= 0, got {strength!r}")
+    jitter = _jitter_ops(float(strength))
+    use_blur = blur if blur is not None else image_size > 32
+    kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
+    lo, hi = float(scale[0]), float(scale[1])
+
+    def view(image, seed):
+        seeds = tf.random.experimental.stateless_split(seed, 12)
+        x = tf.image.convert_image_dtype(image, tf.float32)  # (H, W, 3) in [0, 1]
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(x), tf.zeros([1, 0, 4]), seeds[0], min_object_covered=0.0,
+            aspect_ratio_range=(3 / 4, 4 / 3), area_range=(lo, hi), max_attempts=100,
+            use_image_if_no_bounding_boxes=True)  # fmt: skip
+        x = tf.slice(x, begin, size)
+        x = tf.image.resize(x, [image_size, image_size], antialias=True)
+        x = tf.image.stateless_random_flip_left_right(x, seeds[1])
+
+        def color(x):
+            order = tf.argsort(tf.random.stateless_uniform([4], seeds[2]))  # random order
+            for i in range(4):
+                x = tf.switch_case(order[i], [lambda f=f, i=i: f(x, seeds[3 + i]) for f in jitter])
+                x = tf.clip_by_value(x, 0.0, 1.0)
+            return x
+
+        x = tf.cond(tf.random.stateless_uniform([], seeds[7]) < 0.8, lambda: color(x), lambda: x)
+        x = tf.cond(tf.random.stateless_uniform([], seeds[8]) < 0.2,
+                    lambda: tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 3]), lambda: x)  # fmt: skip
+        if use_blur:
+            sigma = tf.random.stateless_uniform([], seeds[9], 0.1, 2.0)
+            x = tf.cond(tf.random.stateless_uniform([], seeds[10]) < 0.5,
+                        lambda: _gaussian_blur(x, sigma, kernel), lambda: x)  # fmt: skip
+        return tf.clip_by_value(x, 0.0, 1.0)
+
+    return view
+
+
+class TwoViews:
+    """``TwoViews(view)(image, seed) -> (view1, view2)`` with two independent sub-seeds."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def __call__(self, image, seed):
+        s = tf.random.experimental.stateless_split(seed, 2)
+        return self.view(image, s[0]), self.view(image, s[1])

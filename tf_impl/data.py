@@ -1,0 +1,59 @@
+"""Datasets for MoCo in TensorFlow: the embedded default, tfds (cifar10/100, stl10), folders.
+
+Every loader returns a ``shared.data.Split`` (uint8 NHWC images, int64 labels, -1 where
+unlabeled), the layout ``torch_impl.data.load_split`` returns; ``tf_impl.train`` wraps it in a
+``tf.data`` pipeline (``Dataset.from_tensor_slices`` + ``map`` with AUTOTUNE).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from shared.data import Split, load_embedded
+from shared.datasets import (DatasetNotFound, check_name, missing_message,
+                             read_image_folder)  # fmt: skip
+
+log = logging.getLogger(__name__)
+__all__ = ["DatasetNotFound", "load_split"]
+
+TFDS_SPLITS = {"stl10": {"train": "train", "test": "test"}}
+
+
+def _tfds(name: str, root: str, split: str, download: bool) -> Split:
+    import tensorflow_datasets as tfds
+
+    tfds_split = TFDS_SPLITS.get(name, {}).get(split, split)
+    try:
+        ds = tfds.load(name, split=tfds_split, data_dir=root, download=download,
+                       as_supervised=True, batch_size=-1)  # fmt: skip
+    except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
+        how = (f"run once with --download and network access (tfds.load('{name}', "
+               f"data_dir='{root}', download=True)), or copy a prepared tfds folder there")  # fmt: skip
+        raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
+    images, labels = tfds.as_numpy(ds)
+    return Split(np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64))
+
+
+def load_split(dataset: str = "embedded", split: str = "train", root: str = "./data",
+               download: bool = False, image_size: int = 32, seed: int = 0) -> Split:  # fmt: skip
+    """Load one split; arguments and errors as ``torch_impl.data.load_split``.
+
+    ``root`` is tfds' ``data_dir`` here (torchvision's ``root`` there).
+    """
+    check_name(dataset)
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    if dataset == "embedded":
+        ds = load_embedded(seed)
+        return ds.train if split == "train" else ds.test
+    if dataset.startswith("folder:"):
+        if split == "test":
+            raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
+        f = read_image_folder(dataset[len("folder:"):], image_size)
+        if f.skipped:
+            log.warning("skipped %d unreadable image file(s) of %d", len(f.skipped),
+                        len(f.skipped) + len(f.paths))  # fmt: skip
+        return Split(f.images, np.full(len(f.images), -1, dtype=np.int64))
+    return _tfds(dataset, root, split, download)

@@ -1,0 +1,146 @@
+"""``python -m torch_impl train | eval | finetune | parity-dump`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.datasets import DatasetNotFound
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from torch_impl.train import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        if not f.init:
+            continue
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, tuple):
+            p.add_argument(flag, type=float, nargs=2, default=default, metavar=("MIN", "MAX"))
+        else:
+            typ = {"lr": float, "limit_train": int}.get(f.name, type(default))
+            p.add_argument(flag, type=typ, default=default, help=f"(default: {default})")
+
+
+def _latest_model(run_dir: str):
+    from torch_impl.models import SimCLR
+    from torch_impl.train import checkpoints, load_checkpoint
+
+    ckpts = checkpoints(run_dir)
+    if not ckpts:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}; run `python -m torch_impl train` first")
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    model = SimCLR(cfg["encoder"], cfg["hidden_dim"], cfg["proj_dim"], cfg["head_layers"])
+    model.load_state_dict(load_checkpoint(ckpts[-1])["model"])
+    return model.eval(), cfg
+
+
+def cmd_eval(args) -> int:
+    from shared.evaluation import raw_pixel_baseline
+    from shared.runlog import atomic_write_json
+    from torch_impl.augment import TwoViews, simclr_augment
+    from torch_impl.data import load_split
+    from torch_impl.evaluate import evaluate_encoder, linear_eval, random_init_baseline
+    from torch_impl.train import extract_features, seed_everything
+
+    model, cfg = _latest_model(args.run_dir)
+    train = load_split(cfg["dataset"], "train", cfg["root"], False, cfg["image_size"], cfg["seed"])
+    test = load_split(cfg["dataset"], "test", cfg["root"], False, cfg["image_size"], cfg["seed"])
+    res = {"simclr": evaluate_encoder(model.encoder, train, test),
+           "random_init": random_init_baseline(cfg["encoder"], train, test, cfg["seed"]),
+           "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels)}  # fmt: skip
+    if args.linear_eval:
+        res["simclr"].update(linear_eval(model.encoder, train, test))
+    print(json.dumps(res, indent=2))
+    out = Path(args.out or args.run_dir)
+    atomic_write_json(out / "eval.json", res)
+    # features and one batch of projections, for the report's figures
+    seed_everything(cfg["seed"])
+    from torch_impl.models import build_encoder
+
+    rand_enc = build_encoder(cfg["encoder"])
+    seed_everything(1)
+    views = TwoViews(simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"]))
+    pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in test.images[:16]]
+    with torch.no_grad():
+        _, _, z1, z2 = model(torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs]))
+    np.savez_compressed(out / "features.npz", test_labels=test.labels,
+                        trained=extract_features(model.encoder, test.images),
+                        random_init=extract_features(rand_enc, test.images),
+                        batch_z1=z1.numpy(), batch_z2=z2.numpy(),
+                        batch_labels=test.labels[:16])  # fmt: skip
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from torch_impl.data import load_split
+    from torch_impl.evaluate import finetune
+
+    model, cfg = _latest_model(args.run_dir)
+    train = load_split(cfg["dataset"], "train", cfg["root"], False, cfg["image_size"], cfg["seed"])
+    test = load_split(cfg["dataset"], "test", cfg["root"], False, cfg["image_size"], cfg["seed"])
+    res = finetune(model.encoder, cfg["encoder"], train, test, args.fraction, args.epochs)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_parity_dump(args) -> int:
+    from torch_impl.parity import golden_outputs
+
+    outputs = golden_outputs(args.dtype, args.device)
+    flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
+            for k, v in f.items()}  # fmt: skip
+    meta = {"framework": "torch", "version": torch.__version__, "dtype": args.dtype,
+            "device": args.device}  # fmt: skip
+    np.savez(args.out, __meta__=json.dumps(meta), **flat)
+    print(f"wrote {args.out} ({len(flat)} arrays, torch {torch.__version__}, {args.dtype})")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m torch_impl", description="SimCLR in PyTorch.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    tr = sub.add_parser("train", help="self-supervised SimCLR training (defaults: embedded data)")
+    _add_train_args(tr)
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
+    ev.add_argument("--run-dir", default="runs/torch-simclr")
+    ev.add_argument("--out", default=None, help="folder for eval.json and features.npz")
+    ev.add_argument("--linear-eval", action="store_true", help="also run frozen-backbone linear eval")
+    ft = sub.add_parser("finetune", help="fine-tune on a labelled subset vs training from scratch")
+    ft.add_argument("--run-dir", default="runs/torch-simclr")
+    ft.add_argument("--fraction", type=float, default=0.1)
+    ft.add_argument("--epochs", type=int, default=30)
+    pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
+    pd.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    pd.add_argument("--device", default="cpu")
+    pd.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "train":
+            from torch_impl.train import TrainConfig, train
+
+            kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.init}
+            kw["crop_scale"] = tuple(kw["crop_scale"])
+            train(TrainConfig(**kw), progress=not args.no_progress)
+            return 0
+        return {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}[args.cmd](args)
+    except (DatasetNotFound, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # CheckpointError and friends: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

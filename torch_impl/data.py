@@ -1,0 +1,89 @@
+"""Datasets for SimCLR in PyTorch: the embedded default, torchvision's CIFAR/STL, image folders.
+
+Every loader returns uint8 NHWC images and int64 labels (``-1`` where unlabeled), the same
+layout as ``shared.data``, so training and evaluation code is shared by all sources.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from shared.data import Split, load_embedded
+from shared.datasets import (DatasetNotFound, check_name, missing_message,
+                             read_image_folder)  # fmt: skip
+
+log = logging.getLogger(__name__)
+__all__ = ["DatasetNotFound", "TwoViewDataset", "load_split"]
+
+
+def _torchvision(name: str, root: str, train: bool, download: bool):
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}[name]
+    try:
+        if name == "stl10":  # STL-10 takes split=, not train=
+            split = "train+unlabeled" if train is None else ("train" if train else "test")
+            ds = cls(root, split=split, download=download)
+            return np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), ds.labels.astype(np.int64)
+        ds = cls(root, train=train, download=download)
+        return np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. ..."
+        if download:
+            raise DatasetNotFound(f"dataset '{name}' could not be downloaded to {root}: {e}") from None
+        how = f"run once with --download and network access (torchvision.datasets.{cls.__name__})"
+        raise DatasetNotFound(missing_message(name, root, how)) from None
+
+
+def load_split(dataset: str = "embedded", split: str = "train", root: str = "./data",
+               download: bool = False, image_size: int = 32, seed: int = 0) -> Split:  # fmt: skip
+    """Load one split as uint8 (N, H, W, 3) images and int64 labels.
+
+    Args:
+        dataset: ``embedded``, ``cifar10``, ``cifar100``, ``stl10`` or ``folder:PATH``.
+        split: ``train`` or ``test`` (a folder has only ``train``, labels -1).
+        root: where torchvision keeps its files.
+        download: allow torchvision to download (needs network access).
+        image_size: side used when reading an image folder.
+        seed: the embedded dataset's rendering seed.
+
+    Raises:
+        DatasetNotFound: the data is not on disk (the message says how to get it).
+        ValueError: unknown dataset or split.
+    """
+    check_name(dataset)
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    if dataset == "embedded":
+        ds = load_embedded(seed)
+        return ds.train if split == "train" else ds.test
+    if dataset.startswith("folder:"):
+        if split == "test":
+            raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
+        f = read_image_folder(dataset[len("folder:"):], image_size)
+        if f.skipped:
+            log.warning("skipped %d unreadable image file(s) of %d", len(f.skipped),
+                        len(f.skipped) + len(f.paths))  # fmt: skip
+        return Split(f.images, np.full(len(f.images), -1, dtype=np.int64))
+    images, labels = _torchvision(dataset, root, split == "train", download)
+    return Split(images, labels)
+
+
+class TwoViewDataset(Dataset):
+    """Yields ``(view1, view2, label)`` for SimCLR from uint8 NHWC images."""
+
+    def __init__(self, split: Split, two_views):
+        self.images = split.images
+        self.labels = split.labels
+        self.two_views = two_views
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = torch.from_numpy(self.images[i]).permute(2, 0, 1)  # (3, H, W) uint8
+        v1, v2 = self.two_views(img)
+        return v1, v2, int(self.labels[i])

@@ -1,0 +1,136 @@
+"""Evaluation of a SimCLR encoder: shared kNN + linear probe, linear eval, fine-tuning.
+
+* :func:`evaluate_encoder`: features h (not z) into ``shared.evaluation`` (kNN top-1 and a
+  logistic-regression probe), the same evaluator ``tf_impl`` uses.
+* :func:`linear_eval`: the standard protocol: an ``nn.Linear`` trained on the frozen encoder
+  in eval mode; afterwards it checks that no backbone weight and no BatchNorm statistic moved
+  (MoCo's ``main_lincls`` sanity check) and raises if one did.
+* :func:`finetune`: the whole encoder plus a linear classifier trained on a labelled subset
+  (10 % by default), reported beside the same network trained from scratch on that subset
+  (seed 000, sections 3.4 and 5.3).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from shared.evaluation import evaluate, raw_pixel_baseline
+from torch_impl.models import build_encoder
+from torch_impl.train import extract_features, seed_everything
+
+__all__ = ["evaluate_encoder", "finetune", "labelled_subset", "linear_eval", "random_init_baseline"]
+
+
+def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
+    """kNN and linear-probe top-1 of the encoder's features (``shared.evaluation``)."""
+    ftr = extract_features(encoder, train.images, device=device)
+    fte = extract_features(encoder, test.images, device=device)
+    return evaluate(ftr, train.labels, fte, test.labels)
+
+
+def random_init_baseline(encoder_name: str, train, test, seed: int = 0) -> dict:
+    """The same encoder, untrained, scored by the same evaluator."""
+    seed_everything(seed)
+    return evaluate_encoder(build_encoder(encoder_name), train, test)
+
+
+def pixel_baseline(train, test) -> dict:
+    return raw_pixel_baseline(train.images, train.labels, test.images, test.labels)
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)  # (N, 3, H, W)
+
+
+def _accuracy(model, images, labels, batch: int = 512) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            pred = model(_to_tensor(images[s : s + batch])).argmax(1).numpy()
+            correct += int((pred == labels[s : s + batch]).sum())
+    return correct / len(labels)
+
+
+def _fit(model, params, images, labels, epochs, lr, batch_size, seed, train_mode_fn):
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * max(1, len(labels) // batch_size))
+    for _ in range(epochs):
+        train_mode_fn()
+        order = rng.permutation(len(labels))
+        for s in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+            idx = order[s : s + batch_size]
+            x = _to_tensor(images[idx])
+            if rng.random() < 0.5:  # light augmentation: horizontal flip
+                x = x.flip(3)
+            loss = F.cross_entropy(model(x), torch.from_numpy(labels[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+
+
+def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128,
+                seed: int = 0) -> dict:  # fmt: skip
+    """Train ``nn.Linear`` on the frozen encoder; verify the encoder did not change.
+
+    Raises:
+        RuntimeError: if any backbone weight or BN running statistic changed during training.
+    """
+    seed_everything(seed)
+    before = copy.deepcopy(encoder.state_dict())
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    n_cls = int(train.labels.max()) + 1
+    head = nn.Linear(encoder.feature_dim, n_cls)
+    model = nn.Sequential(encoder, head)
+
+    def train_mode():  # the backbone stays in eval mode: BN statistics must not update
+        encoder.eval()
+        head.train()
+
+    _fit(model, head.parameters(), train.images, train.labels, epochs, lr, batch_size, seed, train_mode)
+    after = encoder.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    if changed:
+        raise RuntimeError(f"linear_eval: the frozen encoder changed during linear evaluation: "
+                           f"{changed[:5]}")  # fmt: skip
+    for p in encoder.parameters():
+        p.requires_grad_(True)
+    return {"linear_eval_top1": _accuracy(model, test.images, test.labels)}
+
+
+def labelled_subset(split, fraction: float, seed: int = 0):
+    """A class-stratified ``fraction`` of ``split`` (at least one image per class)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction: expected 0 < fraction <= 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(split.labels == c))[
+        : max(1, int(round(fraction * np.sum(split.labels == c))))]
+        for c in np.unique(split.labels)])  # fmt: skip
+    return type(split)(split.images[np.sort(idx)], split.labels[np.sort(idx)])
+
+
+def finetune(encoder, encoder_name: str, train, test, fraction: float = 0.1, epochs: int = 30,
+             lr: float = 0.05, batch_size: int = 64, seed: int = 0) -> dict:  # fmt: skip
+    """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
+    architecture from scratch on the same subset; return both test accuracies."""
+    sub = labelled_subset(train, fraction, seed)
+    n_cls = int(train.labels.max()) + 1
+    results = {"fraction": fraction, "n_labelled": int(len(sub))}
+    for name, enc in (("finetune_top1", copy.deepcopy(encoder)),
+                      ("scratch_top1", None)):  # fmt: skip
+        seed_everything(seed)
+        if enc is None:
+            enc = build_encoder(encoder_name)
+        model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))
+        _fit(model, model.parameters(), sub.images, sub.labels, epochs, lr,
+             min(batch_size, len(sub)), seed, model.train)  # fmt: skip
+        results[name] = _accuracy(model, test.images, test.labels)
+    return results

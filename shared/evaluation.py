@@ -77,3 +77,19 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels, k: 
     """:func:`evaluate` on flattened pixels scaled to [0, 1]: the floor every encoder must beat."""
     flat = lambda x: np.asarray(x, dtype=np.float64).reshape(len(x), -1) / 255.0  # noqa: E731
     return evaluate(flat(train_images), train_labels, flat(test_images), test_labels, k=k)
+
+
+def labelled_subset(split, fraction: float, seed: int = 0):
+    """A class-stratified ``fraction`` of a ``shared.data.Split`` (at least one image per class).
+
+    Both frameworks fine-tune on exactly this subset.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction: expected 0 < fraction <= 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    idx = []
+    for c in np.unique(split.labels):
+        members = rng.permutation(np.flatnonzero(split.labels == c))
+        idx.append(members[: max(1, int(round(fraction * len(members))))])
+    idx = np.sort(np.concatenate(idx))
+    return type(split)(split.images[idx], split.labels[idx])

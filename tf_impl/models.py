@@ -74,20 +74,18 @@ class SmallCNN(keras.Model):
     def __init__(self, width: int = 32, bn_splits: int = 1, **kw):
         super().__init__(**kw)
         chans = [width, 2 * width, 4 * width, 8 * width]
-        self.blocks = []
+        self.body = []  # one flat list: nested lists are not tracked reliably by tf.train.Checkpoint
         for i, c in enumerate(chans):
-            block = [keras.layers.Conv2D(c, 3, padding="same", use_bias=False), _bn(bn_splits),
-                     keras.layers.ReLU()]  # fmt: skip
+            self.body += [keras.layers.Conv2D(c, 3, padding="same", use_bias=False), _bn(bn_splits),
+                          keras.layers.ReLU()]  # fmt: skip
             if i < 3:
-                block.append(keras.layers.MaxPool2D(2))
-            self.blocks.append(block)
+                self.body.append(keras.layers.MaxPool2D(2))
         self.feature_dim = chans[-1]
         self.input_size = 32
 
     def call(self, x, training=False):
-        for block in self.blocks:
-            for layer in block:
-                x = layer(x, training=training) if isinstance(layer, SplitBatchNorm) else layer(x)
+        for layer in self.body:
+            x = layer(x, training=training) if isinstance(layer, SplitBatchNorm) else layer(x)
         return tf.reduce_mean(x, axis=[1, 2])  # (B, 8w) global average pool
 
 
@@ -152,12 +150,12 @@ class ProjectionHead(keras.Model):
         super().__init__(**kw)
         if num_layers < 1:
             raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
-        self.hidden = [(keras.layers.Dense(hidden_dim, use_bias=False), _bn(1))
-                       for _ in range(num_layers - 1)]  # fmt: skip
+        self.dense = [keras.layers.Dense(hidden_dim, use_bias=False) for _ in range(num_layers - 1)]
+        self.bns = [_bn(1) for _ in range(num_layers - 1)]
         self.out = keras.layers.Dense(out_dim)
 
     def call(self, h, training=False):
-        for dense, bn in self.hidden:
+        for dense, bn in zip(self.dense, self.bns):
             h = tf.nn.relu(bn(dense(h), training=training))
         return self.out(h)
 

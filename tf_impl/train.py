@@ -126,6 +126,7 @@ def make_train_step(model: MoCo, optimizer, cfg: TrainConfig, total_steps: int):
     spec = tf.TensorSpec([None, size, size, 3], tf.float32)
     tau, wd = model.temperature, cfg.weight_decay
     variables = model.encoder_q.trainable_variables
+    optimizer.build(variables)  # create the slots now, or tf.function traces a second time
 
     def key_m(step):
         if cfg.key_momentum_schedule == "cosine":
@@ -208,11 +209,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     lr = cfg.lr or 0.06 * cfg.batch_size / 256
     optimizer = tf.keras.optimizers.SGD(
         WarmupCosine(lr, cfg.warmup_epochs * steps_per_epoch, total_steps), momentum=cfg.momentum)
-    optimizer.build(model.encoder_q.trainable_variables)
+    step_fn = make_train_step(model, optimizer, cfg, total_steps)  # builds the optimizer slots,
+    # which must exist before a restore: Keras 3 optimizers do not restore slots lazily
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    ckpt = tf.train.Checkpoint(encoder_q=model.encoder_q, encoder_k=model.encoder_k,
-                               optimizer=optimizer, queue=model.queue, ptr=model.ptr,
-                               epoch=epoch_var)  # fmt: skip
+    ckpt = make_checkpoint(model, optimizer, epoch_var)
     manager = tf.train.CheckpointManager(ckpt, str(run_dir / "ckpt"), max_to_keep=2)
     if cfg.resume and manager.latest_checkpoint:
         restore(ckpt, manager)
@@ -221,7 +221,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start_epoch = int(epoch_var.numpy())
     runlog = RunLog.resume(run_dir, "tensorflow", "moco", cfg.dataset, asdict(cfg), start_epoch)
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
-    step_fn = make_train_step(model, optimizer, cfg, total_steps)
     loss_value = float("nan")
     for epoch in range(start_epoch, cfg.epochs):
         t0, total, seen = time.perf_counter(), 0.0, 0
@@ -256,6 +255,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                            time_s=elapsed, knn_top1=knn), flush=True)  # fmt: skip
     writer.close()
     return {"run_dir": str(run_dir), "epochs": cfg.epochs, "final_loss": loss_value, "model": model}
+
+
+def make_checkpoint(model: MoCo, optimizer=None, epoch=None) -> tf.train.Checkpoint:
+    """Both encoders (every weight, BN statistics included), queue, pointer, optimiser, epoch.
+
+    Keras 3 models are not reliably walked by ``tf.train.Checkpoint``'s object graph (nested
+    sub-models were silently skipped), so the encoders' weights are listed explicitly, keyed by
+    their position in ``model.weights``, which is fixed by the architecture.
+    """
+    parts = {"encoder_q": {f"w{i:03d}": w for i, w in enumerate(model.encoder_q.weights)},
+             "encoder_k": {f"w{i:03d}": w for i, w in enumerate(model.encoder_k.weights)},
+             "queue": model.queue, "ptr": model.ptr}  # fmt: skip
+    if optimizer is not None:
+        parts["optimizer"] = optimizer
+    if epoch is not None:
+        parts["epoch"] = epoch
+    return tf.train.Checkpoint(**parts)
 
 
 def restore(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, path=None) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared.evaluation import evaluate, raw_pixel_baseline
+from shared.evaluation import evaluate, labelled_subset, raw_pixel_baseline
 from torch_impl.models import build_encoder
 from torch_impl.train import extract_features, seed_everything
 
@@ -104,17 +104,6 @@ def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_s
     for p in encoder.parameters():
         p.requires_grad_(True)
     return {"linear_eval_top1": _accuracy(model, test.images, test.labels)}
-
-
-def labelled_subset(split, fraction: float, seed: int = 0):
-    """A class-stratified ``fraction`` of ``split`` (at least one image per class)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction: expected 0 < fraction <= 1, got {fraction}")
-    rng = np.random.default_rng(seed)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(split.labels == c))[
-        : max(1, int(round(fraction * np.sum(split.labels == c))))]
-        for c in np.unique(split.labels)])  # fmt: skip
-    return type(split)(split.images[np.sort(idx)], split.labels[np.sort(idx)])
 
 
 def finetune(encoder, encoder_name: str, train, test, fraction: float = 0.1, epochs: int = 30,

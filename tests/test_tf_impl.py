@@ -1,0 +1,199 @@
+"""tf_impl: losses vs goldens, GradientTape vs analytic gradients, queue and momentum vs the NumPy
+reference, one trace per signature, training, resume, checkpoints, data (tfds mock) and errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+
+from shared import golden, parity  # noqa: E402
+from shared import queue as ref  # noqa: E402
+from shared.tolerances import natural_grad_scale  # noqa: E402
+from tf_impl import losses  # noqa: E402
+from tf_impl.parity import golden_outputs  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_losses_and_gradienttape_match_goldens(dtype):
+    got = golden_outputs(dtype)
+    for loss, cases in golden.expected_outputs().items():
+        for case, fields in cases.items():
+            inputs = golden.load(loss)[case]
+            names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k"]
+            tau = float(inputs["temperature"])
+            parity.assert_close(fields, got[loss][case], dtype=dtype, temperature=tau,
+                                grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names)),
+                                context=f"tf {dtype} {loss}/{case}")  # fmt: skip
+
+
+def test_collapsed_closed_forms_and_half_precision():
+    z = tf.ones((6, 4))
+    assert float(losses.nt_xent(z, z, 0.3)) == pytest.approx(math.log(11), rel=1e-6)
+    assert float(losses.info_nce(z, z, tf.ones((9, 4)), 0.07)) == pytest.approx(math.log(10), rel=1e-6)
+    h = tf.cast(tf.random.stateless_normal((8, 16), [1, 2]), tf.float16)
+    val = losses.nt_xent(h, h[::-1], 0.05)
+    assert val.dtype == tf.float32 and np.isfinite(val.numpy())
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((4, 3)), 0.0), "temperature"),
+        (lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((0, 3)), 0.1), "queue: expected at least 1"),
+        (lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((4, 5)), 0.1), r"queue: expected shape \(K, 3\)"),
+        (lambda: losses.nt_xent(tf.ones((1, 3)), tf.ones((1, 3)), 0.5), "z1: expected at least 2 rows"),
+        (lambda: losses.nt_xent(tf.ones((4, 3)), tf.ones((5, 3)), 0.5), "z2: expected the same shape"),
+    ],
+)  # fmt: skip
+def test_loss_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_queue_matches_numpy_ring_buffer_inside_tf_function():
+    from tf_impl.models import dequeue_and_enqueue
+
+    k, d = 7, 3
+    queue = tf.Variable(np.zeros((k, d), np.float32))
+    ptr = tf.Variable(0, dtype=tf.int64)
+    step = tf.function(lambda keys: dequeue_and_enqueue(queue, ptr, keys),
+                       input_signature=[tf.TensorSpec([None, d], tf.float32)])  # fmt: skip
+    rq, rp = np.zeros((k, d), np.float32), 0
+    rng = np.random.default_rng(0)
+    for b in [3, 3, 3, 2, 1, 7, 9, 4]:  # wrap-around, K % B != 0, partial, B == K, B > K
+        keys = rng.standard_normal((b, d)).astype(np.float32)
+        step(keys)
+        rq, rp = ref.dequeue_and_enqueue(rq, rp, keys)
+        assert int(ptr.numpy()) == rp
+        np.testing.assert_array_equal(queue.numpy(), rq)
+
+
+def test_moco_init_copy_momentum_and_errors():
+    from tf_impl.models import MoCo, momentum_update
+
+    m = MoCo(queue_size=16)
+    q_w, k_w = m.encoder_q.get_weights(), m.encoder_k.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(q_w, k_w))  # exact copy, BN stats included
+    # perturb the query weights; after n updates the key weights equal the NumPy EMA
+    rng = np.random.default_rng(0)
+    expect = [w.numpy().copy() for w in m.encoder_k.trainable_weights]
+    for _ in range(3):
+        for w in m.encoder_q.trainable_weights:
+            w.assign(w + rng.standard_normal(w.shape).astype(np.float32) * 0.1)
+        momentum_update(m.encoder_q, m.encoder_k, 0.9)
+        expect = [ref.ema(e, w.numpy(), 0.9) for e, w in zip(expect, m.encoder_q.trainable_weights)]
+    for e, w in zip(expect, m.encoder_k.trainable_weights):
+        np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-6)
+    for kw, match in [({"queue_size": 0}, "queue_size: expected K >= 1"),
+                      ({"momentum": 1.5}, "momentum: expected a number in"),
+                      ({"temperature": 0}, "temperature")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            MoCo(**kw)
+    m.queue = tf.Variable(np.zeros((16, 64), np.float32))
+    with pytest.raises(ValueError, match=r"queue: expected shape \(K, 128\)"):
+        m.check_head()
+
+
+def _cfg(tmp_path, **kw):
+    from tf_impl.train import TrainConfig
+
+    base = dict(epochs=2, batch_size=32, limit_train=96, run_dir=str(tmp_path / "run"), knn_every=0,
+                queue_size=40, warmup_epochs=1)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_step_traces_once_key_encoder_gets_no_gradient(tmp_path):
+    from tf_impl.models import MoCo
+    from tf_impl.train import TRACE_COUNT, make_train_step
+
+    cfg = _cfg(tmp_path, key_momentum=1.0)  # m = 1: the key encoder must not move at all
+    m = MoCo(queue_size=40, momentum=1.0)
+    opt = tf.keras.optimizers.SGD(0.1, momentum=0.9)
+    k_before = [w.numpy().copy() for w in m.encoder_k.trainable_weights]
+    q_before = [w.numpy().copy() for w in m.encoder_q.trainable_weights]
+    step = make_train_step(m, opt, cfg, total_steps=10)
+    before = TRACE_COUNT["train_step"]
+    rng = np.random.default_rng(0)
+    for b in (16, 16, 8, 16):  # a partial batch does not retrace
+        x = rng.random((b, 32, 32, 3), dtype=np.float32)
+        step(tf.constant(x), tf.constant(x[:, ::-1]), tf.constant([0, b]))
+    assert TRACE_COUNT["train_step"] - before == 1
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(k_before, m.encoder_k.trainable_weights))
+    assert not all(np.array_equal(a, w.numpy()) for a, w in zip(q_before, m.encoder_q.trainable_weights))
+    assert int(m.ptr.numpy()) == (16 + 16 + 8 + 16) % 40
+
+
+def test_short_run_lowers_loss(tmp_path):
+    import json
+
+    from tf_impl.train import train
+
+    # MoCo's loss first *rises* while random initial queue keys (easy negatives) are replaced
+    # by real keys; with K = 32 the queue is all real keys after the first step, so compare
+    # from epoch 2 on.
+    train(_cfg(tmp_path, epochs=6, limit_train=128, knn_every=2, queue_size=32, lr=0.2),
+          progress=False)  # fmt: skip
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["schema"] == "rosetta.metrics/v1" and m["framework"] == "tensorflow"
+    assert m["epochs"][-1]["loss"] < m["epochs"][1]["loss"]
+    assert m["epochs"][1]["knn_top1"] is not None
+
+
+def test_resume_is_exact_weights_queue_pointer(tmp_path):
+    from tf_impl.train import train
+
+    a = train(_cfg(tmp_path / "a"), progress=False)["model"]
+    train(_cfg(tmp_path / "b", epochs=1), progress=False)
+    b = train(_cfg(tmp_path / "b", resume=True), progress=False)["model"]
+    for x, y in zip(a.encoder_q.get_weights() + a.encoder_k.get_weights(),
+                    b.encoder_q.get_weights() + b.encoder_k.get_weights()):  # fmt: skip
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.queue.numpy(), b.queue.numpy())
+    assert int(a.ptr.numpy()) == int(b.ptr.numpy())
+
+
+def test_corrupt_checkpoint_clear_error(tmp_path):
+    from tf_impl.train import CheckpointError, train
+
+    train(_cfg(tmp_path), progress=False)
+    data = sorted((tmp_path / "run" / "ckpt").glob("ckpt-2.data-*"))
+    data[0].write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"ckpt-2 is corrupt.*ckpt-1 is intact"):
+        train(_cfg(tmp_path, epochs=3, resume=True), progress=False)
+    assert list((tmp_path / "run" / "ckpt").glob("ckpt-1.index"))
+
+
+def test_bad_config(tmp_path):
+    from tf_impl.train import train
+
+    for kw, match in [({"temperature": 0}, "temperature"), ({"queue_size": 0}, "queue_size"),
+                      ({"key_momentum": -0.1}, "momentum")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            train(_cfg(tmp_path, **kw), progress=False)
+
+
+def test_tfds_path_offline_with_mock_data_and_missing_dataset(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from tf_impl.data import DatasetNotFound, load_split
+
+    with tfds.testing.mock_data(num_examples=12):
+        split = load_split("cifar10", "train", root=str(tmp_path))
+    assert split.images.shape == (12, 32, 32, 3) and split.images.dtype == np.uint8
+    with pytest.raises(DatasetNotFound, match="cifar10.*--download"):
+        load_split("cifar10", "train", root=str(tmp_path / "empty"))
+
+
+def test_augmentation_stateless_and_in_range():
+    from tf_impl.augment import TwoViews, simclr_augment
+
+    img = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    two = TwoViews(simclr_augment(32))
+    a1, a2 = two(img, tf.constant([3, 4]))
+    b1, _ = two(img, tf.constant([3, 4]))
+    assert a1.shape == (32, 32, 3) and a1.dtype == tf.float32
+    assert float(tf.reduce_min(a1)) >= 0 and float(tf.reduce_max(a1)) <= 1
+    assert not np.array_equal(a1.numpy(), a2.numpy()) and np.array_equal(a1.numpy(), b1.numpy())

@@ -1,0 +1,233 @@
+"""torch_impl: losses vs goldens and autograd vs analytic gradients, augmentation, models,
+training, resume, checkpoints, data and evaluation."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+
+from shared import golden, parity  # noqa: E402
+from shared.data import Split  # noqa: E402
+from shared.tolerances import natural_grad_scale  # noqa: E402
+from torch_impl import losses  # noqa: E402
+from torch_impl.parity import golden_outputs  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_losses_and_autograd_match_goldens(dtype):
+    got = golden_outputs(dtype)
+    want = golden.expected_outputs()
+    for loss, cases in want.items():
+        for case, fields in cases.items():
+            inputs = golden.load(loss)[case]
+            names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k"]
+            tau = float(inputs["temperature"])
+            parity.assert_close(fields, got[loss][case], dtype=dtype, temperature=tau,
+                                grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names)),
+                                context=f"torch {dtype} {loss}/{case}")  # fmt: skip
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16])
+def test_autocast_keeps_logits_in_float32(amp_dtype):
+    from shared.losses import nt_xent as ref
+    from shared.tolerances import tolerance
+
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.standard_normal((64, 32)), rng.standard_normal((64, 32))
+    lin = torch.nn.Linear(32, 32)
+    torch.nn.init.eye_(lin.weight)
+    torch.nn.init.zeros_(lin.bias)
+    with torch.autocast("cpu", dtype=amp_dtype):
+        a, b = lin(torch.tensor(z1, dtype=torch.float32)), lin(torch.tensor(z2, dtype=torch.float32))
+        assert a.dtype == amp_dtype  # the inputs really are half precision
+        val = losses.nt_xent(a, b, 0.05)
+    assert val.dtype == torch.float32 and torch.isfinite(val)
+    tol = tolerance("loss", "bfloat16")
+    want = ref(z1, z2, 0.05)
+    assert abs(val.item() - want) <= tol.atol * (1 / 0.05) + tol.rtol * want
+
+
+def test_collapsed_closed_forms():
+    z = torch.ones(6, 4)
+    assert losses.nt_xent(z, z, 0.3).item() == pytest.approx(math.log(11), rel=1e-6)
+    assert losses.info_nce(z, z, torch.ones(9, 4), 0.07).item() == pytest.approx(math.log(10), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: losses.nt_xent(torch.ones(4, 3), torch.ones(4, 3), 0.0), "temperature"),
+        (lambda: losses.nt_xent(torch.ones(1, 3), torch.ones(1, 3), 0.5), "z1: expected at least 2 rows"),
+        (lambda: losses.nt_xent(torch.ones(4, 3), torch.ones(5, 3), 0.5), "z2: expected the same shape"),
+        (lambda: losses.nt_xent(torch.ones(4), torch.ones(4), 0.5), "z1: expected a 2-D tensor"),
+        (lambda: losses.info_nce(torch.ones(2, 3), torch.ones(2, 3), torch.ones(0, 3), 0.1), "queue: expected at least 1"),
+        (lambda: losses.info_nce(torch.ones(2, 3), torch.ones(2, 3), torch.ones(4, 5), 0.1), r"queue: expected shape \(K, 3\)"),
+        (lambda: losses.nt_xent(torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3), 0.5), "floating-point"),
+    ],
+)  # fmt: skip
+def test_loss_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_augmentation_shapes_range_views_differ_and_seeded():
+    from torch_impl.augment import TwoViews, simclr_augment
+
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    two = TwoViews(simclr_augment(32))
+    torch.manual_seed(0)
+    a1, a2 = two(img)
+    torch.manual_seed(0)
+    b1, b2 = two(img)
+    assert a1.shape == (3, 32, 32) and a1.dtype == torch.float32
+    assert 0 <= a1.min() and a1.max() <= 1
+    assert not torch.equal(a1, a2)
+    assert torch.equal(a1, b1) and torch.equal(a2, b2)
+    big = simclr_augment(96)
+    assert any(type(t).__name__ == "RandomApply" and "GaussianBlur" in repr(t) for t in big.transforms)
+    assert not any("GaussianBlur" in repr(t) for t in simclr_augment(32).transforms)
+    with pytest.raises(ValueError, match="scale"):
+        simclr_augment(32, scale=(0.5, 0.2))
+
+
+@pytest.mark.parametrize("name,size,feat", [("small_cnn", 32, 256), ("resnet18_cifar", 32, 512)])
+def test_model_shapes(name, size, feat):
+    from torch_impl.models import SimCLR
+
+    m = SimCLR(name)
+    x = torch.rand(2, 3, size, size)
+    h1, h2, z1, z2 = m(x, x)
+    assert h1.shape == (2, feat) and z2.shape == (2, 128)
+
+
+@pytest.mark.slow
+def test_resnet50_shapes():
+    from torch_impl.models import SimCLR
+
+    h1, _, z1, _ = SimCLR("resnet50_cifar")(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    assert h1.shape == (2, 2048) and z1.shape == (2, 128)
+
+
+def test_model_bad_views():
+    from torch_impl.models import SimCLR
+
+    m = SimCLR()
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        m(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="x2: expected the same shape"):
+        m(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r"expected 32x32 images for encoder 'small_cnn'"):
+        m(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+
+
+def test_momentum_and_queue_match_numpy_reference():
+    from shared import queue as ref
+    from torch_impl.models import dequeue_and_enqueue, momentum_update
+
+    q = torch.nn.Linear(3, 2)
+    k = torch.nn.Linear(3, 2)
+    kw = [p.detach().numpy().copy() for p in k.parameters()]
+    momentum_update(q, k, 0.9)
+    for p, old, new in zip(q.parameters(), kw, k.parameters()):
+        np.testing.assert_allclose(new.detach().numpy(), ref.ema(old, p.detach().numpy(), 0.9), rtol=1e-6)
+    buf, ptr = torch.zeros(5, 2), torch.zeros((), dtype=torch.long)
+    rq, rp = np.zeros((5, 2), np.float32), 0
+    for b in (2, 3, 4, 7, 1):
+        keys = torch.randn(b, 2)
+        dequeue_and_enqueue(buf, ptr, keys)
+        rq, rp = ref.dequeue_and_enqueue(rq, rp, keys.numpy())
+        assert int(ptr) == rp and np.array_equal(buf.numpy(), rq)
+
+
+def _cfg(tmp_path, **kw):
+    from torch_impl.train import TrainConfig
+
+    base = dict(epochs=2, batch_size=32, limit_train=96, run_dir=str(tmp_path / "run"), knn_every=0,
+                warmup_epochs=1)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_short_run_lowers_loss_and_writes_schema(tmp_path):
+    import json
+
+    from torch_impl.train import train
+
+    train(_cfg(tmp_path, epochs=4, limit_train=128, optimizer="adam", knn_every=2), progress=False)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["schema"] == "rosetta.metrics/v1" and m["framework"] == "torch"
+    losses_ = [e["loss"] for e in m["epochs"]]
+    assert losses_[-1] < losses_[0]
+    assert m["epochs"][1]["knn_top1"] is not None
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_resume_is_exact(tmp_path):
+    from torch_impl.train import train
+
+    straight = train(_cfg(tmp_path / "a"), progress=False)["model"].state_dict()
+    train(_cfg(tmp_path / "b", epochs=1), progress=False)
+    resumed = train(_cfg(tmp_path / "b", resume=True), progress=False)["model"].state_dict()
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+
+
+def test_corrupt_checkpoint_gives_clear_error_and_keeps_previous(tmp_path):
+    from torch_impl.train import CheckpointError, checkpoints, train
+
+    train(_cfg(tmp_path), progress=False)
+    ckpts = checkpoints(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["ckpt-0001.pt", "ckpt-0002.pt"]
+    ckpts[-1].write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"ckpt-0002.pt is corrupt.*ckpt-0001.pt is intact"):
+        train(_cfg(tmp_path, epochs=3, resume=True), progress=False)
+    assert ckpts[0].exists()
+
+
+def test_bad_config(tmp_path):
+    from torch_impl.train import train
+
+    with pytest.raises(ValueError, match="temperature"):
+        train(_cfg(tmp_path, temperature=-1), progress=False)
+    with pytest.raises(ValueError, match="batch_size: expected >= 2"):
+        train(_cfg(tmp_path, batch_size=1), progress=False)
+
+
+def test_missing_dataset_and_image_folder(tmp_path):
+    from PIL import Image
+
+    from torch_impl.data import DatasetNotFound, load_split
+
+    with pytest.raises(DatasetNotFound, match="cifar10.*--download"):
+        load_split("cifar10", root=str(tmp_path))
+    for i in range(3):
+        Image.fromarray(np.full((40, 40, 3), 50 * i, np.uint8)).save(tmp_path / f"im{i}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    split = load_split(f"folder:{tmp_path}", image_size=32)
+    assert split.images.shape == (3, 32, 32, 3) and (split.labels == -1).all()
+
+
+def test_cli_missing_dataset_is_one_clean_line(capsys, tmp_path):
+    from torch_impl.__main__ import main
+
+    assert main(["train", "--dataset", "stl10", "--root", str(tmp_path), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset 'stl10' was not found") and "Traceback" not in err
+
+
+def test_random_init_baseline_and_linear_eval_sanity(tmp_path):
+    from torch_impl.evaluate import linear_eval, random_init_baseline
+    from torch_impl.models import build_encoder
+
+    rng = np.random.default_rng(0)
+    tr = Split(rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), np.arange(60) % 3)
+    te = Split(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), np.arange(30) % 3)
+    base = random_init_baseline("small_cnn", tr, te)
+    assert 0 <= base["knn_top1"] <= 1 and 0 <= base["linear_top1"] <= 1
+    enc = build_encoder("small_cnn")
+    enc.train()
+    enc(torch.rand(8, 3, 32, 32))  # give BN non-default statistics
+    out = linear_eval(enc, tr, te, epochs=1)  # raises if the frozen encoder changed
+    assert 0 <= out["linear_eval_top1"] <= 1

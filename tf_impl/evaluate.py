@@ -1,0 +1,104 @@
+"""Evaluation of a MoCo encoder: shared kNN + linear probe, linear eval, fine-tuning.
+
+Mirrors ``torch_impl.evaluate`` (same functions, same arguments): features h go to
+``shared.evaluation``; :func:`linear_eval` trains a Dense layer on the frozen encoder and checks
+afterwards that no backbone weight or BN moving statistic changed; :func:`finetune` trains the
+whole encoder on a labelled subset beside the same network trained from scratch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from shared.evaluation import evaluate, labelled_subset, raw_pixel_baseline
+from tf_impl.models import build_encoder
+from tf_impl.train import extract_features
+
+__all__ = ["evaluate_encoder", "finetune", "labelled_subset", "linear_eval", "random_init_baseline"]
+
+
+def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
+    """kNN and linear-probe top-1 of the encoder's features (``shared.evaluation``)."""
+    return evaluate(extract_features(encoder, train.images), train.labels,
+                    extract_features(encoder, test.images), test.labels)  # fmt: skip
+
+
+def random_init_baseline(encoder_name: str, train, test, seed: int = 0) -> dict:
+    """The same encoder, untrained, scored by the same evaluator."""
+    tf.keras.utils.set_random_seed(seed)
+    return evaluate_encoder(build_encoder(encoder_name), train, test)
+
+
+def pixel_baseline(train, test) -> dict:
+    return raw_pixel_baseline(train.images, train.labels, test.images, test.labels)
+
+
+def _accuracy(encoder, head, images, labels) -> float:
+    pred = []
+    for s in range(0, len(images), 512):
+        x = tf.convert_to_tensor(images[s : s + 512], tf.float32) / 255.0
+        pred.append(tf.argmax(head(encoder(x, training=False)), 1).numpy())
+    return float((np.concatenate(pred) == labels).mean())
+
+
+def _fit(encoder, head, variables, images, labels, epochs, lr, batch_size, seed, encoder_training):
+    rng = np.random.default_rng(seed)
+    steps = epochs * max(1, len(labels) // batch_size)
+    opt = tf.keras.optimizers.SGD(tf.keras.optimizers.schedules.CosineDecay(lr, steps), momentum=0.9)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = head(encoder(x, training=encoder_training))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            loss += 0.5 * 1e-4 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    for _ in range(epochs):
+        order = rng.permutation(len(labels))
+        for s in range(0, max(1, len(order) - batch_size + 1), batch_size):
+            idx = order[s : s + batch_size]
+            x = tf.convert_to_tensor(images[idx], tf.float32) / 255.0
+            if rng.random() < 0.5:
+                x = x[:, :, ::-1]  # horizontal flip
+            step(x, tf.convert_to_tensor(labels[idx]))
+
+
+def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128,
+                seed: int = 0) -> dict:  # fmt: skip
+    """Train a Dense layer on the frozen encoder; verify the encoder did not change.
+
+    Raises:
+        RuntimeError: if any backbone weight or BN moving statistic changed.
+    """
+    tf.keras.utils.set_random_seed(seed)
+    before = [w.numpy().copy() for w in encoder.weights]
+    head = tf.keras.layers.Dense(int(train.labels.max()) + 1)
+    head.build((None, encoder.feature_dim))
+    _fit(encoder, head, head.trainable_variables, train.images, train.labels, epochs, lr,
+         batch_size, seed, encoder_training=False)  # fmt: skip
+    changed = [w.path for w, b in zip(encoder.weights, before) if not np.array_equal(w.numpy(), b)]
+    if changed:
+        raise RuntimeError(f"linear_eval: the frozen encoder changed during linear evaluation: {changed[:5]}")
+    return {"linear_eval_top1": _accuracy(encoder, head, test.images, test.labels)}
+
+
+def finetune(encoder, encoder_name: str, train, test, fraction: float = 0.1, epochs: int = 30,
+             lr: float = 0.05, batch_size: int = 64, seed: int = 0) -> dict:  # fmt: skip
+    """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
+    architecture from scratch on the same subset; return both test accuracies."""
+    sub = labelled_subset(train, fraction, seed)
+    n_cls = int(train.labels.max()) + 1
+    results = {"fraction": fraction, "n_labelled": int(len(sub))}
+    for name in ("finetune_top1", "scratch_top1"):
+        tf.keras.utils.set_random_seed(seed)
+        enc = build_encoder(encoder_name)
+        if name == "finetune_top1":
+            enc.set_weights(encoder.get_weights())
+        head = tf.keras.layers.Dense(n_cls)
+        head.build((None, enc.feature_dim))
+        _fit(enc, head, enc.trainable_variables + head.trainable_variables, sub.images, sub.labels,
+             epochs, lr, min(batch_size, len(sub)), seed, encoder_training=True)  # fmt: skip
+        results[name] = _accuracy(enc, head, test.images, test.labels)
+    return results

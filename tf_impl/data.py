@@ -27,13 +27,14 @@ def _tfds(name: str, root: str, split: str, download: bool) -> Split:
     tfds_split = TFDS_SPLITS.get(name, {}).get(split, split)
     try:
         ds = tfds.load(name, split=tfds_split, data_dir=root, download=download,
-                       as_supervised=True, batch_size=-1)  # fmt: skip
+                       as_supervised=True)  # fmt: skip
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
         how = (f"run once with --download and network access (tfds.load('{name}', "
                f"data_dir='{root}', download=True)), or copy a prepared tfds folder there")  # fmt: skip
         raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
-    images, labels = tfds.as_numpy(ds)
-    return Split(np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64))
+    pairs = list(tfds.as_numpy(ds))  # element-wise: batch_size=-1 aborts on mocked datasets
+    images = np.stack([p[0] for p in pairs]).astype(np.uint8)
+    return Split(images, np.array([p[1] for p in pairs], dtype=np.int64))
 
 
 def load_split(dataset: str = "embedded", split: str = "train", root: str = "./data",

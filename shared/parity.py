@@ -65,7 +65,8 @@ def _ulps(actual: np.ndarray, expected: np.ndarray) -> float:
     if not np.issubdtype(actual.dtype, np.floating) or actual.size == 0:
         return float(np.max(np.abs(actual.astype(np.float64) - expected))) if actual.size else 0.0
     spacing = np.spacing(np.abs(expected).astype(actual.dtype)).astype(np.float64)
-    spacing = np.maximum(spacing, np.finfo(actual.dtype).tiny)
+    floor = np.spacing(actual.dtype.type(1)) * max(float(np.max(np.abs(expected))), 1e-30)
+    spacing = np.maximum(spacing, floor)  # ulps of 0 are measured at the tensor's own scale
     return float(np.max(np.abs(actual.astype(np.float64) - expected) / spacing))
 
 

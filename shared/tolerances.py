@@ -81,11 +81,16 @@ def override(quantity: str, dtype: str, *, rtol=None, atol=None, reason: str) ->
 
 
 def natural_grad_scale(temperature: float, *inputs: np.ndarray) -> float:
-    """``1 / (tau * rows * mean row norm)``: the size of a generic gradient entry of these losses."""
+    """``4 / (tau * rows * min row norm)``, ``rows`` = the rows of the first two inputs (2N).
+
+    This bounds a gradient row of either loss: the logit gradient G = (P - Y) / rows has row and
+    column sums of |G| at most 2 / (rows / 2), so |dL/du_i| <= 4 / (rows tau), and the
+    normalisation divides by ||z_i||. It is reached when all rows are (anti)parallel, e.g. D = 1.
+    """
     rows = sum(np.shape(x)[0] for x in inputs[:2])
-    norm = float(np.mean([np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1).mean()
-                          for x in inputs]))  # fmt: skip
-    return 1.0 / (temperature * max(rows, 1) * max(norm, 1e-300))
+    norm = float(min(np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1).min()
+                     for x in inputs[:2]))  # fmt: skip
+    return 4.0 / (temperature * max(rows, 1) * max(norm, 1e-300))
 
 
 def scale_for(quantity: str, expected: np.ndarray, temperature: float | None = None,

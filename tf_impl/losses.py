@@ -6,8 +6,10 @@ row. Logits are computed in float32 (float64 stays float64) even for float16/bfl
 Both functions are pure tensor code and run inside ``tf.function`` and XLA.
 
 Differences from the NumPy oracle: only static checks (ndim, static shapes, temperature) run
-here, since value checks would need a host sync. ``tf.math.l2_normalize`` clamps the squared
-norm at 1e-12, so a zero row becomes a zero vector instead of raising.
+here, since value checks would need a host sync. A zero row becomes a zero vector instead of
+raising. The clamp matches torch's ``F.normalize`` (norm >= 1e-12): ``tf.math.l2_normalize``'s
+default clamps the *squared* norm at 1e-12, i.e. rows shorter than 1e-6 were silently not
+normalised (the parity suite found this at D = 1, scale 1e-3), so we pass ``epsilon=1e-24``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def _check(name: str, x, min_rows: int) -> tf.Tensor:
 def _check_reduction(reduction: str) -> None:
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+
+
+def _unit(x):
+    """Row-wise L2 normalisation with torch's clamp: x / max(||x||, 1e-12)."""
+    return tf.math.l2_normalize(x, axis=1, epsilon=1e-24)
 
 
 def _logit_dtype(*xs) -> tf.DType:
@@ -68,7 +75,7 @@ def nt_xent(z1, z2, temperature: float = 0.5, reduction: str = "mean") -> tf.Ten
     _check_reduction(reduction)
     dtype = _logit_dtype(z1, z2)
     n = tf.shape(z1)[0]
-    u = tf.math.l2_normalize(tf.cast(tf.concat([z1, z2], 0), dtype), axis=1)  # (2N, D)
+    u = _unit(tf.cast(tf.concat([z1, z2], 0), dtype))  # (2N, D)
     logits = tf.matmul(u, u, transpose_b=True) / t  # (2N, 2N)
     logits = tf.linalg.set_diag(logits, tf.fill([2 * n], tf.constant(-float("inf"), dtype)))
     positive = tf.math.floormod(tf.range(2 * n) + n, 2 * n)  # (2N,) the other view
@@ -106,9 +113,9 @@ def info_nce(q, k, queue, temperature: float = 0.07, reduction: str = "mean") ->
                          f"got {tuple(queue.shape)}")  # fmt: skip
     _check_reduction(reduction)
     dtype = _logit_dtype(q, k, queue)
-    q = tf.math.l2_normalize(tf.cast(q, dtype), axis=1)  # (N, D)
-    k = tf.math.l2_normalize(tf.cast(k, dtype), axis=1)  # (N, D)
-    negatives = tf.math.l2_normalize(tf.stop_gradient(tf.cast(queue, dtype)), axis=1)  # (K, D)
+    q = _unit(tf.cast(q, dtype))  # (N, D)
+    k = _unit(tf.cast(k, dtype))  # (N, D)
+    negatives = _unit(tf.stop_gradient(tf.cast(queue, dtype)))  # (K, D)
     l_pos = tf.reduce_sum(q * k, axis=1, keepdims=True)  # (N, 1)
     l_neg = tf.matmul(q, negatives, transpose_b=True)  # (N, K)
     logits = tf.concat([l_pos, l_neg], axis=1) / t  # (N, 1+K)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["TwoViews", "simclr_augment", "eval_transform"]
+__all__ = ["TwoViews", "simclr_augment"]
 
 
 def simclr_augment(image_size: int = 32, scale: tuple[float, float] = (0.08, 1.0),
@@ -55,11 +55,6 @@ def simclr_augment(image_size: int = 32, scale: tuple[float, float] = (0.08, 1.0
         ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
     ops.append(v2.ToDtype(torch.float32, scale=True))
     return v2.Compose(ops)
-
-
-def eval_transform() -> v2.Compose:
-    """uint8 image -> float32 (3, H, W) in [0, 1], no augmentation."""
-    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 
 class TwoViews:

@@ -109,8 +109,15 @@ def compare(expected, actual, *, dtype: str, temperature=None, overrides=None,
         raise AssertionError(f"compared outputs differ in their quantities: {missing}")
     overrides = overrides or {}
     return [
-        compare_leaf(n, fe[n], fa[n], dtype=dtype, temperature=temperature, tol=overrides.get(n),
-                     grad_floor=grad_floor)  # fmt: skip
+        compare_leaf(
+            n,
+            fe[n],
+            fa[n],
+            dtype=dtype,
+            temperature=temperature,
+            tol=overrides.get(n),
+            grad_floor=grad_floor,
+        )  # fmt: skip
         for n in fe
     ]
 

@@ -45,12 +45,23 @@ def _check_all(kind, xs, tau):
 
     if kind == "nt_xent":
         t = ref.nt_xent_terms(*xs, tau)
-        want = {"loss": t.loss, "per_anchor": t.per_anchor, "grad": list(ref.nt_xent_grad(*xs, tau))}
+        want = {
+            "loss": t.loss,
+            "per_anchor": t.per_anchor,
+            "grad": list(ref.nt_xent_grad(*xs, tau)),
+        }
     else:
         t = ref.info_nce_terms(*xs, tau)
-        want = {"loss": t.loss, "per_anchor": t.per_anchor, "grad": list(ref.info_nce_grad(*xs, tau))}
+        want = {
+            "loss": t.loss,
+            "per_anchor": t.per_anchor,
+            "grad": list(ref.info_nce_grad(*xs, tau)),
+        }
     floor = natural_grad_scale(tau, *xs[:2])
-    for dt_name, pdt, tdt in (("float64", torch.float64, tf.float64), ("float32", torch.float32, tf.float32)):
+    for dt_name, pdt, tdt in (
+        ("float64", torch.float64, tf.float64),
+        ("float32", torch.float32, tf.float32),
+    ):
         xs_in = [np.asarray(x, dtype=dt_name) for x in xs]
         got_t = _torch(getattr(pl, kind), xs_in, tau, pdt)
         got_f = _tf(getattr(tl, kind), xs_in, tau, tdt)
@@ -85,7 +96,11 @@ def test_nt_xent_three_way(n, d, tau, scale, mode, seed):
        st.integers(0, 2**31 - 1))  # fmt: skip
 def test_info_nce_three_way(n, d, k, tau, scale, mode, seed):
     rng = np.random.default_rng(seed)
-    xs = [_draw(rng, (n, d), scale, mode), _draw(rng, (n, d), scale, mode), _draw(rng, (k, d), scale, mode)]
+    xs = [
+        _draw(rng, (n, d), scale, mode),
+        _draw(rng, (n, d), scale, mode),
+        _draw(rng, (k, d), scale, mode),
+    ]
     _check_all("info_nce", xs, tau)
 
 
@@ -105,7 +120,9 @@ def test_queue_streams_identical_in_torch_tf_numpy():
         rq, rp = qref.dequeue_and_enqueue(rq, rp, keys)
         parity.assert_close({"queue": rq, "ptr": rp}, {"queue": tq.numpy(), "ptr": int(tp.numpy())},
                             dtype="float32")  # fmt: skip
-        parity.assert_close({"queue": rq, "ptr": rp}, {"queue": pq.numpy(), "ptr": int(pp)}, dtype="float32")
+        parity.assert_close(
+            {"queue": rq, "ptr": rp}, {"queue": pq.numpy(), "ptr": int(pp)}, dtype="float32"
+        )
 
 
 def test_ema_100_steps_tf_matches_numpy():
@@ -121,8 +138,13 @@ def test_ema_100_steps_tf_matches_numpy():
         for w in q.trainable_weights:
             w.assign(rng.standard_normal(w.shape).astype(np.float32))
         momentum_update(q, k, 0.99)
-        ref_w = [qref.ema(r, w.numpy().astype(np.float64), 0.99) for r, w in zip(ref_w, q.trainable_weights)]
-    parity.assert_close({"ema": ref_w}, {"ema": [w.numpy() for w in k.trainable_weights]}, dtype="float32")
+        ref_w = [
+            qref.ema(r, w.numpy().astype(np.float64), 0.99)
+            for r, w in zip(ref_w, q.trainable_weights)
+        ]
+    parity.assert_close(
+        {"ema": ref_w}, {"ema": [w.numpy() for w in k.trainable_weights]}, dtype="float32"
+    )
 
 
 # Documented differences between the two frameworks' public APIs (name -> reason).

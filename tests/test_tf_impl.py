@@ -31,7 +31,9 @@ def test_losses_and_gradienttape_match_goldens(dtype):
 def test_collapsed_closed_forms_and_half_precision():
     z = tf.ones((6, 4))
     assert float(losses.nt_xent(z, z, 0.3)) == pytest.approx(math.log(11), rel=1e-6)
-    assert float(losses.info_nce(z, z, tf.ones((9, 4)), 0.07)) == pytest.approx(math.log(10), rel=1e-6)
+    assert float(losses.info_nce(z, z, tf.ones((9, 4)), 0.07)) == pytest.approx(
+        math.log(10), rel=1e-6
+    )
     h = tf.cast(tf.random.stateless_normal((8, 16), [1, 2]), tf.float16)
     val = losses.nt_xent(h, h[::-1], 0.05)
     assert val.dtype == tf.float32 and np.isfinite(val.numpy())
@@ -121,8 +123,12 @@ def test_train_step_traces_once_key_encoder_gets_no_gradient(tmp_path):
         x = rng.random((b, 32, 32, 3), dtype=np.float32)
         step(tf.constant(x), tf.constant(x[:, ::-1]), tf.constant([0, b]))
     assert TRACE_COUNT["train_step"] - before == 1
-    assert all(np.array_equal(a, w.numpy()) for a, w in zip(k_before, m.encoder_k.trainable_weights))
-    assert not all(np.array_equal(a, w.numpy()) for a, w in zip(q_before, m.encoder_q.trainable_weights))
+    assert all(
+        np.array_equal(a, w.numpy()) for a, w in zip(k_before, m.encoder_k.trainable_weights)
+    )
+    assert not all(
+        np.array_equal(a, w.numpy()) for a, w in zip(q_before, m.encoder_q.trainable_weights)
+    )
     assert int(m.ptr.numpy()) == (16 + 16 + 8 + 16) % 40
 
 

@@ -40,7 +40,10 @@ def test_autocast_keeps_logits_in_float32(amp_dtype):
     torch.nn.init.eye_(lin.weight)
     torch.nn.init.zeros_(lin.bias)
     with torch.autocast("cpu", dtype=amp_dtype):
-        a, b = lin(torch.tensor(z1, dtype=torch.float32)), lin(torch.tensor(z2, dtype=torch.float32))
+        a, b = (
+            lin(torch.tensor(z1, dtype=torch.float32)),
+            lin(torch.tensor(z2, dtype=torch.float32)),
+        )
         assert a.dtype == amp_dtype  # the inputs really are half precision
         val = losses.nt_xent(a, b, 0.05)
     assert val.dtype == torch.float32 and torch.isfinite(val)
@@ -52,7 +55,9 @@ def test_autocast_keeps_logits_in_float32(amp_dtype):
 def test_collapsed_closed_forms():
     z = torch.ones(6, 4)
     assert losses.nt_xent(z, z, 0.3).item() == pytest.approx(math.log(11), rel=1e-6)
-    assert losses.info_nce(z, z, torch.ones(9, 4), 0.07).item() == pytest.approx(math.log(10), rel=1e-6)
+    assert losses.info_nce(z, z, torch.ones(9, 4), 0.07).item() == pytest.approx(
+        math.log(10), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +91,9 @@ def test_augmentation_shapes_range_views_differ_and_seeded():
     assert not torch.equal(a1, a2)
     assert torch.equal(a1, b1) and torch.equal(a2, b2)
     big = simclr_augment(96)
-    assert any(type(t).__name__ == "RandomApply" and "GaussianBlur" in repr(t) for t in big.transforms)
+    assert any(
+        type(t).__name__ == "RandomApply" and "GaussianBlur" in repr(t) for t in big.transforms
+    )
     assert not any("GaussianBlur" in repr(t) for t in simclr_augment(32).transforms)
     with pytest.raises(ValueError, match="scale"):
         simclr_augment(32, scale=(0.5, 0.2))
@@ -131,7 +138,9 @@ def test_momentum_and_queue_match_numpy_reference():
     kw = [p.detach().numpy().copy() for p in k.parameters()]
     momentum_update(q, k, 0.9)
     for p, old, new in zip(q.parameters(), kw, k.parameters()):
-        np.testing.assert_allclose(new.detach().numpy(), ref.ema(old, p.detach().numpy(), 0.9), rtol=1e-6)
+        np.testing.assert_allclose(
+            new.detach().numpy(), ref.ema(old, p.detach().numpy(), 0.9), rtol=1e-6
+        )
     buf, ptr = torch.zeros(5, 2), torch.zeros((), dtype=torch.long)
     rq, rp = np.zeros((5, 2), np.float32), 0
     for b in (2, 3, 4, 7, 1):

@@ -76,7 +76,9 @@ def cmd_eval(args) -> int:
     from tf_impl.models import build_encoder
 
     rand_enc = build_encoder(cfg["encoder"])
-    two = TwoViews(simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"]))
+    two = TwoViews(
+        simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"])
+    )
     pairs = [two(tf.constant(im), tf.constant([1, i])) for i, im in enumerate(test.images[:16])]
     _, z1 = model.encoder_q(tf.stack([a for a, _ in pairs]), training=False)
     _, z2 = model.encoder_q(tf.stack([b for _, b in pairs]), training=False)
@@ -122,7 +124,9 @@ def main(argv=None) -> int:
     ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
     ev.add_argument("--run-dir", default="runs/tf-moco")
     ev.add_argument("--out", default=None, help="folder for eval.json and features.npz")
-    ev.add_argument("--linear-eval", action="store_true", help="also run frozen-backbone linear eval")
+    ev.add_argument(
+        "--linear-eval", action="store_true", help="also run frozen-backbone linear eval"
+    )
     ft = sub.add_parser("finetune", help="fine-tune on a labelled subset vs training from scratch")
     ft.add_argument("--run-dir", default="runs/tf-moco")
     ft.add_argument("--fraction", type=float, default=0.1)
@@ -140,7 +144,9 @@ def main(argv=None) -> int:
             kw["crop_scale"] = tuple(kw["crop_scale"])
             train(TrainConfig(**kw), progress=not args.no_progress)
             return 0
-        return {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}[args.cmd](args)
+        return {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}[
+            args.cmd
+        ](args)
     except (DatasetNotFound, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,8 +12,12 @@ import logging
 import numpy as np
 
 from shared.data import Split, load_embedded
-from shared.datasets import (DatasetNotFound, check_name, missing_message,
-                             read_image_folder)  # fmt: skip
+from shared.datasets import (
+    DatasetNotFound,
+    check_name,
+    missing_message,
+    read_image_folder,  # fmt: skip
+)
 
 log = logging.getLogger(__name__)
 __all__ = ["DatasetNotFound", "load_split"]
@@ -52,7 +56,7 @@ def load_split(dataset: str = "embedded", split: str = "train", root: str = "./d
     if dataset.startswith("folder:"):
         if split == "test":
             raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
-        f = read_image_folder(dataset[len("folder:"):], image_size)
+        f = read_image_folder(dataset[len("folder:") :], image_size)
         if f.skipped:
             log.warning("skipped %d unreadable image file(s) of %d", len(f.skipped),
                         len(f.skipped) + len(f.paths))  # fmt: skip

@@ -45,7 +45,9 @@ def _accuracy(encoder, head, images, labels) -> float:
 def _fit(encoder, head, variables, images, labels, epochs, lr, batch_size, seed, encoder_training):
     rng = np.random.default_rng(seed)
     steps = epochs * max(1, len(labels) // batch_size)
-    opt = tf.keras.optimizers.SGD(tf.keras.optimizers.schedules.CosineDecay(lr, steps), momentum=0.9)
+    opt = tf.keras.optimizers.SGD(
+        tf.keras.optimizers.schedules.CosineDecay(lr, steps), momentum=0.9
+    )
 
     @tf.function(reduce_retracing=True)
     def step(x, y):
@@ -80,7 +82,9 @@ def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_s
          batch_size, seed, encoder_training=False)  # fmt: skip
     changed = [w.path for w, b in zip(encoder.weights, before) if not np.array_equal(w.numpy(), b)]
     if changed:
-        raise RuntimeError(f"linear_eval: the frozen encoder changed during linear evaluation: {changed[:5]}")
+        raise RuntimeError(
+            f"linear_eval: the frozen encoder changed during linear evaluation: {changed[:5]}"
+        )
     return {"linear_eval_top1": _accuracy(encoder, head, test.images, test.labels)}
 
 

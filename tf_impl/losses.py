@@ -27,7 +27,9 @@ def _check(name: str, x, min_rows: int) -> tf.Tensor:
         raise ValueError(f"{name}: expected a 2-D tensor (rows, dim), got shape {x.shape}")
     rows, dim = x.shape
     if (rows is not None and rows < min_rows) or (dim is not None and dim < 1):
-        raise ValueError(f"{name}: expected at least {min_rows} rows and dim >= 1, got shape {x.shape}")
+        raise ValueError(
+            f"{name}: expected at least {min_rows} rows and dim >= 1, got shape {x.shape}"
+        )
     if not x.dtype.is_floating:
         raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype.name}")
     return x
@@ -71,7 +73,9 @@ def nt_xent(z1, z2, temperature: float = 0.5, reduction: str = "mean") -> tf.Ten
     t = check_temperature(temperature)
     z1, z2 = _check("z1", z1, 2), _check("z2", z2, 2)
     if z1.shape.is_fully_defined() and z2.shape.is_fully_defined() and z1.shape != z2.shape:
-        raise ValueError(f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}")
+        raise ValueError(
+            f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}"
+        )
     _check_reduction(reduction)
     dtype = _logit_dtype(z1, z2)
     n = tf.shape(z1)[0]

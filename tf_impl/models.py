@@ -55,7 +55,9 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
         y = tf.reshape((xs - mean) * tf.math.rsqrt(var + self.epsilon), shape)
         y = y * self.gamma + self.beta
         m = self.momentum
-        self.moving_mean.assign(m * self.moving_mean + (1 - m) * tf.reshape(tf.reduce_mean(mean, 0), [-1]))
+        self.moving_mean.assign(
+            m * self.moving_mean + (1 - m) * tf.reshape(tf.reduce_mean(mean, 0), [-1])
+        )
         self.moving_variance.assign(m * self.moving_variance
                                     + (1 - m) * tf.reshape(tf.reduce_mean(var, 0), [-1]))  # fmt: skip
         return y

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from shared.evaluation import knn_top1
 from shared.losses import check_temperature
-from shared.queue import check_momentum, cosine_momentum
+from shared.queue import check_momentum
 from shared.runlog import RunLog
 from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.data import load_split
@@ -131,7 +131,10 @@ def make_train_step(model: MoCo, optimizer, cfg: TrainConfig, total_steps: int):
     def key_m(step):
         if cfg.key_momentum_schedule == "cosine":
             frac = tf.cast(step, tf.float32) / max(total_steps, 1)
-            return 1.0 - (1.0 - cfg.key_momentum) * (tf.cos(math.pi * tf.minimum(frac, 1.0)) + 1.0) / 2.0
+            return (
+                1.0
+                - (1.0 - cfg.key_momentum) * (tf.cos(math.pi * tf.minimum(frac, 1.0)) + 1.0) / 2.0
+            )
         return cfg.key_momentum
 
     @tf.function(input_signature=[spec, spec, tf.TensorSpec([2], tf.int32)],
@@ -197,7 +200,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                         train_split.labels[: cfg.limit_train])  # fmt: skip
     test_split = None
     if cfg.knn_every and train_split.labels.min() >= 0:
-        test_split = load_split(cfg.dataset, "test", cfg.root, cfg.download, cfg.image_size, cfg.seed)
+        test_split = load_split(
+            cfg.dataset, "test", cfg.root, cfg.download, cfg.image_size, cfg.seed
+        )
     steps_per_epoch = len(train_split) // cfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size: expected <= the {len(train_split)} training images, "
@@ -208,7 +213,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                  cfg.symmetric, cfg.seed)  # fmt: skip
     lr = cfg.lr or 0.06 * cfg.batch_size / 256
     optimizer = tf.keras.optimizers.SGD(
-        WarmupCosine(lr, cfg.warmup_epochs * steps_per_epoch, total_steps), momentum=cfg.momentum)
+        WarmupCosine(lr, cfg.warmup_epochs * steps_per_epoch, total_steps), momentum=cfg.momentum
+    )
     step_fn = make_train_step(model, optimizer, cfg, total_steps)  # builds the optimizer slots,
     # which must exist before a restore: Keras 3 optimizers do not restore slots lazily
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -217,7 +223,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.resume and manager.latest_checkpoint:
         restore(ckpt, manager)
         model.check_head()
-        print(f"[tensorflow/moco] resumed from epoch {int(epoch_var.numpy())} in {run_dir}", flush=True)
+        print(
+            f"[tensorflow/moco] resumed from epoch {int(epoch_var.numpy())} in {run_dir}",
+            flush=True,
+        )
     start_epoch = int(epoch_var.numpy())
     runlog = RunLog.resume(run_dir, "tensorflow", "moco", cfg.dataset, asdict(cfg), start_epoch)
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
@@ -283,5 +292,7 @@ def restore(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, path
         older = [p for p in manager.checkpoints if p != path]
         hint = (f" The previous checkpoint {older[-1]} is intact: pass it to restore, or delete "
                 "the corrupt one." if older else " No earlier checkpoint exists.")  # fmt: skip
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).{hint}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).{hint}"
+        ) from None

@@ -37,7 +37,9 @@ def _latest_model(run_dir: str):
 
     ckpts = checkpoints(run_dir)
     if not ckpts:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}; run `python -m torch_impl train` first")
+        raise FileNotFoundError(
+            f"no checkpoint in {run_dir}; run `python -m torch_impl train` first"
+        )
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     model = SimCLR(cfg["encoder"], cfg["hidden_dim"], cfg["proj_dim"], cfg["head_layers"])
     model.load_state_dict(load_checkpoint(ckpts[-1])["model"])
@@ -69,7 +71,9 @@ def cmd_eval(args) -> int:
 
     rand_enc = build_encoder(cfg["encoder"])
     seed_everything(1)
-    views = TwoViews(simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"]))
+    views = TwoViews(
+        simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"])
+    )
     pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in test.images[:16]]
     with torch.no_grad():
         _, _, z1, z2 = model(torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs]))
@@ -115,7 +119,9 @@ def main(argv=None) -> int:
     ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
     ev.add_argument("--run-dir", default="runs/torch-simclr")
     ev.add_argument("--out", default=None, help="folder for eval.json and features.npz")
-    ev.add_argument("--linear-eval", action="store_true", help="also run frozen-backbone linear eval")
+    ev.add_argument(
+        "--linear-eval", action="store_true", help="also run frozen-backbone linear eval"
+    )
     ft = sub.add_parser("finetune", help="fine-tune on a labelled subset vs training from scratch")
     ft.add_argument("--run-dir", default="runs/torch-simclr")
     ft.add_argument("--fraction", type=float, default=0.1)
@@ -133,7 +139,9 @@ def main(argv=None) -> int:
             kw["crop_scale"] = tuple(kw["crop_scale"])
             train(TrainConfig(**kw), progress=not args.no_progress)
             return 0
-        return {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}[args.cmd](args)
+        return {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}[
+            args.cmd
+        ](args)
     except (DatasetNotFound, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,8 +13,12 @@ import torch
 from torch.utils.data import Dataset
 
 from shared.data import Split, load_embedded
-from shared.datasets import (DatasetNotFound, check_name, missing_message,
-                             read_image_folder)  # fmt: skip
+from shared.datasets import (
+    DatasetNotFound,
+    check_name,
+    missing_message,
+    read_image_folder,  # fmt: skip
+)
 
 log = logging.getLogger(__name__)
 __all__ = ["DatasetNotFound", "TwoViewDataset", "load_split"]
@@ -33,7 +37,9 @@ def _torchvision(name: str, root: str, train: bool, download: bool):
         return np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. ..."
         if download:
-            raise DatasetNotFound(f"dataset '{name}' could not be downloaded to {root}: {e}") from None
+            raise DatasetNotFound(
+                f"dataset '{name}' could not be downloaded to {root}: {e}"
+            ) from None
         how = f"run once with --download and network access (torchvision.datasets.{cls.__name__})"
         raise DatasetNotFound(missing_message(name, root, how)) from None
 
@@ -63,7 +69,7 @@ def load_split(dataset: str = "embedded", split: str = "train", root: str = "./d
     if dataset.startswith("folder:"):
         if split == "test":
             raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
-        f = read_image_folder(dataset[len("folder:"):], image_size)
+        f = read_image_folder(dataset[len("folder:") :], image_size)
         if f.skipped:
             log.warning("skipped %d unreadable image file(s) of %d", len(f.skipped),
                         len(f.skipped) + len(f.paths))  # fmt: skip

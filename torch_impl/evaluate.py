@@ -60,11 +60,15 @@ def _accuracy(model, images, labels, batch: int = 512) -> float:
 def _fit(model, params, images, labels, epochs, lr, batch_size, seed, train_mode_fn):
     rng = np.random.default_rng(seed)
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * max(1, len(labels) // batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, epochs * max(1, len(labels) // batch_size)
+    )
     for _ in range(epochs):
         train_mode_fn()
         order = rng.permutation(len(labels))
-        for s in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+        for s in range(
+            0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size
+        ):
             idx = order[s : s + batch_size]
             x = _to_tensor(images[idx])
             if rng.random() < 0.5:  # light augmentation: horizontal flip
@@ -95,7 +99,17 @@ def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_s
         encoder.eval()
         head.train()
 
-    _fit(model, head.parameters(), train.images, train.labels, epochs, lr, batch_size, seed, train_mode)
+    _fit(
+        model,
+        head.parameters(),
+        train.images,
+        train.labels,
+        epochs,
+        lr,
+        batch_size,
+        seed,
+        train_mode,
+    )
     after = encoder.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     if changed:

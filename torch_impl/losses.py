@@ -73,7 +73,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     _check("z1", z1, 2)
     _check("z2", z2, 2)
     if z1.shape != z2.shape:
-        raise ValueError(f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}")
+        raise ValueError(
+            f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}"
+        )
     _check_reduction(reduction)
     n = z1.shape[0]
     dtype = _logit_dtype(z1, z2)

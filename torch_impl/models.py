@@ -106,7 +106,9 @@ def check_views(x1, x2, input_size: int, encoder_name: str = "encoder") -> None:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"{name}: expected a (B, 3, H, W) image tensor, got {shape}")
     if x1.shape != x2.shape:
-        raise ValueError(f"x2: expected the same shape as x1 {tuple(x1.shape)}, got {tuple(x2.shape)}")
+        raise ValueError(
+            f"x2: expected the same shape as x1 {tuple(x1.shape)}, got {tuple(x2.shape)}"
+        )
     if x1.shape[0] < 2:
         raise ValueError(f"x1: expected a batch of at least 2 images (NT-Xent needs negatives), "
                          f"got batch size {x1.shape[0]}")  # fmt: skip

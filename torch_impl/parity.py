@@ -6,7 +6,6 @@ with NumPy float64 arrays (values computed in ``dtype``), the same layout as ``s
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from shared import golden

@@ -75,7 +75,9 @@ class TrainConfig:
         if self.epochs < 1:
             raise ValueError(f"epochs: expected >= 1, got {self.epochs}")
         if self.batch_size < 2:
-            raise ValueError(f"batch_size: expected >= 2 (NT-Xent needs negatives), got {self.batch_size}")
+            raise ValueError(
+                f"batch_size: expected >= 2 (NT-Xent needs negatives), got {self.batch_size}"
+            )
         if self.optimizer not in ("lars", "sgd", "adam"):
             raise ValueError(f"optimizer: expected lars, sgd or adam, got {self.optimizer!r}")
         if self.lr is not None and not self.lr > 0:
@@ -230,7 +232,9 @@ def load_checkpoint(path) -> dict:
 
 # --- features and monitoring ------------------------------------------------------------------
 @torch.no_grad()
-def extract_features(encoder, images: np.ndarray, batch_size: int = 512, device="cpu") -> np.ndarray:
+def extract_features(
+    encoder, images: np.ndarray, batch_size: int = 512, device="cpu"
+) -> np.ndarray:
     """Encoder features h (not z) of uint8 NHWC images, in eval mode: (N, F) float32 NumPy."""
     was_training = encoder.training
     encoder.eval()
@@ -266,7 +270,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                         train_split.labels[: cfg.limit_train])  # fmt: skip
     test_split = None
     if cfg.knn_every and train_split.labels.min() >= 0:
-        test_split = load_split(cfg.dataset, "test", cfg.root, cfg.download, cfg.image_size, cfg.seed)
+        test_split = load_split(
+            cfg.dataset, "test", cfg.root, cfg.download, cfg.image_size, cfg.seed
+        )
     if len(train_split) < cfg.batch_size:
         raise ValueError(f"batch_size: expected <= the {len(train_split)} training images, "
                          f"got {cfg.batch_size}")  # fmt: skip

@@ -1,0 +1,133 @@
+"""``rosetta parity``: each framework in its own process on the goldens, compared by NumPy.
+
+    rosetta parity [--out DIR] [--dtypes float64 float32] [--device cpu]
+    rosetta parity --compare A.npz B.npz     # e.g. a CPU dump against a GPU dump
+
+Each backend writes its values, per-anchor losses and gradients to an ``.npz``
+(``python -m torch_impl parity-dump`` / ``python -m tf_impl parity-dump``); this module never
+imports a framework. The table (quantity x backend x dtype: max abs, max rel, ULPs, tolerance,
+pass) is printed and written as ``parity.md`` and ``parity.json``. Exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from shared import golden
+from shared.parity import compare
+from shared.tolerances import natural_grad_scale
+
+BACKENDS = {"torch": "torch_impl", "tensorflow": "tf_impl"}
+
+
+def load_dump(path) -> tuple[dict, dict]:
+    out: dict = {}
+    with np.load(path) as z:
+        meta = json.loads(str(z["__meta__"]))
+        for key in z.files:
+            if key != "__meta__":
+                loss, case, fld = key.split("/")
+                out.setdefault(loss, {}).setdefault(case, {})[fld] = z[key]
+    return meta, out
+
+
+def compare_outputs(expected: dict, actual: dict, dtype: str, label: str) -> list[dict]:
+    rows = []
+    for loss, cases in expected.items():
+        for case, fields in cases.items():
+            inputs = golden.load(loss)[case]
+            names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k"]
+            tau = float(inputs["temperature"])
+            got = actual[loss][case]
+            for r in compare({loss: fields}, {loss: got}, dtype=dtype, temperature=tau,
+                             grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names))):  # fmt: skip
+                d = r.as_dict()
+                d.update(backend=label, case=case)
+                rows.append(d)
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per (backend, dtype, loss, field): the worst case of the golden grid."""
+    groups: dict = {}
+    for r in rows:
+        key = (r["backend"], r["dtype"], r["name"])
+        g = groups.get(key)
+        if g is None or r["worst_margin"] > g["worst_margin"]:
+            groups[key] = {**r, "cases": 0, "failed": 0}
+        groups[key]["cases"] = groups[key].get("cases", 0) + 1
+    for r in rows:
+        groups[(r["backend"], r["dtype"], r["name"])]["failed"] += 0 if r["passed"] else 1
+    for g in groups.values():
+        g["passed"] = g["failed"] == 0
+    return list(groups.values())
+
+
+def to_markdown(summary: list[dict]) -> str:
+    lines = ["| quantity | backend | dtype | max abs | max rel | ULPs | rtol | atol x scale | pass |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in summary:
+        lines.append(f"| {r['name']} | {r['backend']} | {r['dtype']} | {r['max_abs']:.2e} | "
+                     f"{r['max_rel']:.2e} | {r['ulps']:.3g} | {r['rtol']:.0e} | "
+                     f"{r['atol'] * r['scale']:.1e} | {'yes' if r['passed'] else '**NO**'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    expected = golden.expected_outputs()
+    rows = []
+    for label, module in BACKENDS.items():
+        for dtype in dtypes:
+            dump = out_dir / f"{label}-{dtype}.npz"
+            cmd = [sys.executable, "-m", module, "parity-dump", "--dtype", dtype, "--device", device,
+                   "--out", str(dump)]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{label} {dtype}: dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                return rows, False
+            _, actual = load_dump(dump)
+            rows += compare_outputs(expected, actual, dtype, label)
+    return rows, all(r["passed"] for r in rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rosetta parity", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="folder for dumps, parity.md, parity.json")
+    ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two dumps")
+    args = ap.parse_args(argv)
+    out = Path(args.out or tempfile.mkdtemp(prefix="rosetta-parity-"))
+    if args.compare:
+        meta_a, a = load_dump(args.compare[0])
+        meta_b, b = load_dump(args.compare[1])
+        dtype = meta_b["dtype"] if meta_b["dtype"] != "float64" else meta_a["dtype"]
+        label = (
+            f"{meta_b['framework']}@{meta_b['device']} vs {meta_a['framework']}@{meta_a['device']}"
+        )
+        rows = compare_outputs(a, b, dtype, label)
+        ok = all(r["passed"] for r in rows)
+    else:
+        rows, ok = run(out, args.dtypes, args.device)
+    summary = summarize(rows)
+    md = to_markdown(summary)
+    print(md)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "parity.md").write_text(md)
+    (out / "parity.json").write_text(
+        json.dumps({"summary": summary, "rows": rows}, indent=1, default=str)
+    )
+    print(f"{'PASS' if ok else 'FAIL'}: {len(rows)} comparisons; table in {out / 'parity.md'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -84,7 +84,9 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
         def color(x):
             order = tf.argsort(tf.random.stateless_uniform([4], seeds[2]))  # random order
             for i in range(4):
-                x = tf.switch_case(order[i], [lambda f=f, i=i, x=x: f(x, seeds[3 + i]) for f in jitter])
+                x = tf.switch_case(
+                    order[i], [lambda f=f, i=i, x=x: f(x, seeds[3 + i]) for f in jitter]
+                )
                 x = tf.clip_by_value(x, 0.0, 1.0)
             return x
 

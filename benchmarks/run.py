@@ -1,7 +1,491 @@
-"""Benchmark entry point. Not implemented yet: see benchmarks/README.md and issue 6."""
+"""Benchmarks: B1 NT-Xent kernel, B2 MoCo step pieces, B3 training throughput, B4 scaling.
 
+    python -m benchmarks.run --quick            # make bench: <= 10 min on 2 cores
+    python -m benchmarks.run --full             # every size
+    python -m benchmarks.run --only B1,B4 --device cuda
+
+Results: ``benchmarks/results/<name>.json`` + ``.md`` (+ PNG plots for B4), and
+``benchmarks/README.md`` is regenerated with the latest tables. Peers: ``lightly`` (the
+``bench`` extra). Every measured implementation is checked against ``shared.losses`` on the
+same inputs before it is timed. Import order: torch (and dynamo) before TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import torch  # noqa: I001  (torch before tensorflow: see README)
+import torchvision  # noqa: F401
+import torch._dynamo  # noqa: F401
+
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import harness as H  # noqa: E402
+from shared import losses as ref  # noqa: E402
+
+TAU = 0.5
+
+
+def _lightly():
+    try:
+        from lightly.loss import NTXentLoss
+
+        return NTXentLoss
+    except ImportError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------- B1
+def b1(ns, dim: int, device: str, mem_ns) -> dict:
+    from tf_impl.losses import nt_xent as tf_nt_xent
+    from torch_impl.losses import nt_xent as pt_nt_xent
+
+    NTXentLoss = _lightly()
+    rows = []
+    for n in ns:
+        rng = np.random.default_rng(n)
+        z1, z2 = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
+        want = ref.nt_xent(z1, z2, TAU)
+        dev = torch.device(device)
+        a = torch.tensor(z1, device=dev, requires_grad=True)
+        b = torch.tensor(z2, device=dev, requires_grad=True)
+
+        def torch_step(fn):
+            def go():
+                a.grad = b.grad = None
+                loss = fn(a, b)
+                loss.backward()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                return loss
+
+            return go
+
+        ours = torch_step(lambda x, y: pt_nt_xent(x, y, TAU))
+        H.check_against("torch nt_xent", float(ours()), want)
+        r = {"N": n, "D": dim}
+        r["torch"] = H.measure(ours)
+        if NTXentLoss is not None:
+            peer = torch_step(NTXentLoss(temperature=TAU))
+            H.check_against("lightly NTXentLoss", float(peer()), want)
+            r["lightly"] = H.measure(peer)
+        ta, tb = tf.constant(z1), tf.constant(z2)
+
+        @tf.function
+        def tf_step():
+            with tf.GradientTape() as tape:
+                tape.watch([ta, tb])
+                loss = tf_nt_xent(ta, tb, TAU)
+            return loss, tape.gradient(loss, [ta, tb])
+
+        H.check_against("tf nt_xent", float(tf_step()[0]), want)
+        r["tf_function"] = H.measure(lambda: tf_step()[1][0].numpy())
+        r["numpy_forward"] = H.measure(lambda: ref.nt_xent(z1, z2, TAU), warmup=1,
+                                       repeat=3 if n >= 2048 else 5)  # fmt: skip
+        # GEMM floor: the products the loss cannot avoid: S = U U^T forward, and G U, G^T U back.
+        u = torch.tensor(np.concatenate([z1, z2]), device=dev)
+        g = torch.randn(2 * n, 2 * n, device=dev)
+
+        def floor():
+            u @ u.T
+            g @ u
+            g.T @ u
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        r["gemm_floor"] = H.measure(floor)
+        if n in mem_ns:
+            for impl in ("torch", "lightly", "tf"):
+                if impl == "lightly" and NTXentLoss is None:
+                    continue
+                r[f"mem_{impl}"] = _mem_probe(impl, n, dim)
+        rows.append(r)
+        print(f"  B1 N={n}: torch {H.spread(r['torch'])} ms, floor {H.fmt_ms(r['gemm_floor']['median_s'])} ms",
+              flush=True)  # fmt: skip
+    md = ["## B1. NT-Xent forward + backward (fp32, D = %d, tau = %.1f)" % (dim, TAU), "",
+          "Median ms [q1-q3]. Ratios: ours / lightly, and each / the GEMM floor "
+          "(S = U U^T forward, G U and G^T U backward, timed alone with the same threads).", "",
+          "| N | torch (ours) | lightly | TF tf.function (ours) | NumPy fwd (float64) | GEMM floor | "
+          "ours/lightly | torch/floor | lightly/floor | TF/floor |",
+          "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        fl = r["gemm_floor"]["median_s"]
+        li = r.get("lightly", {}).get("median_s", float("nan"))
+        md.append(f"| {r['N']} | {H.spread(r['torch'])} | "
+                  f"{H.spread(r['lightly']) if 'lightly' in r else 'n/a'} | {H.spread(r['tf_function'])} | "
+                  f"{H.fmt_ms(r['numpy_forward']['median_s'])} | {H.fmt_ms(fl)} | "
+                  f"{r['torch']['median_s'] / li:.2f} | {r['torch']['median_s'] / fl:.1f} | "
+                  f"{li / fl:.1f} | {r['tf_function']['median_s'] / fl:.1f} |")  # fmt: skip
+    mem_rows = [r for r in rows if any(k.startswith("mem_") for k in r)]
+    if mem_rows:
+        md += ["", "Peak extra memory of one forward + backward, in units of one 2N x 2N fp32 matrix "
+               "(fresh process; peak RSS above the RSS after imports and inputs):", "",
+               "| N | 2Nx2N matrix (MB) | torch (ours) | lightly | TF (ours) |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in mem_rows:
+            unit = (2 * r["N"]) ** 2 * 4
+            cell = lambda k: f"{r[k] / unit:.2f}" if k in r and r[k] is not None else "n/a"  # noqa: E731
+            md.append(f"| {r['N']} | {unit / 2**20:.0f} | {cell('mem_torch')} | {cell('mem_lightly')} | "
+                      f"{cell('mem_tf')} |")  # fmt: skip
+    return {"rows": rows, "md": "\n".join(md) + "\n"}
+
+
+def _mem_probe(impl: str, n: int, dim: int):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--_probe", impl, str(n), str(dim)],
+                         capture_output=True, text=True)  # fmt: skip
+    try:
+        return int(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(f"  memory probe {impl} N={n} failed: {out.stderr[-300:]}", file=sys.stderr)
+        return None
+
+
+def probe(impl: str, n: int, dim: int) -> int:
+    """In a fresh process: bytes of peak RSS above the post-import, post-input RSS."""
+    import psutil
+
+    rng = np.random.default_rng(0)
+    z1, z2 = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
+    if impl == "tf":
+        from tf_impl.losses import nt_xent
+
+        a, b = tf.constant(z1), tf.constant(z2)
+        small = tf.constant(z1[:4]), tf.constant(z2[:4])
+        with tf.GradientTape() as t:  # warm the kernels on a tiny input
+            t.watch(small)
+            t.gradient(nt_xent(*small, TAU), small)
+        base = psutil.Process().memory_info().rss
+        with tf.GradientTape() as t:
+            t.watch([a, b])
+            loss = nt_xent(a, b, TAU)
+        t.gradient(loss, [a, b])
+    else:
+        if impl == "torch":
+            from torch_impl.losses import nt_xent
+
+            fn = lambda x, y: nt_xent(x, y, TAU)  # noqa: E731
+        else:
+            fn = _lightly()(temperature=TAU)
+        fn(torch.randn(4, dim, requires_grad=True), torch.randn(4, dim)).backward()
+        a = torch.tensor(z1, requires_grad=True)
+        b = torch.tensor(z2, requires_grad=True)
+        base = psutil.Process().memory_info().rss
+        fn(a, b).backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return max(0, peak - base)
+
+
+# ----------------------------------------------------------------------------------------- B2
+def b2(ks, n: int, dim: int, device: str) -> dict:
+    from tf_impl.losses import info_nce
+    from tf_impl.models import dequeue_and_enqueue
+
+    NTXentLoss = _lightly()
+    rows = []
+    rng = np.random.default_rng(0)
+    q_np, k_np = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
+    for k_size in ks:
+        queue_np = rng.standard_normal((k_size, dim)).astype(np.float32)
+        want = ref.info_nce(q_np, k_np, queue_np, 0.2)
+        r = {"N": n, "D": dim, "K": k_size}
+        variants = {"tf_eager": None, "tf_function": False, "tf_xla": True}
+        for name, jit in variants.items():
+            queue = tf.Variable(queue_np)
+            ptr = tf.Variable(0, dtype=tf.int64)
+            q, k = tf.constant(q_np), tf.constant(k_np)
+
+            def step(q=q, k=k, queue=queue, ptr=ptr):
+                with tf.GradientTape() as tape:
+                    tape.watch(q)
+                    loss = info_nce(q, k, queue, 0.2)
+                g = tape.gradient(loss, q)
+                dequeue_and_enqueue(queue, ptr, k)
+                return loss, g
+
+            fn = step if jit is None else tf.function(step, jit_compile=jit)
+            r[f"{name}_first_call_s"] = H.first_call(lambda fn=fn: fn()[1].numpy())
+            queue.assign(queue_np)
+            ptr.assign(0)
+            H.check_against(name, float(fn()[0]), want)
+            r[name] = H.measure(lambda fn=fn: fn()[1].numpy(), repeat=7)
+        if NTXentLoss is not None:
+            peer = NTXentLoss(temperature=0.2, memory_bank_size=(k_size, dim))
+            peer.memory_bank.bank = torch.nn.functional.normalize(torch.tensor(queue_np.T), dim=0)
+            qt = torch.tensor(q_np, requires_grad=True)
+            kt = torch.tensor(k_np)
+
+            def peer_step():
+                qt.grad = None
+                loss = peer(qt, kt)
+                loss.backward()
+                return loss
+
+            # lightly reads its bank before updating it, like us; check the first call only
+            got = float(peer_step())
+            H.check_against("lightly memory bank", got, want)
+            r["lightly_bank"] = H.measure(peer_step, repeat=7)
+        # Enqueue alone: ours (scatter of N rows) against a naive full-queue rewrite.
+        queue = tf.Variable(queue_np)
+        ptr = tf.Variable(0, dtype=tf.int64)
+        keys = tf.constant(k_np)
+        enq = tf.function(lambda: dequeue_and_enqueue(queue, ptr, keys))
+        naive = tf.function(lambda: queue.assign(tf.concat([keys, queue[:-n]], 0)))
+        enq()
+        naive()
+        r["enqueue_scatter"] = H.measure(lambda: (enq(), queue[0, 0].numpy()), repeat=15)
+        r["enqueue_full_rewrite"] = H.measure(lambda: (naive(), queue[0, 0].numpy()), repeat=15)
+        rows.append(r)
+        print(f"  B2 K={k_size}: tf.function {H.spread(r['tf_function'])} ms", flush=True)
+    md = [f"## B2. MoCo step pieces: InfoNCE fwd+bwd(q) + enqueue (N = {n}, D = {dim}, tau = 0.2)", "",
+          "Median ms [q1-q3]; first call (trace / XLA compile) in seconds, separately.", "",
+          "| K | TF eager | tf.function | tf.function XLA | lightly NTXent + memory bank | "
+          "first call: function / XLA (s) | tf.function / eager |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        md.append(f"| {r['K']} | {H.spread(r['tf_eager'])} | {H.spread(r['tf_function'])} | "
+                  f"{H.spread(r['tf_xla'])} | {H.spread(r['lightly_bank']) if 'lightly_bank' in r else 'n/a'} | "
+                  f"{r['tf_function_first_call_s']:.2f} / {r['tf_xla_first_call_s']:.2f} | "
+                  f"{r['tf_function']['median_s'] / r['tf_eager']['median_s']:.2f} |")  # fmt: skip
+    md += [
+        "",
+        "Enqueue alone (tf.function, N = %d keys):" % n,
+        "",
+        "| K | ours: scatter of N rows | naive full rewrite (concat) | rewrite / ours |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        md.append(f"| {r['K']} | {H.spread(r['enqueue_scatter'])} | {H.spread(r['enqueue_full_rewrite'])} | "
+                  f"{r['enqueue_full_rewrite']['median_s'] / r['enqueue_scatter']['median_s']:.1f} |")  # fmt: skip
+    return {"rows": rows, "md": "\n".join(md) + "\n"}
+
+
+# ----------------------------------------------------------------------------------------- B3
+def b3(quick: bool, device: str) -> dict:
+    from shared.data import load_embedded
+    from torch_impl.augment import TwoViews, simclr_augment
+    from torch_impl.losses import nt_xent
+    from torch_impl.models import SimCLR
+
+    NTXentLoss = _lightly()
+    ds = load_embedded()
+    res = {}
+    dev = torch.device(device)
+    configs = [("small_cnn", 128, 5)] + ([("resnet18_cifar", 32, 3)] if True else [])
+    for enc, bs, rep in configs:
+        torch.manual_seed(0)
+        model = SimCLR(enc).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x1 = torch.rand(bs, 3, 32, 32, device=dev)
+        x2 = torch.rand(bs, 3, 32, 32, device=dev)
+
+        def make_step(m, loss_fn):
+            def step():
+                _, _, z1, z2 = m(x1, x2)
+                loss = loss_fn(z1, z2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+
+            return step
+
+        res[f"torch_eager_{enc}"] = H.measure(
+            make_step(model, lambda a, b: nt_xent(a, b, 0.5)), 1, rep
+        )
+        res[f"torch_eager_{enc}"]["batch"] = bs
+        if NTXentLoss is not None:
+            res[f"torch_lightly_loss_{enc}"] = H.measure(
+                make_step(model, NTXentLoss(temperature=0.5)), 1, rep
+            )
+            res[f"torch_lightly_loss_{enc}"]["batch"] = bs
+        if enc == "small_cnn":
+            compiled = torch.compile(model)
+            step = make_step(compiled, lambda a, b: nt_xent(a, b, 0.5))
+            try:
+                res["torch_compile_first_call_s"] = H.first_call(step)
+                res[f"torch_compile_{enc}"] = H.measure(step, 1, rep)
+                res[f"torch_compile_{enc}"]["batch"] = bs
+            except Exception as e:  # noqa: BLE001 - a compiler missing here is reported, not fatal
+                res["torch_compile_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+    # MoCo TF step: eager, tf.function, XLA
+    from tf_impl.models import MoCo
+    from tf_impl.train import TrainConfig, make_train_step
+
+    xs = tf.random.uniform([128, 32, 32, 3], seed=1)
+    for name, jit, eager in (
+        ("tf_eager", False, True),
+        ("tf_function", False, False),
+        ("tf_xla", True, False),
+    ):
+        tf.keras.utils.set_random_seed(0)
+        model = MoCo(queue_size=4096)
+        opt = tf.keras.optimizers.SGD(0.01, momentum=0.9)
+        step = make_train_step(model, opt, TrainConfig(jit_compile=jit), total_steps=100)
+        tf.config.run_functions_eagerly(eager)
+        try:
+            res[f"moco_{name}_first_call_s"] = H.first_call(
+                lambda: step(xs, xs, tf.constant([0, 1])).numpy()
+            )
+            res[f"moco_{name}_small_cnn"] = H.measure(
+                lambda: step(xs, xs, tf.constant([0, 1])).numpy(), 1, 5
+            )
+            res[f"moco_{name}_small_cnn"]["batch"] = 128
+        finally:
+            tf.config.run_functions_eagerly(False)
+    # Augmentation throughput
+    two = TwoViews(simclr_augment(32, (0.2, 1.0), 0.5))
+    imgs = torch.from_numpy(ds.train.images[:512]).permute(0, 3, 1, 2)
+    t0 = time.perf_counter()
+    for im in imgs:
+        two(im)
+    res["aug_torchvision_views_per_s"] = 2 * len(imgs) / (time.perf_counter() - t0)
+    from tf_impl.train import make_dataset
+
+    cfg = TrainConfig(batch_size=128)
+    it = make_dataset(ds.train.images, cfg, 0)
+    next(iter(it))  # build the pipeline
+    t0 = time.perf_counter()
+    count = sum(int(x1.shape[0]) for x1, _ in make_dataset(ds.train.images, cfg, 1))
+    res["aug_tfdata_views_per_s"] = 2 * count / (time.perf_counter() - t0)
+
+    def ips(key):
+        r = res.get(key)
+        return f"{r['batch'] / r['median_s']:.0f}" if r else "n/a"
+
+    md = ["## B3. Training throughput (images/s per training step, 2 views per image)", "",
+          "| step | small CNN (batch 128) | ResNet-18 CIFAR stem (batch 32) |", "|---|---|---|",
+          f"| SimCLR torch eager (ours) | {ips('torch_eager_small_cnn')} | {ips('torch_eager_resnet18_cifar')} |",
+          f"| SimCLR torch.compile (ours) | {ips('torch_compile_small_cnn')} | not run |",
+          f"| SimCLR torch eager + lightly NTXentLoss | {ips('torch_lightly_loss_small_cnn')} | "
+          f"{ips('torch_lightly_loss_resnet18_cifar')} |",
+          f"| MoCo TF eager (ours) | {ips('moco_tf_eager_small_cnn')} | not run |",
+          f"| MoCo TF tf.function (ours) | {ips('moco_tf_function_small_cnn')} | not run |",
+          f"| MoCo TF XLA (ours) | {ips('moco_tf_xla_small_cnn')} | not run |", "",
+          f"First call: torch.compile {res.get('torch_compile_first_call_s', float('nan')):.1f} s, "
+          f"tf.function {res['moco_tf_function_first_call_s']:.1f} s, XLA {res['moco_tf_xla_first_call_s']:.1f} s."
+          + (f" torch.compile failed: {res['torch_compile_error']}" if "torch_compile_error" in res else ""), "",
+          f"Augmentation: torchvision v2, one process: {res['aug_torchvision_views_per_s']:.0f} views/s; "
+          f"tf.data with AUTOTUNE: {res['aug_tfdata_views_per_s']:.0f} views/s. A small-CNN SimCLR step consumes "
+          f"{2 * float(ips('torch_eager_small_cnn')):.0f} views/s."]  # fmt: skip
+    return {"results": res, "md": "\n".join(md) + "\n"}
+
+
+# ----------------------------------------------------------------------------------------- B4
+def b4(b1res: dict, b2res: dict) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def fit(xs, ys):
+        slope, _ = np.polyfit(np.log(xs), np.log(ys), 1)
+        return float(slope)
+
+    out = {}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ns = [r["N"] for r in b1res["rows"]]
+    for key, label in (("torch", "torch (ours)"), ("lightly", "lightly"), ("tf_function", "TF (ours)"),
+                       ("gemm_floor", "GEMM floor")):  # fmt: skip
+        if all(key in r for r in b1res["rows"]):
+            ys = [r[key]["median_s"] for r in b1res["rows"]]
+            out[f"b1_{key}_exponent"] = fit(ns, ys) if len(ns) > 1 else float("nan")
+            axes[0].loglog(ns, ys, marker="o", ls="--" if key == "gemm_floor" else "-",
+                           label=f"{label} (slope {out[f'b1_{key}_exponent']:.2f})")  # fmt: skip
+    axes[0].set(xlabel="N (batch; 2N anchors)", ylabel="seconds", title="NT-Xent fwd+bwd vs N")
+    ks = [r["K"] for r in b2res["rows"]]
+    for key, label in (("tf_function", "InfoNCE+enqueue tf.function"), ("tf_xla", "XLA"),
+                       ("lightly_bank", "lightly + bank"), ("enqueue_scatter", "enqueue (ours)"),
+                       ("enqueue_full_rewrite", "enqueue (full rewrite)")):  # fmt: skip
+        if all(key in r for r in b2res["rows"]):
+            ys = [r[key]["median_s"] for r in b2res["rows"]]
+            out[f"b2_{key}_exponent"] = fit(ks, ys) if len(ks) > 1 else float("nan")
+            axes[1].loglog(
+                ks, ys, marker="o", label=f"{label} (slope {out[f'b2_{key}_exponent']:.2f})"
+            )
+    axes[1].set(xlabel="K (queue size)", ylabel="seconds", title="MoCo step pieces vs K")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    H.RESULTS.mkdir(exist_ok=True)
+    fig.savefig(H.RESULTS / "b4_scaling.png", dpi=110)
+    plt.close(fig)
+    md = ["## B4. Scaling (fitted log-log exponents)", "", "| quantity | exponent |", "|---|---|"]
+    md += [f"| {k} | {v:.2f} |" for k, v in out.items()]
+    md += ["", "![scaling](results/b4_scaling.png)"]
+    return {"exponents": out, "md": "\n".join(md) + "\n"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
+    )
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="the quick set (default)")
+    g.add_argument("--full", action="store_true", help="every size")
+    ap.add_argument("--only", default="B1,B2,B3,B4")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args._probe:
+        print(probe(args._probe[0], int(args._probe[1]), int(args._probe[2])))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    only = {s.strip().upper() for s in args.only.split(",")}
+    full = args.full
+    info = H.machine_info(args.threads, args.device)
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {args.threads} threads, device {args.device}"
+    )
+    t0 = time.perf_counter()
+    sections, payload = [], {"machine": info, "mode": "full" if full else "quick"}
+    b1res = b2res = None
+    if "B1" in only or "B4" in only:
+        ns = [64, 256, 1024, 2048, 4096] if full else [64, 256, 1024, 2048]
+        b1res = b1(ns, 128, args.device, mem_ns=[2048, 4096] if full else [2048])
+        payload["B1"] = b1res["rows"]
+        sections.append(b1res["md"])
+    if "B2" in only or "B4" in only:
+        ks = [4096, 16384, 65536] + ([262144] if full else [])
+        b2res = b2(ks, 256, 128, args.device)
+        payload["B2"] = b2res["rows"]
+        sections.append(b2res["md"])
+    if "B3" in only:
+        b3res = b3(not full, args.device)
+        payload["B3"] = b3res["results"]
+        sections.append(b3res["md"])
+    if "B4" in only and b1res and b2res:
+        b4res = b4(b1res, b2res)
+        payload["B4"] = b4res["exponents"]
+        sections.append(b4res["md"])
+    wall = time.perf_counter() - t0
+    header = (f"Machine: {info['cpu']}; {info['cores']} cores, {args.threads} threads; device "
+              f"{args.device}; torch {info['torch']}, tensorflow {info['tensorflow']}, lightly "
+              f"{info['lightly']}, numpy {info['numpy']}. Mode: {payload['mode']}; wall time {wall:.0f} s.\n")  # fmt: skip
+    name = f"bench_{args.device}"
+    md = f"# Benchmark results ({time.strftime('%Y-%m-%d')})\n\n{header}\n" + "\n".join(sections)
+    H.write(name, payload, md)
+    readme = Path(__file__).with_name("README.md")
+    intro = readme.read_text().split("<!-- results -->")[0] if readme.exists() else ""
+    readme.write_text(intro.rstrip() + "\n\n<!-- results -->\n\n" + md)
+    print(md)
+    print(f"wrote benchmarks/results/{name}.json and .md in {wall:.0f} s")
+    return 0
+
 
 if __name__ == "__main__":
-    print("benchmarks are not implemented yet (issue 6); see benchmarks/README.md", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(main())

@@ -240,3 +240,40 @@ def test_random_init_baseline_and_linear_eval_sanity(tmp_path):
     enc(torch.rand(8, 3, 32, 32))  # give BN non-default statistics
     out = linear_eval(enc, tr, te, epochs=1)  # raises if the frozen encoder changed
     assert 0 <= out["linear_eval_top1"] <= 1
+
+
+def test_batch_augment_shapes_seeding_and_ops_match_torchvision():
+    from torchvision.transforms.v2 import functional as TF
+
+    from torch_impl.augment import BatchAugment
+
+    imgs = torch.from_numpy(
+        np.random.default_rng(1).integers(0, 256, (6, 3, 40, 40), dtype=np.uint8)
+    )
+    aug = BatchAugment(32, (0.3, 1.0), 0.5)
+    torch.manual_seed(0)
+    a = aug(imgs)
+    torch.manual_seed(0)
+    b = aug(imgs)
+    assert a.shape == (6, 3, 32, 32) and a.dtype == torch.float32
+    assert torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    assert not torch.equal(a, aug(imgs))  # a fresh draw differs
+    # each jitter op equals torchvision's on the same factor
+    x = torch.rand(3, 3, 8, 8)
+    f = torch.tensor([0.7, 1.0, 1.3])
+    for op, fn in enumerate([TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]):
+        want = torch.stack([fn(x[i], float(f[i])) for i in range(3)])
+        torch.testing.assert_close(
+            BatchAugment._jitter_op(op, x, f), want, atol=5e-5, rtol=1e-4
+        )  # fp32 op order
+    h = torch.tensor([-0.1, 0.0, 0.05])
+    want = torch.stack([TF.adjust_hue(x[i], float(h[i])) for i in range(3)])
+    torch.testing.assert_close(BatchAugment._jitter_op(3, x, h), want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="images: expected a"):
+        aug(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
+    assert BatchAugment(96)(imgs.repeat(1, 1, 3, 3)[:, :, :96, :96]).shape == (
+        6,
+        3,
+        96,
+        96,
+    )  # blur path

@@ -16,11 +16,13 @@ in [0, 1]. Randomness comes from torch's global RNG, so ``torch.manual_seed`` fi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["TwoViews", "simclr_augment"]
+__all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
 
 def simclr_augment(image_size: int = 32, scale: tuple[float, float] = (0.08, 1.0),
@@ -55,6 +57,146 @@ def simclr_augment(image_size: int = 32, scale: tuple[float, float] = (0.08, 1.0
         ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
     ops.append(v2.ToDtype(torch.float32, scale=True))
     return v2.Compose(ops)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> HSV in [0, 1] (hue as a fraction of the circle)."""
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
+    safe = delta.clamp_min(1e-12)
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, maxc], 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    i = i.long() % 6
+    r = torch.stack([v, q, p, p, t, v], 1).gather(1, i[:, None]).squeeze(1)
+    g = torch.stack([t, v, v, q, p, p], 1).gather(1, i[:, None]).squeeze(1)
+    b = torch.stack([p, p, t, v, v, q], 1).gather(1, i[:, None]).squeeze(1)
+    return torch.stack([r, g, b], 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, (B, 1, H, W), as torchvision's rgb_to_grayscale."""
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+class BatchAugment:
+    """The same SimCLR augmentation as :func:`simclr_augment`, vectorised over a batch.
+
+    Each image still gets its own random parameters (crop box, flip, jitter factors and order,
+    grayscale, blur), but all images are processed by batched tensor ops, which is ~10x faster
+    than the per-image ``v2.Compose`` on a 2-core CPU and runs on the GPU when the batch is
+    there. Differences from :func:`simclr_augment`, by design:
+
+    * the crop is resampled with ``torchvision.ops.roi_align`` (bilinear, one sample per output
+      pixel, no antialias; v2 antialiases when downscaling);
+    * the crop box is drawn once per image (area and log-aspect uniform, clipped to the image),
+      not with v2's 10 retries + centre-crop fallback.
+
+    Call it with a uint8 (B, 3, H, W) batch; it returns float32 (B, 3, S, S) in [0, 1].
+    Randomness comes from torch's global RNG (or ``generator``).
+    """
+
+    def __init__(self, image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5,
+                 blur: bool | None = None):  # fmt: skip
+        simclr_augment(image_size, scale, strength, blur)  # same validation, same errors
+        self.size = int(image_size)
+        self.scale = (float(scale[0]), float(scale[1]))
+        s = float(strength)
+        self.jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
+        self.blur = blur if blur is not None else image_size > 32
+        self.kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
+
+    def _boxes(self, b: int, h: int, w: int, gen) -> torch.Tensor:
+        area = torch.empty(b).uniform_(*self.scale, generator=gen) * h * w
+        log_r = torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)
+        ratio = torch.exp(log_r)
+        cw = torch.sqrt(area * ratio).clamp(1, w)
+        ch = torch.sqrt(area / ratio).clamp(1, h)
+        x0 = torch.rand(b, generator=gen) * (w - cw)
+        y0 = torch.rand(b, generator=gen) * (h - ch)
+        return torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], 1)
+
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        from torchvision.ops import roi_align
+
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images: expected a (B, 3, H, W) batch, got {tuple(images.shape)}")
+        gen = generator
+        b, _, h, w = images.shape
+        dev = images.device
+        x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+        boxes = self._boxes(b, h, w, gen).to(dev)
+        x = roi_align(x, boxes, output_size=self.size, spatial_scale=1.0, sampling_ratio=1,
+                      aligned=True)  # (B, 3, S, S): crop + bilinear resize  # fmt: skip
+        flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = self._color(x, gen)
+        gray = (torch.rand(b, generator=gen) < 0.2).to(dev)
+        x = torch.where(gray[:, None, None, None], _gray(x).expand_as(x), x)
+        if self.blur:
+            x = self._gaussian_blur(x, gen)
+        return x.clamp_(0.0, 1.0)
+
+    def _color(self, x: torch.Tensor, gen) -> torch.Tensor:
+        b, dev = x.shape[0], x.device
+        apply = (torch.rand(b, generator=gen) < 0.8).to(dev)
+        bj, cj, sj, hj = self.jitter
+        u = lambda lo, hi: torch.empty(b).uniform_(lo, hi, generator=gen).to(dev)  # noqa: E731
+        factors = [u(1 - bj, 1 + bj), u(1 - cj, 1 + cj), u(1 - sj, 1 + sj), u(-hj, hj)]
+        order = torch.argsort(torch.rand(b, 4, generator=gen), dim=1).to(dev)  # random order
+        y = x.clone()
+        for pos in range(4):  # each image meets each op once, in its own order
+            for op in range(4):
+                idx = torch.nonzero(apply & (order[:, pos] == op)).squeeze(1)
+                if idx.numel():
+                    y[idx] = self._jitter_op(op, y[idx], factors[op][idx])
+        return y
+
+    @staticmethod
+    def _jitter_op(op: int, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        f4 = f[:, None, None, None]
+        if op == 0:  # brightness: multiplicative, as torchvision
+            return (y * f4).clamp(0, 1)
+        if op == 1:  # contrast: blend with the mean of the grayscale image
+            m = _gray(y).mean((2, 3), keepdim=True)
+            return ((y - m) * f4 + m).clamp(0, 1)
+        if op == 2:  # saturation: blend with the grayscale image
+            g = _gray(y)
+            return ((y - g) * f4 + g).clamp(0, 1)
+        return BatchAugment._hue(y, f[:, None, None])
+
+    @staticmethod
+    def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        hsv = _rgb_to_hsv(x)
+        hsv = torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], 1)
+        return _hsv_to_rgb(hsv)
+
+    def _gaussian_blur(self, x: torch.Tensor, gen) -> torch.Tensor:
+        b, c, _, _ = x.shape
+        r = self.kernel // 2
+        sigma = torch.empty(b).uniform_(0.1, 2.0, generator=gen).to(x.device)
+        t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+        k = torch.exp(-(t[None] ** 2) / (2 * sigma[:, None] ** 2))
+        k = k / k.sum(1, keepdim=True)  # (B, k)
+        w = k.repeat_interleave(c, 0)  # (B*C, k): one kernel per image, shared by channels
+        y = torch.nn.functional.pad(x.reshape(1, b * c, *x.shape[2:]), (r, r, r, r), mode="reflect")
+        y = torch.nn.functional.conv2d(y, w[:, None, None, :], groups=b * c)
+        y = torch.nn.functional.conv2d(y, w[:, None, :, None], groups=b * c).reshape_as(x)
+        on = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+        return torch.where(on[:, None, None, None], y, x)
 
 
 class TwoViews:

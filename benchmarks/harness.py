@@ -1,0 +1,100 @@
+"""Timing harness: warm-up, repeated runs, median and spread, machine info, result files.
+
+Timings are *reported*, never asserted. Each benchmark checks its implementations against the
+``shared`` NumPy reference on the same inputs before timing them (:func:`check_against`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def measure(fn, warmup: int = 2, repeat: int = 7, min_time: float = 0.0) -> dict:
+    """Run ``fn`` ``warmup`` times, then ``repeat`` timed runs (or more until ``min_time``).
+
+    Returns seconds: median, q1, q3 (the spread), min, n.
+    """
+    for _ in range(warmup):
+        fn()
+    samples = []
+    t_start = time.perf_counter()
+    while len(samples) < repeat or (time.perf_counter() - t_start) < min_time:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+        if len(samples) >= 200:
+            break
+    q = np.percentile(samples, [25, 50, 75])
+    return {"median_s": float(q[1]), "q1_s": float(q[0]), "q3_s": float(q[2]),
+            "min_s": float(min(samples)), "n": len(samples)}  # fmt: skip
+
+
+def first_call(fn) -> float:
+    """Seconds of the first call (tracing / compilation included)."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def machine_info(threads: int, device: str) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu": _cpu_model(), "cores": os.cpu_count(), "threads": threads, "device": device,
+            "numpy": np.__version__}  # fmt: skip
+    for mod in ("torch", "tensorflow", "lightly"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing peer is recorded, not fatal
+            info[mod] = None
+    try:
+        import torch
+
+        if device == "cuda" and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def check_against(name: str, got: float, want: float, rtol: float = 1e-4) -> None:
+    """Raise before timing if an implementation disagrees with the reference."""
+    if not np.isfinite(got) or abs(got - want) > rtol * max(1.0, abs(want)):
+        raise AssertionError(f"{name}: {got!r} differs from the NumPy reference {want!r}")
+
+
+def write(name: str, payload: dict, markdown: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    return path
+
+
+def fmt_ms(s: float) -> str:
+    return f"{1e3 * s:.2f}"
+
+
+def spread(r: dict) -> str:
+    return f"{fmt_ms(r['median_s'])} [{fmt_ms(r['q1_s'])}-{fmt_ms(r['q3_s'])}]"
+
+
+def geomean(xs) -> float:
+    return float(statistics.geometric_mean(xs))

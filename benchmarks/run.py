@@ -13,8 +13,6 @@ same inputs before it is timed. Import order: torch (and dynamo) before TensorFl
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import resource
 import subprocess
@@ -23,12 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-import torch  # noqa: I001  (torch before tensorflow: see README)
-import torchvision  # noqa: F401
-import torch._dynamo  # noqa: F401
-
 import tensorflow as tf  # noqa: E402
+import torch  # noqa: I001  (torch before tensorflow: see README)
+import torch._dynamo  # noqa: F401
+import torchvision  # noqa: F401
 
 from benchmarks import harness as H  # noqa: E402
 from shared import losses as ref  # noqa: E402

@@ -108,7 +108,7 @@ def b1(ns, dim: int, device: str, mem_ns) -> dict:
         rows.append(r)
         print(f"  B1 N={n}: torch {H.spread(r['torch'])} ms, floor {H.fmt_ms(r['gemm_floor']['median_s'])} ms",
               flush=True)  # fmt: skip
-    md = ["## B1. NT-Xent forward + backward (fp32, D = %d, tau = %.1f)" % (dim, TAU), "",
+    md = [f"## B1. NT-Xent forward + backward (fp32, D = {dim}, tau = {TAU})", "",
           "Median ms [q1-q3]. Ratios: ours / lightly, and each / the GEMM floor "
           "(S = U U^T forward, G U and G^T U backward, timed alone with the same threads).", "",
           "| N | torch (ours) | lightly | TF tf.function (ours) | NumPy fwd (float64) | GEMM floor | "

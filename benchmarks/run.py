@@ -253,7 +253,7 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
                   f"{r['tf_function']['median_s'] / r['tf_eager']['median_s']:.2f} |")  # fmt: skip
     md += [
         "",
-        "Enqueue alone (tf.function, N = %d keys):" % n,
+        f"Enqueue alone (tf.function, N = {n} keys):",
         "",
         "| K | ours: scatter of N rows | naive full rewrite (concat) | rewrite / ours |",
         "|---|---|---|---|",

@@ -21,10 +21,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf  # noqa: E402
-import torch  # noqa: I001  (torch before tensorflow: see README)
-import torch._dynamo  # noqa: F401
+
+# isort: off
+# Order matters: torch, torchvision, dynamo and the peer (which pulls in pytorch_lightning and
+# triton) must all load before TensorFlow, or triton segfaults here. Keep the sorter out.
+import torch
 import torchvision  # noqa: F401
+import torch._dynamo  # noqa: F401
+
+try:
+    import lightly.loss  # noqa: F401
+except ImportError:
+    pass
+import tensorflow as tf
+
+# isort: on
 
 from benchmarks import harness as H  # noqa: E402
 from shared import losses as ref  # noqa: E402
@@ -68,12 +79,12 @@ def b1(ns, dim: int, device: str, mem_ns) -> dict:
             return go
 
         ours = torch_step(lambda x, y: pt_nt_xent(x, y, TAU))
-        H.check_against("torch nt_xent", float(ours()), want)
+        H.check_against("torch nt_xent", ours().item(), want)
         r = {"N": n, "D": dim}
         r["torch"] = H.measure(ours)
         if NTXentLoss is not None:
             peer = torch_step(NTXentLoss(temperature=TAU))
-            H.check_against("lightly NTXentLoss", float(peer()), want)
+            H.check_against("lightly NTXentLoss", peer().item(), want)
             r["lightly"] = H.measure(peer)
         ta, tb = tf.constant(z1), tf.constant(z2)
 
@@ -215,7 +226,8 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
             r[name] = H.measure(lambda fn=fn: fn()[1].numpy(), repeat=7)
         if NTXentLoss is not None:
             peer = NTXentLoss(temperature=0.2, memory_bank_size=(k_size, dim))
-            peer.memory_bank.bank = torch.nn.functional.normalize(torch.tensor(queue_np.T), dim=0)
+            # lightly >= 1.5 stores the bank as (K, D), one key per row, like our queue
+            peer.memory_bank.bank = torch.nn.functional.normalize(torch.tensor(queue_np), dim=1)
             qt = torch.tensor(q_np, requires_grad=True)
             kt = torch.tensor(k_np)
 
@@ -226,7 +238,7 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
                 return loss
 
             # lightly reads its bank before updating it, like us; check the first call only
-            got = float(peer_step())
+            got = peer_step().item()
             H.check_against("lightly memory bank", got, want)
             r["lightly_bank"] = H.measure(peer_step, repeat=7)
         # Enqueue alone: ours (scatter of N rows) against a naive full-queue rewrite.

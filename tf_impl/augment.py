@@ -22,9 +22,11 @@ Differences from the torchvision version, each deliberate and documented:
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
-__all__ = ["TwoViews", "simclr_augment"]
+__all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
 
 def _jitter_ops(s: float):
@@ -100,6 +102,90 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
         return tf.clip_by_value(x, 0.0, 1.0)
 
     return view
+
+
+class BatchAugment:
+    """The same augmentation vectorised over a batch, like ``torch_impl.augment.BatchAugment``.
+
+    ``BatchAugment(...)(images_uint8 (B, H, W, 3), seed) -> float32 (B, S, S, 3)``. Each image
+    gets its own stateless random parameters; the ops run on the whole batch:
+    ``tf.image.crop_and_resize`` for the crops (bilinear, no antialias), ``tf.where`` for flip,
+    grayscale and blur, per-image factors broadcast for the jitter, and the random order is
+    realised with ``tf.dynamic_partition`` / ``dynamic_stitch``: at each of the four positions
+    every image goes through exactly the op its permutation puts there. Jitter semantics are those of
+    :func:`simclr_augment` (multiplicative brightness, per-channel-mean contrast, HSV saturation
+    and hue).
+    """
+
+    def __init__(self, image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None):
+        simclr_augment(image_size, scale, strength, blur)  # same validation and errors
+        self.size = int(image_size)
+        self.scale = (float(scale[0]), float(scale[1]))
+        s = float(strength)
+        self.jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
+        self.blur = blur if blur is not None else image_size > 32
+        self.kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
+
+    def __call__(self, images, seed):
+        seeds = tf.random.experimental.stateless_split(seed, 16)
+        x = tf.image.convert_image_dtype(images, tf.float32)  # (B, H, W, 3)
+        b = tf.shape(x)[0]
+        h = tf.cast(tf.shape(x)[1], tf.float32)
+        w = tf.cast(tf.shape(x)[2], tf.float32)
+        unif = lambda i, lo=0.0, hi=1.0: tf.random.stateless_uniform([b], seeds[i], lo, hi)  # noqa: E731
+        area = unif(0, *self.scale) * h * w
+        ratio = tf.exp(unif(1, math.log(3 / 4), math.log(4 / 3)))
+        cw = tf.clip_by_value(tf.sqrt(area * ratio), 1.0, w)
+        ch = tf.clip_by_value(tf.sqrt(area / ratio), 1.0, h)
+        x0 = unif(2) * (w - cw)
+        y0 = unif(3) * (h - ch)
+        boxes = tf.stack([y0 / h, x0 / w, (y0 + ch) / h, (x0 + cw) / w], axis=1)  # normalised
+        x = tf.image.crop_and_resize(x, boxes, tf.range(b), [self.size, self.size])  # (B, S, S, 3)
+        sel = lambda mask, a, c: tf.where(mask[:, None, None, None], a, c)  # noqa: E731
+        x = sel(unif(4) < 0.5, tf.reverse(x, axis=[2]), x)  # horizontal flip
+        bj, cj, sj, hj = self.jitter
+        f = [
+            unif(5, 1 - bj, 1 + bj),
+            unif(6, 1 - cj, 1 + cj),
+            unif(7, 1 - sj, 1 + sj),
+            unif(8, -hj, hj),
+        ]
+        order = tf.argsort(tf.random.stateless_uniform([b, 4], seeds[9]), axis=1)  # (B, 4)
+        ops = [lambda v, g: v * g[:, None, None, None], _adjust_contrast, _adjust_saturation,
+               _adjust_hue]  # fmt: skip
+        y, idx = x, tf.range(b)
+        for pos in range(4):  # each image meets each op once, in its own order
+            parts = tf.dynamic_partition(y, order[:, pos], 4)
+            where = tf.dynamic_partition(idx, order[:, pos], 4)
+            out = [tf.clip_by_value(ops[k](parts[k], tf.gather(f[k], where[k])), 0.0, 1.0)
+                   for k in range(4)]  # fmt: skip
+            y = tf.dynamic_stitch(where, out)
+        x = sel(unif(10) < 0.8, y, x)
+        x = sel(unif(11) < 0.2, tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 1, 3]), x)
+        if self.blur:
+            sigma = unif(12, 0.1, 2.0)
+            blurred = tf.map_fn(lambda a: _gaussian_blur(a[0], a[1], self.kernel), (x, sigma),
+                                fn_output_signature=tf.float32)  # fmt: skip
+            x = sel(unif(13) < 0.5, blurred, x)
+        return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def _adjust_contrast(x, factor):
+    """Per-image factor; blends towards each channel's mean, as ``tf.image.adjust_contrast``."""
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    return (x - mean) * factor[:, None, None, None] + mean
+
+
+def _adjust_saturation(x, factor):
+    hsv = tf.image.rgb_to_hsv(x)
+    s = tf.clip_by_value(hsv[..., 1] * factor[:, None, None], 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.stack([hsv[..., 0], s, hsv[..., 2]], axis=-1))
+
+
+def _adjust_hue(x, delta):
+    hsv = tf.image.rgb_to_hsv(x)
+    hue = tf.math.floormod(hsv[..., 0] + delta[:, None, None], 1.0)
+    return tf.image.hsv_to_rgb(tf.stack([hue, hsv[..., 1], hsv[..., 2]], axis=-1))
 
 
 class TwoViews:

@@ -48,6 +48,8 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
     def call(self, x, training=None):
         if not training or self.num_splits == 1:
             return super().call(x, training=training)
+        in_dtype = x.dtype
+        x = tf.cast(x, tf.float32)  # statistics in float32, also under mixed precision
         shape = tf.shape(x)
         xs = tf.reshape(x, tf.concat([[self.num_splits, -1], shape[1:]], 0))  # (S, B/S, ...)
         axes = list(range(1, len(x.shape)))  # all but the split and channel axes of xs
@@ -60,7 +62,7 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
         )
         self.moving_variance.assign(m * self.moving_variance
                                     + (1 - m) * tf.reshape(tf.reduce_mean(var, 0), [-1]))  # fmt: skip
-        return y
+        return tf.cast(y, in_dtype)
 
     def get_config(self):
         return {**super().get_config(), "num_splits": self.num_splits}
@@ -264,7 +266,7 @@ class MoCo(tf.Module):
             k = tf.gather(k, tf.math.invert_permutation(perm))  # un-shuffle
         else:
             _, k = self.encoder_k(x, training=True)
-        return tf.stop_gradient(tf.math.l2_normalize(k, axis=1))  # (N, D)
+        return tf.stop_gradient(tf.math.l2_normalize(tf.cast(k, tf.float32), axis=1))  # (N, D)
 
 
 def weights_as_numpy(model) -> list[np.ndarray]:

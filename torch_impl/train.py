@@ -46,7 +46,7 @@ class TrainConfig:
     download: bool = False
     encoder: str = "small_cnn"
     image_size: int = 32
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 64
     optimizer: str = "lars"  # lars | sgd | adam
     lr: float | None = None  # None: the optimiser's default (see default_lr)

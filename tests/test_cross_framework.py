@@ -187,3 +187,17 @@ def test_mirrored_public_names_and_arguments():
                 if pa != pb and f"{mod}.{name}" not in ALLOWED_SIGNATURE_DIFFERENCES:
                     problems.append(f"{mod}.{name}: torch{pa} != tf{pb}")
     assert not problems, "\n".join(problems)
+
+
+def test_parity_compare_path_on_two_dumps(tmp_path):
+    """The cross-machine path: two dumps (here torch and TF, float32) through --compare."""
+    from shared import parity_cmd
+    from tf_impl.__main__ import main as tf_main
+    from torch_impl.__main__ import main as pt_main
+
+    a, b = tmp_path / "torch.npz", tmp_path / "tf.npz"
+    assert pt_main(["parity-dump", "--dtype", "float32", "--out", str(a)]) == 0
+    assert tf_main(["parity-dump", "--dtype", "float32", "--out", str(b)]) == 0
+    assert parity_cmd.main(["--compare", str(a), str(b), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "parity.md").read_text()
+    assert "tensorflow@cpu vs torch@cpu" in md and "nt_xent.grad_z1" in md

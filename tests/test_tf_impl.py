@@ -229,3 +229,20 @@ def test_batch_augment_stateless_ops_match_tf_image():
         np.testing.assert_allclose(
             _adjust_hue(x, h)[i], tf.image.adjust_hue(x[i], float(h[i])), atol=1e-6
         )
+
+
+def test_linear_eval_frozen_and_finetune_arms():
+    from shared.data import Split
+    from tf_impl.evaluate import finetune, linear_eval
+    from tf_impl.models import build_encoder
+
+    rng = np.random.default_rng(0)
+    tr = Split(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), np.arange(64) % 4)
+    te = Split(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 4)
+    enc = build_encoder("small_cnn")
+    enc(tf.random.uniform([8, 32, 32, 3]), training=True)  # non-default BN statistics
+    assert 0 <= linear_eval(enc, tr, te, epochs=1)["linear_eval_top1"] <= 1  # raises if it moved
+    out = finetune(enc, "small_cnn", tr, te, fraction=0.25, epochs=1)
+    assert (
+        out["n_labelled"] == 16 and 0 <= out["finetune_top1"] <= 1 and 0 <= out["scratch_top1"] <= 1
+    )

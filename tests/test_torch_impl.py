@@ -277,3 +277,18 @@ def test_batch_augment_shapes_seeding_and_ops_match_torchvision():
         96,
         96,
     )  # blur path
+
+
+def test_finetune_reports_both_arms_on_the_same_subset():
+    from shared.evaluation import labelled_subset
+    from torch_impl.evaluate import finetune
+    from torch_impl.models import build_encoder
+
+    rng = np.random.default_rng(0)
+    tr = Split(rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8), np.arange(80) % 4)
+    te = Split(rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 4)
+    sub = labelled_subset(tr, 0.25)
+    assert len(sub) == 20 and sorted(np.bincount(sub.labels)) == [5, 5, 5, 5]
+    out = finetune(build_encoder("small_cnn"), "small_cnn", tr, te, fraction=0.25, epochs=1)
+    assert out["n_labelled"] == 20 and set(out) >= {"finetune_top1", "scratch_top1"}
+    assert 0 <= out["finetune_top1"] <= 1 and 0 <= out["scratch_top1"] <= 1

@@ -81,7 +81,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     dtype = _logit_dtype(z1, z2)
     with torch.autocast(device_type=z1.device.type, enabled=False):
         u = F.normalize(torch.cat([z1, z2], 0).to(dtype), dim=1)  # (2N, D)
-        logits = (u / t) @ u.T  # (2N, 2N); 1/tau folded into the (2N, D) side: no extra 2N x 2N pass
+        logits = (
+            u / t
+        ) @ u.T  # (2N, 2N); 1/tau folded into the (2N, D) side: no extra 2N x 2N pass
         logits.fill_diagonal_(float("-inf"))  # self-similarity excluded, in place: no copy
         target = torch.arange(2 * n, device=z1.device).roll(n)  # (2N,) positive = other view
         return F.cross_entropy(logits, target, reduction=reduction)

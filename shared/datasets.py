@@ -30,6 +30,36 @@ def missing_message(name: str, root, how: str) -> str:
             f"To get it: {how}. Or use --dataset embedded, which needs no download.")  # fmt: skip
 
 
+def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int = 0):
+    """The framework-neutral part of both ``load_split``: ``embedded`` and ``folder:PATH``.
+
+    Validates ``dataset`` and ``split``; returns a ``shared.data.Split``, or ``None`` for the
+    remote datasets, which each framework loads with its own library.
+    """
+    import logging
+
+    from shared.data import Split, load_embedded
+
+    check_name(dataset)
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    if dataset == "embedded":
+        ds = load_embedded(seed)
+        return ds.train if split == "train" else ds.test
+    if dataset.startswith("folder:"):
+        if split == "test":
+            raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
+        f = read_image_folder(dataset[len("folder:") :], image_size)
+        if f.skipped:
+            logging.getLogger(__name__).warning(
+                "skipped %d unreadable image file(s) of %d",
+                len(f.skipped),
+                len(f.skipped) + len(f.paths),
+            )
+        return Split(f.images, np.full(len(f.images), -1, dtype=np.int64))
+    return None
+
+
 def check_name(dataset: str) -> str:
     if dataset == "embedded" or dataset in REMOTE or dataset.startswith("folder:"):
         return dataset

@@ -7,19 +7,11 @@ unlabeled), the layout ``torch_impl.data.load_split`` returns; ``tf_impl.train``
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
-from shared.data import Split, load_embedded
-from shared.datasets import (
-    DatasetNotFound,
-    check_name,
-    missing_message,
-    read_image_folder,  # fmt: skip
-)
+from shared.data import Split
+from shared.datasets import DatasetNotFound, load_local_split, missing_message
 
-log = logging.getLogger(__name__)
 __all__ = ["DatasetNotFound", "load_split"]
 
 TFDS_SPLITS = {"stl10": {"train": "train", "test": "test"}}
@@ -47,18 +39,7 @@ def load_split(dataset: str = "embedded", split: str = "train", root: str = "./d
 
     ``root`` is tfds' ``data_dir`` here (torchvision's ``root`` there).
     """
-    check_name(dataset)
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    if dataset == "embedded":
-        ds = load_embedded(seed)
-        return ds.train if split == "train" else ds.test
-    if dataset.startswith("folder:"):
-        if split == "test":
-            raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
-        f = read_image_folder(dataset[len("folder:") :], image_size)
-        if f.skipped:
-            log.warning("skipped %d unreadable image file(s) of %d", len(f.skipped),
-                        len(f.skipped) + len(f.paths))  # fmt: skip
-        return Split(f.images, np.full(len(f.images), -1, dtype=np.int64))
+    local = load_local_split(dataset, split, image_size, seed)
+    if local is not None:
+        return local
     return _tfds(dataset, root, split, download)

@@ -6,21 +6,13 @@ layout as ``shared.data``, so training and evaluation code is shared by all sour
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from shared.data import Split, load_embedded
-from shared.datasets import (
-    DatasetNotFound,
-    check_name,
-    missing_message,
-    read_image_folder,  # fmt: skip
-)
+from shared.data import Split
+from shared.datasets import DatasetNotFound, load_local_split, missing_message
 
-log = logging.getLogger(__name__)
 __all__ = ["DatasetNotFound", "TwoViewDataset", "load_split"]
 
 
@@ -60,20 +52,9 @@ def load_split(dataset: str = "embedded", split: str = "train", root: str = "./d
         DatasetNotFound: the data is not on disk (the message says how to get it).
         ValueError: unknown dataset or split.
     """
-    check_name(dataset)
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    if dataset == "embedded":
-        ds = load_embedded(seed)
-        return ds.train if split == "train" else ds.test
-    if dataset.startswith("folder:"):
-        if split == "test":
-            raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
-        f = read_image_folder(dataset[len("folder:") :], image_size)
-        if f.skipped:
-            log.warning("skipped %d unreadable image file(s) of %d", len(f.skipped),
-                        len(f.skipped) + len(f.paths))  # fmt: skip
-        return Split(f.images, np.full(len(f.images), -1, dtype=np.int64))
+    local = load_local_split(dataset, split, image_size, seed)
+    if local is not None:
+        return local
     images, labels = _torchvision(dataset, root, split == "train", download)
     return Split(images, labels)
 

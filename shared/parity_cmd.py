@@ -85,15 +85,15 @@ def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
     expected = golden.expected_outputs()
     rows = []
     for label, module in BACKENDS.items():
+        template = str(out_dir / f"{label}-{{dtype}}.npz")
+        cmd = [sys.executable, "-m", module, "parity-dump", "--dtype", *dtypes, "--device", device,
+               "--out", template]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)  # one process per framework
+        if proc.returncode != 0:
+            print(f"{label}: dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return rows, False
         for dtype in dtypes:
-            dump = out_dir / f"{label}-{dtype}.npz"
-            cmd = [sys.executable, "-m", module, "parity-dump", "--dtype", dtype, "--device", device,
-                   "--out", str(dump)]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"{label} {dtype}: dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-                return rows, False
-            _, actual = load_dump(dump)
+            _, actual = load_dump(template.replace("{dtype}", dtype))
             rows += compare_outputs(expected, actual, dtype, label)
     return rows, all(r["passed"] for r in rows)
 

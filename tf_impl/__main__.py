@@ -105,13 +105,21 @@ def cmd_finetune(args) -> int:
 def cmd_parity_dump(args) -> int:
     from tf_impl.parity import golden_outputs
 
-    outputs = golden_outputs(args.dtype, args.device)
-    flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
-            for k, v in f.items()}  # fmt: skip
-    meta = {"framework": "tensorflow", "version": tf.__version__, "dtype": args.dtype,
-            "device": args.device}  # fmt: skip
-    np.savez(args.out, __meta__=json.dumps(meta), **flat)
-    print(f"wrote {args.out} ({len(flat)} arrays, tensorflow {tf.__version__}, {args.dtype})")
+    if len(args.dtype) > 1 and "{dtype}" not in args.out:
+        raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
+    for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
+        outputs = golden_outputs(dtype, args.device)
+        flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
+                for k, v in f.items()}  # fmt: skip
+        meta = {
+            "framework": "tensorflow",
+            "version": tf.__version__,
+            "dtype": dtype,
+            "device": args.device,
+        }
+        path = args.out.replace("{dtype}", dtype)
+        np.savez(path, __meta__=json.dumps(meta), **flat)
+        print(f"wrote {path} ({len(flat)} arrays, tensorflow {tf.__version__}, {dtype})")
     return 0
 
 
@@ -132,9 +140,11 @@ def main(argv=None) -> int:
     ft.add_argument("--fraction", type=float, default=0.1)
     ft.add_argument("--epochs", type=int, default=30)
     pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
-    pd.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
     pd.add_argument("--device", default="cpu")
-    pd.add_argument("--out", required=True)
+    pd.add_argument(
+        "--out", required=True, help="an .npz path; use '{dtype}' in it for several dtypes"
+    )
     args = ap.parse_args(argv)
     try:
         if args.cmd == "train":

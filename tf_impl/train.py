@@ -53,7 +53,7 @@ class TrainConfig:
     download: bool = False
     encoder: str = "small_cnn"
     image_size: int = 32
-    epochs: int = 25
+    epochs: int = 22
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float | None = 0.06  # None: 0.06 B/256, the MoCo CIFAR demo's scaling

@@ -99,3 +99,17 @@ def read_image_folder(root, image_size: int = 32) -> FolderImages:
         raise DatasetNotFound(f"image folder {root} holds no readable image "
                               f"({len(skipped)} unreadable file(s) skipped)")  # fmt: skip
     return FolderImages(np.stack(images), paths, skipped)
+
+
+def train_test_splits(load_split, cfg):
+    """The training split (optionally cut to ``cfg.limit_train``) and, when a kNN monitor is
+    asked for and the data is labelled, the test split. ``load_split`` is the framework's own
+    (``torch_impl.data.load_split`` or ``tf_impl.data.load_split``)."""
+    args = (cfg.root, cfg.download, cfg.image_size, cfg.seed)
+    train = load_split(cfg.dataset, "train", *args)
+    if cfg.limit_train:
+        train = type(train)(train.images[: cfg.limit_train], train.labels[: cfg.limit_train])
+    test = None
+    if cfg.knn_every and train.labels.min() >= 0:
+        test = load_split(cfg.dataset, "test", *args)
+    return train, test

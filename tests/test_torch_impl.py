@@ -8,25 +8,18 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 
-from shared import golden, parity  # noqa: E402
+from shared import golden  # noqa: E402
 from shared.data import Split  # noqa: E402
-from shared.tolerances import natural_grad_scale  # noqa: E402
 from torch_impl import losses  # noqa: E402
 from torch_impl.parity import golden_outputs  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_losses_and_autograd_match_goldens(dtype):
-    got = golden_outputs(dtype)
-    want = golden.expected_outputs()
-    for loss, cases in want.items():
-        for case, fields in cases.items():
-            inputs = golden.load(loss)[case]
-            names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k"]
-            tau = float(inputs["temperature"])
-            parity.assert_close(fields, got[loss][case], dtype=dtype, temperature=tau,
-                                grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names)),
-                                context=f"torch {dtype} {loss}/{case}")  # fmt: skip
+    from shared.parity_cmd import compare_outputs, summarize, to_markdown
+
+    rows = compare_outputs(golden.expected_outputs(), golden_outputs(dtype), dtype, "torch")
+    assert all(r["passed"] for r in rows), to_markdown(summarize(rows))
 
 
 @pytest.mark.parametrize("amp_dtype", [torch.bfloat16])

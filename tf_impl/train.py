@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.losses import check_temperature
 from shared.queue import check_momentum
@@ -221,15 +222,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     cfg.validate()
     tf.keras.utils.set_random_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
-    train_split = load_split(cfg.dataset, "train", cfg.root, cfg.download, cfg.image_size, cfg.seed)
-    if cfg.limit_train:
-        train_split = type(train_split)(train_split.images[: cfg.limit_train],
-                                        train_split.labels[: cfg.limit_train])  # fmt: skip
-    test_split = None
-    if cfg.knn_every and train_split.labels.min() >= 0:
-        test_split = load_split(
-            cfg.dataset, "test", cfg.root, cfg.download, cfg.image_size, cfg.seed
-        )
+    train_split, test_split = train_test_splits(load_split, cfg)
     steps_per_epoch = len(train_split) // cfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size: expected <= the {len(train_split)} training images, "

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from shared.datasets import DatasetNotFound
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from torch_impl.train import TrainConfig
-
-    for f in dataclasses.fields(TrainConfig):
-        if not f.init:
-            continue
-        default = f.default
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif isinstance(default, tuple):
-            p.add_argument(flag, type=float, nargs=2, default=default, metavar=("MIN", "MAX"))
-        else:
-            typ = {"lr": float, "limit_train": int}.get(f.name, type(default))
-            p.add_argument(flag, type=typ, default=default, help=f"(default: {default})")
+from shared.cli_common import add_config_args, add_parity_dump_parser, config_from_args, run_guarded
 
 
 def _latest_model(run_dir: str):
@@ -98,31 +79,19 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_parity_dump(args) -> int:
+    from shared.cli_common import write_parity_dumps
     from torch_impl.parity import golden_outputs
 
-    if len(args.dtype) > 1 and "{dtype}" not in args.out:
-        raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
-    for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
-        outputs = golden_outputs(dtype, args.device)
-        flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
-                for k, v in f.items()}  # fmt: skip
-        meta = {
-            "framework": "torch",
-            "version": torch.__version__,
-            "dtype": dtype,
-            "device": args.device,
-        }
-        path = args.out.replace("{dtype}", dtype)
-        np.savez(path, __meta__=json.dumps(meta), **flat)
-        print(f"wrote {path} ({len(flat)} arrays, torch {torch.__version__}, {dtype})")
-    return 0
+    return write_parity_dumps(golden_outputs, "torch", torch.__version__, args)
 
 
 def main(argv=None) -> int:
+    from torch_impl.train import TrainConfig, train
+
     ap = argparse.ArgumentParser(prog="python -m torch_impl", description="SimCLR in PyTorch.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="self-supervised SimCLR training (defaults: embedded data)")
-    _add_train_args(tr)
+    add_config_args(tr, TrainConfig)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
     ev.add_argument("--run-dir", default="runs/torch-simclr")
@@ -134,30 +103,17 @@ def main(argv=None) -> int:
     ft.add_argument("--run-dir", default="runs/torch-simclr")
     ft.add_argument("--fraction", type=float, default=0.1)
     ft.add_argument("--epochs", type=int, default=30)
-    pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
-    pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
-    pd.add_argument("--device", default="cpu")
-    pd.add_argument(
-        "--out", required=True, help="an .npz path; use '{dtype}' in it for several dtypes"
-    )
+    add_parity_dump_parser(sub)
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "train":
-            from torch_impl.train import TrainConfig, train
+    if args.cmd == "train":
 
-            kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.init}
-            kw["crop_scale"] = tuple(kw["crop_scale"])
-            train(TrainConfig(**kw), progress=not args.no_progress)
+        def cmd_train() -> int:
+            train(config_from_args(args, TrainConfig), progress=not args.no_progress)
             return 0
-        return {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}[
-            args.cmd
-        ](args)
-    except (DatasetNotFound, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # CheckpointError and friends: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+        return run_guarded(cmd_train)
+    cmds = {"eval": cmd_eval, "finetune": cmd_finetune, "parity-dump": cmd_parity_dump}
+    return run_guarded(cmds[args.cmd], args)
 
 
 if __name__ == "__main__":

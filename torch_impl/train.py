@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.losses import check_temperature
 from shared.runlog import RunLog, atomic_write_bytes
@@ -267,15 +268,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     run_dir = Path(cfg.run_dir)
-    train_split = load_split(cfg.dataset, "train", cfg.root, cfg.download, cfg.image_size, cfg.seed)
-    if cfg.limit_train:
-        train_split = type(train_split)(train_split.images[: cfg.limit_train],
-                                        train_split.labels[: cfg.limit_train])  # fmt: skip
-    test_split = None
-    if cfg.knn_every and train_split.labels.min() >= 0:
-        test_split = load_split(
-            cfg.dataset, "test", cfg.root, cfg.download, cfg.image_size, cfg.seed
-        )
+    train_split, test_split = train_test_splits(load_split, cfg)
     if len(train_split) < cfg.batch_size:
         raise ValueError(f"batch_size: expected <= the {len(train_split)} training images, "
                          f"got {cfg.batch_size}")  # fmt: skip

@@ -26,11 +26,13 @@ import math
 
 import tensorflow as tf
 
+from shared.augment_spec import augment_spec
+
 __all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
 
-def _jitter_ops(s: float):
-    b, c, sat, h = 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s
+def _jitter_ops(ranges):
+    b, c, sat, h = ranges
 
     def factor(seed, amount):
         return tf.random.stateless_uniform([], seed, 1.0 - amount, 1.0 + amount)
@@ -61,16 +63,10 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
     ``seed`` is a shape-(2,) int tensor (a stateless seed). Arguments as
     ``torch_impl.augment.simclr_augment``.
     """
-    if int(image_size) < 8:
-        raise ValueError(f"image_size: expected >= 8 pixels, got {image_size!r}")
-    if not (0 < scale[0] <= scale[1] <= 1):
-        raise ValueError(f"scale: expected 0 < min <= max <= 1, got {scale!r}")
-    if strength < 0:
-        raise ValueError(f"strength: expected >= 0, got {strength!r}")
-    jitter = _jitter_ops(float(strength))
-    use_blur = blur if blur is not None else image_size > 32
-    kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
-    lo, hi = float(scale[0]), float(scale[1])
+    spec = augment_spec(image_size, scale, strength, blur)
+    jitter = _jitter_ops(spec.jitter)
+    use_blur, kernel = spec.blur, spec.kernel
+    lo, hi = spec.scale
 
     def view(image, seed):
         seeds = tf.random.experimental.stateless_split(seed, 12)
@@ -80,7 +76,7 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
             aspect_ratio_range=(3 / 4, 4 / 3), area_range=(lo, hi), max_attempts=100,
             use_image_if_no_bounding_boxes=True)  # fmt: skip
         x = tf.slice(x, begin, size)
-        x = tf.image.resize(x, [image_size, image_size], antialias=True)
+        x = tf.image.resize(x, [spec.image_size, spec.image_size], antialias=True)
         x = tf.image.stateless_random_flip_left_right(x, seeds[1])
 
         def color(x):
@@ -118,13 +114,9 @@ class BatchAugment:
     """
 
     def __init__(self, image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None):
-        simclr_augment(image_size, scale, strength, blur)  # same validation and errors
-        self.size = int(image_size)
-        self.scale = (float(scale[0]), float(scale[1]))
-        s = float(strength)
-        self.jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
-        self.blur = blur if blur is not None else image_size > 32
-        self.kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
+        spec = augment_spec(image_size, scale, strength, blur)
+        self.size, self.scale, self.jitter = spec.image_size, spec.scale, spec.jitter
+        self.blur, self.kernel = spec.blur, spec.kernel
 
     def __call__(self, images, seed):
         seeds = tf.random.experimental.stateless_split(seed, 16)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from shared.augment_spec import augment_spec
+
 __all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
 
@@ -38,23 +40,17 @@ def simclr_augment(image_size: int = 32, scale: tuple[float, float] = (0.08, 1.0
     Returns:
         A ``v2.Compose`` mapping a uint8 image to a float32 (3, S, S) tensor in [0, 1].
     """
-    if int(image_size) < 8:
-        raise ValueError(f"image_size: expected >= 8 pixels, got {image_size!r}")
-    if not (0 < scale[0] <= scale[1] <= 1):
-        raise ValueError(f"scale: expected 0 < min <= max <= 1, got {scale!r}")
-    if strength < 0:
-        raise ValueError(f"strength: expected >= 0, got {strength!r}")
-    s = float(strength)
+    spec = augment_spec(image_size, scale, strength, blur)
+    bj, cj, sj, hj = spec.jitter
     ops = [
         v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=tuple(scale), antialias=True),
+        v2.RandomResizedCrop(spec.image_size, scale=spec.scale, antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        v2.RandomApply([v2.ColorJitter(bj, cj, sj, hj)], p=0.8),
         v2.RandomGrayscale(p=0.2),
     ]
-    if blur if blur is not None else image_size > 32:
-        kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)  # ~10 % of the side, odd
-        ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
+    if spec.blur:
+        ops.append(v2.RandomApply([v2.GaussianBlur(spec.kernel, sigma=(0.1, 2.0))], p=0.5))
     ops.append(v2.ToDtype(torch.float32, scale=True))
     return v2.Compose(ops)
 
@@ -109,13 +105,9 @@ class BatchAugment:
 
     def __init__(self, image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5,
                  blur: bool | None = None):  # fmt: skip
-        simclr_augment(image_size, scale, strength, blur)  # same validation, same errors
-        self.size = int(image_size)
-        self.scale = (float(scale[0]), float(scale[1]))
-        s = float(strength)
-        self.jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
-        self.blur = blur if blur is not None else image_size > 32
-        self.kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
+        spec = augment_spec(image_size, scale, strength, blur)
+        self.size, self.scale, self.jitter = spec.image_size, spec.scale, spec.jitter
+        self.blur, self.kernel = spec.blur, spec.kernel
 
     def _boxes(self, b: int, h: int, w: int, gen) -> torch.Tensor:
         area = torch.empty(b).uniform_(*self.scale, generator=gen) * h * w

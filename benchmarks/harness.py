@@ -34,8 +34,13 @@ def measure(fn, warmup: int = 2, repeat: int = 7, min_time: float = 0.0) -> dict
         if len(samples) >= 200:
             break
     q = np.percentile(samples, [25, 50, 75])
-    return {"median_s": float(q[1]), "q1_s": float(q[0]), "q3_s": float(q[2]),
-            "min_s": float(min(samples)), "n": len(samples)}  # fmt: skip
+    return {
+        "median_s": float(q[1]),
+        "q1_s": float(q[0]),
+        "q3_s": float(q[2]),
+        "min_s": float(min(samples)),
+        "n": len(samples),
+    }
 
 
 def first_call(fn) -> float:
@@ -46,9 +51,15 @@ def first_call(fn) -> float:
 
 
 def machine_info(threads: int, device: str) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": _cpu_model(), "cores": os.cpu_count(), "threads": threads, "device": device,
-            "numpy": np.__version__}  # fmt: skip
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "device": device,
+        "numpy": np.__version__,
+    }
     for mod in ("torch", "tensorflow", "lightly"):
         try:
             info[mod] = __import__(mod).__version__

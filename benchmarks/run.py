@@ -96,8 +96,9 @@ def b1(ns, dim: int, device: str, mem_ns) -> dict:
 
         H.check_against("tf nt_xent", float(tf_step()[0]), want)
         r["tf_function"] = H.measure(lambda: tf_step()[1][0].numpy())
-        r["numpy_forward"] = H.measure(lambda: ref.nt_xent(z1, z2, TAU), warmup=1,
-                                       repeat=3 if n >= 2048 else 5)  # fmt: skip
+        r["numpy_forward"] = H.measure(
+            lambda: ref.nt_xent(z1, z2, TAU), warmup=1, repeat=3 if n >= 2048 else 5
+        )
         # GEMM floor: the products the loss cannot avoid: S = U U^T forward, and G U, G^T U back.
         u = torch.tensor(np.concatenate([z1, z2]), device=dev)
         g = torch.randn(2 * n, 2 * n, device=dev)
@@ -116,38 +117,56 @@ def b1(ns, dim: int, device: str, mem_ns) -> dict:
                     continue
                 r[f"mem_{impl}"] = _mem_probe(impl, n, dim)
         rows.append(r)
-        print(f"  B1 N={n}: torch {H.spread(r['torch'])} ms, floor {H.fmt_ms(r['gemm_floor']['median_s'])} ms",
-              flush=True)  # fmt: skip
-    md = [f"## B1. NT-Xent forward + backward (fp32, D = {dim}, tau = {TAU})", "",
-          "Median ms [q1-q3]. Ratios: ours / lightly, and each / the GEMM floor "
-          "(S = U U^T forward, G U and G^T U backward, timed alone with the same threads).", "",
-          "| N | torch (ours) | lightly | TF tf.function (ours) | NumPy fwd (float64) | GEMM floor | "
-          "ours/lightly | torch/floor | lightly/floor | TF/floor |",
-          "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        print(
+            f"  B1 N={n}: torch {H.spread(r['torch'])} ms, floor {H.fmt_ms(r['gemm_floor']['median_s'])} ms",
+            flush=True,
+        )
+    md = [
+        f"## B1. NT-Xent forward + backward (fp32, D = {dim}, tau = {TAU})",
+        "",
+        "Median ms [q1-q3]. Ratios: ours / lightly, and each / the GEMM floor "
+        "(S = U U^T forward, G U and G^T U backward, timed alone with the same threads).",
+        "",
+        "| N | torch (ours) | lightly | TF tf.function (ours) | NumPy fwd (float64) | GEMM floor | "
+        "ours/lightly | torch/floor | lightly/floor | TF/floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         fl = r["gemm_floor"]["median_s"]
         li = r.get("lightly", {}).get("median_s", float("nan"))
-        md.append(f"| {r['N']} | {H.spread(r['torch'])} | "
-                  f"{H.spread(r['lightly']) if 'lightly' in r else 'n/a'} | {H.spread(r['tf_function'])} | "
-                  f"{H.fmt_ms(r['numpy_forward']['median_s'])} | {H.fmt_ms(fl)} | "
-                  f"{r['torch']['median_s'] / li:.2f} | {r['torch']['median_s'] / fl:.1f} | "
-                  f"{li / fl:.1f} | {r['tf_function']['median_s'] / fl:.1f} |")  # fmt: skip
+        md.append(
+            f"| {r['N']} | {H.spread(r['torch'])} | "
+            f"{H.spread(r['lightly']) if 'lightly' in r else 'n/a'} | {H.spread(r['tf_function'])} | "
+            f"{H.fmt_ms(r['numpy_forward']['median_s'])} | {H.fmt_ms(fl)} | "
+            f"{r['torch']['median_s'] / li:.2f} | {r['torch']['median_s'] / fl:.1f} | "
+            f"{li / fl:.1f} | {r['tf_function']['median_s'] / fl:.1f} |"
+        )
     mem_rows = [r for r in rows if any(k.startswith("mem_") for k in r)]
     if mem_rows:
-        md += ["", "Peak extra memory of one forward + backward, in units of one 2N x 2N fp32 matrix "
-               "(fresh process; peak RSS above the RSS after imports and inputs):", "",
-               "| N | 2Nx2N matrix (MB) | torch (ours) | lightly | TF (ours) |", "|---|---|---|---|---|"]  # fmt: skip
+        md += [
+            "",
+            "Peak extra memory of one forward + backward, in units of one 2N x 2N fp32 matrix "
+            "(fresh process; peak RSS above the RSS after imports and inputs):",
+            "",
+            "| N | 2Nx2N matrix (MB) | torch (ours) | lightly | TF (ours) |",
+            "|---|---|---|---|---|",
+        ]
         for r in mem_rows:
             unit = (2 * r["N"]) ** 2 * 4
             cell = lambda k: f"{r[k] / unit:.2f}" if k in r and r[k] is not None else "n/a"  # noqa: E731
-            md.append(f"| {r['N']} | {unit / 2**20:.0f} | {cell('mem_torch')} | {cell('mem_lightly')} | "
-                      f"{cell('mem_tf')} |")  # fmt: skip
+            md.append(
+                f"| {r['N']} | {unit / 2**20:.0f} | {cell('mem_torch')} | {cell('mem_lightly')} | "
+                f"{cell('mem_tf')} |"
+            )
     return {"rows": rows, "md": "\n".join(md) + "\n"}
 
 
 def _mem_probe(impl: str, n: int, dim: int):
-    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--_probe", impl, str(n), str(dim)],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--_probe", impl, str(n), str(dim)],
+        capture_output=True,
+        text=True,
+    )
     try:
         return int(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -276,16 +295,22 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
         r["enqueue_full_rewrite"] = H.measure(lambda: naive().numpy(), repeat=15)
         rows.append(r)
         print(f"  B2 K={k_size}: tf.function {H.spread(r['tf_function'])} ms", flush=True)
-    md = [f"## B2. MoCo step pieces: InfoNCE fwd+bwd(q) + enqueue (N = {n}, D = {dim}, tau = 0.2)", "",
-          "Median ms [q1-q3]; first call (trace / XLA compile) in seconds, separately.", "",
-          "| K | TF eager | tf.function | tf.function XLA | lightly NTXent + memory bank | "
-          "first call: function / XLA (s) | tf.function / eager |",
-          "|---|---|---|---|---|---|---|"]  # fmt: skip
+    md = [
+        f"## B2. MoCo step pieces: InfoNCE fwd+bwd(q) + enqueue (N = {n}, D = {dim}, tau = 0.2)",
+        "",
+        "Median ms [q1-q3]; first call (trace / XLA compile) in seconds, separately.",
+        "",
+        "| K | TF eager | tf.function | tf.function XLA | lightly NTXent + memory bank | "
+        "first call: function / XLA (s) | tf.function / eager |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        md.append(f"| {r['K']} | {H.spread(r['tf_eager'])} | {H.spread(r['tf_function'])} | "
-                  f"{H.spread(r['tf_xla'])} | {H.spread(r['lightly_bank']) if 'lightly_bank' in r else 'n/a'} | "
-                  f"{r['tf_function_first_call_s']:.2f} / {r['tf_xla_first_call_s']:.2f} | "
-                  f"{r['tf_function']['median_s'] / r['tf_eager']['median_s']:.2f} |")  # fmt: skip
+        md.append(
+            f"| {r['K']} | {H.spread(r['tf_eager'])} | {H.spread(r['tf_function'])} | "
+            f"{H.spread(r['tf_xla'])} | {H.spread(r['lightly_bank']) if 'lightly_bank' in r else 'n/a'} | "
+            f"{r['tf_function_first_call_s']:.2f} / {r['tf_xla_first_call_s']:.2f} | "
+            f"{r['tf_function']['median_s'] / r['tf_eager']['median_s']:.2f} |"
+        )
     md += [
         "",
         f"Enqueue alone (tf.function, N = {n} keys):",
@@ -294,8 +319,10 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
         "|---|---|---|---|",
     ]
     for r in rows:
-        md.append(f"| {r['K']} | {H.spread(r['enqueue_scatter'])} | {H.spread(r['enqueue_full_rewrite'])} | "
-                  f"{r['enqueue_full_rewrite']['median_s'] / r['enqueue_scatter']['median_s']:.1f} |")  # fmt: skip
+        md.append(
+            f"| {r['K']} | {H.spread(r['enqueue_scatter'])} | {H.spread(r['enqueue_full_rewrite'])} | "
+            f"{r['enqueue_full_rewrite']['median_s'] / r['enqueue_scatter']['median_s']:.1f} |"
+        )
     return {"rows": rows, "md": "\n".join(md) + "\n"}
 
 
@@ -336,8 +363,10 @@ def b3(quick: bool, device: str) -> dict:
 
                 return step
 
-            for name, fn in (("torch_eager", lambda a, b: nt_xent(a, b, 0.5)),
-                             ("torch_lightly_loss", NTXentLoss(temperature=0.5) if NTXentLoss else None)):  # fmt: skip
+            for name, fn in (
+                ("torch_eager", lambda a, b: nt_xent(a, b, 0.5)),
+                ("torch_lightly_loss", NTXentLoss(temperature=0.5) if NTXentLoss else None),
+            ):
                 if fn is None:
                     continue
                 key = f"{name}_{mode}_{enc}"
@@ -365,8 +394,18 @@ def b3(quick: bool, device: str) -> dict:
     ):
         tf.keras.utils.set_random_seed(0)
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.amp else "float32")
-        model = MoCo(cfg.encoder, cfg.queue_size, cfg.proj_dim, cfg.hidden_dim, cfg.head_layers,
-                     cfg.key_momentum, cfg.temperature, cfg.bn_splits, cfg.shuffle_keys, cfg.symmetric)  # fmt: skip
+        model = MoCo(
+            cfg.encoder,
+            cfg.queue_size,
+            cfg.proj_dim,
+            cfg.hidden_dim,
+            cfg.head_layers,
+            cfg.key_momentum,
+            cfg.temperature,
+            cfg.bn_splits,
+            cfg.shuffle_keys,
+            cfg.symmetric,
+        )
         tf.keras.mixed_precision.set_global_policy("float32")
         opt = tf.keras.optimizers.SGD(0.01, momentum=0.9)
         step = make_train_step(model, opt, TrainConfig(jit_compile=jit), total_steps=100)
@@ -410,29 +449,47 @@ def b3(quick: bool, device: str) -> dict:
         r = res.get(key)
         return f"{r['batch'] / r['median_s']:.0f}" if r else "n/a"
 
-    md = ["## B3. Training throughput (images/s per training step, 2 views per image)", "",
-          "SimCLR rows: fp32 NCHW, and channels-last + bf16 autocast (how `torch_impl.train` runs "
-          "on CPU). MoCo rows: the training defaults (symmetric loss, SplitBatchNorm, K = 512, "
-          "Keras mixed_bfloat16).", "",
-          "| step | small CNN (batch 64) | ResNet-18 CIFAR stem (batch 32) |", "|---|---|---|"]  # fmt: skip
-    for label, key in (("SimCLR torch eager, fp32 (ours)", "torch_eager_fp32"),
-                       ("SimCLR torch eager, channels-last + bf16 (ours)", "torch_eager_bf16_cl"),
-                       ("SimCLR torch.compile, fp32 (ours)", "torch_compile_fp32"),
-                       ("SimCLR torch.compile, channels-last + bf16 (ours)", "torch_compile_bf16_cl"),
-                       ("SimCLR + lightly NTXentLoss, fp32", "torch_lightly_loss_fp32"),
-                       ("SimCLR + lightly NTXentLoss, channels-last + bf16", "torch_lightly_loss_bf16_cl")):  # fmt: skip
+    md = [
+        "## B3. Training throughput (images/s per training step, 2 views per image)",
+        "",
+        "SimCLR rows: fp32 NCHW, and channels-last + bf16 autocast (how `torch_impl.train` runs "
+        "on CPU). MoCo rows: the training defaults (symmetric loss, SplitBatchNorm, K = 512, "
+        "Keras mixed_bfloat16).",
+        "",
+        "| step | small CNN (batch 64) | ResNet-18 CIFAR stem (batch 32) |",
+        "|---|---|---|",
+    ]
+    for label, key in (
+        ("SimCLR torch eager, fp32 (ours)", "torch_eager_fp32"),
+        ("SimCLR torch eager, channels-last + bf16 (ours)", "torch_eager_bf16_cl"),
+        ("SimCLR torch.compile, fp32 (ours)", "torch_compile_fp32"),
+        ("SimCLR torch.compile, channels-last + bf16 (ours)", "torch_compile_bf16_cl"),
+        ("SimCLR + lightly NTXentLoss, fp32", "torch_lightly_loss_fp32"),
+        ("SimCLR + lightly NTXentLoss, channels-last + bf16", "torch_lightly_loss_bf16_cl"),
+    ):
         md.append(f"| {label} | {ips(key + '_small_cnn')} | {ips(key + '_resnet18_cifar')} |")
-    for label, key in (("MoCo TF eager (ours)", "moco_tf_eager"), ("MoCo TF tf.function (ours)", "moco_tf_function"),
-                       ("MoCo TF XLA (ours)", "moco_tf_xla")):  # fmt: skip
+    for label, key in (
+        ("MoCo TF eager (ours)", "moco_tf_eager"),
+        ("MoCo TF tf.function (ours)", "moco_tf_function"),
+        ("MoCo TF XLA (ours)", "moco_tf_xla"),
+    ):
         md.append(f"| {label} | {ips(key + '_small_cnn')} | not run |")
-    md += ["", f"First call: torch.compile {res.get('torch_compile_first_call_s_fp32', float('nan')):.1f} s "
-           f"(fp32) / {res.get('torch_compile_first_call_s_bf16_cl', float('nan')):.1f} s (bf16), "
-           f"MoCo tf.function {res['moco_tf_function_first_call_s']:.1f} s, XLA {res['moco_tf_xla_first_call_s']:.1f} s."
-           + (f" torch.compile failed: {res['torch_compile_error']}" if "torch_compile_error" in res else ""), "",
-           f"Augmentation: torchvision v2 per image, one process: {res['aug_torchvision_views_per_s']:.0f} views/s; "
-           f"our batched torch augmentation: {res['aug_torch_batch_views_per_s']:.0f} views/s; tf.data "
-           f"(batched, AUTOTUNE): {res['aug_tfdata_views_per_s']:.0f} views/s. The SimCLR training step "
-           f"(channels-last + bf16) consumes {2 * float(ips('torch_eager_bf16_cl_small_cnn')):.0f} views/s."]  # fmt: skip
+    md += [
+        "",
+        f"First call: torch.compile {res.get('torch_compile_first_call_s_fp32', float('nan')):.1f} s "
+        f"(fp32) / {res.get('torch_compile_first_call_s_bf16_cl', float('nan')):.1f} s (bf16), "
+        f"MoCo tf.function {res['moco_tf_function_first_call_s']:.1f} s, XLA {res['moco_tf_xla_first_call_s']:.1f} s."
+        + (
+            f" torch.compile failed: {res['torch_compile_error']}"
+            if "torch_compile_error" in res
+            else ""
+        ),
+        "",
+        f"Augmentation: torchvision v2 per image, one process: {res['aug_torchvision_views_per_s']:.0f} views/s; "
+        f"our batched torch augmentation: {res['aug_torch_batch_views_per_s']:.0f} views/s; tf.data "
+        f"(batched, AUTOTUNE): {res['aug_tfdata_views_per_s']:.0f} views/s. The SimCLR training step "
+        f"(channels-last + bf16) consumes {2 * float(ips('torch_eager_bf16_cl_small_cnn')):.0f} views/s.",
+    ]
     return {"results": res, "md": "\n".join(md) + "\n"}
 
 
@@ -450,18 +507,31 @@ def b4(b1res: dict, b2res: dict) -> dict:
     out = {}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ns = [r["N"] for r in b1res["rows"]]
-    for key, label in (("torch", "torch (ours)"), ("lightly", "lightly"), ("tf_function", "TF (ours)"),
-                       ("gemm_floor", "GEMM floor")):  # fmt: skip
+    for key, label in (
+        ("torch", "torch (ours)"),
+        ("lightly", "lightly"),
+        ("tf_function", "TF (ours)"),
+        ("gemm_floor", "GEMM floor"),
+    ):
         if all(key in r for r in b1res["rows"]):
             ys = [r[key]["median_s"] for r in b1res["rows"]]
             out[f"b1_{key}_exponent"] = fit(ns, ys) if len(ns) > 1 else float("nan")
-            axes[0].loglog(ns, ys, marker="o", ls="--" if key == "gemm_floor" else "-",
-                           label=f"{label} (slope {out[f'b1_{key}_exponent']:.2f})")  # fmt: skip
+            axes[0].loglog(
+                ns,
+                ys,
+                marker="o",
+                ls="--" if key == "gemm_floor" else "-",
+                label=f"{label} (slope {out[f'b1_{key}_exponent']:.2f})",
+            )
     axes[0].set(xlabel="N (batch; 2N anchors)", ylabel="seconds", title="NT-Xent fwd+bwd vs N")
     ks = [r["K"] for r in b2res["rows"]]
-    for key, label in (("tf_function", "InfoNCE+enqueue tf.function"), ("tf_xla", "XLA"),
-                       ("lightly_bank", "lightly + bank"), ("enqueue_scatter", "enqueue (ours)"),
-                       ("enqueue_full_rewrite", "enqueue (full rewrite)")):  # fmt: skip
+    for key, label in (
+        ("tf_function", "InfoNCE+enqueue tf.function"),
+        ("tf_xla", "XLA"),
+        ("lightly_bank", "lightly + bank"),
+        ("enqueue_scatter", "enqueue (ours)"),
+        ("enqueue_full_rewrite", "enqueue (full rewrite)"),
+    ):
         if all(key in r for r in b2res["rows"]):
             ys = [r[key]["median_s"] for r in b2res["rows"]]
             out[f"b2_{key}_exponent"] = fit(ks, ys) if len(ks) > 1 else float("nan")
@@ -529,9 +599,11 @@ def main(argv=None) -> int:
         payload["B4"] = b4res["exponents"]
         sections.append(b4res["md"])
     wall = time.perf_counter() - t0
-    header = (f"Machine: {info['cpu']}; {info['cores']} cores, {args.threads} threads; device "
-              f"{args.device}; torch {info['torch']}, tensorflow {info['tensorflow']}, lightly "
-              f"{info['lightly']}, numpy {info['numpy']}. Mode: {payload['mode']}; wall time {wall:.0f} s.\n")  # fmt: skip
+    header = (
+        f"Machine: {info['cpu']}; {info['cores']} cores, {args.threads} threads; device "
+        f"{args.device}; torch {info['torch']}, tensorflow {info['tensorflow']}, lightly "
+        f"{info['lightly']}, numpy {info['numpy']}. Mode: {payload['mode']}; wall time {wall:.0f} s.\n"
+    )
     name = f"bench_{args.device}"
     md = f"# Benchmark results ({time.strftime('%Y-%m-%d')})\n\n{header}\n" + "\n".join(sections)
     H.write(name, payload, md)

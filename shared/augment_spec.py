@@ -37,6 +37,10 @@ def augment_spec(
     if strength < 0:
         raise ValueError(f"strength: expected >= 0, got {strength!r}")
     size = int(image_size)
-    return AugmentSpec(size, (float(scale[0]), float(scale[1])), float(strength),
-                       bool(blur) if blur is not None else size > 32,
-                       max(3, int(0.1 * size) // 2 * 2 + 1))  # fmt: skip
+    return AugmentSpec(
+        size,
+        (float(scale[0]), float(scale[1])),
+        float(strength),
+        bool(blur) if blur is not None else size > 32,
+        max(3, int(0.1 * size) // 2 * 2 + 1),
+    )

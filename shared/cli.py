@@ -21,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("explain", help="print the worked examples")
     ex.add_argument("which", nargs="*", help="a, b, c or d (default: all)")
-    sub.add_parser("demo", help="train both frameworks, evaluate, check parity, write a report",
-                   add_help=False)  # fmt: skip
+    sub.add_parser(
+        "demo", help="train both frameworks, evaluate, check parity, write a report", add_help=False
+    )
     sub.add_parser("parity", help="compare torch, TF and NumPy on the goldens", add_help=False)
     sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
     args, rest = ap.parse_known_args(argv)

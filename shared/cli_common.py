@@ -52,8 +52,12 @@ def write_parity_dumps(golden_outputs, framework: str, version: str, args) -> in
         raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
     for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
         outputs = golden_outputs(dtype, args.device)
-        flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
-                for k, v in f.items()}  # fmt: skip
+        flat = {
+            f"{loss}/{c}/{k}": v
+            for loss, cases in outputs.items()
+            for c, f in cases.items()
+            for k, v in f.items()
+        }
         meta = {"framework": framework, "version": version, "dtype": dtype, "device": args.device}
         path = args.out.replace("{dtype}", dtype)
         np.savez(path, __meta__=json.dumps(meta), **flat)

@@ -159,8 +159,13 @@ def load_embedded(seed: int = DEFAULT_SEED, cache: bool = True) -> EmbeddedDatas
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-        np.savez_compressed(tmp, train_images=ds.train.images, train_labels=ds.train.labels,
-                            test_images=ds.test.images, test_labels=ds.test.labels)  # fmt: skip
+        np.savez_compressed(
+            tmp,
+            train_images=ds.train.images,
+            train_labels=ds.train.labels,
+            test_images=ds.test.images,
+            test_labels=ds.test.labels,
+        )
         os.replace(tmp, path)
         meta.write_text(json.dumps({"sha256": ds.checksum, "seed": seed}))
     return ds

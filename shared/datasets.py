@@ -26,8 +26,10 @@ class DatasetNotFound(FileNotFoundError):
 
 
 def missing_message(name: str, root, how: str) -> str:
-    return (f"dataset '{name}' was not found under {root!s}. This run does not download. "
-            f"To get it: {how}. Or use --dataset embedded, which needs no download.")  # fmt: skip
+    return (
+        f"dataset '{name}' was not found under {root!s}. This run does not download. "
+        f"To get it: {how}. Or use --dataset embedded, which needs no download."
+    )
 
 
 def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int = 0):
@@ -63,8 +65,9 @@ def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int =
 def check_name(dataset: str) -> str:
     if dataset == "embedded" or dataset in REMOTE or dataset.startswith("folder:"):
         return dataset
-    raise ValueError(f"dataset: expected 'embedded', one of {list(REMOTE)} or 'folder:PATH', "
-                     f"got {dataset!r}")  # fmt: skip
+    raise ValueError(
+        f"dataset: expected 'embedded', one of {list(REMOTE)} or 'folder:PATH', got {dataset!r}"
+    )
 
 
 @dataclass
@@ -96,8 +99,10 @@ def read_image_folder(root, image_size: int = 32) -> FolderImages:
         except (OSError, UnidentifiedImageError, ValueError):
             skipped.append(str(p))
     if not images:
-        raise DatasetNotFound(f"image folder {root} holds no readable image "
-                              f"({len(skipped)} unreadable file(s) skipped)")  # fmt: skip
+        raise DatasetNotFound(
+            f"image folder {root} holds no readable image "
+            f"({len(skipped)} unreadable file(s) skipped)"
+        )
     return FolderImages(np.stack(images), paths, skipped)
 
 

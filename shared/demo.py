@@ -94,24 +94,32 @@ def _figures(out: Path, runs: dict) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=None,
-                    help="epochs for both (default: each framework's tuned default, ~2 min each)")  # fmt: skip
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs for both (default: each framework's tuned default, ~2 min each)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    jobs = {"SimCLR (torch)": ("torch_impl", out / "torch-simclr"),
-            "MoCo v2 (TF)": ("tf_impl", out / "tf-moco")}  # fmt: skip
+    jobs = {
+        "SimCLR (torch)": ("torch_impl", out / "torch-simclr"),
+        "MoCo v2 (TF)": ("tf_impl", out / "tf-moco"),
+    }
     runs = {}
     for label, (module, run_dir) in jobs.items():
         epochs = ["--epochs", str(args.epochs)] if args.epochs else []
         _run([py, "-m", module, "train", *epochs, "--run-dir", str(run_dir)])
         _run([py, "-m", module, "eval", "--run-dir", str(run_dir)])
-        runs[label] = {"metrics": json.loads((run_dir / "metrics.json").read_text()),
-                       "eval": json.loads((run_dir / "eval.json").read_text()),
-                       "features": dict(np.load(run_dir / "features.npz"))}  # fmt: skip
+        runs[label] = {
+            "metrics": json.loads((run_dir / "metrics.json").read_text()),
+            "eval": json.loads((run_dir / "eval.json").read_text()),
+            "features": dict(np.load(run_dir / "features.npz")),
+        }
     rows, parity_ok = parity_cmd.run(out / "parity", ["float64", "float32"])
     parity_md = parity_cmd.to_markdown(parity_cmd.summarize(rows))
     (out / "parity" / "parity.md").write_text(parity_md)
@@ -120,8 +128,10 @@ def main(argv=None) -> int:
     acc = ["| model | kNN top-1 | linear probe |", "|---|---|---|"]
     for label, r in runs.items():
         for key, res in r["eval"].items():
-            acc.append(f"| {label}: {key.replace('_', ' ')} | {100 * res['knn_top1']:.1f}% | "
-                       f"{100 * res['linear_top1']:.1f}% |")  # fmt: skip
+            acc.append(
+                f"| {label}: {key.replace('_', ' ')} | {100 * res['knn_top1']:.1f}% | "
+                f"{100 * res['linear_top1']:.1f}% |"
+            )
     bar = [
         "| framework | trained kNN | best baseline kNN | gain (points) | bar: >= 25 |",
         "|---|---|---|---|---|",
@@ -133,17 +143,34 @@ def main(argv=None) -> int:
         ]
         base = max(e["random_init"]["knn_top1"], e["raw_pixels"]["knn_top1"])
         gain = 100 * (trained - base)
-        bar.append(f"| {label} | {100 * trained:.1f}% | {100 * base:.1f}% | {gain:+.1f} | "
-                   f"{'met' if gain >= 25 else 'NOT met'} |")  # fmt: skip
+        bar.append(
+            f"| {label} | {100 * trained:.1f}% | {100 * base:.1f}% | {gain:+.1f} | "
+            f"{'met' if gain >= 25 else 'NOT met'} |"
+        )
     wall = time.perf_counter() - t0
-    report = [f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})", "",
-              f"Wall time {wall:.0f} s on the embedded dataset; SimCLR "
-              f"{runs['SimCLR (torch)']['metrics']['epochs'][-1]['epoch']} epochs, MoCo "
-              f"{runs['MoCo v2 (TF)']['metrics']['epochs'][-1]['epoch']} epochs.", "",
-              "## Accuracy (shared evaluator: weighted kNN k=200 t=0.1, logistic-regression probe)", "",
-              *acc, "", "Quality bar (kNN gain over the better baseline):", "", *bar, "",
-              "## Parity (worst case over the golden grid)", "",
-              f"Overall: {'PASS' if parity_ok else 'FAIL'}", "", parity_md, "## Figures", ""]  # fmt: skip
+    report = [
+        f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        f"Wall time {wall:.0f} s on the embedded dataset; SimCLR "
+        f"{runs['SimCLR (torch)']['metrics']['epochs'][-1]['epoch']} epochs, MoCo "
+        f"{runs['MoCo v2 (TF)']['metrics']['epochs'][-1]['epoch']} epochs.",
+        "",
+        "## Accuracy (shared evaluator: weighted kNN k=200 t=0.1, logistic-regression probe)",
+        "",
+        *acc,
+        "",
+        "Quality bar (kNN gain over the better baseline):",
+        "",
+        *bar,
+        "",
+        "## Parity (worst case over the golden grid)",
+        "",
+        f"Overall: {'PASS' if parity_ok else 'FAIL'}",
+        "",
+        parity_md,
+        "## Figures",
+        "",
+    ]
     report += [f"![{f}]({f})" for f in figs]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print("\n".join(acc))

@@ -27,8 +27,15 @@ def _check(name: str, feats, labels):
     return f, y.astype(np.int64)
 
 
-def knn_top1(train_features, train_labels, test_features, test_labels, k: int = 200,
-             t: float = 0.1, chunk: int = 1024) -> float:  # fmt: skip
+def knn_top1(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    k: int = 200,
+    t: float = 0.1,
+    chunk: int = 1024,
+) -> float:
     """Weighted kNN top-1 accuracy in [0, 1] (k is clipped to the training-set size)."""
     ftr, ytr = _check("train", train_features, train_labels)
     fte, yte = _check("test", test_features, test_labels)
@@ -51,8 +58,15 @@ def knn_top1(train_features, train_labels, test_features, test_labels, k: int = 
     return correct / len(yte)
 
 
-def linear_probe(train_features, train_labels, test_features, test_labels, c: float = 1.0,
-                 max_iter: int = 2000, seed: int = 0) -> float:  # fmt: skip
+def linear_probe(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    c: float = 1.0,
+    max_iter: int = 2000,
+    seed: int = 0,
+) -> float:
     """Top-1 accuracy of multinomial logistic regression on standardised frozen features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

@@ -62,8 +62,15 @@ def nt_xent_case(idx: int):
     z1, z2 = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
     t = losses.nt_xent_terms(z1, z2, tau)
     g1, g2 = losses.nt_xent_grad(z1, z2, tau)
-    return name, {"z1": z1, "z2": z2, "temperature": np.float64(tau), "loss": np.float64(t.loss),
-                  "per_anchor": t.per_anchor, "grad_z1": g1, "grad_z2": g2}  # fmt: skip
+    return name, {
+        "z1": z1,
+        "z2": z2,
+        "temperature": np.float64(tau),
+        "loss": np.float64(t.loss),
+        "per_anchor": t.per_anchor,
+        "grad_z1": g1,
+        "grad_z2": g2,
+    }
 
 
 def info_nce_case(idx: int):
@@ -73,9 +80,16 @@ def info_nce_case(idx: int):
     queue = _draw(rng, k, d, scale, kind)
     t = losses.info_nce_terms(q, key, queue, tau)
     gq, gk = losses.info_nce_grad(q, key, queue, tau)
-    return name, {"q": q, "k": key, "queue": queue, "temperature": np.float64(tau),
-                  "loss": np.float64(t.loss), "per_anchor": t.per_anchor,
-                  "grad_q": gq, "grad_k": gk}  # fmt: skip
+    return name, {
+        "q": q,
+        "k": key,
+        "queue": queue,
+        "temperature": np.float64(tau),
+        "loss": np.float64(t.loss),
+        "per_anchor": t.per_anchor,
+        "grad_q": gq,
+        "grad_k": gk,
+    }
 
 
 def build() -> dict[str, dict[str, dict[str, np.ndarray]]]:
@@ -104,8 +118,13 @@ OUTPUT_FIELDS = ("loss", "per_anchor", "grad_z1", "grad_z2", "grad_q", "grad_k")
 def expected_outputs() -> dict:
     """The oracle's outputs as ``{loss: {case: {field: array}}}``, the layout the frameworks'
     ``parity.golden_outputs`` return."""
-    return {loss: {c: {k: np.asarray(v) for k, v in f.items() if k in OUTPUT_FIELDS}
-                   for c, f in load(loss).items()} for loss in ("nt_xent", "info_nce")}  # fmt: skip
+    return {
+        loss: {
+            c: {k: np.asarray(v) for k, v in f.items() if k in OUTPUT_FIELDS}
+            for c, f in load(loss).items()
+        }
+        for loss in ("nt_xent", "info_nce")
+    }
 
 
 def write() -> None:

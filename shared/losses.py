@@ -353,9 +353,19 @@ def info_nce_terms(q, k, queue, temperature: float = 0.07) -> InfoNCETerms:
     probs = np.exp(logits - lse[:, None])  # (N, 1+K)
     per_anchor = lse - logits[:, 0]  # (N,)
     return InfoNCETerms(
-        qn, kn, un, q_norm, k_norm, l_pos, l_neg, logits, probs, per_anchor,
-        float(per_anchor.mean()), t,
-    )  # fmt: skip
+        qn,
+        kn,
+        un,
+        q_norm,
+        k_norm,
+        l_pos,
+        l_neg,
+        logits,
+        probs,
+        per_anchor,
+        float(per_anchor.mean()),
+        t,
+    )
 
 
 def info_nce(q, k, queue, temperature: float = 0.07) -> float:
@@ -479,18 +489,40 @@ class Convention:
 CONVENTIONS: dict[str, Convention] = {
     c.name: c
     for c in [
-        Convention("rosetta", "this project", "nt_xent", lambda t: 1.0,
-                   "mean over all 2N anchors, self-similarity excluded"),
-        Convention("simclr_official", "google-research/simclr tf2/objective.py", "nt_xent",
-                   lambda t: 2.0,
-                   "loss_a + loss_b, each averaged over N: the sum of both directions"),
-        Convention("lightly", "lightly.loss.NTXentLoss (no memory bank)", "nt_xent",
-                   lambda t: 1.0, "mean over 2N anchors, self-similarity excluded"),
-        Convention("keras_io", "keras-io semi-supervised SimCLR example", "cross_view",
-                   lambda t: 1.0,
-                   "N x N cross-view logits only, mean of both directions; a different quantity"),
-        Convention("moco_v3", "facebookresearch/moco-v3 builder.py", "cross_view",
-                   lambda t: 4.0 * t,
-                   "2 tau x CE per direction, summed over both: 4 tau x the keras-io value"),
+        Convention(
+            "rosetta",
+            "this project",
+            "nt_xent",
+            lambda t: 1.0,
+            "mean over all 2N anchors, self-similarity excluded",
+        ),
+        Convention(
+            "simclr_official",
+            "google-research/simclr tf2/objective.py",
+            "nt_xent",
+            lambda t: 2.0,
+            "loss_a + loss_b, each averaged over N: the sum of both directions",
+        ),
+        Convention(
+            "lightly",
+            "lightly.loss.NTXentLoss (no memory bank)",
+            "nt_xent",
+            lambda t: 1.0,
+            "mean over 2N anchors, self-similarity excluded",
+        ),
+        Convention(
+            "keras_io",
+            "keras-io semi-supervised SimCLR example",
+            "cross_view",
+            lambda t: 1.0,
+            "N x N cross-view logits only, mean of both directions; a different quantity",
+        ),
+        Convention(
+            "moco_v3",
+            "facebookresearch/moco-v3 builder.py",
+            "cross_view",
+            lambda t: 4.0 * t,
+            "2 tau x CE per direction, summed over both: 4 tau x the keras-io value",
+        ),
     ]
-}  # fmt: skip
+}

@@ -70,21 +70,56 @@ def _ulps(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(actual.astype(np.float64) - expected) / spacing))
 
 
-def compare_leaf(name, expected, actual, *, dtype: str, temperature=None, tol: Tolerance | None = None,
-                 quantity: str | None = None, grad_floor: float = 0.0) -> Row:  # fmt: skip
+def compare_leaf(
+    name,
+    expected,
+    actual,
+    *,
+    dtype: str,
+    temperature=None,
+    tol: Tolerance | None = None,
+    quantity: str | None = None,
+    grad_floor: float = 0.0,
+) -> Row:
     q = quantity or quantity_of(name)
     tdtype = "int" if q == "ptr" else dtype
     tol = tol or tolerance(q, tdtype)
     e = np.asarray(expected, dtype=np.float64)
     a_raw = np.asarray(actual)
     if e.shape != a_raw.shape:
-        return Row(name, q, dtype, tuple(a_raw.shape), np.inf, np.inf, np.inf, tol.rtol, tol.atol,
-                   1.0, np.inf, False, f"shape mismatch: expected {e.shape}, got {a_raw.shape}")  # fmt: skip
+        return Row(
+            name,
+            q,
+            dtype,
+            tuple(a_raw.shape),
+            np.inf,
+            np.inf,
+            np.inf,
+            tol.rtol,
+            tol.atol,
+            1.0,
+            np.inf,
+            False,
+            f"shape mismatch: expected {e.shape}, got {a_raw.shape}",
+        )
     a = a_raw.astype(np.float64)
     scale = scale_for(q, e, temperature, grad_floor)
     if not np.all(np.isfinite(a)):
-        return Row(name, q, dtype, e.shape, np.inf, np.inf, np.inf, tol.rtol, tol.atol, scale,
-                   np.inf, False, "non-finite values in actual")  # fmt: skip
+        return Row(
+            name,
+            q,
+            dtype,
+            e.shape,
+            np.inf,
+            np.inf,
+            np.inf,
+            tol.rtol,
+            tol.atol,
+            scale,
+            np.inf,
+            False,
+            "non-finite values in actual",
+        )
     diff = np.abs(a - e)
     allowed = tol.atol * scale + tol.rtol * np.abs(e)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -92,13 +127,26 @@ def compare_leaf(name, expected, actual, *, dtype: str, temperature=None, tol: T
         margin = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
     max_abs = float(diff.max()) if diff.size else 0.0
     worst = float(margin.max()) if margin.size else 0.0
-    return Row(name, q, dtype, e.shape, max_abs, float(rel.max()) if rel.size else 0.0,
-               _ulps(a_raw if a_raw.dtype.kind == "f" else a, e), tol.rtol, tol.atol, scale,
-               worst, worst <= 1.0, tol.reason)  # fmt: skip
+    return Row(
+        name,
+        q,
+        dtype,
+        e.shape,
+        max_abs,
+        float(rel.max()) if rel.size else 0.0,
+        _ulps(a_raw if a_raw.dtype.kind == "f" else a, e),
+        tol.rtol,
+        tol.atol,
+        scale,
+        worst,
+        worst <= 1.0,
+        tol.reason,
+    )
 
 
-def compare(expected, actual, *, dtype: str, temperature=None, overrides=None,
-            grad_floor: float = 0.0) -> list[Row]:  # fmt: skip
+def compare(
+    expected, actual, *, dtype: str, temperature=None, overrides=None, grad_floor: float = 0.0
+) -> list[Row]:
     """Compare nested outputs leaf by leaf. ``overrides`` maps a dotted name to a Tolerance.
 
     ``grad_floor`` (see ``shared.tolerances.natural_grad_scale``) sets the least gradient scale.
@@ -117,14 +165,16 @@ def compare(expected, actual, *, dtype: str, temperature=None, overrides=None,
             temperature=temperature,
             tol=overrides.get(n),
             grad_floor=grad_floor,
-        )  # fmt: skip
+        )
         for n in fe
     ]
 
 
 def format_rows(rows: list[Row]) -> str:
-    head = f"{'quantity':<34} {'dtype':<8} {'shape':<12} {'max_abs':>10} {'max_rel':>10} " \
-           f"{'ulps':>9} {'rtol':>8} {'atol*scale':>10}  ok"  # fmt: skip
+    head = (
+        f"{'quantity':<34} {'dtype':<8} {'shape':<12} {'max_abs':>10} {'max_rel':>10} "
+        f"{'ulps':>9} {'rtol':>8} {'atol*scale':>10}  ok"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -135,11 +185,25 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def assert_close(expected, actual, *, dtype: str, temperature=None, overrides=None, context="",
-                 grad_floor: float = 0.0):  # fmt: skip
+def assert_close(
+    expected,
+    actual,
+    *,
+    dtype: str,
+    temperature=None,
+    overrides=None,
+    context="",
+    grad_floor: float = 0.0,
+):
     """Like :func:`compare`, but raise ``AssertionError`` naming the worst quantity on failure."""
-    rows = compare(expected, actual, dtype=dtype, temperature=temperature, overrides=overrides,
-                   grad_floor=grad_floor)  # fmt: skip
+    rows = compare(
+        expected,
+        actual,
+        dtype=dtype,
+        temperature=temperature,
+        overrides=overrides,
+        grad_floor=grad_floor,
+    )
     bad = [r for r in rows if not r.passed]
     if bad:
         worst = max(bad, key=lambda r: r.worst_margin)

@@ -46,8 +46,13 @@ def compare_outputs(expected: dict, actual: dict, dtype: str, label: str) -> lis
             names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k"]
             tau = float(inputs["temperature"])
             got = actual[loss][case]
-            for r in compare({loss: fields}, {loss: got}, dtype=dtype, temperature=tau,
-                             grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names))):  # fmt: skip
+            for r in compare(
+                {loss: fields},
+                {loss: got},
+                dtype=dtype,
+                temperature=tau,
+                grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names)),
+            ):
                 d = r.as_dict()
                 d.update(backend=label, case=case)
                 rows.append(d)
@@ -71,12 +76,16 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def to_markdown(summary: list[dict]) -> str:
-    lines = ["| quantity | backend | dtype | max abs | max rel | ULPs | rtol | atol x scale | pass |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| quantity | backend | dtype | max abs | max rel | ULPs | rtol | atol x scale | pass |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary:
-        lines.append(f"| {r['name']} | {r['backend']} | {r['dtype']} | {r['max_abs']:.2e} | "
-                     f"{r['max_rel']:.2e} | {r['ulps']:.3g} | {r['rtol']:.0e} | "
-                     f"{r['atol'] * r['scale']:.1e} | {'yes' if r['passed'] else '**NO**'} |")  # fmt: skip
+        lines.append(
+            f"| {r['name']} | {r['backend']} | {r['dtype']} | {r['max_abs']:.2e} | "
+            f"{r['max_rel']:.2e} | {r['ulps']:.3g} | {r['rtol']:.0e} | "
+            f"{r['atol'] * r['scale']:.1e} | {'yes' if r['passed'] else '**NO**'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -86,8 +95,18 @@ def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
     rows = []
     for label, module in BACKENDS.items():
         template = str(out_dir / f"{label}-{{dtype}}.npz")
-        cmd = [sys.executable, "-m", module, "parity-dump", "--dtype", *dtypes, "--device", device,
-               "--out", template]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "parity-dump",
+            "--dtype",
+            *dtypes,
+            "--device",
+            device,
+            "--out",
+            template,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)  # one process per framework
         if proc.returncode != 0:
             print(f"{label}: dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)

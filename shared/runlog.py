@@ -50,8 +50,14 @@ class RunLog:
     def __init__(self, run_dir, framework: str, method: str, dataset: str, config: dict):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.data = {"schema": SCHEMA, "framework": framework, "method": method,
-                     "dataset": dataset, "epochs": [], "eval": None}  # fmt: skip
+        self.data = {
+            "schema": SCHEMA,
+            "framework": framework,
+            "method": method,
+            "dataset": dataset,
+            "epochs": [],
+            "eval": None,
+        }
         atomic_write_json(self.run_dir / "config.json", config)
 
     @classmethod
@@ -68,9 +74,11 @@ class RunLog:
         self.data["epochs"].append(rec)
         atomic_write_json(self.run_dir / "metrics.json", self.data)
         knn = "" if rec["knn_top1"] is None else f"  knn_top1 {100 * rec['knn_top1']:.1f}%"
-        return (f"[{self.data['framework']}/{self.data['method']}] epoch {rec['epoch']:>3}  "
-                f"loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  "
-                f"{rec['images_per_s']:.0f} img/s  {rec['time_s']:.1f}s{knn}")  # fmt: skip
+        return (
+            f"[{self.data['framework']}/{self.data['method']}] epoch {rec['epoch']:>3}  "
+            f"loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  "
+            f"{rec['images_per_s']:.0f} img/s  {rec['time_s']:.1f}s{knn}"
+        )
 
     def final(self, results: dict) -> None:
         self.data["eval"] = results

@@ -88,13 +88,15 @@ def natural_grad_scale(temperature: float, *inputs: np.ndarray) -> float:
     normalisation divides by ||z_i||. It is reached when all rows are (anti)parallel, e.g. D = 1.
     """
     rows = sum(np.shape(x)[0] for x in inputs[:2])
-    norm = float(min(np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1).min()
-                     for x in inputs[:2]))  # fmt: skip
+    norm = float(
+        min(np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1).min() for x in inputs[:2])
+    )
     return 4.0 / (temperature * max(rows, 1) * max(norm, 1e-300))
 
 
-def scale_for(quantity: str, expected: np.ndarray, temperature: float | None = None,
-              grad_floor: float = 0.0) -> float:  # fmt: skip
+def scale_for(
+    quantity: str, expected: np.ndarray, temperature: float | None = None, grad_floor: float = 0.0
+) -> float:
     """The magnitude that multiplies ``atol`` for this quantity (see the module docstring)."""
     if quantity in ("loss", "per_anchor"):
         return max(1.0, 1.0 / temperature) if temperature else 1.0

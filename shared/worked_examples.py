@@ -88,14 +88,20 @@ def example_a() -> Example:
     ex.add("6. Per-anchor loss l_i = -log softmax[i, positive(i)]")
     for i, name in enumerate(names):
         j = int(t.positive[i])
-        ex.add(f"   {name}: positive {names[j]}, p = {t.probs[i, j]:.4f}, "
-               f"l = -log {t.probs[i, j]:.4f} = {t.per_anchor[i]:.4f}")  # fmt: skip
+        ex.add(
+            f"   {name}: positive {names[j]}, p = {t.probs[i, j]:.4f}, "
+            f"l = -log {t.probs[i, j]:.4f} = {t.per_anchor[i]:.4f}"
+        )
     ex.add("")
     ex.add(f"7. Mean over the 2N = 4 anchors: L = {t.loss:.4f}")
     ex.values = {
-        "u": t.u, "sim": t.sim, "logits": t.logits, "probs": t.probs,
-        "per_anchor": t.per_anchor, "loss": t.loss,
-    }  # fmt: skip
+        "u": t.u,
+        "sim": t.sim,
+        "logits": t.logits,
+        "probs": t.probs,
+        "per_anchor": t.per_anchor,
+        "loss": t.loss,
+    }
     return ex
 
 
@@ -117,8 +123,13 @@ def example_b() -> Example:
     ex.lines += ["   " + s for s in matrix(["q"], cols, t.probs)]
     ex.add(f"4. Loss = -log p(k+) = -log {t.probs[0, 0]:.4f} = {t.loss:.4f}")
     ex.add(f"   (chance level with 4 candidates would be log 4 = {math.log(4):.4f})")
-    ex.values = {"sim": np.hstack([t.l_pos, t.l_neg]), "logits": t.logits, "probs": t.probs,
-                 "loss": t.loss, "chance": math.log(4)}  # fmt: skip
+    ex.values = {
+        "sim": np.hstack([t.l_pos, t.l_neg]),
+        "logits": t.logits,
+        "probs": t.probs,
+        "loss": t.loss,
+        "chance": math.log(4),
+    }
     return ex
 
 
@@ -131,10 +142,14 @@ def example_c() -> Example:
     coll_in = info_nce_terms(np.ones((n, 5)), np.ones((n, 5)), np.ones((k, 5)), 0.07).loss
     ex.add("Collapsed embeddings (every vector identical): all logits are equal, so the")
     ex.add("softmax is uniform over the candidates and the loss is log(#candidates).")
-    ex.add(f"   NT-Xent, N = {n}: 2N - 1 = {2 * n - 1} candidates, "
-           f"L = {coll_nt:.4f}, log(2N - 1) = {math.log(2 * n - 1):.4f}")  # fmt: skip
-    ex.add(f"   InfoNCE, K = {k}: K + 1 = {k + 1} candidates, "
-           f"L = {coll_in:.4f}, log(K + 1) = {math.log(k + 1):.4f}")  # fmt: skip
+    ex.add(
+        f"   NT-Xent, N = {n}: 2N - 1 = {2 * n - 1} candidates, "
+        f"L = {coll_nt:.4f}, log(2N - 1) = {math.log(2 * n - 1):.4f}"
+    )
+    ex.add(
+        f"   InfoNCE, K = {k}: K + 1 = {k + 1} candidates, "
+        f"L = {coll_in:.4f}, log(K + 1) = {math.log(k + 1):.4f}"
+    )
     ex.add("")
     ex.add("Well-separated embeddings: z1 = z2 = the N = 4 standard basis vectors, so each")
     ex.add("positive has cosine 1 and every negative cosine 0:")
@@ -148,8 +163,13 @@ def example_c() -> Example:
         ex.add(f"   {tau:>6} {got:>14.6g} {math.log1p((2 * n - 2) * math.exp(-1 / tau)):>14.6g}")
     ex.add("   (At tau = 0.01 the exact value 2.2e-43 is far below the resolution of")
     ex.add("   logsumexp - logit = 100 - 100 in float64 (1.4e-14), so it rounds to 0.)")
-    ex.values = {"collapsed_nt_xent": coll_nt, "collapsed_info_nce": coll_in,
-                 "separated": sep, "n": n, "k": k}  # fmt: skip
+    ex.values = {
+        "collapsed_nt_xent": coll_nt,
+        "collapsed_info_nce": coll_in,
+        "separated": sep,
+        "n": n,
+        "k": k,
+    }
     return ex
 
 
@@ -174,8 +194,10 @@ def example_d() -> Example:
     ex.add("undefined. Row 1's 'loss' is positive only by accident; with a denominator below 1 it")
     ex.add("would be negative. Cosines lie in [-1, 1], so the ratio is not a probability.")
     good = nt_xent(z1, z2, 0.5)
-    ex.add(f"The fix is softmax cross-entropy over exp(cos / tau): NT-Xent here = {good:.4f} "
-           "(tau = 0.5), always finite and >= 0.")  # fmt: skip
+    ex.add(
+        f"The fix is softmax cross-entropy over exp(cos / tau): NT-Xent here = {good:.4f} "
+        "(tau = 0.5), always finite and >= 0."
+    )
     ex.values = {"cos": cos, "denominators": cos.sum(axis=1), "seed002": bad, "nt_xent": good}
     return ex
 

@@ -25,8 +25,11 @@ def _torch(fn, xs, tau, dtype):
     ts = [torch.tensor(x, dtype=dtype, requires_grad=True) for x in xs]
     per = fn(*ts, temperature=tau, reduction="none")
     per.mean().backward()
-    return {"loss": per.mean().item(), "per_anchor": per.detach().double().numpy(),
-            "grad": [t.grad.double().numpy() for t in ts[:2]]}  # fmt: skip
+    return {
+        "loss": per.mean().item(),
+        "per_anchor": per.detach().double().numpy(),
+        "grad": [t.grad.double().numpy() for t in ts[:2]],
+    }
 
 
 def _tf(fn, xs, tau, dtype):
@@ -35,8 +38,11 @@ def _tf(fn, xs, tau, dtype):
         tape.watch(ts[:2])
         per = fn(*ts, temperature=tau, reduction="none")
         mean = tf.reduce_mean(per)
-    return {"loss": float(mean), "per_anchor": per.numpy().astype(np.float64),
-            "grad": [g.numpy().astype(np.float64) for g in tape.gradient(mean, ts[:2])]}  # fmt: skip
+    return {
+        "loss": float(mean),
+        "per_anchor": per.numpy().astype(np.float64),
+        "grad": [g.numpy().astype(np.float64) for g in tape.gradient(mean, ts[:2])],
+    }
 
 
 def _check_all(kind, xs, tau):
@@ -66,8 +72,14 @@ def _check_all(kind, xs, tau):
         got_t = _torch(getattr(pl, kind), xs_in, tau, pdt)
         got_f = _tf(getattr(tl, kind), xs_in, tau, tdt)
         for name, got in (("torch", got_t), ("tf", got_f)):
-            parity.assert_close({kind: want}, {kind: got}, dtype=dt_name, temperature=tau,
-                                grad_floor=floor, context=f"{name} {dt_name}")  # fmt: skip
+            parity.assert_close(
+                {kind: want},
+                {kind: got},
+                dtype=dt_name,
+                temperature=tau,
+                grad_floor=floor,
+                context=f"{name} {dt_name}",
+            )
 
 
 def _draw(rng, shape, scale, mode):
@@ -92,8 +104,15 @@ def test_nt_xent_three_way(n, d, tau, scale, mode, seed):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 256), st.integers(1, 256), st.integers(1, 4096), taus, scales, modes,
-       st.integers(0, 2**31 - 1))  # fmt: skip
+@given(
+    st.integers(1, 256),
+    st.integers(1, 256),
+    st.integers(1, 4096),
+    taus,
+    scales,
+    modes,
+    st.integers(0, 2**31 - 1),
+)
 def test_info_nce_three_way(n, d, k, tau, scale, mode, seed):
     rng = np.random.default_rng(seed)
     xs = [
@@ -118,8 +137,9 @@ def test_queue_streams_identical_in_torch_tf_numpy():
         tf_enq(tq, tp, tf.constant(keys))
         pt_enq(pq, pp, torch.from_numpy(keys))
         rq, rp = qref.dequeue_and_enqueue(rq, rp, keys)
-        parity.assert_close({"queue": rq, "ptr": rp}, {"queue": tq.numpy(), "ptr": int(tp.numpy())},
-                            dtype="float32")  # fmt: skip
+        parity.assert_close(
+            {"queue": rq, "ptr": rp}, {"queue": tq.numpy(), "ptr": int(tp.numpy())}, dtype="float32"
+        )
         parity.assert_close(
             {"queue": rq, "ptr": rp}, {"queue": pq.numpy(), "ptr": int(pp)}, dtype="float32"
         )

@@ -45,20 +45,24 @@ def test_nt_xent_grad_matches_finite_differences(tau, scale):
     z1, z2 = rand(10, 4, 3, scale=scale), rand(11, 4, 3, scale=scale)
     g1, g2 = L.nt_xent_grad(z1, z2, tau)
     eps = 1e-6 * scale
-    np.testing.assert_allclose(g1, central_fd(lambda x: L.nt_xent(x, z2, tau), z1, eps), rtol=1e-6,
-                               atol=1e-9 / scale)  # fmt: skip
-    np.testing.assert_allclose(g2, central_fd(lambda x: L.nt_xent(z1, x, tau), z2, eps), rtol=1e-6,
-                               atol=1e-9 / scale)  # fmt: skip
+    np.testing.assert_allclose(
+        g1, central_fd(lambda x: L.nt_xent(x, z2, tau), z1, eps), rtol=1e-6, atol=1e-9 / scale
+    )
+    np.testing.assert_allclose(
+        g2, central_fd(lambda x: L.nt_xent(z1, x, tau), z2, eps), rtol=1e-6, atol=1e-9 / scale
+    )
 
 
 @pytest.mark.parametrize("tau", [0.07, 0.5, 3.0])
 def test_info_nce_grad_matches_finite_differences(tau):
     q, key, queue = rand(20, 3, 4), rand(21, 3, 4), rand(22, 6, 4)
     gq, gk = L.info_nce_grad(q, key, queue, tau)
-    np.testing.assert_allclose(gq, central_fd(lambda x: L.info_nce(x, key, queue, tau), q),
-                               rtol=1e-6, atol=1e-9)  # fmt: skip
-    np.testing.assert_allclose(gk, central_fd(lambda x: L.info_nce(q, x, queue, tau), key),
-                               rtol=1e-6, atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        gq, central_fd(lambda x: L.info_nce(x, key, queue, tau), q), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        gk, central_fd(lambda x: L.info_nce(q, x, queue, tau), key), rtol=1e-6, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("n", [2, 3, 10, 64])
@@ -96,8 +100,7 @@ def test_terms_are_consistent():
     t = L.nt_xent_terms(rand(5, 3, 4), rand(6, 3, 4), 0.5)
     np.testing.assert_allclose(t.probs.sum(1), 1.0, rtol=1e-14)
     assert np.all(np.diag(t.probs) == 0)
-    np.testing.assert_allclose(t.per_anchor, -np.log(t.probs[np.arange(6), t.positive]),
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(t.per_anchor, -np.log(t.probs[np.arange(6), t.positive]), rtol=1e-12)
 
 
 # --- conventions ------------------------------------------------------------------------------
@@ -152,8 +155,13 @@ def test_nt_xent_invariances(shape, seed, tau):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 5), st.integers(1, 12), st.integers(0, 2**31 - 1),
-       st.floats(0.05, 5.0))  # fmt: skip
+@given(
+    st.integers(1, 6),
+    st.integers(1, 5),
+    st.integers(1, 12),
+    st.integers(0, 2**31 - 1),
+    st.floats(0.05, 5.0),
+)
 def test_info_nce_invariances(n, d, k, seed, tau):
     rng = np.random.default_rng(seed)
     q, key, queue = (rng.standard_normal(s) for s in [(n, d), (n, d), (k, d)])

@@ -36,8 +36,9 @@ def test_parity_helper_reports_the_worst_quantity():
     bad = {"loss": np.float64(1.0), "grad": {"z1": np.ones((2, 2)) * (1 + 1e-3)}}
     with pytest.raises(AssertionError, match=r"worst is 'grad.z1' \(max abs 1.000e-03"):
         parity.assert_close(exp, bad, dtype="float64")
-    rows = parity.compare({"x": np.float32(1)}, {"x": np.nextafter(np.float32(1), 2)},
-                          dtype="float32")  # fmt: skip
+    rows = parity.compare(
+        {"x": np.float32(1)}, {"x": np.nextafter(np.float32(1), 2)}, dtype="float32"
+    )
     assert rows[0].ulps == pytest.approx(1.0)
 
 
@@ -79,8 +80,11 @@ def test_embedded_dataset_is_deterministic_and_stratified(tmp_path, monkeypatch)
     assert data.build(seed=4).checksum != a.checksum
     assert a.train.images.shape == (1438, 32, 32, 3) and a.train.images.dtype == np.uint8
     assert len(a.test) == 359
-    np.testing.assert_allclose(np.bincount(a.test.labels) / len(a.test), np.bincount(a.train.labels)
-                               / len(a.train), atol=0.01)  # fmt: skip
+    np.testing.assert_allclose(
+        np.bincount(a.test.labels) / len(a.test),
+        np.bincount(a.train.labels) / len(a.train),
+        atol=0.01,
+    )
     # a corrupted cache is detected by its checksum and rebuilt
     path = next(tmp_path.glob("*.npz"))
     path.write_bytes(b"garbage")
@@ -106,6 +110,7 @@ def test_linear_probe_separable_and_raw_pixel_floor():
     y = (x[:, 0] > 0).astype(int)
     assert evaluation.linear_probe(x[:150], y[:150], x[150:], y[150:]) > 0.9
     ds = data.load_embedded()
-    base = evaluation.raw_pixel_baseline(ds.train.images, ds.train.labels, ds.test.images,
-                                         ds.test.labels)  # fmt: skip
+    base = evaluation.raw_pixel_baseline(
+        ds.train.images, ds.train.labels, ds.test.images, ds.test.labels
+    )
     assert base["knn_top1"] <= 0.40  # hard enough that learning shows

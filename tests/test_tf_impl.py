@@ -36,13 +36,28 @@ def test_collapsed_closed_forms_and_half_precision():
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((4, 3)), 0.0), "temperature"),
-        (lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((0, 3)), 0.1), "queue: expected at least 1"),
-        (lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((4, 5)), 0.1), r"queue: expected shape \(K, 3\)"),
-        (lambda: losses.nt_xent(tf.ones((1, 3)), tf.ones((1, 3)), 0.5), "z1: expected at least 2 rows"),
-        (lambda: losses.nt_xent(tf.ones((4, 3)), tf.ones((5, 3)), 0.5), "z2: expected the same shape"),
+        (
+            lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((4, 3)), 0.0),
+            "temperature",
+        ),
+        (
+            lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((0, 3)), 0.1),
+            "queue: expected at least 1",
+        ),
+        (
+            lambda: losses.info_nce(tf.ones((2, 3)), tf.ones((2, 3)), tf.ones((4, 5)), 0.1),
+            r"queue: expected shape \(K, 3\)",
+        ),
+        (
+            lambda: losses.nt_xent(tf.ones((1, 3)), tf.ones((1, 3)), 0.5),
+            "z1: expected at least 2 rows",
+        ),
+        (
+            lambda: losses.nt_xent(tf.ones((4, 3)), tf.ones((5, 3)), 0.5),
+            "z2: expected the same shape",
+        ),
     ],
-)  # fmt: skip
+)
 def test_loss_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -54,8 +69,10 @@ def test_queue_matches_numpy_ring_buffer_inside_tf_function():
     k, d = 7, 3
     queue = tf.Variable(np.zeros((k, d), np.float32))
     ptr = tf.Variable(0, dtype=tf.int64)
-    step = tf.function(lambda keys: dequeue_and_enqueue(queue, ptr, keys),
-                       input_signature=[tf.TensorSpec([None, d], tf.float32)])  # fmt: skip
+    step = tf.function(
+        lambda keys: dequeue_and_enqueue(queue, ptr, keys),
+        input_signature=[tf.TensorSpec([None, d], tf.float32)],
+    )
     rq, rp = np.zeros((k, d), np.float32), 0
     rng = np.random.default_rng(0)
     for b in [3, 3, 3, 2, 1, 7, 9, 4]:  # wrap-around, K % B != 0, partial, B == K, B > K
@@ -82,9 +99,11 @@ def test_moco_init_copy_momentum_and_errors():
         expect = [ref.ema(e, w.numpy(), 0.9) for e, w in zip(expect, m.encoder_q.trainable_weights)]
     for e, w in zip(expect, m.encoder_k.trainable_weights):
         np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-6)
-    for kw, match in [({"queue_size": 0}, "queue_size: expected K >= 1"),
-                      ({"momentum": 1.5}, "momentum: expected a number in"),
-                      ({"temperature": 0}, "temperature")]:  # fmt: skip
+    for kw, match in [
+        ({"queue_size": 0}, "queue_size: expected K >= 1"),
+        ({"momentum": 1.5}, "momentum: expected a number in"),
+        ({"temperature": 0}, "temperature"),
+    ]:
         with pytest.raises(ValueError, match=match):
             MoCo(**kw)
     m.queue = tf.Variable(np.zeros((16, 64), np.float32))
@@ -95,8 +114,15 @@ def test_moco_init_copy_momentum_and_errors():
 def _cfg(tmp_path, **kw):
     from tf_impl.train import TrainConfig
 
-    base = dict(epochs=2, batch_size=32, limit_train=96, run_dir=str(tmp_path / "run"), knn_every=0,
-                queue_size=40, warmup_epochs=1)  # fmt: skip
+    base = dict(
+        epochs=2,
+        batch_size=32,
+        limit_train=96,
+        run_dir=str(tmp_path / "run"),
+        knn_every=0,
+        queue_size=40,
+        warmup_epochs=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -134,8 +160,10 @@ def test_short_run_lowers_loss(tmp_path):
     # MoCo's loss first *rises* while random initial queue keys (easy negatives) are replaced
     # by real keys; with K = 32 the queue is all real keys after the first step, so compare
     # from epoch 2 on.
-    train(_cfg(tmp_path, epochs=6, limit_train=128, knn_every=2, queue_size=32, lr=0.2),
-          progress=False)  # fmt: skip
+    train(
+        _cfg(tmp_path, epochs=6, limit_train=128, knn_every=2, queue_size=32, lr=0.2),
+        progress=False,
+    )
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["schema"] == "rosetta.metrics/v1" and m["framework"] == "tensorflow"
     assert m["epochs"][-1]["loss"] < m["epochs"][1]["loss"]
@@ -148,8 +176,10 @@ def test_resume_is_exact_weights_queue_pointer(tmp_path):
     a = train(_cfg(tmp_path / "a"), progress=False)["model"]
     train(_cfg(tmp_path / "b", epochs=1), progress=False)
     b = train(_cfg(tmp_path / "b", resume=True), progress=False)["model"]
-    for x, y in zip(a.encoder_q.get_weights() + a.encoder_k.get_weights(),
-                    b.encoder_q.get_weights() + b.encoder_k.get_weights()):  # fmt: skip
+    for x, y in zip(
+        a.encoder_q.get_weights() + a.encoder_k.get_weights(),
+        b.encoder_q.get_weights() + b.encoder_k.get_weights(),
+    ):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a.queue.numpy(), b.queue.numpy())
     assert int(a.ptr.numpy()) == int(b.ptr.numpy())
@@ -169,8 +199,11 @@ def test_corrupt_checkpoint_clear_error(tmp_path):
 def test_bad_config(tmp_path):
     from tf_impl.train import train
 
-    for kw, match in [({"temperature": 0}, "temperature"), ({"queue_size": 0}, "queue_size"),
-                      ({"key_momentum": -0.1}, "momentum")]:  # fmt: skip
+    for kw, match in [
+        ({"temperature": 0}, "temperature"),
+        ({"queue_size": 0}, "queue_size"),
+        ({"key_momentum": -0.1}, "momentum"),
+    ]:
         with pytest.raises(ValueError, match=match):
             train(_cfg(tmp_path, **kw), progress=False)
 

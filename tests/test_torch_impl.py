@@ -57,14 +57,29 @@ def test_collapsed_closed_forms():
     "call,match",
     [
         (lambda: losses.nt_xent(torch.ones(4, 3), torch.ones(4, 3), 0.0), "temperature"),
-        (lambda: losses.nt_xent(torch.ones(1, 3), torch.ones(1, 3), 0.5), "z1: expected at least 2 rows"),
-        (lambda: losses.nt_xent(torch.ones(4, 3), torch.ones(5, 3), 0.5), "z2: expected the same shape"),
+        (
+            lambda: losses.nt_xent(torch.ones(1, 3), torch.ones(1, 3), 0.5),
+            "z1: expected at least 2 rows",
+        ),
+        (
+            lambda: losses.nt_xent(torch.ones(4, 3), torch.ones(5, 3), 0.5),
+            "z2: expected the same shape",
+        ),
         (lambda: losses.nt_xent(torch.ones(4), torch.ones(4), 0.5), "z1: expected a 2-D tensor"),
-        (lambda: losses.info_nce(torch.ones(2, 3), torch.ones(2, 3), torch.ones(0, 3), 0.1), "queue: expected at least 1"),
-        (lambda: losses.info_nce(torch.ones(2, 3), torch.ones(2, 3), torch.ones(4, 5), 0.1), r"queue: expected shape \(K, 3\)"),
-        (lambda: losses.nt_xent(torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3), 0.5), "floating-point"),
+        (
+            lambda: losses.info_nce(torch.ones(2, 3), torch.ones(2, 3), torch.ones(0, 3), 0.1),
+            "queue: expected at least 1",
+        ),
+        (
+            lambda: losses.info_nce(torch.ones(2, 3), torch.ones(2, 3), torch.ones(4, 5), 0.1),
+            r"queue: expected shape \(K, 3\)",
+        ),
+        (
+            lambda: losses.nt_xent(torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3), 0.5),
+            "floating-point",
+        ),
     ],
-)  # fmt: skip
+)
 def test_loss_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -146,8 +161,14 @@ def test_momentum_and_queue_match_numpy_reference():
 def _cfg(tmp_path, **kw):
     from torch_impl.train import TrainConfig
 
-    base = dict(epochs=2, batch_size=32, limit_train=96, run_dir=str(tmp_path / "run"), knn_every=0,
-                warmup_epochs=1)  # fmt: skip
+    base = dict(
+        epochs=2,
+        batch_size=32,
+        limit_train=96,
+        run_dir=str(tmp_path / "run"),
+        knn_every=0,
+        warmup_epochs=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

@@ -25,7 +25,7 @@ def test_example_a_by_hand():
         (1, [0, 1.6, 1.2], 2),
         (2, [1.2, 1.6, 0.96], 0),
         (3, [0, 1.2, 0.96], 1),
-    ]  # fmt: skip  (anchor, others in column order, pos slot)
+    ]  # (anchor, others in column order, pos slot)
     per = []
     for i, others, pos in rows:
         den = sum(e(x) for x in others)
@@ -43,8 +43,9 @@ def test_example_b_by_hand():
     e = math.exp
     den = e(4) + e(0) + e(-5) + e(3)
     np.testing.assert_allclose(ex.values["logits"], [[4, 0, -5, 3]], atol=1e-14)
-    np.testing.assert_allclose(ex.values["probs"], [[e(4) / den, 1 / den, e(-5) / den, e(3) / den]],
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        ex.values["probs"], [[e(4) / den, 1 / den, e(-5) / den, e(3) / den]], rtol=1e-12
+    )
     assert ex.values["loss"] == pytest.approx(math.log(den) - 4, rel=1e-12)
     assert f"{math.log(den) - 4:.4f}" in ex.text()
 

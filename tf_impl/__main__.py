@@ -24,8 +24,16 @@ def _latest_model(run_dir: str):
     if not latest or not cfg_path.exists():
         raise FileNotFoundError(f"no checkpoint in {run_dir}; run `python -m tf_impl train` first")
     cfg = json.loads(cfg_path.read_text())
-    model = MoCo(cfg["encoder"], cfg["queue_size"], cfg["proj_dim"], cfg["hidden_dim"],
-                 cfg["head_layers"], cfg["key_momentum"], cfg["temperature"], cfg["bn_splits"])  # fmt: skip
+    model = MoCo(
+        cfg["encoder"],
+        cfg["queue_size"],
+        cfg["proj_dim"],
+        cfg["hidden_dim"],
+        cfg["head_layers"],
+        cfg["key_momentum"],
+        cfg["temperature"],
+        cfg["bn_splits"],
+    )
     ckpt = make_checkpoint(model)
     manager = tf.train.CheckpointManager(ckpt, str(Path(run_dir) / "ckpt"), max_to_keep=2)
     restore(ckpt, manager)
@@ -44,9 +52,11 @@ def cmd_eval(args) -> int:
     train = load_split(cfg["dataset"], "train", cfg["root"], False, cfg["image_size"], cfg["seed"])
     test = load_split(cfg["dataset"], "test", cfg["root"], False, cfg["image_size"], cfg["seed"])
     encoder = model.encoder_q.encoder
-    res = {"moco": evaluate_encoder(encoder, train, test),
-           "random_init": random_init_baseline(cfg["encoder"], train, test, cfg["seed"]),
-           "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels)}  # fmt: skip
+    res = {
+        "moco": evaluate_encoder(encoder, train, test),
+        "random_init": random_init_baseline(cfg["encoder"], train, test, cfg["seed"]),
+        "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels),
+    }
     if args.linear_eval:
         res["moco"].update(linear_eval(encoder, train, test))
     print(json.dumps(res, indent=2))
@@ -63,11 +73,15 @@ def cmd_eval(args) -> int:
     pairs = [two(tf.constant(im), tf.constant([1, i])) for i, im in enumerate(test.images[:16])]
     _, z1 = model.encoder_q(tf.stack([a for a, _ in pairs]), training=False)
     _, z2 = model.encoder_q(tf.stack([b for _, b in pairs]), training=False)
-    np.savez_compressed(out / "features.npz", test_labels=test.labels,
-                        trained=extract_features(encoder, test.images),
-                        random_init=extract_features(rand_enc, test.images),
-                        batch_z1=z1.numpy(), batch_z2=z2.numpy(),
-                        batch_labels=test.labels[:16])  # fmt: skip
+    np.savez_compressed(
+        out / "features.npz",
+        test_labels=test.labels,
+        trained=extract_features(encoder, test.images),
+        random_init=extract_features(rand_enc, test.images),
+        batch_z1=z1.numpy(),
+        batch_z2=z2.numpy(),
+        batch_labels=test.labels[:16],
+    )
     return 0
 
 

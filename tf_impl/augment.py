@@ -72,9 +72,15 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
         seeds = tf.random.experimental.stateless_split(seed, 12)
         x = tf.image.convert_image_dtype(image, tf.float32)  # (H, W, 3) in [0, 1]
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(x), tf.zeros([1, 0, 4]), seeds[0], min_object_covered=0.0,
-            aspect_ratio_range=(3 / 4, 4 / 3), area_range=(lo, hi), max_attempts=100,
-            use_image_if_no_bounding_boxes=True)  # fmt: skip
+            tf.shape(x),
+            tf.zeros([1, 0, 4]),
+            seeds[0],
+            min_object_covered=0.0,
+            aspect_ratio_range=(3 / 4, 4 / 3),
+            area_range=(lo, hi),
+            max_attempts=100,
+            use_image_if_no_bounding_boxes=True,
+        )
         x = tf.slice(x, begin, size)
         x = tf.image.resize(x, [spec.image_size, spec.image_size], antialias=True)
         x = tf.image.stateless_random_flip_left_right(x, seeds[1])
@@ -89,12 +95,18 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
             return x
 
         x = tf.cond(tf.random.stateless_uniform([], seeds[7]) < 0.8, lambda: color(x), lambda: x)
-        x = tf.cond(tf.random.stateless_uniform([], seeds[8]) < 0.2,
-                    lambda: tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 3]), lambda: x)  # fmt: skip
+        x = tf.cond(
+            tf.random.stateless_uniform([], seeds[8]) < 0.2,
+            lambda: tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 3]),
+            lambda: x,
+        )
         if use_blur:
             sigma = tf.random.stateless_uniform([], seeds[9], 0.1, 2.0)
-            x = tf.cond(tf.random.stateless_uniform([], seeds[10]) < 0.5,
-                        lambda: _gaussian_blur(x, sigma, kernel), lambda: x)  # fmt: skip
+            x = tf.cond(
+                tf.random.stateless_uniform([], seeds[10]) < 0.5,
+                lambda: _gaussian_blur(x, sigma, kernel),
+                lambda: x,
+            )
         return tf.clip_by_value(x, 0.0, 1.0)
 
     return view
@@ -143,21 +155,30 @@ class BatchAugment:
             unif(8, -hj, hj),
         ]
         order = tf.argsort(tf.random.stateless_uniform([b, 4], seeds[9]), axis=1)  # (B, 4)
-        ops = [lambda v, g: v * g[:, None, None, None], _adjust_contrast, _adjust_saturation,
-               _adjust_hue]  # fmt: skip
+        ops = [
+            lambda v, g: v * g[:, None, None, None],
+            _adjust_contrast,
+            _adjust_saturation,
+            _adjust_hue,
+        ]
         y, idx = x, tf.range(b)
         for pos in range(4):  # each image meets each op once, in its own order
             parts = tf.dynamic_partition(y, order[:, pos], 4)
             where = tf.dynamic_partition(idx, order[:, pos], 4)
-            out = [tf.clip_by_value(ops[k](parts[k], tf.gather(f[k], where[k])), 0.0, 1.0)
-                   for k in range(4)]  # fmt: skip
+            out = [
+                tf.clip_by_value(ops[k](parts[k], tf.gather(f[k], where[k])), 0.0, 1.0)
+                for k in range(4)
+            ]
             y = tf.dynamic_stitch(where, out)
         x = sel(unif(10) < 0.8, y, x)
         x = sel(unif(11) < 0.2, tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 1, 3]), x)
         if self.blur:
             sigma = unif(12, 0.1, 2.0)
-            blurred = tf.map_fn(lambda a: _gaussian_blur(a[0], a[1], self.kernel), (x, sigma),
-                                fn_output_signature=tf.float32)  # fmt: skip
+            blurred = tf.map_fn(
+                lambda a: _gaussian_blur(a[0], a[1], self.kernel),
+                (x, sigma),
+                fn_output_signature=tf.float32,
+            )
             x = sel(unif(13) < 0.5, blurred, x)
         return tf.clip_by_value(x, 0.0, 1.0)
 

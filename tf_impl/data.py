@@ -22,19 +22,26 @@ def _tfds(name: str, root: str, split: str, download: bool) -> Split:
 
     tfds_split = TFDS_SPLITS.get(name, {}).get(split, split)
     try:
-        ds = tfds.load(name, split=tfds_split, data_dir=root, download=download,
-                       as_supervised=True)  # fmt: skip
+        ds = tfds.load(name, split=tfds_split, data_dir=root, download=download, as_supervised=True)
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
-        how = (f"run once with --download and network access (tfds.load('{name}', "
-               f"data_dir='{root}', download=True)), or copy a prepared tfds folder there")  # fmt: skip
+        how = (
+            f"run once with --download and network access (tfds.load('{name}', "
+            f"data_dir='{root}', download=True)), or copy a prepared tfds folder there"
+        )
         raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
     pairs = list(tfds.as_numpy(ds))  # element-wise: batch_size=-1 aborts on mocked datasets
     images = np.stack([p[0] for p in pairs]).astype(np.uint8)
     return Split(images, np.array([p[1] for p in pairs], dtype=np.int64))
 
 
-def load_split(dataset: str = "embedded", split: str = "train", root: str = "./data",
-               download: bool = False, image_size: int = 32, seed: int = 0) -> Split:  # fmt: skip
+def load_split(
+    dataset: str = "embedded",
+    split: str = "train",
+    root: str = "./data",
+    download: bool = False,
+    image_size: int = 32,
+    seed: int = 0,
+) -> Split:
     """Load one split; arguments and errors as ``torch_impl.data.load_split``.
 
     ``root`` is tfds' ``data_dir`` here (torchvision's ``root`` there).

@@ -20,8 +20,12 @@ __all__ = ["evaluate_encoder", "finetune", "labelled_subset", "linear_eval", "ra
 
 def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
     """kNN and linear-probe top-1 of the encoder's features (``shared.evaluation``)."""
-    return evaluate(extract_features(encoder, train.images), train.labels,
-                    extract_features(encoder, test.images), test.labels)  # fmt: skip
+    return evaluate(
+        extract_features(encoder, train.images),
+        train.labels,
+        extract_features(encoder, test.images),
+        test.labels,
+    )
 
 
 def random_init_baseline(encoder_name: str, train, test, seed: int = 0) -> dict:
@@ -67,8 +71,9 @@ def _fit(encoder, head, variables, images, labels, epochs, lr, batch_size, seed,
             step(x, tf.convert_to_tensor(labels[idx]))
 
 
-def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128,
-                seed: int = 0) -> dict:  # fmt: skip
+def linear_eval(
+    encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128, seed: int = 0
+) -> dict:
     """Train a Dense layer on the frozen encoder; verify the encoder did not change.
 
     Raises:
@@ -78,8 +83,18 @@ def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_s
     before = [w.numpy().copy() for w in encoder.weights]
     head = tf.keras.layers.Dense(int(train.labels.max()) + 1)
     head.build((None, encoder.feature_dim))
-    _fit(encoder, head, head.trainable_variables, train.images, train.labels, epochs, lr,
-         batch_size, seed, encoder_training=False)  # fmt: skip
+    _fit(
+        encoder,
+        head,
+        head.trainable_variables,
+        train.images,
+        train.labels,
+        epochs,
+        lr,
+        batch_size,
+        seed,
+        encoder_training=False,
+    )
     changed = [w.path for w, b in zip(encoder.weights, before) if not np.array_equal(w.numpy(), b)]
     if changed:
         raise RuntimeError(
@@ -88,8 +103,17 @@ def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_s
     return {"linear_eval_top1": _accuracy(encoder, head, test.images, test.labels)}
 
 
-def finetune(encoder, encoder_name: str, train, test, fraction: float = 0.1, epochs: int = 30,
-             lr: float = 0.05, batch_size: int = 64, seed: int = 0) -> dict:  # fmt: skip
+def finetune(
+    encoder,
+    encoder_name: str,
+    train,
+    test,
+    fraction: float = 0.1,
+    epochs: int = 30,
+    lr: float = 0.05,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
     architecture from scratch on the same subset; return both test accuracies."""
     sub = labelled_subset(train, fraction, seed)
@@ -102,7 +126,17 @@ def finetune(encoder, encoder_name: str, train, test, fraction: float = 0.1, epo
             enc.set_weights(encoder.get_weights())
         head = tf.keras.layers.Dense(n_cls)
         head.build((None, enc.feature_dim))
-        _fit(enc, head, enc.trainable_variables + head.trainable_variables, sub.images, sub.labels,
-             epochs, lr, min(batch_size, len(sub)), seed, encoder_training=True)  # fmt: skip
+        _fit(
+            enc,
+            head,
+            enc.trainable_variables + head.trainable_variables,
+            sub.images,
+            sub.labels,
+            epochs,
+            lr,
+            min(batch_size, len(sub)),
+            seed,
+            encoder_training=True,
+        )
         results[name] = _accuracy(enc, head, test.images, test.labels)
     return results

@@ -113,8 +113,10 @@ def info_nce(q, k, queue, temperature: float = 0.07, reduction: str = "mean") ->
     if q.shape.is_fully_defined() and k.shape.is_fully_defined() and q.shape != k.shape:
         raise ValueError(f"k: expected the same shape as q {tuple(q.shape)}, got {tuple(k.shape)}")
     if q.shape[1] is not None and queue.shape[1] is not None and queue.shape[1] != q.shape[1]:
-        raise ValueError(f"queue: expected shape (K, {q.shape[1]}) to match the feature dim of q, "
-                         f"got {tuple(queue.shape)}")  # fmt: skip
+        raise ValueError(
+            f"queue: expected shape (K, {q.shape[1]}) to match the feature dim of q, "
+            f"got {tuple(queue.shape)}"
+        )
     _check_reduction(reduction)
     dtype = _logit_dtype(q, k, queue)
     q = _unit(tf.cast(q, dtype))  # (N, D)

@@ -34,8 +34,16 @@ from shared.queue import check_momentum, init_queue
 
 keras = tf.keras
 
-__all__ = ["ENCODERS", "MoCo", "ProjectionHead", "SmallCNN", "SplitBatchNorm", "build_encoder",
-           "dequeue_and_enqueue", "momentum_update"]  # fmt: skip
+__all__ = [
+    "ENCODERS",
+    "MoCo",
+    "ProjectionHead",
+    "SmallCNN",
+    "SplitBatchNorm",
+    "build_encoder",
+    "dequeue_and_enqueue",
+    "momentum_update",
+]
 
 
 class SplitBatchNorm(keras.layers.BatchNormalization):
@@ -60,8 +68,9 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
         self.moving_mean.assign(
             m * self.moving_mean + (1 - m) * tf.reshape(tf.reduce_mean(mean, 0), [-1])
         )
-        self.moving_variance.assign(m * self.moving_variance
-                                    + (1 - m) * tf.reshape(tf.reduce_mean(var, 0), [-1]))  # fmt: skip
+        self.moving_variance.assign(
+            m * self.moving_variance + (1 - m) * tf.reshape(tf.reduce_mean(var, 0), [-1])
+        )
         return tf.cast(y, in_dtype)
 
     def get_config(self):
@@ -80,8 +89,11 @@ class SmallCNN(keras.Model):
         chans = [width, 2 * width, 4 * width, 8 * width]
         self.body = []  # one flat list: nested lists are not tracked reliably by tf.train.Checkpoint
         for i, c in enumerate(chans):
-            self.body += [keras.layers.Conv2D(c, 3, padding="same", use_bias=False), _bn(bn_splits),
-                          keras.layers.ReLU()]  # fmt: skip
+            self.body += [
+                keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
+                _bn(bn_splits),
+                keras.layers.ReLU(),
+            ]
             if i < 3:
                 self.body.append(keras.layers.MaxPool2D(2))
         self.feature_dim = chans[-1]
@@ -123,8 +135,11 @@ class ResNet18Cifar(keras.Model):
         super().__init__(**kw)
         self.stem = keras.layers.Conv2D(64, 3, 1, padding="same", use_bias=False)
         self.stem_bn = _bn(bn_splits)
-        self.stages = [_BasicBlock(f, s if i == 0 else 1, bn_splits)
-                       for f, s in ((64, 1), (128, 2), (256, 2), (512, 2)) for i in range(2)]  # fmt: skip
+        self.stages = [
+            _BasicBlock(f, s if i == 0 else 1, bn_splits)
+            for f, s in ((64, 1), (128, 2), (256, 2), (512, 2))
+            for i in range(2)
+        ]
         self.feature_dim = 512
         self.input_size = 32
 
@@ -167,8 +182,9 @@ class ProjectionHead(keras.Model):
 class EncoderWithHead(keras.Model):
     """f followed by g: ``call(x) -> (h, z)``."""
 
-    def __init__(self, encoder: str, hidden_dim: int, proj_dim: int, head_layers: int, bn_splits: int,
-                 **kw):  # fmt: skip
+    def __init__(
+        self, encoder: str, hidden_dim: int, proj_dim: int, head_layers: int, bn_splits: int, **kw
+    ):
         super().__init__(**kw)
         self.encoder = build_encoder(encoder, bn_splits)
         self.head = ProjectionHead(hidden_dim, proj_dim, head_layers)
@@ -223,10 +239,20 @@ class MoCo(tf.Module):
         symmetric: use ``info_nce(q1, k2) + info_nce(q2, k1)`` and enqueue both key sets.
     """
 
-    def __init__(self, encoder: str = "small_cnn", queue_size: int = 4096, proj_dim: int = 128,
-                 hidden_dim: int = 512, head_layers: int = 2, momentum: float = 0.99,
-                 temperature: float = 0.2, bn_splits: int = 1, shuffle_keys: bool = False,
-                 symmetric: bool = False, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        queue_size: int = 4096,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        head_layers: int = 2,
+        momentum: float = 0.99,
+        temperature: float = 0.2,
+        bn_splits: int = 1,
+        shuffle_keys: bool = False,
+        symmetric: bool = False,
+        seed: int = 0,
+    ):
         super().__init__(name="moco")
         from shared.losses import check_temperature
 
@@ -243,8 +269,9 @@ class MoCo(tf.Module):
         # the weights: a known bug in a public Keras MoCo. set_weights copies all of them,
         # BN moving statistics included.)
         self.encoder_k.set_weights(self.encoder_q.get_weights())
-        self.queue = tf.Variable(init_queue(queue_size, proj_dim, seed), trainable=False,
-                                 name="queue")  # (K, D)  # fmt: skip
+        self.queue = tf.Variable(
+            init_queue(queue_size, proj_dim, seed), trainable=False, name="queue"
+        )  # (K, D)
         self.ptr = tf.Variable(0, dtype=tf.int64, trainable=False, name="queue_ptr")
 
     @property
@@ -255,8 +282,10 @@ class MoCo(tf.Module):
         """Raise if the queue's D does not match the head output (e.g. after a bad restore)."""
         d = self.encoder_q.head.out.units
         if self.queue.shape[1] != d:
-            raise ValueError(f"queue: expected shape (K, {d}) to match the head output dim, "
-                             f"got {tuple(self.queue.shape)}")  # fmt: skip
+            raise ValueError(
+                f"queue: expected shape (K, {d}) to match the head output dim, "
+                f"got {tuple(self.queue.shape)}"
+            )
 
     def keys(self, x, seed):
         """Keys of ``x`` from the key encoder (no gradient), with optional batch shuffling."""

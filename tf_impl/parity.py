@@ -36,5 +36,7 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
 def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
-    return {loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
-            for loss in ("nt_xent", "info_nce")}  # fmt: skip
+    return {
+        loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
+        for loss in ("nt_xent", "info_nce")
+    }

@@ -33,8 +33,16 @@ from tf_impl.data import load_split
 from tf_impl.losses import info_nce
 from tf_impl.models import MoCo, dequeue_and_enqueue, momentum_update
 
-__all__ = ["TRACE_COUNT", "CheckpointError", "TrainConfig", "WarmupCosine", "extract_features",
-           "make_train_step", "train", "warmup_cosine"]  # fmt: skip
+__all__ = [
+    "TRACE_COUNT",
+    "CheckpointError",
+    "TrainConfig",
+    "WarmupCosine",
+    "extract_features",
+    "make_train_step",
+    "train",
+    "warmup_cosine",
+]
 
 TRACE_COUNT = {"train_step": 0}
 
@@ -98,11 +106,15 @@ class TrainConfig:
         if self.optimizer != "sgd":
             raise ValueError(f"optimizer: expected 'sgd' (MoCo's), got {self.optimizer!r}")
         if self.key_momentum_schedule not in ("constant", "cosine"):
-            raise ValueError(f"key_momentum_schedule: expected constant or cosine, got "
-                             f"{self.key_momentum_schedule!r}")  # fmt: skip
+            raise ValueError(
+                f"key_momentum_schedule: expected constant or cosine, got "
+                f"{self.key_momentum_schedule!r}"
+            )
         if self.bn_splits > 1 and self.batch_size % self.bn_splits:
-            raise ValueError(f"bn_splits: expected a divisor of batch_size {self.batch_size}, "
-                             f"got {self.bn_splits}")  # fmt: skip
+            raise ValueError(
+                f"bn_splits: expected a divisor of batch_size {self.batch_size}, "
+                f"got {self.bn_splits}"
+            )
         return self
 
 
@@ -127,8 +139,11 @@ class WarmupCosine(tf.keras.optimizers.schedules.LearningRateSchedule):
         return self.base_lr * warmup_cosine(step, self.warmup_steps, self.total_steps)
 
     def get_config(self):
-        return {"base_lr": self.base_lr, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps}  # fmt: skip
+        return {
+            "base_lr": self.base_lr,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
 
 
 def make_train_step(model: MoCo, optimizer, cfg: TrainConfig, total_steps: int):
@@ -148,8 +163,11 @@ def make_train_step(model: MoCo, optimizer, cfg: TrainConfig, total_steps: int):
             )
         return cfg.key_momentum
 
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([2], tf.int32)],
-                 jit_compile=cfg.jit_compile or None, reduce_retracing=True)  # fmt: skip
+    @tf.function(
+        input_signature=[spec, spec, tf.TensorSpec([2], tf.int32)],
+        jit_compile=cfg.jit_compile or None,
+        reduce_retracing=True,
+    )
     def train_step(x1, x2, seed):
         TRACE_COUNT["train_step"] += 1  # Python side effect: runs only while tracing
         momentum_update(model.encoder_q, model.encoder_k, key_m(optimizer.iterations))
@@ -161,8 +179,10 @@ def make_train_step(model: MoCo, optimizer, cfg: TrainConfig, total_steps: int):
                 q = tf.math.l2_normalize(tf.cast(q, tf.float32), axis=1)  # (2N, D)
                 k = model.keys(tf.concat([x2, x1], 0), seeds[0])  # (2N, D): keys of the other view
                 # mean of the two directions (the MoCo CIFAR demo sums them: 2x this value)
-                loss = 0.5 * (info_nce(q[:n], k[:n], model.queue, tau)
-                              + info_nce(q[n:], k[n:], model.queue, tau))  # fmt: skip
+                loss = 0.5 * (
+                    info_nce(q[:n], k[:n], model.queue, tau)
+                    + info_nce(q[n:], k[n:], model.queue, tau)
+                )
                 keys = k
             else:
                 _, q1 = model.encoder_q(x1, training=True)
@@ -192,14 +212,22 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
     base = cfg.seed * 100_003 + epoch
     if cfg.augment == "per_sample":
         two = TwoViews(simclr_augment(*aug_args))
-        ds = ds.map(lambda img, i: two(img, tf.stack([base, i])), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)  # fmt: skip
+        ds = ds.map(
+            lambda img, i: two(img, tf.stack([base, i])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     aug = aug or tf.function(BatchAugment(*aug_args))
     ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
-    ds = ds.map(lambda j, batch: (aug(batch[0], tf.stack([base, 2 * tf.cast(j, tf.int32)])),
-                                  aug(batch[0], tf.stack([base, 2 * tf.cast(j, tf.int32) + 1]))),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
+    ds = ds.map(
+        lambda j, batch: (
+            aug(batch[0], tf.stack([base, 2 * tf.cast(j, tf.int32)])),
+            aug(batch[0], tf.stack([base, 2 * tf.cast(j, tf.int32) + 1])),
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -225,15 +253,26 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     train_split, test_split = train_test_splits(load_split, cfg)
     steps_per_epoch = len(train_split) // cfg.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"batch_size: expected <= the {len(train_split)} training images, "
-                         f"got {cfg.batch_size}")  # fmt: skip
+        raise ValueError(
+            f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
+        )
     total_steps = steps_per_epoch * cfg.epochs
     previous_policy = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.amp else "float32")
     try:
-        model = MoCo(cfg.encoder, cfg.queue_size, cfg.proj_dim, cfg.hidden_dim, cfg.head_layers,
-                     cfg.key_momentum, cfg.temperature, cfg.bn_splits, cfg.shuffle_keys,
-                     cfg.symmetric, cfg.seed)  # fmt: skip
+        model = MoCo(
+            cfg.encoder,
+            cfg.queue_size,
+            cfg.proj_dim,
+            cfg.hidden_dim,
+            cfg.head_layers,
+            cfg.key_momentum,
+            cfg.temperature,
+            cfg.bn_splits,
+            cfg.shuffle_keys,
+            cfg.symmetric,
+            cfg.seed,
+        )
     finally:
         tf.keras.mixed_precision.set_global_policy(previous_policy)
     lr = cfg.lr or 0.06 * cfg.batch_size / 256
@@ -259,15 +298,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     aug = tf.function(BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength))
     for epoch in range(start_epoch, cfg.epochs):
         t0, total, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(make_dataset(train_split.images, cfg, epoch, aug), total=steps_per_epoch,
-                   desc=f"tf/moco epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress, file=sys.stderr, mininterval=0.5)  # fmt: skip
+        bar = tqdm(
+            make_dataset(train_split.images, cfg, epoch, aug),
+            total=steps_per_epoch,
+            desc=f"tf/moco epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not progress,
+            file=sys.stderr,
+            mininterval=0.5,
+        )
         for i, (x1, x2) in enumerate(bar):
             loss = step_fn(x1, x2, tf.constant([cfg.seed, epoch * 100_000 + i], tf.int32))
             lv = float(loss)
             if not math.isfinite(lv):
-                raise FloatingPointError(f"loss became {lv} at epoch {epoch + 1}; the last good "
-                                         f"checkpoint is in {run_dir / 'ckpt'}")  # fmt: skip
+                raise FloatingPointError(
+                    f"loss became {lv} at epoch {epoch + 1}; the last good "
+                    f"checkpoint is in {run_dir / 'ckpt'}"
+                )
             total += lv * int(x1.shape[0])
             seen += int(x1.shape[0])
             bar.set_postfix(loss=f"{lv:.3f}")
@@ -276,8 +323,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         knn = None
         if test_split is not None and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs):
             enc = model.encoder_q.encoder
-            knn = knn_top1(extract_features(enc, train_split.images), train_split.labels,
-                           extract_features(enc, test_split.images), test_split.labels, k=200)  # fmt: skip
+            knn = knn_top1(
+                extract_features(enc, train_split.images),
+                train_split.labels,
+                extract_features(enc, test_split.images),
+                test_split.labels,
+                k=200,
+            )
         cur_lr = float(optimizer.learning_rate)  # keras 3 evaluates the schedule at iterations
         with writer.as_default():
             tf.summary.scalar("loss", loss_value, step=epoch + 1)
@@ -286,8 +338,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 tf.summary.scalar("knn_top1", knn, step=epoch + 1)
         epoch_var.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)  # writes to temp names, then renames the index
-        print(runlog.epoch(epoch=epoch + 1, loss=loss_value, lr=cur_lr, images_per_s=seen / elapsed,
-                           time_s=elapsed, knn_top1=knn), flush=True)  # fmt: skip
+        print(
+            runlog.epoch(
+                epoch=epoch + 1,
+                loss=loss_value,
+                lr=cur_lr,
+                images_per_s=seen / elapsed,
+                time_s=elapsed,
+                knn_top1=knn,
+            ),
+            flush=True,
+        )
     writer.close()
     return {"run_dir": str(run_dir), "epochs": cfg.epochs, "final_loss": loss_value, "model": model}
 
@@ -299,9 +360,12 @@ def make_checkpoint(model: MoCo, optimizer=None, epoch=None) -> tf.train.Checkpo
     sub-models were silently skipped), so the encoders' weights are listed explicitly, keyed by
     their position in ``model.weights``, which is fixed by the architecture.
     """
-    parts = {"encoder_q": {f"w{i:03d}": w for i, w in enumerate(model.encoder_q.weights)},
-             "encoder_k": {f"w{i:03d}": w for i, w in enumerate(model.encoder_k.weights)},
-             "queue": model.queue, "ptr": model.ptr}  # fmt: skip
+    parts = {
+        "encoder_q": {f"w{i:03d}": w for i, w in enumerate(model.encoder_q.weights)},
+        "encoder_k": {f"w{i:03d}": w for i, w in enumerate(model.encoder_k.weights)},
+        "queue": model.queue,
+        "ptr": model.ptr,
+    }
     if optimizer is not None:
         parts["optimizer"] = optimizer
     if epoch is not None:
@@ -316,8 +380,12 @@ def restore(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, path
         ckpt.restore(path).assert_existing_objects_matched()
     except Exception as e:  # DataLossError, NotFoundError, assertion errors: all "unreadable"
         older = [p for p in manager.checkpoints if p != path]
-        hint = (f" The previous checkpoint {older[-1]} is intact: pass it to restore, or delete "
-                "the corrupt one." if older else " No earlier checkpoint exists.")  # fmt: skip
+        hint = (
+            f" The previous checkpoint {older[-1]} is intact: pass it to restore, or delete "
+            "the corrupt one."
+            if older
+            else " No earlier checkpoint exists."
+        )
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unreadable "
             f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).{hint}"

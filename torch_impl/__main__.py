@@ -38,9 +38,11 @@ def cmd_eval(args) -> int:
     model, cfg = _latest_model(args.run_dir)
     train = load_split(cfg["dataset"], "train", cfg["root"], False, cfg["image_size"], cfg["seed"])
     test = load_split(cfg["dataset"], "test", cfg["root"], False, cfg["image_size"], cfg["seed"])
-    res = {"simclr": evaluate_encoder(model.encoder, train, test),
-           "random_init": random_init_baseline(cfg["encoder"], train, test, cfg["seed"]),
-           "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels)}  # fmt: skip
+    res = {
+        "simclr": evaluate_encoder(model.encoder, train, test),
+        "random_init": random_init_baseline(cfg["encoder"], train, test, cfg["seed"]),
+        "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels),
+    }
     if args.linear_eval:
         res["simclr"].update(linear_eval(model.encoder, train, test))
     print(json.dumps(res, indent=2))
@@ -58,11 +60,15 @@ def cmd_eval(args) -> int:
     pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in test.images[:16]]
     with torch.no_grad():
         _, _, z1, z2 = model(torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs]))
-    np.savez_compressed(out / "features.npz", test_labels=test.labels,
-                        trained=extract_features(model.encoder, test.images),
-                        random_init=extract_features(rand_enc, test.images),
-                        batch_z1=z1.numpy(), batch_z2=z2.numpy(),
-                        batch_labels=test.labels[:16])  # fmt: skip
+    np.savez_compressed(
+        out / "features.npz",
+        test_labels=test.labels,
+        trained=extract_features(model.encoder, test.images),
+        random_init=extract_features(rand_enc, test.images),
+        batch_z1=z1.numpy(),
+        batch_z2=z2.numpy(),
+        batch_labels=test.labels[:16],
+    )
     return 0
 
 

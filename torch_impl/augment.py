@@ -27,8 +27,12 @@ from shared.augment_spec import augment_spec
 __all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
 
-def simclr_augment(image_size: int = 32, scale: tuple[float, float] = (0.08, 1.0),
-                   strength: float = 0.5, blur: bool | None = None) -> v2.Compose:  # fmt: skip
+def simclr_augment(
+    image_size: int = 32,
+    scale: tuple[float, float] = (0.08, 1.0),
+    strength: float = 0.5,
+    blur: bool | None = None,
+) -> v2.Compose:
     """Build one SimCLR view transform.
 
     Args:
@@ -103,8 +107,13 @@ class BatchAugment:
     Randomness comes from torch's global RNG (or ``generator``).
     """
 
-    def __init__(self, image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5,
-                 blur: bool | None = None):  # fmt: skip
+    def __init__(
+        self,
+        image_size: int = 32,
+        scale=(0.08, 1.0),
+        strength: float = 0.5,
+        blur: bool | None = None,
+    ):
         spec = augment_spec(image_size, scale, strength, blur)
         self.size, self.scale, self.jitter = spec.image_size, spec.scale, spec.jitter
         self.blur, self.kernel = spec.blur, spec.kernel
@@ -131,8 +140,9 @@ class BatchAugment:
         dev = images.device
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
         boxes = self._boxes(b, h, w, gen).to(dev)
-        x = roi_align(x, boxes, output_size=self.size, spatial_scale=1.0, sampling_ratio=1,
-                      aligned=True)  # (B, 3, S, S): crop + bilinear resize  # fmt: skip
+        x = roi_align(
+            x, boxes, output_size=self.size, spatial_scale=1.0, sampling_ratio=1, aligned=True
+        )  # (B, 3, S, S): crop + bilinear resize
         flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = self._color(x, gen)

@@ -36,8 +36,14 @@ def _torchvision(name: str, root: str, train: bool, download: bool):
         raise DatasetNotFound(missing_message(name, root, how)) from None
 
 
-def load_split(dataset: str = "embedded", split: str = "train", root: str = "./data",
-               download: bool = False, image_size: int = 32, seed: int = 0) -> Split:  # fmt: skip
+def load_split(
+    dataset: str = "embedded",
+    split: str = "train",
+    root: str = "./data",
+    download: bool = False,
+    image_size: int = 32,
+    seed: int = 0,
+) -> Split:
     """Load one split as uint8 (N, H, W, 3) images and int64 labels.
 
     Args:

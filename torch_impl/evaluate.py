@@ -80,8 +80,9 @@ def _fit(model, params, images, labels, epochs, lr, batch_size, seed, train_mode
             sched.step()
 
 
-def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128,
-                seed: int = 0) -> dict:  # fmt: skip
+def linear_eval(
+    encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128, seed: int = 0
+) -> dict:
     """Train ``nn.Linear`` on the frozen encoder; verify the encoder did not change.
 
     Raises:
@@ -113,27 +114,45 @@ def linear_eval(encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_s
     after = encoder.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     if changed:
-        raise RuntimeError(f"linear_eval: the frozen encoder changed during linear evaluation: "
-                           f"{changed[:5]}")  # fmt: skip
+        raise RuntimeError(
+            f"linear_eval: the frozen encoder changed during linear evaluation: {changed[:5]}"
+        )
     for p in encoder.parameters():
         p.requires_grad_(True)
     return {"linear_eval_top1": _accuracy(model, test.images, test.labels)}
 
 
-def finetune(encoder, encoder_name: str, train, test, fraction: float = 0.1, epochs: int = 30,
-             lr: float = 0.05, batch_size: int = 64, seed: int = 0) -> dict:  # fmt: skip
+def finetune(
+    encoder,
+    encoder_name: str,
+    train,
+    test,
+    fraction: float = 0.1,
+    epochs: int = 30,
+    lr: float = 0.05,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
     architecture from scratch on the same subset; return both test accuracies."""
     sub = labelled_subset(train, fraction, seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
-    for name, enc in (("finetune_top1", copy.deepcopy(encoder)),
-                      ("scratch_top1", None)):  # fmt: skip
+    for name, enc in (("finetune_top1", copy.deepcopy(encoder)), ("scratch_top1", None)):
         seed_everything(seed)
         if enc is None:
             enc = build_encoder(encoder_name)
         model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))
-        _fit(model, model.parameters(), sub.images, sub.labels, epochs, lr,
-             min(batch_size, len(sub)), seed, model.train)  # fmt: skip
+        _fit(
+            model,
+            model.parameters(),
+            sub.images,
+            sub.labels,
+            epochs,
+            lr,
+            min(batch_size, len(sub)),
+            seed,
+            model.train,
+        )
         results[name] = _accuracy(model, test.images, test.labels)
     return results

@@ -29,8 +29,9 @@ def _check(name: str, x, min_rows: int) -> None:
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D tensor (rows, dim), got shape {tuple(x.shape)}")
     if x.shape[0] < min_rows or x.shape[1] < 1:
-        raise ValueError(f"{name}: expected at least {min_rows} rows and dim >= 1, got shape "
-                         f"{tuple(x.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{name}: expected at least {min_rows} rows and dim >= 1, got shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
 
@@ -44,8 +45,9 @@ def _logit_dtype(*xs: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
-            reduction: str = "mean") -> torch.Tensor:  # fmt: skip
+def nt_xent(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, reduction: str = "mean"
+) -> torch.Tensor:
     """NT-Xent (SimCLR eq. 1), mean over the 2N anchors.
 
     ``l_i = -log exp(s_{i,p(i)}/tau) / sum_{j != i} exp(s_ij/tau)`` with ``s`` the cosine
@@ -89,8 +91,13 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
         return F.cross_entropy(logits, target, reduction=reduction)
 
 
-def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.07,
-             reduction: str = "mean") -> torch.Tensor:  # fmt: skip
+def info_nce(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    queue: torch.Tensor,
+    temperature: float = 0.07,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """InfoNCE as in MoCo (eq. 1): one positive key and K queue negatives per query.
 
     Args:
@@ -120,8 +127,10 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     if q.shape != k.shape:
         raise ValueError(f"k: expected the same shape as q {tuple(q.shape)}, got {tuple(k.shape)}")
     if queue.shape[1] != q.shape[1]:
-        raise ValueError(f"queue: expected shape (K, {q.shape[1]}) to match the feature dim of q, "
-                         f"got {tuple(queue.shape)}")  # fmt: skip
+        raise ValueError(
+            f"queue: expected shape (K, {q.shape[1]}) to match the feature dim of q, "
+            f"got {tuple(queue.shape)}"
+        )
     _check_reduction(reduction)
     dtype = _logit_dtype(q, k, queue)
     with torch.autocast(device_type=q.device.type, enabled=False):

@@ -21,8 +21,15 @@ import torchvision
 
 from shared.queue import check_momentum
 
-__all__ = ["ENCODERS", "ProjectionHead", "SimCLR", "SmallCNN", "build_encoder",
-           "dequeue_and_enqueue", "momentum_update"]  # fmt: skip
+__all__ = [
+    "ENCODERS",
+    "ProjectionHead",
+    "SimCLR",
+    "SmallCNN",
+    "build_encoder",
+    "dequeue_and_enqueue",
+    "momentum_update",
+]
 
 
 class SmallCNN(nn.Module):
@@ -37,8 +44,11 @@ class SmallCNN(nn.Module):
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for i in range(4):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
-                       nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True)]  # fmt: skip
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
             if i < 3:
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
@@ -89,8 +99,11 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(d, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-                       nn.ReLU(inplace=True)]  # fmt: skip
+            layers += [
+                nn.Linear(d, hidden_dim, bias=False),
+                nn.BatchNorm1d(hidden_dim),
+                nn.ReLU(inplace=True),
+            ]
             d = hidden_dim
         layers.append(nn.Linear(d, out_dim))
         self.net = nn.Sequential(*layers)
@@ -110,18 +123,27 @@ def check_views(x1, x2, input_size: int, encoder_name: str = "encoder") -> None:
             f"x2: expected the same shape as x1 {tuple(x1.shape)}, got {tuple(x2.shape)}"
         )
     if x1.shape[0] < 2:
-        raise ValueError(f"x1: expected a batch of at least 2 images (NT-Xent needs negatives), "
-                         f"got batch size {x1.shape[0]}")  # fmt: skip
+        raise ValueError(
+            f"x1: expected a batch of at least 2 images (NT-Xent needs negatives), "
+            f"got batch size {x1.shape[0]}"
+        )
     if tuple(x1.shape[2:]) != (input_size, input_size):
-        raise ValueError(f"x1: expected {input_size}x{input_size} images for encoder "
-                         f"'{encoder_name}', got {tuple(x1.shape[2:])}")  # fmt: skip
+        raise ValueError(
+            f"x1: expected {input_size}x{input_size} images for encoder "
+            f"'{encoder_name}', got {tuple(x1.shape[2:])}"
+        )
 
 
 class SimCLR(nn.Module):
     """Encoder f and projection head g. ``forward(x1, x2) -> (h1, h2, z1, z2)``."""
 
-    def __init__(self, encoder: str = "small_cnn", hidden_dim: int = 512, proj_dim: int = 128,
-                 head_layers: int = 2):  # fmt: skip
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        hidden_dim: int = 512,
+        proj_dim: int = 128,
+        head_layers: int = 2,
+    ):
         super().__init__()
         self.encoder_name = encoder
         self.encoder = build_encoder(encoder)

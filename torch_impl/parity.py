@@ -19,8 +19,9 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
     names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k", "queue"]
     fn = nt_xent if loss == "nt_xent" else info_nce
     tau = float(case["temperature"])
-    xs = [torch.tensor(case[n], dtype=DTYPES[dtype], device=device, requires_grad=True)
-          for n in names]  # fmt: skip
+    xs = [
+        torch.tensor(case[n], dtype=DTYPES[dtype], device=device, requires_grad=True) for n in names
+    ]
     per = fn(*xs, temperature=tau, reduction="none")
     mean = per.mean()
     mean.backward()
@@ -34,5 +35,7 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
 def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
-    return {loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
-            for loss in ("nt_xent", "info_nce")}  # fmt: skip
+    return {
+        loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
+        for loss in ("nt_xent", "info_nce")
+    }

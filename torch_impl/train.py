@@ -34,8 +34,17 @@ from torch_impl.data import TwoViewDataset, load_split
 from torch_impl.losses import nt_xent
 from torch_impl.models import SimCLR
 
-__all__ = ["LARS", "CheckpointError", "TrainConfig", "build_optimizer", "extract_features",
-           "load_checkpoint", "save_checkpoint", "train", "warmup_cosine"]  # fmt: skip
+__all__ = [
+    "LARS",
+    "CheckpointError",
+    "TrainConfig",
+    "build_optimizer",
+    "extract_features",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+    "warmup_cosine",
+]
 
 
 @dataclass
@@ -92,8 +101,9 @@ class TrainConfig:
 def default_lr(optimizer: str, batch_size: int) -> float:
     """SimCLR's square-root scaling for LARS (0.075 sqrt(B), appendix B.1); 0.06 B/256 for SGD
     as in the SimCLR CIFAR recipe of solo-learn; Adam's usual 1e-3 (seed 002)."""
-    return {"lars": 0.075 * math.sqrt(batch_size), "sgd": 0.06 * batch_size / 256,
-            "adam": 1e-3}[optimizer]  # fmt: skip
+    return {"lars": 0.075 * math.sqrt(batch_size), "sgd": 0.06 * batch_size / 256, "adam": 1e-3}[
+        optimizer
+    ]
 
 
 class LARS(torch.optim.Optimizer):
@@ -104,10 +114,23 @@ class LARS(torch.optim.Optimizer):
     weight decay nor the trust ratio: they follow plain SGD with momentum.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
-                 trust_coefficient: float = 0.001, eps: float = 1e-9):  # fmt: skip
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, lars=True,
-                        trust_coefficient=trust_coefficient, eps=eps)  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        trust_coefficient: float = 0.001,
+        eps: float = 1e-9,
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lars=True,
+            trust_coefficient=trust_coefficient,
+            eps=eps,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -124,9 +147,11 @@ class LARS(torch.optim.Optimizer):
                 if g["lars"]:
                     d = d.add(p, alpha=g["weight_decay"])
                     w_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
-                    trust = torch.where((w_norm > 0) & (d_norm > 0),
-                                        g["trust_coefficient"] * w_norm / (d_norm + g["eps"]),
-                                        torch.ones_like(w_norm))  # fmt: skip
+                    trust = torch.where(
+                        (w_norm > 0) & (d_norm > 0),
+                        g["trust_coefficient"] * w_norm / (d_norm + g["eps"]),
+                        torch.ones_like(w_norm),
+                    )
                     d = d.mul(trust)
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:
@@ -143,8 +168,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "lars": True},
-            {"params": no_decay, "weight_decay": 0.0, "lars": False}]  # fmt: skip
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lars": True},
+        {"params": no_decay, "weight_decay": 0.0, "lars": False},
+    ]
 
 
 def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -188,10 +215,17 @@ class CheckpointError(RuntimeError):
 
 def _rng_state() -> dict:
     st = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": {"key": torch.from_numpy(st[1].astype(np.int64)), "pos": int(st[2]),
-                      "has_gauss": int(st[3]), "cached": float(st[4])},
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}  # fmt: skip
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(st[1].astype(np.int64)),
+            "pos": int(st[2]),
+            "has_gauss": int(st[3]),
+            "cached": float(st[4]),
+        },
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_state(s: dict) -> None:
@@ -199,8 +233,9 @@ def _set_rng_state(s: dict) -> None:
     v = s["python"]
     random.setstate((v[0], tuple(v[1]), v[2]))
     n = s["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached"]))  # fmt: skip
+    np.random.set_state(
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     if s["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
 
@@ -212,8 +247,16 @@ def checkpoints(run_dir) -> list[Path]:
 def save_checkpoint(run_dir, epoch: int, model, optimizer, scheduler, keep: int = 2) -> Path:
     """Write ``ckpt-<epoch>.pt`` atomically and keep only the newest ``keep``."""
     buf = io.BytesIO()
-    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": _rng_state()}, buf)  # fmt: skip
+    torch.save(
+        {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(),
+        },
+        buf,
+    )
     path = Path(run_dir) / f"ckpt-{epoch:04d}.pt"
     atomic_write_bytes(path, buf.getvalue())
     for old in checkpoints(run_dir)[:-keep]:
@@ -228,10 +271,16 @@ def load_checkpoint(path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch errors all mean "unreadable"
         older = [p for p in checkpoints(path.parent) if p.name < path.name]
-        hint = (f" The previous checkpoint {older[-1]} is intact: delete the corrupt file to "
-                "resume from it." if older else " No earlier checkpoint exists.")  # fmt: skip
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable "
-                              f"({type(e).__name__}: {str(e)[:120]}).{hint}") from None  # fmt: skip
+        hint = (
+            f" The previous checkpoint {older[-1]} is intact: delete the corrupt file to "
+            "resume from it."
+            if older
+            else " No earlier checkpoint exists."
+        )
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable "
+            f"({type(e).__name__}: {str(e)[:120]}).{hint}"
+        ) from None
 
 
 # --- features and monitoring ------------------------------------------------------------------
@@ -270,18 +319,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     run_dir = Path(cfg.run_dir)
     train_split, test_split = train_test_splits(load_split, cfg)
     if len(train_split) < cfg.batch_size:
-        raise ValueError(f"batch_size: expected <= the {len(train_split)} training images, "
-                         f"got {cfg.batch_size}")  # fmt: skip
+        raise ValueError(
+            f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
+        )
 
     model = SimCLR(cfg.encoder, cfg.hidden_dim, cfg.proj_dim, cfg.head_layers)
     model = model.to(device, memory_format=torch.channels_last)  # NHWC convs: ~1.5x on CPU
     if train_split.images.shape[1] != model.encoder.input_size:
-        raise ValueError(f"image_size: encoder '{cfg.encoder}' expects {model.encoder.input_size} px "
-                         f"images, the dataset has {train_split.images.shape[1]} px")  # fmt: skip
+        raise ValueError(
+            f"image_size: encoder '{cfg.encoder}' expects {model.encoder.input_size} px "
+            f"images, the dataset has {train_split.images.shape[1]} px"
+        )
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = len(train_split) // cfg.batch_size
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(
-        s, cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch))  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: warmup_cosine(
+            s, cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+        ),
+    )
     use_amp = cfg.amp
     amp_dtype = torch.bfloat16
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -313,14 +369,27 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # order from (seed, epoch)
         if cfg.augment == "per_sample":
-            batches = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                 generator=gen, num_workers=cfg.num_workers)  # fmt: skip
+            batches = DataLoader(
+                dataset,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                drop_last=True,
+                generator=gen,
+                num_workers=cfg.num_workers,
+            )
         else:
             order = torch.randperm(len(images), generator=gen)[: steps_per_epoch * cfg.batch_size]
             batches = (images[idx] for idx in order.view(steps_per_epoch, cfg.batch_size))
         t0, total, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"torch/simclr epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=not progress, file=sys.stderr, mininterval=0.5)  # fmt: skip
+        bar = tqdm(
+            batches,
+            total=steps_per_epoch,
+            desc=f"torch/simclr epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not progress,
+            file=sys.stderr,
+            mininterval=0.5,
+        )
         for batch in bar:
             if cfg.augment == "per_sample":
                 x1, x2 = (
@@ -336,8 +405,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 _, _, z1, z2 = model(x1, x2)
                 loss = nt_xent(z1, z2, cfg.temperature)  # logits in float32 regardless
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; the "
-                                         f"last good checkpoint is in {run_dir}")  # fmt: skip
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}; the "
+                    f"last good checkpoint is in {run_dir}"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -349,15 +420,27 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         elapsed = time.perf_counter() - t0
         loss_value = total / seen
         knn = None
-        if test_split is not None and cfg.knn_every and ((epoch + 1) % cfg.knn_every == 0
-                                                         or epoch + 1 == cfg.epochs):  # fmt: skip
+        if (
+            test_split is not None
+            and cfg.knn_every
+            and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs)
+        ):
             knn = knn_monitor(model, train_split, test_split, device)
             writer.add_scalar("knn_top1", knn, epoch + 1)
         lr = optimizer.param_groups[0]["lr"]
         writer.add_scalar("loss", loss_value, epoch + 1)
         writer.add_scalar("lr", lr, epoch + 1)
         save_checkpoint(run_dir, epoch + 1, model, optimizer, scheduler)
-        print(runlog.epoch(epoch=epoch + 1, loss=loss_value, lr=lr, images_per_s=seen / elapsed,
-                           time_s=elapsed, knn_top1=knn), flush=True)  # fmt: skip
+        print(
+            runlog.epoch(
+                epoch=epoch + 1,
+                loss=loss_value,
+                lr=lr,
+                images_per_s=seen / elapsed,
+                time_s=elapsed,
+                knn_top1=knn,
+            ),
+            flush=True,
+        )
     writer.close()
     return {"run_dir": str(run_dir), "epochs": cfg.epochs, "final_loss": loss_value, "model": model}

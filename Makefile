@@ -22,7 +22,7 @@ $(VENV)/.bench: $(STAMP)
 	touch $(VENV)/.bench
 
 demo: $(STAMP)  ## train SimCLR (torch) + MoCo (TF), evaluate, check parity, write runs/<ts>/report.md
-	$(VPY) -m shared.cli demo
+	$(VPY) -m shared.apps.cli demo
 
 test: $(STAMP)  ## the test suite (unit + cross-framework), slow tests excluded
 	$(VPY) -m pytest -q

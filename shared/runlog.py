@@ -1,20 +1,21 @@
 """The run-directory schema both frameworks write, and atomic file writes.
 
-A run directory holds ``config.json`` (the resolved configuration), ``metrics.json`` (one
-record per epoch plus the final evaluation), TensorBoard event files and checkpoints. Both
-``torch_impl`` and ``tf_impl`` write the same schema, so one report reads both.
+A run directory holds ``config.json`` (the resolved ``shared.config.TrainConfig``),
+``metrics.json`` (one record per epoch), ``eval.json`` (written by ``eval``), TensorBoard event
+files and checkpoints. Both ``torch_impl`` and ``tf_impl`` write the same schema, so one
+report reads both.
 
 ``metrics.json``::
 
     {"schema": "rosetta.metrics/v1", "framework": "torch" | "tensorflow",
      "method": "simclr" | "moco", "dataset": str,
      "epochs": [{"epoch": int, "loss": float, "lr": float, "images_per_s": float,
-                 "time_s": float, "knn_top1": float | null}, ...],
-     "eval": {"knn_top1": float, "linear_top1": float, ...} | null}
+                 "time_s": float, "knn_top1": float | null}, ...]}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -47,29 +48,30 @@ def atomic_write_json(path, obj) -> None:
 class RunLog:
     """Accumulates epoch records and rewrites ``metrics.json`` after each one."""
 
-    def __init__(self, run_dir, framework: str, method: str, dataset: str, config: dict):
+    def __init__(self, run_dir, config):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.data = {
             "schema": SCHEMA,
-            "framework": framework,
-            "method": method,
-            "dataset": dataset,
+            "framework": config.framework,
+            "method": config.method,
+            "dataset": config.dataset,
             "epochs": [],
-            "eval": None,
         }
-        atomic_write_json(self.run_dir / "config.json", config)
+        atomic_write_json(self.run_dir / "config.json", dataclasses.asdict(config))
 
     @classmethod
-    def resume(cls, run_dir, framework, method, dataset, config, epochs_done: int) -> RunLog:
-        log = cls(run_dir, framework, method, dataset, config)
+    def resume(cls, run_dir, config, epochs_done: int) -> RunLog:
+        """A log that keeps the records of the first ``epochs_done`` epochs already written."""
+        log = cls(run_dir, config)
         path = Path(run_dir) / "metrics.json"
-        if path.exists():
+        if epochs_done and path.exists():
             old = json.loads(path.read_text())
             log.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= epochs_done]
         return log
 
     def epoch(self, **record) -> str:
+        """Append one epoch's record, rewrite ``metrics.json``; return the one-line summary."""
         rec = {k: record.get(k) for k in EPOCH_KEYS}
         self.data["epochs"].append(rec)
         atomic_write_json(self.run_dir / "metrics.json", self.data)
@@ -79,14 +81,3 @@ class RunLog:
             f"loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  "
             f"{rec['images_per_s']:.0f} img/s  {rec['time_s']:.1f}s{knn}"
         )
-
-    def final(self, results: dict) -> None:
-        self.data["eval"] = results
-        atomic_write_json(self.run_dir / "metrics.json", self.data)
-
-
-def read_metrics(run_dir) -> dict:
-    data = json.loads((Path(run_dir) / "metrics.json").read_text())
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"metrics.json: expected schema {SCHEMA}, got {data.get('schema')!r}")
-    return data

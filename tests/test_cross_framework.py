@@ -211,7 +211,7 @@ def test_mirrored_public_names_and_arguments():
 
 def test_parity_compare_path_on_two_dumps(tmp_path):
     """The cross-machine path: two dumps (here torch and TF, float32) through --compare."""
-    from shared import parity_cmd
+    from shared.apps import parity_cmd
     from tf_impl.__main__ import main as tf_main
     from torch_impl.__main__ import main as pt_main
 

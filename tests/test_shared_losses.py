@@ -225,7 +225,7 @@ def test_importing_shared_imports_no_framework():
         "import sys, importlib, pkgutil, shared\n"
         "for m in pkgutil.iter_modules(shared.__path__):\n"
         "    if m.name != 'cli': importlib.import_module('shared.' + m.name)\n"
-        "import shared.cli\n"
+        "import shared.apps.cli\n"
         "bad = [m for m in ('torch', 'tensorflow', 'torchvision', 'keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

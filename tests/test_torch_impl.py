@@ -16,7 +16,7 @@ from torch_impl.parity import golden_outputs  # noqa: E402
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_losses_and_autograd_match_goldens(dtype):
-    from shared.parity_cmd import compare_outputs, summarize, to_markdown
+    from shared.apps.parity_cmd import compare_outputs, summarize, to_markdown
 
     rows = compare_outputs(golden.expected_outputs(), golden_outputs(dtype), dtype, "torch")
     assert all(r["passed"] for r in rows), to_markdown(summarize(rows))

@@ -11,11 +11,47 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from shared.evaluation import evaluate, labelled_subset, raw_pixel_baseline
+from shared.evaluation import evaluate, labelled_subset
+from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.models import build_encoder
-from tf_impl.train import extract_features
 
-__all__ = ["evaluate_encoder", "finetune", "labelled_subset", "linear_eval", "random_init_baseline"]
+__all__ = [
+    "evaluate_encoder",
+    "extract_features",
+    "finetune",
+    "labelled_subset",
+    "linear_eval",
+    "projection_batch",
+    "random_init_baseline",
+    "random_init_encoder",
+]
+
+
+def extract_features(
+    encoder, images: np.ndarray, batch_size: int = 512, device="cpu"
+) -> np.ndarray:
+    """Encoder features h (not z) of uint8 NHWC images in inference mode: (N, F) float32.
+
+    ``device`` is accepted for symmetry with torch; TensorFlow places ops itself.
+    """
+    dtype = encoder.weights[0].dtype
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = tf.cast(tf.convert_to_tensor(images[s : s + batch_size]), dtype) / 255.0
+        out.append(tf.cast(encoder(x, training=False), tf.float32).numpy())
+    return np.concatenate(out)
+
+
+def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):
+    """Projections ``(z1, z2)`` of two augmented views of ``images``, in inference mode (figures)."""
+    two = TwoViews(
+        simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"])
+    )
+    pairs = [two(tf.constant(im), tf.constant([seed, i])) for i, im in enumerate(images)]
+    net = model.net if hasattr(model, "net") else model.encoder_q
+    _, z1 = net(tf.stack([a for a, _ in pairs]), training=False)
+    _, z2 = net(tf.stack([b for _, b in pairs]), training=False)
+    return tf.cast(z1, tf.float32).numpy(), tf.cast(z2, tf.float32).numpy()
 
 
 def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
@@ -28,14 +64,15 @@ def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
     )
 
 
+def random_init_encoder(encoder_name: str, seed: int = 0):
+    """The encoder architecture, freshly initialised from ``seed``."""
+    tf.keras.utils.set_random_seed(seed)
+    return build_encoder(encoder_name)
+
+
 def random_init_baseline(encoder_name: str, train, test, seed: int = 0) -> dict:
     """The same encoder, untrained, scored by the same evaluator."""
-    tf.keras.utils.set_random_seed(seed)
-    return evaluate_encoder(build_encoder(encoder_name), train, test)
-
-
-def pixel_baseline(train, test) -> dict:
-    return raw_pixel_baseline(train.images, train.labels, test.images, test.labels)
+    return evaluate_encoder(random_init_encoder(encoder_name, seed), train, test)
 
 
 def _accuracy(encoder, head, images, labels) -> float:

@@ -11,6 +11,8 @@ import tensorflow as tf
 from shared import golden
 from tf_impl.losses import info_nce, nt_xent
 
+FRAMEWORK = "tensorflow"
+
 DTYPES = {"float64": tf.float64, "float32": tf.float32}
 
 
@@ -40,3 +42,8 @@ def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
         loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
         for loss in ("nt_xent", "info_nce")
     }
+
+
+def framework_version() -> str:
+    """The framework's version string, recorded in each dump."""
+    return tf.__version__

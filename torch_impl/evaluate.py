@@ -19,11 +19,51 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared.evaluation import evaluate, labelled_subset, raw_pixel_baseline
+from shared.evaluation import evaluate, labelled_subset
+from torch_impl.augment import TwoViews, simclr_augment
 from torch_impl.models import build_encoder
-from torch_impl.train import extract_features, seed_everything
 
-__all__ = ["evaluate_encoder", "finetune", "labelled_subset", "linear_eval", "random_init_baseline"]
+__all__ = [
+    "evaluate_encoder",
+    "extract_features",
+    "finetune",
+    "labelled_subset",
+    "linear_eval",
+    "projection_batch",
+    "random_init_baseline",
+    "random_init_encoder",
+]
+
+
+@torch.no_grad()
+def extract_features(
+    encoder, images: np.ndarray, batch_size: int = 512, device="cpu"
+) -> np.ndarray:
+    """Encoder features h (not z) of uint8 NHWC images, in eval mode: (N, F) float32 NumPy."""
+    was_training = encoder.training
+    encoder.eval()
+    dtype = next(encoder.parameters()).dtype
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[s : s + batch_size]).permute(0, 3, 1, 2).to(dtype).div_(255)
+        out.append(encoder(x.to(device)).float().cpu().numpy())
+    encoder.train(was_training)
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):
+    """Projections ``(z1, z2)`` of two augmented views of ``images``, in eval mode (figures)."""
+    torch.manual_seed(seed)
+    views = TwoViews(
+        simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"])
+    )
+    pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in images]
+    net = model.net if hasattr(model, "net") else model.encoder_q
+    net.eval()
+    _, z1 = net(torch.stack([a for a, _ in pairs]))
+    _, z2 = net(torch.stack([b for _, b in pairs]))
+    return z1.float().numpy(), z2.float().numpy()
 
 
 def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
@@ -33,14 +73,15 @@ def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
     return evaluate(ftr, train.labels, fte, test.labels)
 
 
+def random_init_encoder(encoder_name: str, seed: int = 0):
+    """The encoder architecture, freshly initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return build_encoder(encoder_name)
+
+
 def random_init_baseline(encoder_name: str, train, test, seed: int = 0) -> dict:
     """The same encoder, untrained, scored by the same evaluator."""
-    seed_everything(seed)
-    return evaluate_encoder(build_encoder(encoder_name), train, test)
-
-
-def pixel_baseline(train, test) -> dict:
-    return raw_pixel_baseline(train.images, train.labels, test.images, test.labels)
+    return evaluate_encoder(random_init_encoder(encoder_name, seed), train, test)
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -88,7 +129,7 @@ def linear_eval(
     Raises:
         RuntimeError: if any backbone weight or BN running statistic changed during training.
     """
-    seed_everything(seed)
+    torch.manual_seed(seed)
     before = copy.deepcopy(encoder.state_dict())
     for p in encoder.parameters():
         p.requires_grad_(False)
@@ -139,7 +180,7 @@ def finetune(
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
     for name, enc in (("finetune_top1", copy.deepcopy(encoder)), ("scratch_top1", None)):
-        seed_everything(seed)
+        torch.manual_seed(seed)
         if enc is None:
             enc = build_encoder(encoder_name)
         model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))

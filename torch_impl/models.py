@@ -1,35 +1,92 @@
-"""Encoders, the projection head, the SimCLR model, and MoCo's two state updates, in PyTorch.
+"""Encoders f, the projection head g and SplitBatchNorm, in PyTorch.
 
-    x1, x2 --encoder f--> h1, h2 --head g--> z1, z2 --NT-Xent--> loss     (SimCLR, Fig. 2)
+    x --encoder f--> h --head g--> z        (SimCLR Fig. 2; MoCo v2's f_q and f_k)
 
-* Encoders: torchvision ResNet-18/50 (optionally with the CIFAR stem: 3x3 conv, stride 1, no
-  max-pool) and :class:`SmallCNN`, a 4-block CNN for the 32-px embedded dataset that
-  ``tf_impl.models.SmallCNN`` matches layer for layer.
-* :class:`ProjectionHead`: Linear-BN-ReLU blocks then a Linear to 128 (SimCLR v2's MLP).
-* :class:`SimCLR`: encoder + head; forward on two views returns (h1, h2, z1, z2). Both views go
-  through the encoder as one batch of 2N, so BatchNorm sees both views (global BN, as the
-  official code does across TPU cores).
-* :func:`momentum_update` and :func:`dequeue_and_enqueue`: the MoCo updates, mirrored by
-  ``tf_impl.models`` (the TF side uses them for MoCo; here they serve the parity tests).
+* Encoders: :class:`SmallCNN`, a 4-block CNN for the 32-px embedded dataset, and torchvision
+  ResNet-18/50 (optionally with the CIFAR stem: 3x3 conv, stride 1, no max-pool).
+  ``tf_impl.models`` builds the same layers under the same names.
+* :class:`ProjectionHead`: ``head_layers - 1`` blocks of Linear-BN-ReLU, then a Linear.
+* :class:`EncoderWithHead`: f then g, ``forward(x) -> (h, z)``; SimCLR has one, MoCo two.
+* :class:`SplitBatchNorm`: BatchNorm whose training statistics are taken over ``num_splits``
+  contiguous sub-batches: the single-device stand-in for MoCo's Shuffle-BN.
+
+Conventions (named, since TensorFlow's differ): BatchNorm momentum 0.1 here is Keras's 0.9
+(``running = (1 - 0.1) running + 0.1 batch``); eps 1e-5 on both sides; the running variance is
+torch's *unbiased* batch variance, Keras stores the biased one.
 """
 
 from __future__ import annotations
 
+import contextlib
+from functools import partial
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
-
-from shared.queue import check_momentum
 
 __all__ = [
     "ENCODERS",
+    "EncoderWithHead",
     "ProjectionHead",
-    "SimCLR",
     "SmallCNN",
+    "SplitBatchNorm",
+    "amp_context",
     "build_encoder",
-    "dequeue_and_enqueue",
-    "momentum_update",
+    "merge_bn_splits",
+    "torch_dtype",
 ]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    """``"float32"`` or ``"float64"`` as a ``torch.dtype`` (``ValueError`` otherwise)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+class SplitBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics come from ``num_splits`` sub-batches.
+
+    The batch (B, C, H, W) is cut into ``num_splits`` contiguous chunks of B / S images; each
+    chunk is normalised with its own mean and biased variance. The running statistics move
+    towards the mean over chunks of each chunk's mean and *unbiased* variance (torch's BN
+    convention). ``num_splits = 1`` is exactly ``nn.BatchNorm2d``. In eval mode the running
+    statistics are used, as usual.
+
+    Example:
+        >>> bn = SplitBatchNorm(3, num_splits=2)
+        >>> x = torch.cat([torch.zeros(2, 3, 1, 1), 10 + torch.randn(2, 3, 1, 1)])
+        >>> bool(bn(x)[:2].abs().max() < 1e-6)  # the first split alone: all zeros -> 0
+        True
+    """
+
+    def __init__(self, num_features: int, num_splits: int = 1, **kw):
+        super().__init__(num_features, **kw)
+        self.num_splits = int(num_splits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.num_splits == 1:
+            return super().forward(x)
+        b, c = x.shape[:2]
+        s = self.num_splits
+        xs = x.float().reshape(s, b // s, c, -1)  # (S, B/S, C, HW)
+        mean = xs.mean(dim=(1, 3), keepdim=True)  # (S, 1, C, 1)
+        var = xs.var(dim=(1, 3), unbiased=False, keepdim=True)
+        y = ((xs - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
+        y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        n = xs.shape[1] * xs.shape[3]  # values per channel in one split
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(
+                mean.mean(0).flatten().to(self.running_mean), alpha=m
+            )
+            unbiased = var.mean(0).flatten() * n / max(n - 1, 1)
+            self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var), alpha=m)
+            self.num_batches_tracked.add_(1)
+        return y.to(x.dtype)
 
 
 class SmallCNN(nn.Module):
@@ -39,14 +96,14 @@ class SmallCNN(nn.Module):
     about 15 M multiply-adds per image, so a 2-core CPU trains it in minutes.
     """
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, bn_splits: int = 1):
         super().__init__()
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for i in range(4):
             layers += [
                 nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
-                nn.BatchNorm2d(chans[i + 1]),
+                SplitBatchNorm(chans[i + 1], bn_splits),
                 nn.ReLU(inplace=True),
             ]
             if i < 3:
@@ -59,8 +116,9 @@ class SmallCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))  # (B, 8w)
 
 
-def _resnet(name: str, cifar_stem: bool) -> nn.Module:
-    net = getattr(torchvision.models, name)(weights=None)  # no pretrained weights, no download
+def _resnet(name: str, cifar_stem: bool, bn_splits: int = 1) -> nn.Module:
+    norm = partial(SplitBatchNorm, num_splits=bn_splits)
+    net = getattr(torchvision.models, name)(weights=None, norm_layer=norm)  # no download
     if cifar_stem:  # SimCLR appendix B.9: 3x3 stride-1 first conv, no max-pool, for 32 px
         net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
@@ -71,31 +129,41 @@ def _resnet(name: str, cifar_stem: bool) -> nn.Module:
 
 
 ENCODERS = {
-    "small_cnn": lambda: SmallCNN(),
-    "resnet18_cifar": lambda: _resnet("resnet18", True),
-    "resnet18": lambda: _resnet("resnet18", False),
-    "resnet50_cifar": lambda: _resnet("resnet50", True),
-    "resnet50": lambda: _resnet("resnet50", False),
+    "small_cnn": lambda bn_splits: SmallCNN(bn_splits=bn_splits),
+    "resnet18_cifar": lambda bn_splits: _resnet("resnet18", True, bn_splits),
+    "resnet18": lambda bn_splits: _resnet("resnet18", False, bn_splits),
+    "resnet50_cifar": lambda bn_splits: _resnet("resnet50", True, bn_splits),
+    "resnet50": lambda bn_splits: _resnet("resnet50", False, bn_splits),
 }
 
 
-def build_encoder(name: str) -> nn.Module:
-    """An encoder by name (``ENCODERS``); it has ``feature_dim`` and ``input_size`` attributes."""
+def build_encoder(name: str, bn_splits: int = 1) -> nn.Module:
+    """An encoder by name (``ENCODERS``); it has ``feature_dim`` and ``input_size`` attributes.
+
+    Raises:
+        ValueError: unknown name.
+
+    Example:
+        >>> enc = build_encoder("small_cnn")
+        >>> enc(torch.zeros(2, 3, 32, 32)).shape, enc.feature_dim
+        (torch.Size([2, 256]), 256)
+    """
     if name not in ENCODERS:
         raise ValueError(f"encoder: expected one of {sorted(ENCODERS)}, got {name!r}")
-    return ENCODERS[name]()
+    return ENCODERS[name](bn_splits)
 
 
 class ProjectionHead(nn.Module):
     """g(h): ``num_layers - 1`` blocks of Linear-BN-ReLU, then Linear to ``out_dim``.
 
-    (B, in_dim) -> (B, out_dim). ``num_layers=2`` is SimCLR v1's MLP (with BN, as in v2).
+    (B, in_dim) -> (B, out_dim). ``num_layers=2`` is SimCLR v1's MLP (with BN, as in v2) and
+    MoCo v2's MLP head (plus BN).
     """
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2):
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
+            raise ValueError(f"head_layers: expected >= 1, got {num_layers}")
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(num_layers - 1):
@@ -112,8 +180,28 @@ class ProjectionHead(nn.Module):
         return self.net(h)
 
 
-def check_views(x1, x2, input_size: int, encoder_name: str = "encoder") -> None:
-    """Raise ``ValueError`` unless x1, x2 are (B, 3, S, S) float batches with B >= 2."""
+class EncoderWithHead(nn.Module):
+    """f followed by g: ``forward(x) -> (h, z)``, h (B, F) and z (B, proj_dim)."""
+
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        hidden_dim: int = 512,
+        proj_dim: int = 128,
+        head_layers: int = 2,
+        bn_splits: int = 1,
+    ):
+        super().__init__()
+        self.encoder = build_encoder(encoder, bn_splits)
+        self.head = ProjectionHead(self.encoder.feature_dim, hidden_dim, proj_dim, head_layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)  # (B, F)
+        return h, self.head(h)  # (B, F), (B, proj_dim)
+
+
+def check_views(x1, x2, input_size: int, min_batch: int = 2) -> None:
+    """Raise ``ValueError`` unless x1, x2 are equal-shape (B, 3, S, S) batches, B >= min_batch."""
     for name, x in (("x1", x1), ("x2", x2)):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -122,66 +210,32 @@ def check_views(x1, x2, input_size: int, encoder_name: str = "encoder") -> None:
         raise ValueError(
             f"x2: expected the same shape as x1 {tuple(x1.shape)}, got {tuple(x2.shape)}"
         )
-    if x1.shape[0] < 2:
-        raise ValueError(
-            f"x1: expected a batch of at least 2 images (NT-Xent needs negatives), "
-            f"got batch size {x1.shape[0]}"
-        )
+    if x1.shape[0] < min_batch:
+        raise ValueError(f"x1: expected a batch of at least {min_batch} images, got {x1.shape[0]}")
     if tuple(x1.shape[2:]) != (input_size, input_size):
         raise ValueError(
-            f"x1: expected {input_size}x{input_size} images for encoder "
-            f"'{encoder_name}', got {tuple(x1.shape[2:])}"
+            f"x1: expected {input_size}x{input_size} images, got {tuple(x1.shape[2:])}"
         )
 
 
-class SimCLR(nn.Module):
-    """Encoder f and projection head g. ``forward(x1, x2) -> (h1, h2, z1, z2)``."""
-
-    def __init__(
-        self,
-        encoder: str = "small_cnn",
-        hidden_dim: int = 512,
-        proj_dim: int = 128,
-        head_layers: int = 2,
-    ):
-        super().__init__()
-        self.encoder_name = encoder
-        self.encoder = build_encoder(encoder)
-        self.head = ProjectionHead(self.encoder.feature_dim, hidden_dim, proj_dim, head_layers)
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
-        check_views(x1, x2, self.encoder.input_size, self.encoder_name)
-        n = x1.shape[0]
-        h = self.encoder(torch.cat([x1, x2], dim=0))  # (2N, F): one pass, BN over both views
-        z = self.head(h)  # (2N, proj_dim)
-        return h[:n], h[n:], z[:n], z[n:]
+def normalize(z: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation in float32 (float64 stays float64), as the losses do."""
+    return F.normalize(z if z.dtype == torch.float64 else z.float(), dim=1)
 
 
-@torch.no_grad()
-def momentum_update(query_encoder: nn.Module, key_encoder: nn.Module, momentum: float) -> None:
-    """MoCo eq. (2): ``theta_k <- m theta_k + (1 - m) theta_q`` over the trainable parameters.
+def amp_context(x: torch.Tensor, amp_dtype: torch.dtype | None):
+    """``torch.autocast`` on x's device in ``amp_dtype`` (bf16), or a no-op for ``None``.
 
-    BatchNorm running statistics are *not* touched: as in the official MoCo code, the key
-    encoder keeps its own, updated by its own forward passes in training mode. Same choice in
-    ``tf_impl.models.momentum_update``.
+    TensorFlow's counterpart is the Keras dtype policy a model is built under.
     """
-    m = check_momentum(momentum)
-    for pk, pq in zip(key_encoder.parameters(), query_encoder.parameters()):
-        pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=amp_dtype)
 
 
-@torch.no_grad()
-def dequeue_and_enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
-    """Write ``keys`` (B, D) into the (K, D) ring buffer at ``ptr`` in place; advance ``ptr``.
-
-    Exact FIFO for any B and K (wrap-around, K % B != 0, B > K keeps the newest K), as
-    ``shared.queue.dequeue_and_enqueue``. O(B D): only the written rows are touched.
-    """
-    k_size, dim = queue.shape
-    if keys.ndim != 2 or keys.shape[1] != dim:
-        raise ValueError(f"keys: expected shape (B, {dim}), got {tuple(keys.shape)}")
-    b = keys.shape[0]
-    start = max(b - k_size, 0)
-    rows = (ptr + torch.arange(start, b, device=queue.device)) % k_size  # (min(B, K),)
-    queue.index_copy_(0, rows, keys[start:].to(queue.dtype))
-    ptr.copy_((ptr + b) % k_size)
+def merge_bn_splits(model: nn.Module) -> nn.Module:
+    """Set every SplitBatchNorm of ``model`` to one split (ordinary BN), in place."""
+    for m in model.modules():
+        if isinstance(m, SplitBatchNorm):
+            m.num_splits = 1
+    return model

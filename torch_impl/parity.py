@@ -11,6 +11,8 @@ import torch
 from shared import golden
 from torch_impl.losses import info_nce, nt_xent
 
+FRAMEWORK = "torch"
+
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -39,3 +41,8 @@ def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
         loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
         for loss in ("nt_xent", "info_nce")
     }
+
+
+def framework_version() -> str:
+    """The framework's version string, recorded in each dump."""
+    return torch.__version__

@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return explain(args.which + rest)
     if args.cmd == "demo":
-        from shared.demo import main as demo
+        from shared.apps.demo import main as demo
 
         return demo(rest)
     if args.cmd == "parity":
-        from shared.parity_cmd import main as parity
+        from shared.apps.parity_cmd import main as parity
 
         return parity(rest)
     return subprocess.call([sys.executable, "-m", "benchmarks.run", *rest])

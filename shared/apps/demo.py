@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import parity_cmd
+from shared.apps import parity_cmd
 
 
 def _run(cmd: list[str]) -> None:

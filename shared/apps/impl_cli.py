@@ -1,0 +1,177 @@
+"""``python -m torch_impl`` and ``python -m tf_impl``: one command line for both frameworks.
+
+    python -m torch_impl train [--method simclr|moco] ...   (default method: simclr)
+    python -m tf_impl train [--method simclr|moco] ...      (default method: moco)
+    python -m <impl> eval --run-dir DIR                     (method read from DIR/config.json)
+    python -m <impl> finetune --run-dir DIR
+    python -m <impl> parity-dump --out F.npz
+
+Arguments are parsed before the framework is imported, so ``--help`` and argument errors
+answer at once. Each framework package provides the same modules (``train``, ``evaluate``,
+``checkpoint``, ``data``, ``parity``) with the same functions, which is what lets one CLI serve
+both. Expected failures (bad input, missing data, a bad checkpoint) print one ``error:`` line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from shared.config import DEFAULT_METHOD, HELP, TrainConfig
+from shared.datasets import DatasetNotFound
+
+PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
+
+
+def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:
+    """One ``--flag`` per ``TrainConfig`` field, with its help text and default."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "framework":
+            continue
+        default = DEFAULT_METHOD[framework] if f.name == "method" else f.default
+        flag = "--" + f.name.replace("_", "-")
+        shown = "per method" if default is None else default
+        kw = {"default": default, "help": f"{HELP[f.name]} (default: {shown})"}
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(f.default, tuple):
+            parser.add_argument(flag, type=float, nargs=2, metavar=("MIN", "MAX"), **kw)
+        else:
+            parser.add_argument(flag, type=_flag_type(f), **kw)
+
+
+def _flag_type(f: dataclasses.Field):
+    hint = str(f.type)
+    return int if hint.startswith("int") else float if hint.startswith("float") else str
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{name: getattr(args, name) for name in TrainConfig.flag_names()})
+
+
+def build_parser(framework: str) -> argparse.ArgumentParser:
+    pkg = PACKAGES[framework]
+    ap = argparse.ArgumentParser(prog=f"python -m {pkg}",
+                                 description=f"SimCLR and MoCo v2 in {framework}.")  # fmt: skip
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
+    add_config_args(tr, framework)
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
+    ev.add_argument("--run-dir", required=True, help="a run directory written by train")
+    ev.add_argument("--out", default=None, help="folder for eval.json and features.npz")
+    ev.add_argument(
+        "--linear-eval",
+        action="store_true",
+        help="also train a linear classifier on the frozen encoder",
+    )
+    ft = sub.add_parser("finetune", help="fine-tune on a labelled subset vs training from scratch")
+    ft.add_argument("--run-dir", required=True, help="a run directory written by train")
+    ft.add_argument("--fraction", type=float, default=0.1, help="labelled fraction in (0, 1]")
+    ft.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (>= 1)")
+    pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
+    pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
+    pd.add_argument("--device", default="cpu", help="cpu or cuda")
+    pd.add_argument(
+        "--out", required=True, help="an .npz path; use '{dtype}' in it for several dtypes"
+    )
+    return ap
+
+
+def main(framework: str, argv=None) -> int:
+    args = build_parser(framework).parse_args(argv)
+    cmds = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "finetune": cmd_finetune,
+        "parity-dump": cmd_parity_dump,
+    }
+    return run_guarded(cmds[args.cmd], PACKAGES[framework], args)
+
+
+def _mod(pkg: str, name: str):
+    return importlib.import_module(f"{pkg}.{name}")
+
+
+def cmd_train(pkg: str, args) -> int:
+    cfg = config_from_args(args)  # validated inside train, before anything is written
+    _mod(pkg, "train").train(cfg, progress=not args.no_progress)
+    return 0
+
+
+def _splits(pkg: str, cfg):
+    load_split = _mod(pkg, "data").load_split
+    common = (cfg.root, False, cfg.image_size, cfg.seed)
+    return load_split(cfg.dataset, "train", *common), load_split(cfg.dataset, "test", *common)
+
+
+def cmd_eval(pkg: str, args) -> int:
+    from shared.evaluation import raw_pixel_baseline
+    from shared.runlog import atomic_write_json
+
+    model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
+    ev = _mod(pkg, "evaluate")
+    train, test = _splits(pkg, cfg)
+    res = {cfg.method: ev.evaluate_encoder(model.backbone, train, test),
+           "random_init": ev.random_init_baseline(cfg.encoder, train, test, cfg.seed),
+           "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels)}  # fmt: skip
+    if args.linear_eval:
+        res[cfg.method].update(ev.linear_eval(model.backbone, train, test))
+    print(json.dumps(res, indent=2))
+    out = Path(args.out or args.run_dir)
+    atomic_write_json(out / "eval.json", res)
+    z1, z2 = ev.projection_batch(model, test.images[:16], dataclasses.asdict(cfg))
+    ev_random = ev.random_init_encoder(cfg.encoder, cfg.seed)
+    np.savez_compressed(out / "features.npz", test_labels=test.labels,
+                        trained=ev.extract_features(model.backbone, test.images),
+                        random_init=ev.extract_features(ev_random, test.images),
+                        batch_z1=z1, batch_z2=z2, batch_labels=test.labels[:16])  # fmt: skip
+    return 0
+
+
+def cmd_finetune(pkg: str, args) -> int:
+    if not 0 < args.fraction <= 1:
+        raise ValueError(f"fraction: expected a labelled fraction in (0, 1], got {args.fraction}")
+    if args.epochs < 1:
+        raise ValueError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
+    model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
+    train, test = _splits(pkg, cfg)
+    res = _mod(pkg, "evaluate").finetune(
+        model.backbone, cfg.encoder, train, test, args.fraction, args.epochs
+    )
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_parity_dump(pkg: str, args) -> int:
+    """Run the framework's losses on the goldens for each ``--dtype``; one .npz each."""
+    if len(args.dtype) > 1 and "{dtype}" not in args.out:
+        raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
+    parity = _mod(pkg, "parity")
+    for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
+        outputs = parity.golden_outputs(dtype, args.device)
+        flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
+                for k, v in f.items()}  # fmt: skip
+        meta = {"framework": parity.FRAMEWORK, "version": parity.framework_version(), "dtype": dtype,
+                "device": args.device}  # fmt: skip
+        path = args.out.replace("{dtype}", dtype)
+        np.savez(path, __meta__=json.dumps(meta), **flat)
+        print(f"wrote {path} ({len(flat)} arrays, {meta['framework']} {meta['version']}, {dtype})")
+    return 0
+
+
+def run_guarded(fn, *args) -> int:
+    """Run a subcommand; expected failures (missing data, bad input, a bad checkpoint) become
+    one ``error: ...`` line and exit status 2, never a traceback."""
+    try:
+        return fn(*args)
+    except (DatasetNotFound, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,263 @@
+"""One training configuration for both methods and both frameworks, validated once.
+
+``TrainConfig`` is the single schema of ``config.json`` and of the ``train`` flags of
+``python -m torch_impl`` and ``python -m tf_impl``. Fields that depend on the method default to
+``None`` and are filled from :data:`METHOD_DEFAULTS` by :meth:`TrainConfig.resolve`, so SimCLR
+gets the same hyperparameters in PyTorch and in TensorFlow, and so does MoCo. ``resolve`` is
+also the one place where every value is checked: the models, optimisers and losses below it
+trust what they are given.
+
+Names: ``momentum`` is the optimiser's (SGD and LARS) momentum; ``key_momentum`` is MoCo's EMA
+coefficient m of eq. (2). The models take ``key_momentum`` under the same name.
+
+Example:
+    >>> cfg = TrainConfig(method="moco").resolve("torch")
+    >>> cfg.optimizer, cfg.lr, cfg.temperature, cfg.bn_splits, cfg.run_dir
+    ('sgd', 0.06, 0.1, 8, 'runs/torch-moco')
+    >>> TrainConfig(method="simclr").resolve("tensorflow").optimizer
+    'lars'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+from shared.augment_spec import augment_spec
+from shared.optim import OPTIMIZERS, default_lr
+from shared.queue import check_momentum
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "FRAMEWORKS",
+    "METHODS",
+    "METHOD_DEFAULTS",
+    "TrainConfig",
+    "load_config",
+]
+
+METHODS = ("simclr", "moco")
+FRAMEWORKS = ("torch", "tensorflow")
+DEFAULT_METHOD = {"torch": "simclr", "tensorflow": "moco"}  # the design's headline pair
+
+# Tuned on the embedded dataset, 2 CPU cores (see the README). lr None: default_lr(optimizer, B).
+METHOD_DEFAULTS = {
+    "simclr": {
+        "epochs": 60,
+        "optimizer": "lars",
+        "lr": None,
+        "weight_decay": 1e-6,
+        "temperature": 0.2,
+        "bn_splits": 1,
+    },
+    "moco": {
+        "epochs": 22,
+        "optimizer": "sgd",
+        "lr": 0.06,
+        "weight_decay": 5e-4,
+        "temperature": 0.1,
+        "bn_splits": 8,
+    },
+}
+
+HELP = {
+    "method": "simclr (NT-Xent over the 2N views) or moco (InfoNCE against a key queue)",
+    "dataset": "embedded (default, no download), cifar10, cifar100, stl10 or folder:PATH",
+    "root": "where torchvision / tfds keep downloaded datasets",
+    "download": "allow downloading the dataset (needs network access)",
+    "encoder": "small_cnn, resnet18_cifar (torch also: resnet18, resnet50, resnet50_cifar)",
+    "image_size": "image side in pixels; the CIFAR-stem encoders take 32",
+    "epochs": "passes over the training split (default: per method)",
+    "batch_size": "images per step N; each step sees 2N views",
+    "optimizer": "lars, sgd or adam (default: lars for simclr, sgd for moco)",
+    "lr": "base learning rate (default: 0.075 sqrt(N) for lars, 0.06 for moco's sgd)",
+    "weight_decay": "coupled L2 decay (lars: weights only; sgd and adam: every tensor)",
+    "momentum": "the optimiser's momentum (sgd, lars); not MoCo's key momentum",
+    "warmup_epochs": "linear warmup epochs before the cosine decay",
+    "temperature": "tau > 0 of NT-Xent / InfoNCE (default: 0.2 simclr, 0.1 moco)",
+    "proj_dim": "output size of the projection head (the queue's row size for moco)",
+    "hidden_dim": "hidden width of the projection head",
+    "head_layers": "linear layers in the projection head (>= 1)",
+    "crop_scale": "random-resized-crop area range, 0 < MIN <= MAX <= 1",
+    "color_strength": "colour-jitter strength s of SimCLR's augmentation, in [0, 1]",
+    "augment": "batch (vectorised, per-image parameters) or per_sample (one image at a time)",
+    "queue_size": "moco: K negatives in the queue (>= 1; keep it below the dataset size)",
+    "key_momentum": "moco: m of the key encoder's EMA, in [0, 1]",
+    "key_momentum_schedule": "moco: constant, or cosine (m rises from key_momentum to 1)",
+    "bn_splits": "BatchNorm sub-batches (SplitBatchNorm; default 1 simclr, 8 moco)",
+    "shuffle_keys": "moco: shuffle the key batch across BN splits (Shuffle-BN on one device)",
+    "symmetric": "moco: both directions (q1,k2) and (q2,k1), averaged",
+    "jit_compile": "tensorflow: compile the step with XLA (torch: not available)",
+    "amp": "bfloat16 compute with float32 weights; the loss is always float32",
+    "device": "auto, cpu or cuda",
+    "num_workers": "torch DataLoader workers for --augment per_sample (tf.data autotunes)",
+    "seed": "seed of initialisation, data order and augmentation",
+    "run_dir": "where checkpoints and metrics go (default: runs/<framework>-<method>)",
+    "resume": "continue from the newest checkpoint in run_dir",
+    "knn_every": "kNN monitor every this many epochs (0: never)",
+    "limit_train": "use only the first n training images (tests)",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; written to ``config.json``. ``None`` means "the method's default"."""
+
+    method: str = "simclr"
+    dataset: str = "embedded"
+    root: str = "./data"
+    download: bool = False
+    encoder: str = "small_cnn"
+    image_size: int = 32
+    epochs: int | None = None
+    batch_size: int = 64
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    warmup_epochs: int = 2
+    temperature: float | None = None
+    proj_dim: int = 128
+    hidden_dim: int = 512
+    head_layers: int = 2
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    color_strength: float = 0.5
+    augment: str = "batch"
+    queue_size: int = 512
+    key_momentum: float = 0.99
+    key_momentum_schedule: str = "constant"
+    bn_splits: int | None = None
+    shuffle_keys: bool = True
+    symmetric: bool = True
+    jit_compile: bool = False
+    amp: bool = True
+    device: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    run_dir: str | None = None
+    resume: bool = False
+    knn_every: int = 5
+    limit_train: int | None = None
+    framework: str | None = None
+
+    def resolve(self, framework: str) -> TrainConfig:
+        """A copy with the method's defaults filled in, validated. Raises ``ValueError``."""
+        if framework not in FRAMEWORKS:
+            raise ValueError(f"framework: expected one of {FRAMEWORKS}, got {framework!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+        filled = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
+        cfg = replace(self, framework=framework, crop_scale=tuple(self.crop_scale), **filled)
+        if cfg.lr is None:
+            cfg.lr = default_lr(cfg.optimizer, cfg.batch_size) if cfg.optimizer in OPTIMIZERS else 0
+        if cfg.run_dir is None:
+            cfg.run_dir = f"runs/{framework}-{cfg.method}"
+        cfg._validate()
+        return cfg
+
+    def _validate(self) -> None:
+        from shared.losses import check_temperature
+
+        check_temperature(self.temperature)
+        check_momentum(self.key_momentum)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("augment", self.augment, ("batch", "per_sample"))
+        _choice("key_momentum_schedule", self.key_momentum_schedule, ("constant", "cosine"))
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        for name in (
+            "epochs",
+            "batch_size",
+            "proj_dim",
+            "hidden_dim",
+            "head_layers",
+            "queue_size",
+            "bn_splits",
+            "image_size",
+        ):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("warmup_epochs", "knn_every", "num_workers"):
+            _at_least(name, getattr(self, name), 0)
+        if self.limit_train is not None:
+            _at_least("limit_train", self.limit_train, 2)
+        _positive("lr", self.lr)
+        _finite_at_least("weight_decay", self.weight_decay, 0.0)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(
+                f"momentum: expected the optimiser momentum in [0, 1), got {self.momentum}"
+            )
+        min_batch = 2 if self.method == "simclr" else 1
+        if self.batch_size < min_batch:
+            raise ValueError(
+                f"batch_size: expected >= 2 for simclr (NT-Xent needs negatives), "
+                f"got {self.batch_size}"
+            )
+        if self.batch_size % self.bn_splits:
+            raise ValueError(
+                f"bn_splits: expected a divisor of batch_size {self.batch_size}, "
+                f"got {self.bn_splits}"
+            )
+        if self.batch_size // self.bn_splits < 2:
+            raise ValueError(
+                f"batch_size: expected >= 2 images per BatchNorm split, got "
+                f"{self.batch_size} images in {self.bn_splits} split(s)"
+            )
+        if self.jit_compile and self.framework != "tensorflow":
+            raise ValueError(
+                "jit_compile: XLA compilation is a TensorFlow option; torch has none here"
+            )
+        try:
+            augment_spec(self.image_size, tuple(self.crop_scale), self.color_strength)
+        except ValueError as e:  # name the flags, not the augmentation's own arguments
+            msg = (
+                str(e)
+                .replace("scale:", "crop_scale:", 1)
+                .replace("strength:", "color_strength:", 1)
+            )
+            raise ValueError(msg) from None
+
+    @classmethod
+    def flag_names(cls) -> list[str]:
+        """The fields a user sets (``framework`` is set by ``resolve``)."""
+        return [f.name for f in fields(cls) if f.name != "framework"]
+
+
+def load_config(run_dir) -> TrainConfig:
+    """The resolved ``TrainConfig`` saved in ``run_dir/config.json``.
+
+    Raises:
+        FileNotFoundError: no ``config.json`` (the message says how to make one).
+        ValueError: a config written by another version (an unknown or missing field).
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir: no config.json in {run_dir}; train a model there first")
+    saved = json.loads(path.read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown or "method" not in saved:
+        raise ValueError(f"{path}: not a config of this version (unknown fields {unknown})")
+    framework = saved.pop("framework", None)
+    return TrainConfig(**saved).resolve(framework or "torch")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _at_least(name: str, value, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+
+
+def _positive(name: str, value) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+
+
+def _finite_at_least(name: str, value, low: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
+        raise ValueError(f"{name}: expected a finite number >= {low}, got {value!r}")

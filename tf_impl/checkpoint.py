@@ -1,0 +1,118 @@
+"""Checkpoints in TensorFlow: save, find, restore. ``torch_impl.checkpoint`` has the same functions.
+
+A checkpoint (``ckpt/ckpt-<epoch>``, ``tf.train.Checkpoint`` through a ``CheckpointManager``
+that keeps the newest ``keep``) holds every weight of the model (for MoCo: both encoders,
+BN statistics included, the queue and its pointer), the optimiser's slots, step and learning
+rate, and the epoch. The augmentation and key-shuffle RNGs are stateless functions of
+(seed, epoch, step), so nothing else is needed to continue bit for bit.
+
+Keras 3 models are not reliably walked by ``tf.train.Checkpoint``'s object graph (nested
+sub-models were silently skipped), so the weights are listed explicitly, keyed by their
+position in ``model.weights``, which the architecture fixes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+__all__ = ["CheckpointError", "latest_checkpoint", "list_checkpoints", "load_trained",
+           "restore_checkpoint", "save_checkpoint"]  # fmt: skip
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or does not fit the model; the message says which."""
+
+
+def _model_parts(model) -> dict:
+    nets = (
+        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
+        if hasattr(model, "queue")
+        else {"net": model.net}
+    )
+    parts = {
+        name: {f"w{i:03d}": w for i, w in enumerate(net.weights)} for name, net in nets.items()
+    }
+    if hasattr(model, "queue"):
+        parts.update(queue=model.queue, queue_ptr=model.queue_ptr)
+    return parts
+
+
+def _optimizer_parts(optimizer) -> dict:
+    slots = {f"s{j}_{i:03d}": v for j, vs in enumerate(optimizer.slots) for i, v in enumerate(vs)}
+    return {
+        "learning_rate": optimizer.learning_rate,
+        "iterations": optimizer.iterations,
+        "slots": slots,
+    }
+
+
+def _checkpoint(model, optimizer, epoch: tf.Variable) -> tf.train.Checkpoint:
+    parts = {"model": _model_parts(model), "epoch": epoch}
+    if optimizer is not None:
+        parts["optimizer"] = _optimizer_parts(optimizer)
+    return tf.train.Checkpoint(**parts)
+
+
+def _manager(ckpt, run_dir, keep: int = 2) -> tf.train.CheckpointManager:
+    return tf.train.CheckpointManager(ckpt, str(Path(run_dir) / "ckpt"), max_to_keep=keep)
+
+
+def list_checkpoints(run_dir) -> list[str]:
+    """The run's checkpoint prefixes, oldest first."""
+    state = tf.train.get_checkpoint_state(str(Path(run_dir) / "ckpt"))
+    return list(state.all_model_checkpoint_paths) if state else []
+
+
+def latest_checkpoint(run_dir) -> str | None:
+    """The newest checkpoint prefix of ``run_dir``, or ``None``."""
+    return tf.train.latest_checkpoint(str(Path(run_dir) / "ckpt"))
+
+
+def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -> str:
+    """Write ``ckpt/ckpt-<epoch>``; keep only the newest ``keep``. Returns its prefix.
+
+    The optimiser's slots must exist (``optimizer.build``): the train loop builds them first.
+    """
+    epoch_var = tf.Variable(int(epoch), dtype=tf.int64, trainable=False)
+    return _manager(_checkpoint(model, optimizer, epoch_var), run_dir, keep).save(
+        checkpoint_number=int(epoch)
+    )
+
+
+def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
+    """Load the newest checkpoint (or ``path``) into ``model`` and ``optimizer``; return its epoch.
+
+    Raises:
+        CheckpointError: no checkpoint, an unreadable one, or one that does not fit the model.
+    """
+    path = path or latest_checkpoint(run_dir)
+    if path is None:
+        raise CheckpointError(f"no checkpoint in {run_dir}")
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    try:
+        _checkpoint(model, optimizer, epoch).restore(path).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable or does not fit this model "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None  # fmt: skip
+    return int(epoch.numpy())
+
+
+def load_trained(run_dir):
+    """The model of a finished (or interrupted) run and its ``TrainConfig``.
+
+    SplitBatchNorm is merged back to one BN (evaluation and fine-tuning see ordinary batches).
+
+    Raises:
+        CheckpointError: no checkpoint in ``run_dir``. FileNotFoundError: no ``config.json``.
+    """
+    from shared.config import load_config
+    from tf_impl.models import merge_bn_splits
+    from tf_impl.train import build_model
+
+    cfg = load_config(run_dir)
+    model = build_model(cfg)
+    restore_checkpoint(run_dir, model)
+    merge_bn_splits(model.backbone)
+    return model, cfg

@@ -1,0 +1,165 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020) in PyTorch: the model, the queue, the step.
+
+Algorithm 1 of the paper, one step (``MoCo.train_step``), in this order::
+
+    momentum_update(f_q, f_k, m)          # theta_k <- m theta_k + (1 - m) theta_q   (eq. 2)
+    q = normalize(f_q(x_q))               # (N, D) queries
+    k = normalize(f_k(x_k))               # (N, D) keys, under no_grad (shuffled for BN)
+    loss = info_nce(q, k, queue, tau)     # negatives read *before* this step's enqueue
+    loss.backward(); optimizer.step()     # f_q only: f_k has requires_grad=False
+    dequeue_and_enqueue(queue, ptr, k)    # FIFO ring buffer of the last K keys
+
+With ``symmetric=True`` both directions are used, ``(q1, k2)`` and ``(q2, k1)``, averaged
+(the MoCo CIFAR demo sums them: 2x this value), and all 2N keys are enqueued.
+``tf_impl.moco`` is the same file in TensorFlow, where the whole step is one ``tf.function``.
+
+Key encoder BatchNorm: ``momentum_update`` moves the parameters only (as the official code);
+the key encoder's running statistics are its own, updated by its forward passes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from shared.queue import init_queue
+from torch_impl.losses import info_nce
+from torch_impl.models import EncoderWithHead, amp_context, check_views, normalize, torch_dtype
+
+__all__ = ["MoCo", "dequeue_and_enqueue", "momentum_update"]
+
+
+@torch.no_grad()
+def momentum_update(query_encoder: nn.Module, key_encoder: nn.Module, key_momentum: float) -> None:
+    """MoCo eq. (2): ``theta_k <- m theta_k + (1 - m) theta_q`` over the parameters, in place.
+
+    Example:
+        >>> q, k = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+        >>> _ = q.weight.data.fill_(1.0), k.weight.data.fill_(0.0)
+        >>> momentum_update(q, k, 0.9); round(k.weight.item(), 6)
+        0.1
+    """
+    m = float(key_momentum)
+    for pk, pq in zip(key_encoder.parameters(), query_encoder.parameters(), strict=True):
+        pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
+
+
+@torch.no_grad()
+def dequeue_and_enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
+    """Write ``keys`` (B, D) into the (K, D) ring buffer at ``ptr`` in place; advance ``ptr``.
+
+    Exact FIFO for any B and K (wrap-around, K % B != 0, B > K keeps the newest K), as
+    ``shared.queue.dequeue_and_enqueue``. O(B D): only the written rows are touched.
+
+    Raises:
+        ValueError: ``keys`` is not (B, D) with the queue's D.
+
+    Example:
+        >>> queue, ptr = torch.zeros(3, 1), torch.tensor(2)
+        >>> dequeue_and_enqueue(queue, ptr, torch.tensor([[1.0], [2.0]]))
+        >>> queue.flatten().tolist(), int(ptr)
+        ([2.0, 0.0, 1.0], 1)
+    """
+    k_size, dim = queue.shape
+    if keys.ndim != 2 or keys.shape[1] != dim:
+        raise ValueError(f"keys: expected shape (B, {dim}), got {tuple(keys.shape)}")
+    b = keys.shape[0]
+    start = max(b - k_size, 0)
+    rows = (ptr + torch.arange(start, b, device=queue.device)) % k_size  # (min(B, K),)
+    queue.index_copy_(0, rows, keys[start:].to(queue.dtype))
+    ptr.copy_((ptr + b) % k_size)
+
+
+class MoCo(nn.Module):
+    """Query and key encoders (each f + g), the queue (K, D) and its pointer.
+
+    Args:
+        encoder: an ``ENCODERS`` name.
+        queue_size: K, the number of negative keys.
+        proj_dim: D, the head output and the queue's row size.
+        hidden_dim, head_layers: the projection head.
+        temperature: tau of InfoNCE.
+        bn_splits: SplitBatchNorm sub-batches in both encoders (1: ordinary BN).
+        shuffle_keys: permute the key batch before f_k and undo it after, so that a query
+            and its key are normalised with different sub-batches' statistics.
+        symmetric: the two-direction loss, averaged.
+        seed: seed of the queue's random initial keys.
+        dtype: ``"float32"`` or ``"float64"``.
+
+    Example:
+        >>> m = MoCo(encoder="small_cnn", queue_size=8, proj_dim=4, hidden_dim=8)
+        >>> m.queue.shape, int(m.queue_ptr)
+        (torch.Size([8, 4]), 0)
+    """
+
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        queue_size: int = 4096,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        head_layers: int = 2,
+        temperature: float = 0.2,
+        bn_splits: int = 1,
+        shuffle_keys: bool = False,
+        symmetric: bool = False,
+        seed: int = 0,
+        dtype: str = "float32",
+    ):
+        super().__init__()
+        self.encoder_name = encoder
+        self.temperature = float(temperature)
+        self.shuffle_keys, self.symmetric = bool(shuffle_keys), bool(symmetric)
+        self.encoder_q = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits)
+        self.encoder_k = copy.deepcopy(self.encoder_q)  # an exact copy at init
+        self.encoder_k.requires_grad_(False)  # updated by momentum_update, never by gradients
+        self.register_buffer("queue", torch.from_numpy(init_queue(queue_size, proj_dim, seed)))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.to(torch_dtype(dtype))
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The query encoder f_q, whose features h are evaluated."""
+        return self.encoder_q.encoder
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised keys (N, D) of ``x`` from f_k, with optional batch shuffling."""
+        if self.shuffle_keys:
+            perm = torch.randperm(x.shape[0], device=x.device)
+            _, k = self.encoder_k(x[perm])
+            k = k[torch.argsort(perm)]  # un-shuffle
+        else:
+            _, k = self.encoder_k(x)
+        return normalize(k)  # (N, D)
+
+    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor):
+        """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``."""
+        check_views(x1, x2, self.backbone.input_size, min_batch=1)
+        if not self.symmetric:
+            q = normalize(self.encoder_q(x1)[1])  # (N, D)
+            k = self.keys(x2)  # (N, D)
+            return info_nce(q, k, self.queue, self.temperature), k
+        n = x1.shape[0]
+        q = normalize(self.encoder_q(torch.cat([x1, x2]))[1])  # (2N, D): one pass, both views
+        k = self.keys(torch.cat([x2, x1]))  # (2N, D): row i is the other view of query i
+        loss = 0.5 * (
+            info_nce(q[:n], k[:n], self.queue, self.temperature)
+            + info_nce(q[n:], k[n:], self.queue, self.temperature)
+        )
+        return loss, k
+
+    def train_step(
+        self, x1, x2, optimizer, key_momentum: float, amp_dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss."""
+        momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
+        with amp_context(x1, amp_dtype):
+            loss, keys = self.contrastive_loss(x1, x2)  # reads the queue before the enqueue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
+        return loss.detach()

@@ -1,0 +1,79 @@
+"""SimCLR (Chen et al. 2020) in PyTorch: the model and its training step.
+
+Algorithm 1 of the paper, one step (``SimCLR.train_step``)::
+
+    h, z = f(x1 ++ x2), g(h)        # both views in one batch of 2N: BN sees both views
+    loss = nt_xent(z1, z2, tau)     # mean over the 2N anchors, self-similarity excluded
+    loss.backward(); optimizer.step()
+
+``tf_impl.simclr`` is the same file in TensorFlow.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from torch_impl.losses import nt_xent
+from torch_impl.models import EncoderWithHead, amp_context, check_views, torch_dtype
+
+__all__ = ["SimCLR"]
+
+
+class SimCLR(nn.Module):
+    """Encoder f and projection head g, and the NT-Xent step.
+
+    Args:
+        encoder: an ``ENCODERS`` name.
+        hidden_dim, proj_dim, head_layers: the projection head.
+        temperature: tau of NT-Xent (validated by ``shared.config``).
+        bn_splits: SplitBatchNorm sub-batches in the encoder (1: ordinary BN).
+        dtype: ``"float32"`` or ``"float64"`` (parity work).
+
+    Example:
+        >>> m = SimCLR(encoder="small_cnn", hidden_dim=16, proj_dim=8)
+        >>> [t.shape[1] for t in m(torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32))]
+        [256, 256, 8, 8]
+    """
+
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        hidden_dim: int = 512,
+        proj_dim: int = 128,
+        head_layers: int = 2,
+        temperature: float = 0.2,
+        bn_splits: int = 1,
+        dtype: str = "float32",
+    ):
+        super().__init__()
+        self.encoder_name = encoder
+        self.temperature = float(temperature)
+        self.net = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits)
+        self.to(torch_dtype(dtype))
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The encoder f whose features h are evaluated."""
+        return self.net.encoder
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
+        """``(h1, h2, z1, z2)`` of two (N, 3, S, S) view batches; one pass over the 2N views."""
+        check_views(x1, x2, self.backbone.input_size)
+        n = x1.shape[0]
+        h, z = self.net(torch.cat([x1, x2], dim=0))  # (2N, F), (2N, D)
+        return h[:n], h[n:], z[:n], z[n:]
+
+    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """NT-Xent of the two views' projections (SimCLR eq. 1)."""
+        _, _, z1, z2 = self(x1, x2)
+        return nt_xent(z1, z2, self.temperature)  # logits in float32 even under autocast
+
+    def train_step(self, x1, x2, optimizer, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """One optimisation step on a batch of view pairs; returns the (detached) loss."""
+        with amp_context(x1, amp_dtype):
+            loss = self.contrastive_loss(x1, x2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()

@@ -93,7 +93,7 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     try:
         _checkpoint(model, optimizer, epoch).restore(path).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except Exception as e:  # DataLossError, IndexError, assertion errors: all "unreadable"
         raise CheckpointError(f"checkpoint {path} is unreadable or does not fit this model "
                               f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None  # fmt: skip
     return int(epoch.numpy())

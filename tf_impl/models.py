@@ -29,13 +29,14 @@ DTYPES = ("float32", "float64", "mixed_bfloat16")
 
 __all__ = [
     "ENCODERS",
-    "MoCo",
+    "EncoderWithHead",
     "ProjectionHead",
     "SmallCNN",
     "SplitBatchNorm",
     "build_encoder",
-    "dequeue_and_enqueue",
-    "momentum_update",
+    "dtype_policy",
+    "merge_bn_splits",
+    "normalize",
 ]
 
 

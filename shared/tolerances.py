@@ -14,7 +14,8 @@ and ``scale`` is the natural magnitude of the quantity (:func:`scale_for`):
   :func:`natural_grad_scale`) covers gradients that are exactly 0 in exact arithmetic
   (collapsed or 1-D embeddings), where both sides return rounding noise of that magnitude.
 * ``queue``, ``ptr``: exact. The ring buffer only copies values.
-* ``ema``: ``max |expected|``; a float32 EMA accumulates one rounding per step.
+* ``ema``, ``param``: ``max |expected|``; an EMA or an optimiser update accumulates one
+  rounding per step.
 
 An override must give its reason (``override(..., reason=...)``); it is reported with the row.
 """
@@ -56,6 +57,10 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("queue", "float32"): Tolerance(0.0, 0.0, "the ring buffer copies values: exact"),
     ("ptr", "int"): Tolerance(0.0, 0.0, "integer pointer: exact"),
     ("ema", "float32"): Tolerance(1e-5, 1e-6, "one fp32 rounding per step, 100 steps"),
+    ("ema", "float64"): Tolerance(1e-12, 1e-13, "one fp64 rounding per step, 100 steps"),
+    # Optimiser updates against shared.optim, several steps: the trust ratio's two norms
+    # (sums of squares in another order) and Adam's sqrt are the only non-elementwise parts.
+    ("param", "float64"): Tolerance(1e-12, 1e-13, "fp64 norms summed in another order"),
 }
 
 
@@ -100,7 +105,7 @@ def scale_for(
     """The magnitude that multiplies ``atol`` for this quantity (see the module docstring)."""
     if quantity in ("loss", "per_anchor"):
         return max(1.0, 1.0 / temperature) if temperature else 1.0
-    if quantity in ("grad", "ema"):
+    if quantity in ("grad", "ema", "param"):
         m = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
         m = max(m, grad_floor if quantity == "grad" else 0.0)
         return m if m > 0 else 1.0

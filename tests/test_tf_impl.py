@@ -135,7 +135,12 @@ def test_train_step_traces_once_key_encoder_gets_no_gradient(tmp_path):
     for b in (16, 16, 8, 16):  # a partial batch does not retrace
         x = rng.random((b, 32, 32, 3), dtype=np.float32)
         # m = 1: the key encoder must not move at all
-        step(tf.constant(x), tf.constant(x[:, ::-1]), tf.constant([0, b]), tf.constant(1.0, tf.float64))
+        step(
+            tf.constant(x),
+            tf.constant(x[:, ::-1]),
+            tf.constant([0, b]),
+            tf.constant(1.0, tf.float64),
+        )
     assert TRACE_COUNT["train_step"] - before == 1
     assert all(
         np.array_equal(a, w.numpy()) for a, w in zip(k_before, m.encoder_k.trainable_weights)

@@ -121,7 +121,9 @@ def test_model_shapes(name, size, feat):
 def test_resnet50_shapes():
     from torch_impl.simclr import SimCLR
 
-    h1, _, z1, _ = SimCLR(encoder="resnet50_cifar")(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    h1, _, z1, _ = SimCLR(encoder="resnet50_cifar")(
+        torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    )
     assert h1.shape == (2, 2048) and z1.shape == (2, 128)
 
 

@@ -202,11 +202,11 @@ def _adjust_hue(x, delta):
 
 
 class TwoViews:
-    """``TwoViews(view)(image, seed) -> (view1, view2)`` with two independent sub-seeds."""
+    """``TwoViews(transform)(image, seed) -> (view1, view2)`` with two independent sub-seeds."""
 
-    def __init__(self, view):
-        self.view = view
+    def __init__(self, transform):
+        self.transform = transform
 
     def __call__(self, image, seed):
         s = tf.random.experimental.stateless_split(seed, 2)
-        return self.view(image, s[0]), self.view(image, s[1])
+        return self.transform(image, s[0]), self.transform(image, s[1])

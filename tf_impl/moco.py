@@ -42,7 +42,12 @@ def momentum_update(query_encoder, key_encoder, key_momentum) -> None:
         0.1
     """
     for wk, wq in zip(key_encoder.trainable_weights, query_encoder.trainable_weights, strict=True):
-        m = tf.cast(key_momentum, wk.dtype)
+        # a Python float goes through tf.constant: tf.cast would round it to float32 first
+        m = (
+            tf.constant(key_momentum, wk.dtype)
+            if isinstance(key_momentum, float)
+            else tf.cast(key_momentum, wk.dtype)
+        )
         wk.assign(m * wk + (1.0 - m) * wq)
 
 

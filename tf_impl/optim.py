@@ -134,8 +134,9 @@ class Adam(_Optimizer):
         m.assign(b1 * m + (1 - b1) * g)
         s.assign(b2 * s + (1 - b2) * tf.square(g))
         t = tf.cast(self.iterations, v.dtype)
-        m_hat = m / (1 - tf.pow(tf.cast(b1, v.dtype), t))
-        v_hat = s / (1 - tf.pow(tf.cast(b2, v.dtype), t))
+        # tf.constant, not tf.cast: casting a Python float goes through float32 first
+        m_hat = m / (1 - tf.pow(tf.constant(b1, v.dtype), t))
+        v_hat = s / (1 - tf.pow(tf.constant(b2, v.dtype), t))
         v.assign_sub(lr * m_hat / (tf.sqrt(v_hat) + self.eps))
 
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from shared.config import TrainConfig
 from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
+from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
 from shared.queue import cosine_momentum
 from shared.runlog import RunLog
@@ -38,9 +39,16 @@ __all__ = ["TRACE_COUNT", "build_model", "compile_step", "key_momentum_at", "mak
 TRACE_COUNT = {"train_step": 0}
 
 
+def use_amp(amp: bool | None) -> bool:
+    """``amp=None`` (auto): on with a GPU or a CPU with native bf16 (``shared.hardware``)."""
+    if amp is None:
+        return bool(tf.config.list_physical_devices("GPU")) or cpu_has_native_bf16()
+    return amp
+
+
 def build_model(cfg: TrainConfig, dtype: str | None = None):
     """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting."""
-    dtype = dtype or ("mixed_bfloat16" if cfg.amp else "float32")
+    dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
     common = dict(encoder=cfg.encoder, hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim,
                   head_layers=cfg.head_layers, temperature=cfg.temperature,
                   bn_splits=cfg.bn_splits, dtype=dtype)  # fmt: skip
@@ -110,7 +118,8 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
     )
 
 
-def knn_monitor(model, train, test) -> float:
+def knn_monitor(model, train, test, device="cpu") -> float:
+    """kNN top-1 (k = 200) of the backbone's features; ``device`` as in ``extract_features``."""
     ftr, fte = (
         extract_features(model.backbone, train.images),
         extract_features(model.backbone, test.images),
@@ -158,6 +167,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.device == "cuda" and not tf.config.list_physical_devices("GPU"):
         raise ValueError("device: 'cuda' was asked for but TensorFlow sees no GPU")
     tf.keras.utils.set_random_seed(cfg.seed)
+    cfg.amp = use_amp(cfg.amp)  # config.json records what ran
     run_dir = Path(cfg.run_dir)
     train_split, test_split = train_test_splits(load_split, cfg)
     steps = len(train_split) // cfg.batch_size

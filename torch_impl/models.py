@@ -72,7 +72,9 @@ class SplitBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         b, c = x.shape[:2]
         s = self.num_splits
-        xs = x.float().reshape(s, b // s, c, -1)  # (S, B/S, C, HW)
+        xs = (x if x.dtype == torch.float64 else x.float()).reshape(
+            s, b // s, c, -1
+        )  # (S, B/S, C, HW)
         mean = xs.mean(dim=(1, 3), keepdim=True)  # (S, 1, C, 1)
         var = xs.var(dim=(1, 3), unbiased=False, keepdim=True)
         y = ((xs - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)

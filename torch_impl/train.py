@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from shared.config import TrainConfig
 from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
+from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
 from shared.queue import cosine_momentum
 from shared.runlog import RunLog
@@ -76,9 +77,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def amp_dtype_for(enabled: bool, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast where it exists (CPU, and GPUs with bf16); ``None`` otherwise."""
-    if not enabled or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
+def amp_dtype_for(amp: bool | None, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast or ``None``. ``amp=None`` (auto): on for CUDA GPUs with bf16 and for CPUs
+    with native bf16 (``shared.hardware``), off otherwise."""
+    if amp is None:
+        amp = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+    if not amp or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
         return None
     return torch.bfloat16
 
@@ -89,7 +93,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def knn_monitor(model, train, test, device) -> float:
+def knn_monitor(model, train, test, device="cpu") -> float:
+    """kNN top-1 (k = 200) of the backbone's features on ``device``."""
     ftr = extract_features(model.backbone, train.images, device=device)
     fte = extract_features(model.backbone, test.images, device=device)
     return knn_top1(ftr, train.labels, fte, test.labels, k=200)

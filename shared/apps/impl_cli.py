@@ -39,7 +39,7 @@ def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:
         flag = "--" + f.name.replace("_", "-")
         shown = "per method" if default is None else default
         kw = {"default": default, "help": f"{HELP[f.name]} (default: {shown})"}
-        if isinstance(f.default, bool):
+        if str(f.type).startswith("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(f.default, tuple):
             parser.add_argument(flag, type=float, nargs=2, metavar=("MIN", "MAX"), **kw)

@@ -1,0 +1,34 @@
+"""What the CPU can do, read without importing a framework.
+
+bfloat16 autocast pays off on a CPU only with native bf16 arithmetic (AVX512-BF16 or AMX). On
+an AVX2-only CPU both frameworks emulate it, and a training step becomes about 12x slower than
+in float32 (measured here: 1.19 s against 0.10 s per SimCLR step on an AMD EPYC with AVX2).
+``amp=None`` ("auto") in ``shared.config`` uses this to decide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["cpu_has_native_bf16"]
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU flags (``/proc/cpuinfo``) list AVX512-BF16 or AMX-BF16.
+
+    Example:
+        >>> cpu_has_native_bf16("flags : fpu avx2 avx512f avx512_bf16"), cpu_has_native_bf16("flags : avx2")
+        (True, False)
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: be conservative
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return any(f in flags for f in BF16_FLAGS)

@@ -1,0 +1,248 @@
+"""Both methods in both frameworks, piece by piece against the NumPy oracle.
+
+Each test runs the same check on ``torch_impl`` and ``tf_impl`` (parametrised by framework):
+the loss a model computes equals ``shared.losses`` on the model's own projections (float64),
+MoCo's step order (EMA before the gradient step, the queue read before the enqueue), the key
+encoder's exact copy, SplitBatchNorm against its closed form, float64 builds, one trace of the
+TF step, and bit-exact resume for the two new cells (MoCo in torch, SimCLR in TF).
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+
+from shared import losses as ref  # noqa: E402
+from shared import parity  # noqa: E402
+from shared import queue as qref  # noqa: E402
+from shared.config import TrainConfig  # noqa: E402
+
+FRAMEWORKS = ["torch", "tensorflow"]
+SMALL = dict(encoder="small_cnn", hidden_dim=16, proj_dim=8)
+
+
+def _images(n=8, seed=0):
+    """Two view batches, NHWC float64 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 32, 32, 3)), rng.random((n, 32, 32, 3))
+
+
+def _model(framework, method, **kw):
+    mod = __import__(
+        f"{'torch_impl' if framework == 'torch' else 'tf_impl'}.{method}", fromlist=["x"]
+    )
+    return getattr(mod, "SimCLR" if method == "simclr" else "MoCo")(**SMALL, **kw)
+
+
+def _x(framework, a):
+    if framework == "torch":
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+    return tf.constant(a)
+
+
+def _np(t):
+    return t.detach().numpy() if isinstance(t, torch.Tensor) else t.numpy()
+
+
+def _weights(framework, net):
+    if framework == "torch":
+        return [p.detach().numpy().copy() for p in net.parameters()]
+    return [w.numpy().copy() for w in net.trainable_weights]
+
+
+def _optimizer(framework, model, lr=0.1):
+    mod = __import__(f"{'torch_impl' if framework == 'torch' else 'tf_impl'}.optim", fromlist=["x"])
+    return mod.build_optimizer(model, "sgd", lr, momentum=0.9, weight_decay=0.0)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_simclr_loss_is_the_oracle_on_its_own_projections(framework):
+    m = _model(framework, "simclr", temperature=0.3, dtype="float64")
+    a, b = _images()
+    x1, x2 = _x(framework, a), _x(framework, b)
+    if framework == "torch":
+        _, _, z1, z2 = m(x1, x2)
+    else:
+        _, _, z1, z2 = m(x1, x2, training=True)
+    loss = m.contrastive_loss(x1, x2)
+    want = ref.nt_xent(_np(z1), _np(z2), 0.3)
+    parity.assert_close(
+        {"loss": want}, {"loss": float(_np(loss))}, dtype="float64", temperature=0.3
+    )
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_moco_loss_is_the_oracle_on_its_own_queries_keys_and_queue(framework, symmetric):
+    m = _model(
+        framework, "moco", queue_size=12, temperature=0.2, symmetric=symmetric, dtype="float64"
+    )
+    a, b = _images()
+    x1, x2 = _x(framework, a), _x(framework, b)
+    args = () if framework == "torch" else (tf.constant([0, 1]),)
+    loss, keys = m.contrastive_loss(x1, x2, *args)
+    queue = _np(m.queue)
+    both = np.concatenate([a, b]) if symmetric else a  # the model's own batching: BN sees it
+    out = (
+        m.encoder_q(_x(framework, both))
+        if framework == "torch"
+        else m.encoder_q(_x(framework, both), training=True)
+    )
+    q = _np(out[1])
+    q1, q2 = q[:8], q[8:]
+    k = _np(keys)
+    if symmetric:  # keys row i is the other view of query i: (q1, k2) then (q2, k1)
+        want = 0.5 * (ref.info_nce(q1, k[:8], queue, 0.2) + ref.info_nce(q2, k[8:], queue, 0.2))
+    else:
+        want = ref.info_nce(q1, k, queue, 0.2)
+    parity.assert_close(
+        {"loss": want}, {"loss": float(_np(loss))}, dtype="float64", temperature=0.2
+    )
+    np.testing.assert_allclose(np.linalg.norm(k, axis=1), 1.0, rtol=1e-12)  # keys normalised
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_moco_step_order_ema_first_then_gradient_then_enqueue(framework):
+    """One step: k' = m k + (1 - m) q (q *before* its update), q moves, queue gets the keys."""
+    m = _model(framework, "moco", queue_size=12, shuffle_keys=True, dtype="float64")
+    if framework == "torch":
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(m.encoder_q.state_dict().values(), m.encoder_k.state_dict().values())
+        )
+        assert not any(p.requires_grad for p in m.encoder_k.parameters())
+    else:
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(m.encoder_q.get_weights(), m.encoder_k.get_weights())
+        )
+    perturb = np.random.default_rng(3)
+    for w in m.encoder_q.parameters() if framework == "torch" else m.encoder_q.trainable_weights:
+        if framework == "torch":
+            w.data.add_(torch.from_numpy(perturb.standard_normal(tuple(w.shape)) * 0.01))
+        else:
+            w.assign_add(perturb.standard_normal(w.shape) * 0.01)
+    q0, k0 = _weights(framework, m.encoder_q), _weights(framework, m.encoder_k)
+    queue0 = _np(m.queue).copy()
+    opt = _optimizer(framework, m)
+    a, b = _images(6)
+    if framework == "torch":
+        m.train_step(_x(framework, a), _x(framework, b), opt, key_momentum=0.75)
+    else:
+        from tf_impl.train import compile_step
+
+        compile_step(m, opt)(
+            _x(framework, a), _x(framework, b), tf.constant([0, 1]), tf.constant(0.75, tf.float64)
+        )
+    want = [qref.ema(k, q, 0.75) for k, q in zip(k0, q0)]
+    parity.assert_close({"ema": want}, {"ema": _weights(framework, m.encoder_k)}, dtype="float64")
+    assert not all(np.array_equal(a_, b_) for a_, b_ in zip(q0, _weights(framework, m.encoder_q)))
+    assert int(_np(m.queue_ptr)) == 6
+    np.testing.assert_array_equal(_np(m.queue)[6:], queue0[6:])  # untouched rows
+    assert not np.array_equal(_np(m.queue)[:6], queue0[:6])
+
+
+def _split_bn_reference(x_nhwc, splits, eps=1e-5):
+    """Closed form: each contiguous sub-batch normalised by its own mean and biased variance."""
+    out = []
+    for chunk in np.split(x_nhwc, splits):
+        mean = chunk.mean(axis=(0, 1, 2))
+        var = chunk.var(axis=(0, 1, 2))
+        out.append((chunk - mean) / np.sqrt(var + eps))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_split_batchnorm_is_per_split_bn(framework):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 3, 3, 2)) * np.array([1.0, 5.0]) + np.array([0.0, 3.0])
+    want = _split_bn_reference(x, 4)
+    if framework == "torch":
+        from torch_impl.models import SplitBatchNorm
+
+        bn = SplitBatchNorm(2, num_splits=4).double().train()
+        got = bn(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).detach().numpy()
+        n = 2 * 3 * 3  # values per channel in one split: torch stores the unbiased variance
+        var = np.mean([c.var(axis=(0, 1, 2)) for c in np.split(x, 4)], axis=0) * n / (n - 1)
+        np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * var, rtol=1e-12)
+    else:
+        from tf_impl.models import SplitBatchNorm, dtype_policy
+
+        with dtype_policy("float64"):
+            bn = SplitBatchNorm(4, momentum=0.9, epsilon=1e-5)
+            got = bn(tf.constant(x), training=True).numpy()
+        var = np.mean([c.var(axis=(0, 1, 2)) for c in np.split(x, 4)], axis=0)  # Keras: biased
+        np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * var, rtol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_split_batchnorm_with_one_split_is_batchnorm2d():
+    from torch_impl.models import SplitBatchNorm
+
+    x = torch.randn(6, 4, 5, 5, dtype=torch.float64)
+    a, b = SplitBatchNorm(4, 1).double(), torch.nn.BatchNorm2d(4).double()
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    torch.testing.assert_close(a.running_var, b.running_var, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_float64_build(framework, method):
+    m = _model(framework, method, dtype="float64")
+    w = next(m.parameters()) if framework == "torch" else m.backbone.weights[0]
+    assert "float64" in str(w.dtype)
+    if method == "moco":
+        assert "float64" in str(m.queue.dtype)
+
+
+def _cfg(tmp_path, method, **kw):
+    base = dict(method=method, epochs=2, batch_size=16, limit_train=48, run_dir=str(tmp_path / "run"),
+                knn_every=0, warmup_epochs=1, queue_size=20, bn_splits=2, amp=False)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_torch_moco_resume_is_bit_exact_queue_and_pointer_included(tmp_path):
+    from torch_impl.train import train
+
+    straight = train(_cfg(tmp_path / "a", "moco"), progress=False)["model"].state_dict()
+    train(_cfg(tmp_path / "b", "moco", epochs=1), progress=False)
+    resumed = train(_cfg(tmp_path / "b", "moco", resume=True), progress=False)["model"].state_dict()
+    assert (
+        "queue" in straight
+        and "queue_ptr" in straight
+        and "encoder_k.encoder.features.0.weight" in straight
+    )
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+    assert (
+        int(straight["queue_ptr"]) == (2 * 3 * 32) % 20
+    )  # 2 epochs x 3 steps x 2N keys (symmetric)
+
+
+def test_tf_simclr_traces_once_and_resume_is_bit_exact(tmp_path):
+    from tf_impl.train import TRACE_COUNT, train
+
+    before = TRACE_COUNT["train_step"]
+    a = train(_cfg(tmp_path / "a", "simclr"), progress=False)["model"]
+    assert TRACE_COUNT["train_step"] - before == 1
+    train(_cfg(tmp_path / "b", "simclr", epochs=1), progress=False)
+    b = train(_cfg(tmp_path / "b", "simclr", resume=True), progress=False)["model"]
+    for x, y in zip(a.net.get_weights(), b.net.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_eval_reads_the_method_from_config(tmp_path, framework):
+    import json
+
+    pkg = "torch_impl" if framework == "torch" else "tf_impl"
+    train = __import__(f"{pkg}.train", fromlist=["x"]).train
+    main = __import__(f"{pkg}.__main__", fromlist=["x"]).main
+    other = "moco" if framework == "torch" else "simclr"  # the non-default method of each side
+    train(_cfg(tmp_path, other, epochs=1), progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == other
+    assert main(["eval", "--run-dir", str(tmp_path / "run")]) == 0
+    res = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert set(res) == {other, "random_init", "raw_pixels"} and 0 <= res[other]["knn_top1"] <= 1

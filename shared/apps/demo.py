@@ -1,6 +1,8 @@
 """``make demo`` / ``rosetta demo``: the whole pipeline in one command, with a report.
 
-1. SimCLR (torch) and MoCo v2 (TF) train on the embedded dataset, each in its own process;
+1. SimCLR (torch) and MoCo v2 (TF), the design's pair, train on the embedded dataset, each in
+   its own process (``--matrix``: all four cells, {SimCLR, MoCo} x {torch, TF}, with the same
+   per-method hyperparameters, and a 2x2 table in ``matrix.md`` / ``matrix.json``);
 2. both are evaluated by ``shared.evaluation`` beside the random-init and raw-pixel baselines;
 3. the parity check runs (``rosetta parity``);
 4. ``runs/<timestamp>/report.md`` is written with PNG figures (loss curves, kNN per epoch,
@@ -23,10 +25,59 @@ import numpy as np
 
 from shared.apps import parity_cmd
 
+PAIR = [("torch", "simclr"), ("tensorflow", "moco")]
+MATRIX = [("torch", "simclr"), ("tensorflow", "simclr"), ("torch", "moco"), ("tensorflow", "moco")]
+PACKAGE = {"torch": "torch_impl", "tensorflow": "tf_impl"}
+LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "torch", "tensorflow": "TF"}
+
 
 def _run(cmd: list[str]) -> None:
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    result = subprocess.run(cmd)
+    if result.returncode:  # the child already printed its one-line error
+        raise RuntimeError(f"step failed (exit {result.returncode}): {' '.join(cmd)}")
+
+
+def train_cell(framework: str, method: str, out: Path, epochs: int | None) -> dict:
+    """Train and evaluate one cell in subprocesses; return its metrics, eval and timings."""
+    py, pkg = sys.executable, PACKAGE[framework]
+    run_dir = out / f"{framework}-{method}"
+    extra = ["--epochs", str(epochs)] if epochs is not None else []
+    t0 = time.perf_counter()
+    _run(
+        [
+            py,
+            "-m",
+            pkg,
+            "train",
+            "--method",
+            method,
+            *extra,
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ]
+    )
+    wall = time.perf_counter() - t0
+    _run([py, "-m", pkg, "eval", "--run-dir", str(run_dir)])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    eps = metrics["epochs"]
+    images = sum(e["images_per_s"] * e["time_s"] for e in eps)
+    return {"framework": framework, "method": method, "train_wall_s": wall,
+            "images_per_s": images / sum(e["time_s"] for e in eps), "metrics": metrics,
+            "eval": json.loads((run_dir / "eval.json").read_text()),
+            "features": dict(np.load(run_dir / "features.npz"))}  # fmt: skip
+
+
+def _trained(cell: dict) -> dict:
+    return cell["eval"][cell["method"]]
+
+
+def _gain(cell: dict) -> float:
+    e = cell["eval"]
+    return 100 * (
+        _trained(cell)["knn_top1"] - max(e["random_init"]["knn_top1"], e["raw_pixels"]["knn_top1"])
+    )
 
 
 def _figures(out: Path, runs: dict) -> list[str]:
@@ -92,89 +143,112 @@ def _figures(out: Path, runs: dict) -> list[str]:
     return figs
 
 
+def _accuracy_tables(runs: dict) -> tuple[list[str], list[str]]:
+    acc = ["| model | kNN top-1 | linear probe |", "|---|---|---|"]
+    for label, r in runs.items():
+        for key, res in r["eval"].items():
+            acc.append(
+                f"| {label}: {key.replace('_', ' ')} | {100 * res['knn_top1']:.1f}% | {100 * res['linear_top1']:.1f}% |"
+            )
+    bar = [
+        "| cell | trained kNN | best baseline kNN | gain (points) | bar: >= 25 |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in runs.items():
+        e = r["eval"]
+        base = max(e["random_init"]["knn_top1"], e["raw_pixels"]["knn_top1"])
+        gain = _gain(r)
+        bar.append(f"| {label} | {100 * _trained(r)['knn_top1']:.1f}% | {100 * base:.1f}% | {gain:+.1f} | "
+                   f"{'met' if gain >= 25 else 'NOT met'} |")  # fmt: skip
+    return acc, bar
+
+
+def matrix_table(runs: dict) -> str:
+    """The 2x2 as Markdown: one row per method, one column group per framework."""
+    lines = ["| method | framework | kNN top-1 (k=200) | gain over best baseline | linear probe | images/s | train wall time |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in sorted(
+        runs.values(), key=lambda r: (r["method"] != "simclr", r["framework"] != "torch")
+    ):
+        t = _trained(r)
+        lines.append(f"| {LABEL[r['method']]} | {LABEL[r['framework']]} | {100 * t['knn_top1']:.1f}% | "
+                     f"{_gain(r):+.1f} | {100 * t['linear_top1']:.1f}% | {r['images_per_s']:.0f} | "
+                     f"{r['train_wall_s']:.0f} s |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _matrix_outputs(out: Path, runs: dict) -> list[str]:
+    from shared.runlog import atomic_write_json
+
+    keep = ("framework", "method", "train_wall_s", "images_per_s", "eval")
+    atomic_write_json(
+        out / "matrix.json", {label: {k: r[k] for k in keep} for label, r in runs.items()}
+    )
+    (out / "matrix.md").write_text(matrix_table(runs) + "\n")
+    return [matrix_table(runs), ""]
+
+
+def _report(
+    out: Path,
+    runs: dict,
+    wall: float,
+    parity_ok: bool,
+    parity_md: str,
+    figs: list[str],
+    matrix: bool,
+) -> None:
+    acc, bar = _accuracy_tables(runs)
+    epochs = ", ".join(
+        f"{label} {r['metrics']['epochs'][-1]['epoch']} epochs" for label, r in runs.items()
+    )
+    report = [f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})", "",
+              f"Wall time {wall:.0f} s on the embedded dataset; {epochs}.", ""]  # fmt: skip
+    if matrix:
+        report += ["## The 2x2: both methods in both frameworks", "", *_matrix_outputs(out, runs)]
+    report += ["## Accuracy (shared evaluator: weighted kNN k=200 t=0.1, logistic-regression probe)", "",
+               *acc, "", "Quality bar (kNN gain over the better baseline):", "", *bar, "",
+               "## Parity (worst case over the golden grid)", "", f"Overall: {'PASS' if parity_ok else 'FAIL'}", "",
+               parity_md, "## Figures", "", *[f"![{f}]({f})" for f in figs]]  # fmt: skip
+    (out / "report.md").write_text("\n".join(report) + "\n")
+    print("\n".join(acc))
+    print("\n".join(bar))
+    if matrix:
+        print(matrix_table(runs))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta demo", description=__doc__.splitlines()[0])
     ap.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help="epochs for both (default: each framework's tuned default, ~2 min each)",
+        help="epochs for every cell (default: each method's tuned default)",
     )
-    ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--matrix", action="store_true", help="train all four cells {SimCLR, MoCo} x {torch, TF}"
+    )
+    ap.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
     args = ap.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        print(f"error: epochs: expected >= 1, got {args.epochs}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
-    jobs = {
-        "SimCLR (torch)": ("torch_impl", out / "torch-simclr"),
-        "MoCo v2 (TF)": ("tf_impl", out / "tf-moco"),
-    }
-    runs = {}
-    for label, (module, run_dir) in jobs.items():
-        epochs = ["--epochs", str(args.epochs)] if args.epochs else []
-        _run([py, "-m", module, "train", *epochs, "--run-dir", str(run_dir)])
-        _run([py, "-m", module, "eval", "--run-dir", str(run_dir)])
-        runs[label] = {
-            "metrics": json.loads((run_dir / "metrics.json").read_text()),
-            "eval": json.loads((run_dir / "eval.json").read_text()),
-            "features": dict(np.load(run_dir / "features.npz")),
+    try:
+        runs = {
+            f"{LABEL[m]} ({LABEL[f]})": train_cell(f, m, out, args.epochs)
+            for f, m in (MATRIX if args.matrix else PAIR)
         }
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows, parity_ok = parity_cmd.run(out / "parity", ["float64", "float32"])
     parity_md = parity_cmd.to_markdown(parity_cmd.summarize(rows))
     (out / "parity" / "parity.md").write_text(parity_md)
     figs = _figures(out, runs)
-
-    acc = ["| model | kNN top-1 | linear probe |", "|---|---|---|"]
-    for label, r in runs.items():
-        for key, res in r["eval"].items():
-            acc.append(
-                f"| {label}: {key.replace('_', ' ')} | {100 * res['knn_top1']:.1f}% | "
-                f"{100 * res['linear_top1']:.1f}% |"
-            )
-    bar = [
-        "| framework | trained kNN | best baseline kNN | gain (points) | bar: >= 25 |",
-        "|---|---|---|---|---|",
-    ]
-    for label, r in runs.items():
-        e = r["eval"]
-        trained = next(v for k, v in e.items() if k not in ("random_init", "raw_pixels"))[
-            "knn_top1"
-        ]
-        base = max(e["random_init"]["knn_top1"], e["raw_pixels"]["knn_top1"])
-        gain = 100 * (trained - base)
-        bar.append(
-            f"| {label} | {100 * trained:.1f}% | {100 * base:.1f}% | {gain:+.1f} | "
-            f"{'met' if gain >= 25 else 'NOT met'} |"
-        )
     wall = time.perf_counter() - t0
-    report = [
-        f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})",
-        "",
-        f"Wall time {wall:.0f} s on the embedded dataset; SimCLR "
-        f"{runs['SimCLR (torch)']['metrics']['epochs'][-1]['epoch']} epochs, MoCo "
-        f"{runs['MoCo v2 (TF)']['metrics']['epochs'][-1]['epoch']} epochs.",
-        "",
-        "## Accuracy (shared evaluator: weighted kNN k=200 t=0.1, logistic-regression probe)",
-        "",
-        *acc,
-        "",
-        "Quality bar (kNN gain over the better baseline):",
-        "",
-        *bar,
-        "",
-        "## Parity (worst case over the golden grid)",
-        "",
-        f"Overall: {'PASS' if parity_ok else 'FAIL'}",
-        "",
-        parity_md,
-        "## Figures",
-        "",
-    ]
-    report += [f"![{f}]({f})" for f in figs]
-    (out / "report.md").write_text("\n".join(report) + "\n")
-    print("\n".join(acc))
-    print("\n".join(bar))
+    _report(out, runs, wall, parity_ok, parity_md, figs, args.matrix)
     print(f"parity: {'PASS' if parity_ok else 'FAIL'} ({len(rows)} comparisons)")
     print(f"report: {out / 'report.md'}  (wall time {wall:.0f} s)")
     return 0 if parity_ok else 1

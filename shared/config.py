@@ -64,10 +64,11 @@ METHOD_DEFAULTS = {
 HELP = {
     "method": "simclr (NT-Xent over the 2N views) or moco (InfoNCE against a key queue)",
     "dataset": "embedded (default, no download), cifar10, cifar100, stl10 or folder:PATH",
+    "train_split": "the split trained on: train, or unlabeled (stl10's 100,000 unlabelled images)",
     "root": "where torchvision / tfds keep downloaded datasets",
     "download": "allow downloading the dataset (needs network access)",
     "encoder": "small_cnn, resnet18_cifar (torch also: resnet18, resnet50, resnet50_cifar)",
-    "image_size": "image side in pixels; the CIFAR-stem encoders take 32",
+    "image_size": "side of the augmented crops in pixels (any dataset size is cropped to it)",
     "epochs": "passes over the training split (default: per method)",
     "batch_size": "images per step N; each step sees 2N views",
     "optimizer": "lars, sgd or adam (default: lars for simclr, sgd for moco)",
@@ -107,6 +108,7 @@ class TrainConfig:
 
     method: str = "simclr"
     dataset: str = "embedded"
+    train_split: str = "train"
     root: str = "./data"
     download: bool = False
     encoder: str = "small_cnn"
@@ -166,6 +168,11 @@ class TrainConfig:
         check_momentum(self.key_momentum)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("augment", self.augment, ("batch", "per_sample"))
+        _choice(
+            "train_split",
+            self.train_split,
+            ("train", "unlabeled") if self.dataset == "stl10" else ("train",),
+        )
         _choice("key_momentum_schedule", self.key_momentum_schedule, ("constant", "cosine"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         for name in (

@@ -10,7 +10,7 @@ UCI optdigits set), inside the installed package. We render each one onto a 32x3
 
 Everything is drawn from ``numpy.random.default_rng(seed)``, so the same seed gives the same
 bytes. Position, scale and brightness vary independently of the class, so raw pixels are a poor
-representation (weighted kNN k=200 on raw pixels: 34.8 % top-1) while the digit shape is still
+representation (weighted kNN k=200 on raw pixels: 33.7 % top-1) while the digit shape is still
 fully there to be learned: the invariances SimCLR's crops teach.
 
 Why no colour: an earlier version tinted digit and background with a random colour per image.

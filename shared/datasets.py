@@ -43,8 +43,9 @@ def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int =
     from shared.data import Split, load_embedded
 
     check_name(dataset)
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    splits = ("train", "test", "unlabeled") if dataset == "stl10" else ("train", "test")
+    if split not in splits:
+        raise ValueError(f"split: expected one of {', '.join(splits)} for {dataset}, got {split!r}")
     if dataset == "embedded":
         ds = load_embedded(seed)
         return ds.train if split == "train" else ds.test
@@ -111,7 +112,7 @@ def train_test_splits(load_split, cfg):
     asked for and the data is labelled, the test split. ``load_split`` is the framework's own
     (``torch_impl.data.load_split`` or ``tf_impl.data.load_split``)."""
     args = (cfg.root, cfg.download, cfg.image_size, cfg.seed)
-    train = load_split(cfg.dataset, "train", *args)
+    train = load_split(cfg.dataset, cfg.train_split, *args)
     if cfg.limit_train:
         train = type(train)(train.images[: cfg.limit_train], train.labels[: cfg.limit_train])
     test = None

@@ -22,7 +22,7 @@ Example:
     >>> p["w"].tolist()  # first step: v = g, w <- w - lr v
     [0.95, 1.95]
     >>> p, s = sgd_step(p, {"w": np.array([0.5, 0.5])}, s, lr=0.2, momentum=0.9)
-    >>> [round(x, 12) for x in p["w"]]  # v = 0.9 * 0.5 + 0.5 = 0.95; w <- w - 0.2 * 0.95
+    >>> np.round(p["w"], 12).tolist()  # v = 0.9 * 0.5 + 0.5 = 0.95; w <- w - 0.2 * 0.95
     [0.76, 1.76]
 """
 

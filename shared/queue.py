@@ -43,8 +43,9 @@ def init_queue(queue_size: int, dim: int, seed: int = 0) -> np.ndarray:
     return l2_normalize("queue", q)[0].astype(np.float32)
 
 
-def write_indices(ptr: int, batch: int, queue_size: int) -> np.ndarray:
-    """Rows written when ``batch`` keys are enqueued at ``ptr``; only the newest K if B > K."""
+def write_indices(ptr: int, batch: int, queue_size: int) -> tuple[np.ndarray, int]:
+    """``(rows, start)``: the rows written when ``batch`` keys are enqueued at ``ptr``, and the
+    index of the first key written (only the newest K keys are written when B > K)."""
     start = max(batch - queue_size, 0)  # keys older than the newest K are dropped
     return (ptr + np.arange(start, batch)) % queue_size, start
 

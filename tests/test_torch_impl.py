@@ -135,8 +135,9 @@ def test_model_bad_views():
         m(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
     with pytest.raises(ValueError, match="x2: expected the same shape"):
         m(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 28, 28))
-    with pytest.raises(ValueError, match=r"x1: expected 32x32 images"):
-        m(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"x1: expected square images of at least 8x8"):
+        m(torch.rand(2, 3, 64, 48), torch.rand(2, 3, 64, 48))
+    assert m(torch.rand(2, 3, 96, 96), torch.rand(2, 3, 96, 96))[0].shape == (2, 256)  # STL-10 size
 
 
 def test_momentum_and_queue_match_numpy_reference():

@@ -14,13 +14,13 @@ from shared.datasets import DatasetNotFound, load_local_split, missing_message
 
 __all__ = ["DatasetNotFound", "load_split"]
 
-TFDS_SPLITS = {"stl10": {"train": "train", "test": "test"}}
+TFDS_SPLITS = {"unlabeled": "unlabelled"}  # tfds spells STL-10's unlabelled split the British way
 
 
 def _tfds(name: str, root: str, split: str, download: bool) -> Split:
     import tensorflow_datasets as tfds
 
-    tfds_split = TFDS_SPLITS.get(name, {}).get(split, split)
+    tfds_split = TFDS_SPLITS.get(split, split)
     try:
         ds = tfds.load(name, split=tfds_split, data_dir=root, download=download, as_supervised=True)
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
@@ -31,7 +31,8 @@ def _tfds(name: str, root: str, split: str, download: bool) -> Split:
         raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
     pairs = list(tfds.as_numpy(ds))  # element-wise: batch_size=-1 aborts on mocked datasets
     images = np.stack([p[0] for p in pairs]).astype(np.uint8)
-    return Split(images, np.array([p[1] for p in pairs], dtype=np.int64))
+    labels = np.array([p[1] for p in pairs], dtype=np.int64)
+    return Split(images, labels if split != "unlabeled" else np.full(len(labels), -1, np.int64))
 
 
 def load_split(

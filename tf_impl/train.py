@@ -71,9 +71,8 @@ def compile_step(model, optimizer, jit_compile: bool = False):
     ``seed`` (2,) int32 drives MoCo's stateless key shuffle; SimCLR ignores it and
     ``key_momentum``. The optimiser's slots are built first, so the function traces once.
     """
-    size = model.backbone.input_size
     dtype = tf.float64 if model.backbone.weights[0].dtype == tf.float64 else tf.float32
-    spec = tf.TensorSpec([None, size, size, 3], dtype)
+    spec = tf.TensorSpec([None, None, None, 3], dtype)  # any batch and (square) image size
     optimizer.build(
         model.net.trainable_weights
         if isinstance(model, SimCLR)
@@ -175,9 +174,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         raise ValueError(
             f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
         )
-    if train_split.images.shape[1] != 32:
-        raise ValueError(f"image_size: the TensorFlow encoders take 32 px images, the dataset has "
-                         f"{train_split.images.shape[1]} px")  # fmt: skip
     model = build_model(cfg)
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     step_fn = compile_step(model, optimizer, cfg.jit_compile)  # builds the slots before a restore

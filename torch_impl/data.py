@@ -16,16 +16,15 @@ from shared.datasets import DatasetNotFound, load_local_split, missing_message
 __all__ = ["DatasetNotFound", "TwoViewDataset", "load_split"]
 
 
-def _torchvision(name: str, root: str, train: bool, download: bool):
+def _torchvision(name: str, root: str, split: str, download: bool):
     import torchvision.datasets as tvd
 
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}[name]
     try:
-        if name == "stl10":  # STL-10 takes split=, not train=
-            split = "train+unlabeled" if train is None else ("train" if train else "test")
+        if name == "stl10":  # STL-10 takes split=, not train=; its unlabeled images have label -1
             ds = cls(root, split=split, download=download)
             return np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), ds.labels.astype(np.int64)
-        ds = cls(root, train=train, download=download)
+        ds = cls(root, train=split == "train", download=download)
         return np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. ..."
         if download:
@@ -48,7 +47,8 @@ def load_split(
 
     Args:
         dataset: ``embedded``, ``cifar10``, ``cifar100``, ``stl10`` or ``folder:PATH``.
-        split: ``train`` or ``test`` (a folder has only ``train``, labels -1).
+        split: ``train``, ``test`` or, for ``stl10``, ``unlabeled`` (100,000 images, labels -1);
+            a folder has only ``train`` (labels -1).
         root: where torchvision keeps its files.
         download: allow torchvision to download (needs network access).
         image_size: side used when reading an image folder.
@@ -61,7 +61,7 @@ def load_split(
     local = load_local_split(dataset, split, image_size, seed)
     if local is not None:
         return local
-    images, labels = _torchvision(dataset, root, split == "train", download)
+    images, labels = _torchvision(dataset, root, split, download)
     return Split(images, labels)
 
 

@@ -137,7 +137,7 @@ class MoCo(nn.Module):
 
     def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor):
         """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``."""
-        check_views(x1, x2, self.backbone.input_size, min_batch=1)
+        check_views(x1, x2, min_batch=1)
         if not self.symmetric:
             q = normalize(self.encoder_q(x1)[1])  # (N, D)
             k = self.keys(x2)  # (N, D)

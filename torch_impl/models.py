@@ -202,8 +202,12 @@ class EncoderWithHead(nn.Module):
         return h, self.head(h)  # (B, F), (B, proj_dim)
 
 
-def check_views(x1, x2, input_size: int, min_batch: int = 2) -> None:
-    """Raise ``ValueError`` unless x1, x2 are equal-shape (B, 3, S, S) batches, B >= min_batch."""
+def check_views(x1, x2, min_batch: int = 2) -> None:
+    """Raise ``ValueError`` unless x1, x2 are equal-shape (B, 3, S, S) batches, B >= min_batch.
+
+    Any S >= 8 works: every encoder ends in global average pooling, and the augmentation makes
+    the crops (``--image-size``) whatever the dataset's own size (96 px for STL-10).
+    """
     for name, x in (("x1", x1), ("x2", x2)):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -214,9 +218,9 @@ def check_views(x1, x2, input_size: int, min_batch: int = 2) -> None:
         )
     if x1.shape[0] < min_batch:
         raise ValueError(f"x1: expected a batch of at least {min_batch} images, got {x1.shape[0]}")
-    if tuple(x1.shape[2:]) != (input_size, input_size):
+    if x1.shape[2] != x1.shape[3] or x1.shape[2] < 8:
         raise ValueError(
-            f"x1: expected {input_size}x{input_size} images, got {tuple(x1.shape[2:])}"
+            f"x1: expected square images of at least 8x8 pixels, got {tuple(x1.shape[2:])}"
         )
 
 

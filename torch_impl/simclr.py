@@ -59,7 +59,7 @@ class SimCLR(nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor):
         """``(h1, h2, z1, z2)`` of two (N, 3, S, S) view batches; one pass over the 2N views."""
-        check_views(x1, x2, self.backbone.input_size)
+        check_views(x1, x2)
         n = x1.shape[0]
         h, z = self.net(torch.cat([x1, x2], dim=0))  # (2N, F), (2N, D)
         return h[:n], h[n:], z[:n], z[n:]

@@ -179,11 +179,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
         )
     model = build_model(cfg).to(device, memory_format=torch.channels_last)  # NHWC: ~1.5x on CPU
-    if train_split.images.shape[1] != model.backbone.input_size:
-        raise ValueError(
-            f"image_size: encoder '{cfg.encoder}' expects {model.backbone.input_size} px "
-            f"images, the dataset has {train_split.images.shape[1]} px"
-        )
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     start_epoch = 0
     if cfg.resume and latest_checkpoint(run_dir) is not None:

@@ -1,4 +1,6 @@
-"""Test setup. Import order matters: torch and torchvision load *before* TensorFlow.
+"""Test setup, at the root so that the packages' doctests get it too.
+
+Import order matters: torch and torchvision load *before* TensorFlow.
 
 Loading triton (via torchvision, torch.compile or torch._dynamo) after TensorFlow segfaults on
 this kind of machine, so this file imports the torch stack first, once, for every test process.

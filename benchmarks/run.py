@@ -1,4 +1,4 @@
-"""Benchmarks: B1 NT-Xent kernel, B2 MoCo step pieces, B3 training throughput, B4 scaling.
+"""Benchmarks: B1 NT-Xent kernel, B2 MoCo step pieces, B3 training throughput, B4 scaling, B5 the 2x2.
 
     python -m benchmarks.run --quick            # make bench: <= 10 min on 2 cores
     python -m benchmarks.run --full             # every size
@@ -227,7 +227,7 @@ def probe(impl: str, n: int, dim: int) -> int:
 # ----------------------------------------------------------------------------------------- B2
 def b2(ks, n: int, dim: int, device: str) -> dict:
     from tf_impl.losses import info_nce
-    from tf_impl.models import dequeue_and_enqueue
+    from tf_impl.moco import dequeue_and_enqueue
 
     NTXentLoss = _lightly()
     rows = []
@@ -327,108 +327,107 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- B3
-def b3(quick: bool, device: str) -> dict:
-    from shared.data import load_embedded
-    from torch_impl.augment import TwoViews, simclr_augment
+def _torch_simclr_step(model, loss_fn, opt, x1, x2, amp: bool, device: str):
+    def step():
+        with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=amp):
+            _, _, z1, z2 = model(x1, x2)
+            loss = loss_fn(z1.float(), z2.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def b3_simclr_torch(device: str) -> dict:
+    """SimCLR in torch: fp32 NCHW and channels-last + bf16, our loss and lightly's, compile."""
     from torch_impl.losses import nt_xent
-    from torch_impl.models import SimCLR
+    from torch_impl.simclr import SimCLR
 
     NTXentLoss = _lightly()
-    ds = load_embedded()
-    res = {}
-    dev = torch.device(device)
-    configs = [("small_cnn", 64, 7), ("resnet18_cifar", 32, 3)]
-    for enc, bs, rep in configs:
-        for mode in ("fp32", "bf16_cl"):  # bf16_cl: channels_last + bf16 autocast, as trained
+    res, dev = {}, torch.device(device)
+    for enc, bs, rep in (("small_cnn", 64, 7), ("resnet18_cifar", 32, 3)):
+        for mode in ("fp32", "bf16_cl"):  # bf16_cl: channels_last + bf16 autocast
             torch.manual_seed(0)
-            model = SimCLR(enc).to(dev)
-            x1 = torch.rand(bs, 3, 32, 32, device=dev)
-            x2 = torch.rand(bs, 3, 32, 32, device=dev)
+            model = SimCLR(encoder=enc).to(dev)
+            x1, x2 = torch.rand(bs, 3, 32, 32, device=dev), torch.rand(bs, 3, 32, 32, device=dev)
             if mode == "bf16_cl":
                 model = model.to(memory_format=torch.channels_last)
-                x1 = x1.contiguous(memory_format=torch.channels_last)
-                x2 = x2.contiguous(memory_format=torch.channels_last)
+                x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-            def make_step(m, loss_fn, amp=(mode == "bf16_cl"), opt=opt, x1=x1, x2=x2):
-                def step():
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                        _, _, z1, z2 = m(x1, x2)
-                        loss = loss_fn(z1.float(), z2.float())
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    if device == "cuda":
-                        torch.cuda.synchronize()
-
-                return step
-
-            for name, fn in (
-                ("torch_eager", lambda a, b: nt_xent(a, b, 0.5)),
-                ("torch_lightly_loss", NTXentLoss(temperature=0.5) if NTXentLoss else None),
-            ):
-                if fn is None:
-                    continue
+            losses = {"torch_eager": lambda a, b: nt_xent(a, b, 0.5)}
+            if NTXentLoss:
+                losses["torch_lightly_loss"] = NTXentLoss(temperature=0.5)
+            for name, fn in losses.items():
                 key = f"{name}_{mode}_{enc}"
-                res[key] = H.measure(make_step(model, fn), warmup=3, repeat=rep)
+                res[key] = H.measure(
+                    _torch_simclr_step(model, fn, opt, x1, x2, mode == "bf16_cl", device), 3, rep
+                )
                 res[key]["batch"] = bs
             if enc == "small_cnn":
-                compiled = torch.compile(model)
-                step = make_step(compiled, lambda a, b: nt_xent(a, b, 0.5))
+                step = _torch_simclr_step(
+                    torch.compile(model),
+                    losses["torch_eager"],
+                    opt,
+                    x1,
+                    x2,
+                    mode == "bf16_cl",
+                    device,
+                )
                 try:
                     res[f"torch_compile_first_call_s_{mode}"] = H.first_call(step)
                     res[f"torch_compile_{mode}_{enc}"] = H.measure(step, warmup=2, repeat=rep)
                     res[f"torch_compile_{mode}_{enc}"]["batch"] = bs
                 except Exception as e:  # noqa: BLE001 - a compiler missing here is reported
                     res["torch_compile_error"] = f"{type(e).__name__}: {str(e)[:200]}"
-    # MoCo TF step: eager, tf.function, XLA
-    from tf_impl.models import MoCo
-    from tf_impl.train import TrainConfig, make_train_step
+    return res
 
+
+def b3_moco_tf_modes() -> dict:
+    """The MoCo TF step with the training defaults (fp32): eager, tf.function, XLA."""
+    from shared.config import TrainConfig
+    from tf_impl.optim import build_optimizer
+    from tf_impl.train import build_model, compile_step
+
+    res = {}
     xs = tf.random.uniform([64, 32, 32, 3], seed=1)
-    cfg = TrainConfig()  # the training defaults: symmetric loss, SplitBN, K = 512, batch 64
+    args = (tf.constant([0, 1]), tf.constant(0.99, tf.float64))
+    cfg = TrainConfig(method="moco", amp=False).resolve("tensorflow")
     for name, jit, eager in (
         ("tf_eager", False, True),
         ("tf_function", False, False),
         ("tf_xla", True, False),
     ):
         tf.keras.utils.set_random_seed(0)
-        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.amp else "float32")
-        model = MoCo(
-            cfg.encoder,
-            cfg.queue_size,
-            cfg.proj_dim,
-            cfg.hidden_dim,
-            cfg.head_layers,
-            cfg.key_momentum,
-            cfg.temperature,
-            cfg.bn_splits,
-            cfg.shuffle_keys,
-            cfg.symmetric,
-        )
-        tf.keras.mixed_precision.set_global_policy("float32")
-        opt = tf.keras.optimizers.SGD(0.01, momentum=0.9)
-        step = make_train_step(model, opt, TrainConfig(jit_compile=jit), total_steps=100)
+        model = build_model(cfg)
+        opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        step = compile_step(model, opt, jit)
         tf.config.run_functions_eagerly(eager)
         try:
-            res[f"moco_{name}_first_call_s"] = H.first_call(
-                lambda: step(xs, xs, tf.constant([0, 1])).numpy()
-            )
-            res[f"moco_{name}_small_cnn"] = H.measure(
-                lambda: step(xs, xs, tf.constant([0, 1])).numpy(), 2, 5
-            )
+            res[f"moco_{name}_first_call_s"] = H.first_call(lambda: step(xs, xs, *args).numpy())
+            res[f"moco_{name}_small_cnn"] = H.measure(lambda: step(xs, xs, *args).numpy(), 2, 5)
             res[f"moco_{name}_small_cnn"]["batch"] = 64
         finally:
             tf.config.run_functions_eagerly(False)
-    # Augmentation throughput
+    return res
+
+
+def b3_augmentation() -> dict:
+    """Views per second: torchvision per image, our batched torch op, and the tf.data pipeline."""
+    from shared.config import TrainConfig
+    from shared.data import load_embedded
+    from tf_impl.train import make_dataset
+    from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
+
+    ds, res = load_embedded(), {}
     two = TwoViews(simclr_augment(32, (0.2, 1.0), 0.5))
     imgs = torch.from_numpy(ds.train.images[:512]).permute(0, 3, 1, 2)
     t0 = time.perf_counter()
     for im in imgs:
         two(im)
     res["aug_torchvision_views_per_s"] = 2 * len(imgs) / (time.perf_counter() - t0)
-    from torch_impl.augment import BatchAugment
-
     batch_aug = BatchAugment(32, (0.3, 1.0), 0.5)
     batch_aug(imgs[:64])
     t0 = time.perf_counter()
@@ -436,14 +435,16 @@ def b3(quick: bool, device: str) -> dict:
         batch_aug(imgs[s : s + 64])
         batch_aug(imgs[s : s + 64])
     res["aug_torch_batch_views_per_s"] = 2 * len(imgs) / (time.perf_counter() - t0)
-    from tf_impl.train import make_dataset
-
-    cfg = TrainConfig()
-    it = make_dataset(ds.train.images, cfg, 0)
-    next(iter(it))  # build the pipeline
+    cfg = TrainConfig(method="moco").resolve("tensorflow")
+    next(iter(make_dataset(ds.train.images, cfg, 0)))  # build the pipeline
     t0 = time.perf_counter()
     count = sum(int(x1.shape[0]) for x1, _ in make_dataset(ds.train.images, cfg, 1))
     res["aug_tfdata_views_per_s"] = 2 * count / (time.perf_counter() - t0)
+    return res
+
+
+def b3(quick: bool, device: str) -> dict:
+    res = {**b3_simclr_torch(device), **b3_moco_tf_modes(), **b3_augmentation()}
 
     def ips(key):
         r = res.get(key)
@@ -452,9 +453,9 @@ def b3(quick: bool, device: str) -> dict:
     md = [
         "## B3. Training throughput (images/s per training step, 2 views per image)",
         "",
-        "SimCLR rows: fp32 NCHW, and channels-last + bf16 autocast (how `torch_impl.train` runs "
-        "on CPU). MoCo rows: the training defaults (symmetric loss, SplitBatchNorm, K = 512, "
-        "Keras mixed_bfloat16).",
+        "SimCLR rows: fp32 NCHW, and channels-last + bf16 autocast (bf16 is fast only on CPUs with "
+        "native bf16; see `shared.hardware`). MoCo rows: the training defaults (symmetric loss, "
+        "SplitBatchNorm, K = 512), fp32.",
         "",
         "| step | small CNN (batch 64) | ResNet-18 CIFAR stem (batch 32) |",
         "|---|---|---|",
@@ -474,23 +475,82 @@ def b3(quick: bool, device: str) -> dict:
         ("MoCo TF XLA (ours)", "moco_tf_xla"),
     ):
         md.append(f"| {label} | {ips(key + '_small_cnn')} | not run |")
+    err = (
+        f" torch.compile failed: {res['torch_compile_error']}"
+        if "torch_compile_error" in res
+        else ""
+    )
     md += [
         "",
-        f"First call: torch.compile {res.get('torch_compile_first_call_s_fp32', float('nan')):.1f} s "
-        f"(fp32) / {res.get('torch_compile_first_call_s_bf16_cl', float('nan')):.1f} s (bf16), "
-        f"MoCo tf.function {res['moco_tf_function_first_call_s']:.1f} s, XLA {res['moco_tf_xla_first_call_s']:.1f} s."
-        + (
-            f" torch.compile failed: {res['torch_compile_error']}"
-            if "torch_compile_error" in res
-            else ""
-        ),
+        f"First call: torch.compile {res.get('torch_compile_first_call_s_fp32', float('nan')):.1f} s (fp32) / "
+        f"{res.get('torch_compile_first_call_s_bf16_cl', float('nan')):.1f} s (bf16), MoCo tf.function "
+        f"{res['moco_tf_function_first_call_s']:.1f} s, XLA {res['moco_tf_xla_first_call_s']:.1f} s.{err}",
         "",
         f"Augmentation: torchvision v2 per image, one process: {res['aug_torchvision_views_per_s']:.0f} views/s; "
         f"our batched torch augmentation: {res['aug_torch_batch_views_per_s']:.0f} views/s; tf.data "
-        f"(batched, AUTOTUNE): {res['aug_tfdata_views_per_s']:.0f} views/s. The SimCLR training step "
-        f"(channels-last + bf16) consumes {2 * float(ips('torch_eager_bf16_cl_small_cnn')):.0f} views/s.",
+        f"(batched, AUTOTUNE): {res['aug_tfdata_views_per_s']:.0f} views/s.",
     ]
     return {"results": res, "md": "\n".join(md) + "\n"}
+
+
+# ----------------------------------------------------------------------------------------- B5
+def _cell_step(framework: str, method: str):
+    """A zero-argument callable running one training step of the cell, with its defaults."""
+    from shared.config import TrainConfig
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 64, 32, 32, 3), dtype=np.float32)
+    if framework == "torch":
+        from torch_impl.optim import build_optimizer
+        from torch_impl.train import build_model
+
+        cfg = TrainConfig(method=method, amp=False).resolve("torch")
+        torch.manual_seed(0)
+        model = build_model(cfg).to(memory_format=torch.channels_last)
+        opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        x1, x2 = (
+            torch.from_numpy(v).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+            for v in (a, b)
+        )
+        extra = {"key_momentum": cfg.key_momentum} if method == "moco" else {}
+        return lambda: model.train_step(x1, x2, opt, **extra).item()
+    from tf_impl.optim import build_optimizer
+    from tf_impl.train import build_model, compile_step
+
+    cfg = TrainConfig(method=method, amp=False).resolve("tensorflow")
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(cfg)
+    step = compile_step(
+        model, build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    )
+    x1, x2, args = (
+        tf.constant(a),
+        tf.constant(b),
+        (tf.constant([0, 1]), tf.constant(cfg.key_momentum, tf.float64)),
+    )
+    return lambda: float(step(x1, x2, *args))
+
+
+def b5(quick: bool) -> dict:
+    """The 2x2: one training step of each cell, same model and config (fp32, batch 64)."""
+    rows = {}
+    for method in ("simclr", "moco"):
+        for framework in ("torch", "tensorflow"):
+            rows[f"{method}/{framework}"] = H.measure(
+                _cell_step(framework, method), 3, 7 if quick else 15
+            )
+    md = [
+        "## B5. The 2x2: one training step per cell (small CNN, batch 64, fp32, method defaults)",
+        "",
+        "| method | torch ms/step | TF ms/step | TF / torch | torch img/s | TF img/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in ("simclr", "moco"):
+        pt, tfr = rows[f"{method}/torch"]["median_s"], rows[f"{method}/tensorflow"]["median_s"]
+        md.append(
+            f"| {method} | {1e3 * pt:.0f} | {1e3 * tfr:.0f} | {tfr / pt:.2f} | {64 / pt:.0f} | {64 / tfr:.0f} |"
+        )
+    return {"rows": rows, "md": "\n".join(md) + "\n"}
 
 
 # ----------------------------------------------------------------------------------------- B4
@@ -559,7 +619,7 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the quick set (default)")
     g.add_argument("--full", action="store_true", help="every size")
-    ap.add_argument("--only", default="B1,B2,B3,B4")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
@@ -594,6 +654,10 @@ def main(argv=None) -> int:
         b3res = b3(not full, args.device)
         payload["B3"] = b3res["results"]
         sections.append(b3res["md"])
+    if "B5" in only:
+        b5res = b5(not full)
+        payload["B5"] = b5res["rows"]
+        sections.append(b5res["md"])
     if "B4" in only and b1res and b2res:
         b4res = b4(b1res, b2res)
         payload["B4"] = b4res["exponents"]

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields, replace
 
 from shared.augment_spec import augment_spec
@@ -196,26 +197,36 @@ class TrainConfig:
             raise ValueError(
                 f"momentum: expected the optimiser momentum in [0, 1), got {self.momentum}"
             )
-        min_batch = 2 if self.method == "simclr" else 1
-        if self.batch_size < min_batch:
+        self._validate_batch()
+        self._validate_augment()
+
+    def _validate_batch(self) -> None:
+        if self.method == "simclr" and self.batch_size < 2:
             raise ValueError(
-                f"batch_size: expected >= 2 for simclr (NT-Xent needs negatives), "
-                f"got {self.batch_size}"
+                f"batch_size: expected >= 2 for simclr (NT-Xent needs negatives), got {self.batch_size}"
             )
         if self.batch_size % self.bn_splits:
             raise ValueError(
-                f"bn_splits: expected a divisor of batch_size {self.batch_size}, "
-                f"got {self.bn_splits}"
+                f"bn_splits: expected a divisor of batch_size {self.batch_size}, got {self.bn_splits}"
             )
         if self.batch_size // self.bn_splits < 2:
             raise ValueError(
-                f"batch_size: expected >= 2 images per BatchNorm split, got "
-                f"{self.batch_size} images in {self.bn_splits} split(s)"
+                f"batch_size: expected >= 2 images per BatchNorm split, got {self.batch_size} "
+                f"image(s) in {self.bn_splits} split(s)"
             )
         if self.jit_compile and self.framework != "tensorflow":
             raise ValueError(
                 "jit_compile: XLA compilation is a TensorFlow option; torch has none here"
             )
+        keys_per_step = self.batch_size * (2 if self.symmetric else 1)
+        if self.method == "moco" and self.queue_size < keys_per_step:
+            warnings.warn(
+                f"queue_size {self.queue_size} < the {keys_per_step} keys enqueued per step: "
+                "each step overwrites the whole queue, so the negatives are last step's keys only",
+                stacklevel=3,
+            )
+
+    def _validate_augment(self) -> None:
         try:
             augment_spec(self.image_size, tuple(self.crop_scale), self.color_strength)
         except ValueError as e:  # name the flags, not the augmentation's own arguments

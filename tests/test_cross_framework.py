@@ -236,8 +236,13 @@ ALLOWED_SIGNATURE_DIFFERENCES = {
 
 def _public(mod) -> dict:
     """Public functions and classes defined in ``mod`` (not imported into it)."""
-    return {n: o for n, o in vars(mod).items() if not n.startswith("_") and (inspect.isfunction(o) or inspect.isclass(o))
-            and getattr(o, "__module__", None) == mod.__name__}  # fmt: skip
+    return {
+        n: o
+        for n, o in vars(mod).items()
+        if not n.startswith("_")
+        and (inspect.isfunction(o) or inspect.isclass(o))
+        and getattr(o, "__module__", None) == mod.__name__
+    }
 
 
 def _params(fn) -> list[str]:

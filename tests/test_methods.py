@@ -197,8 +197,18 @@ def test_float64_build(framework, method):
 
 
 def _cfg(tmp_path, method, **kw):
-    base = dict(method=method, epochs=2, batch_size=16, limit_train=48, run_dir=str(tmp_path / "run"),
-                knn_every=0, warmup_epochs=1, queue_size=20, bn_splits=2, amp=False)  # fmt: skip
+    base = dict(
+        method=method,
+        epochs=2,
+        batch_size=16,
+        limit_train=48,
+        run_dir=str(tmp_path / "run"),
+        knn_every=0,
+        warmup_epochs=1,
+        queue_size=20,
+        bn_splits=2,
+        amp=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

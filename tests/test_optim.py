@@ -33,8 +33,11 @@ def F32(x: float) -> float:
 def _problem(seed=0):
     """A conv kernel, a matrix and a bias (ranks 4, 2, 1: LARS adapts the first two only)."""
     rng = np.random.default_rng(seed)
-    params = {"conv": rng.standard_normal((3, 3, 2, 4)), "dense": rng.standard_normal((5, 3)),
-              "bias": rng.standard_normal(3)}  # fmt: skip
+    params = {
+        "conv": rng.standard_normal((3, 3, 2, 4)),
+        "dense": rng.standard_normal((5, 3)),
+        "bias": rng.standard_normal(3),
+    }
     grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(STEPS)]
     return params, grads
 

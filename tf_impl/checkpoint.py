@@ -17,8 +17,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
-__all__ = ["CheckpointError", "latest_checkpoint", "list_checkpoints", "load_trained",
-           "restore_checkpoint", "save_checkpoint"]  # fmt: skip
+__all__ = [
+    "CheckpointError",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_trained",
+    "restore_checkpoint",
+    "save_checkpoint",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -94,8 +100,10 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
     try:
         _checkpoint(model, optimizer, epoch).restore(path).assert_existing_objects_matched()
     except Exception as e:  # DataLossError, IndexError, assertion errors: all "unreadable"
-        raise CheckpointError(f"checkpoint {path} is unreadable or does not fit this model "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable or does not fit this model "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        ) from None
     return int(epoch.numpy())
 
 

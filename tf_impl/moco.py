@@ -89,10 +89,20 @@ class MoCo(tf.Module):
         ((8, 4), 0)
     """
 
-    def __init__(self, encoder: str = "small_cnn", queue_size: int = 4096, proj_dim: int = 128,
-                 hidden_dim: int = 512, head_layers: int = 2, temperature: float = 0.2,
-                 bn_splits: int = 1, shuffle_keys: bool = False, symmetric: bool = False,
-                 seed: int = 0, dtype: str = "float32"):  # fmt: skip
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        queue_size: int = 4096,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        head_layers: int = 2,
+        temperature: float = 0.2,
+        bn_splits: int = 1,
+        shuffle_keys: bool = False,
+        symmetric: bool = False,
+        seed: int = 0,
+        dtype: str = "float32",
+    ):
         super().__init__(name="moco")
         self.encoder_name = encoder
         self.temperature = float(temperature)
@@ -103,8 +113,11 @@ class MoCo(tf.Module):
         # An exact copy at init. (keras.models.clone_model re-initialises the weights.)
         self.encoder_k.set_weights(self.encoder_q.get_weights())
         queue_dtype = tf.float64 if dtype == "float64" else tf.float32
-        self.queue = tf.Variable(tf.cast(init_queue(queue_size, proj_dim, seed), queue_dtype),
-                                 trainable=False, name="queue")  # (K, D)  # fmt: skip
+        self.queue = tf.Variable(
+            tf.cast(init_queue(queue_size, proj_dim, seed), queue_dtype),
+            trainable=False,
+            name="queue",
+        )  # (K, D)
         self.queue_ptr = tf.Variable(0, dtype=tf.int64, trainable=False, name="queue_ptr")
 
     @property
@@ -131,8 +144,10 @@ class MoCo(tf.Module):
         n = tf.shape(x1)[0]
         q = normalize(self.encoder_q(tf.concat([x1, x2], 0), training=True)[1])  # (2N, D)
         k = self.keys(tf.concat([x2, x1], 0), seed)  # (2N, D): row i is the other view of query i
-        loss = 0.5 * (info_nce(q[:n], k[:n], self.queue, self.temperature)
-                      + info_nce(q[n:], k[n:], self.queue, self.temperature))  # fmt: skip
+        loss = 0.5 * (
+            info_nce(q[:n], k[:n], self.queue, self.temperature)
+            + info_nce(q[n:], k[n:], self.queue, self.temperature)
+        )
         return loss, k
 
     def train_step(self, x1, x2, optimizer, key_momentum, seed):

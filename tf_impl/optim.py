@@ -41,8 +41,12 @@ class _Optimizer(tf.Module):
         if self._built_for:
             return
         for name in self.slot_names:
-            self.slots.append([tf.Variable(tf.zeros_like(v), trainable=False, name=f"{name}_{i}")
-                               for i, v in enumerate(variables)])  # fmt: skip
+            self.slots.append(
+                [
+                    tf.Variable(tf.zeros_like(v), trainable=False, name=f"{name}_{i}")
+                    for i, v in enumerate(variables)
+                ]
+            )
         self._built_for = [id(v) for v in variables]
 
     def apply_gradients(self, grads_and_vars) -> None:
@@ -97,8 +101,15 @@ class LARS(_Optimizer):
 
     slot_names = ("momentum",)
 
-    def __init__(self, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
-                 trust_coefficient: float = 1e-3, eps: float = 1e-9, name: str = "lars"):  # fmt: skip
+    def __init__(
+        self,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        trust_coefficient: float = 1e-3,
+        eps: float = 1e-9,
+        name: str = "lars",
+    ):
         super().__init__(lr, weight_decay, name)
         self.momentum, self.trust_coefficient, self.eps = (
             float(momentum),
@@ -122,8 +133,14 @@ class Adam(_Optimizer):
 
     slot_names = ("m", "v")
 
-    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, name: str = "adam"):  # fmt: skip
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        name: str = "adam",
+    ):
         super().__init__(lr, weight_decay, name)
         self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
 
@@ -140,8 +157,9 @@ class Adam(_Optimizer):
         v.assign_sub(lr * m_hat / (tf.sqrt(v_hat) + self.eps))
 
 
-def build_optimizer(model, optimizer: str, lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0) -> _Optimizer:  # fmt: skip
+def build_optimizer(
+    model, optimizer: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+) -> _Optimizer:
     """``optimizer`` (lars, sgd or adam); ``model`` is accepted for symmetry with torch, where
     the parameter groups are fixed at construction (here the rank rule applies per variable).
 

@@ -31,9 +31,16 @@ class SimCLR(tf.Module):
         [256, 256, 8, 8]
     """
 
-    def __init__(self, encoder: str = "small_cnn", hidden_dim: int = 512, proj_dim: int = 128,
-                 head_layers: int = 2, temperature: float = 0.2, bn_splits: int = 1,
-                 dtype: str = "float32"):  # fmt: skip
+    def __init__(
+        self,
+        encoder: str = "small_cnn",
+        hidden_dim: int = 512,
+        proj_dim: int = 128,
+        head_layers: int = 2,
+        temperature: float = 0.2,
+        bn_splits: int = 1,
+        dtype: str = "float32",
+    ):
         super().__init__(name="simclr")
         self.encoder_name = encoder
         self.temperature = float(temperature)

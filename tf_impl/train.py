@@ -49,13 +49,24 @@ def use_amp(amp: bool | None) -> bool:
 def build_model(cfg: TrainConfig, dtype: str | None = None):
     """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting."""
     dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
-    common = dict(encoder=cfg.encoder, hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim,
-                  head_layers=cfg.head_layers, temperature=cfg.temperature,
-                  bn_splits=cfg.bn_splits, dtype=dtype)  # fmt: skip
+    common = dict(
+        encoder=cfg.encoder,
+        hidden_dim=cfg.hidden_dim,
+        proj_dim=cfg.proj_dim,
+        head_layers=cfg.head_layers,
+        temperature=cfg.temperature,
+        bn_splits=cfg.bn_splits,
+        dtype=dtype,
+    )
     if cfg.method == "simclr":
         return SimCLR(**common)
-    return MoCo(queue_size=cfg.queue_size, shuffle_keys=cfg.shuffle_keys, symmetric=cfg.symmetric,
-                seed=cfg.seed, **common)  # fmt: skip
+    return MoCo(
+        queue_size=cfg.queue_size,
+        shuffle_keys=cfg.shuffle_keys,
+        symmetric=cfg.symmetric,
+        seed=cfg.seed,
+        **common,
+    )
 
 
 def key_momentum_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -79,8 +90,11 @@ def compile_step(model, optimizer, jit_compile: bool = False):
         else model.encoder_q.trainable_weights
     )
 
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float64)],
-                 jit_compile=jit_compile or None, reduce_retracing=True)  # fmt: skip
+    @tf.function(
+        input_signature=[spec, spec, tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float64)],
+        jit_compile=jit_compile or None,
+        reduce_retracing=True,
+    )
     def step(x1, x2, seed, key_momentum):
         TRACE_COUNT["train_step"] += 1  # Python side effect: runs only while tracing
         if isinstance(model, SimCLR):
@@ -102,8 +116,11 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
     base = cfg.seed * 100_003 + epoch
     if cfg.augment == "per_sample":
         two = TwoViews(simclr_augment(*aug_args))
-        ds = ds.map(lambda img, i: two(img, tf.stack([base, i])), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)  # fmt: skip
+        ds = ds.map(
+            lambda img, i: two(img, tf.stack([base, i])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     aug = aug or tf.function(BatchAugment(*aug_args))
     ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
@@ -131,8 +148,15 @@ def run_epoch(
 ) -> dict:
     """One pass: per step, set lr (and m), then the compiled step. Returns the epoch record."""
     t0, total, seen = time.perf_counter(), 0.0, 0
-    bar = tqdm(dataset, total=steps, desc=f"tf/{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
-               leave=False, disable=not progress, file=sys.stderr, mininterval=0.5)  # fmt: skip
+    bar = tqdm(
+        dataset,
+        total=steps,
+        desc=f"tf/{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
+        leave=False,
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=0.5,
+    )
     for i, (x1, x2) in enumerate(bar):
         step = epoch * steps + i
         lr = cfg.lr * warmup_cosine(step, cfg.warmup_epochs * steps, cfg.epochs * steps)

@@ -63,10 +63,15 @@ def train_cell(framework: str, method: str, out: Path, epochs: int | None) -> di
     metrics = json.loads((run_dir / "metrics.json").read_text())
     eps = metrics["epochs"]
     images = sum(e["images_per_s"] * e["time_s"] for e in eps)
-    return {"framework": framework, "method": method, "train_wall_s": wall,
-            "images_per_s": images / sum(e["time_s"] for e in eps), "metrics": metrics,
-            "eval": json.loads((run_dir / "eval.json").read_text()),
-            "features": dict(np.load(run_dir / "features.npz"))}  # fmt: skip
+    return {
+        "framework": framework,
+        "method": method,
+        "train_wall_s": wall,
+        "images_per_s": images / sum(e["time_s"] for e in eps),
+        "metrics": metrics,
+        "eval": json.loads((run_dir / "eval.json").read_text()),
+        "features": dict(np.load(run_dir / "features.npz")),
+    }
 
 
 def _trained(cell: dict) -> dict:
@@ -158,22 +163,28 @@ def _accuracy_tables(runs: dict) -> tuple[list[str], list[str]]:
         e = r["eval"]
         base = max(e["random_init"]["knn_top1"], e["raw_pixels"]["knn_top1"])
         gain = _gain(r)
-        bar.append(f"| {label} | {100 * _trained(r)['knn_top1']:.1f}% | {100 * base:.1f}% | {gain:+.1f} | "
-                   f"{'met' if gain >= 25 else 'NOT met'} |")  # fmt: skip
+        bar.append(
+            f"| {label} | {100 * _trained(r)['knn_top1']:.1f}% | {100 * base:.1f}% | {gain:+.1f} | "
+            f"{'met' if gain >= 25 else 'NOT met'} |"
+        )
     return acc, bar
 
 
 def matrix_table(runs: dict) -> str:
     """The 2x2 as Markdown: one row per method, one column group per framework."""
-    lines = ["| method | framework | kNN top-1 (k=200) | gain over best baseline | linear probe | images/s | train wall time |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| method | framework | kNN top-1 (k=200) | gain over best baseline | linear probe | images/s | train wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(
         runs.values(), key=lambda r: (r["method"] != "simclr", r["framework"] != "torch")
     ):
         t = _trained(r)
-        lines.append(f"| {LABEL[r['method']]} | {LABEL[r['framework']]} | {100 * t['knn_top1']:.1f}% | "
-                     f"{_gain(r):+.1f} | {100 * t['linear_top1']:.1f}% | {r['images_per_s']:.0f} | "
-                     f"{r['train_wall_s']:.0f} s |")  # fmt: skip
+        lines.append(
+            f"| {LABEL[r['method']]} | {LABEL[r['framework']]} | {100 * t['knn_top1']:.1f}% | "
+            f"{_gain(r):+.1f} | {100 * t['linear_top1']:.1f}% | {r['images_per_s']:.0f} | "
+            f"{r['train_wall_s']:.0f} s |"
+        )
     return "\n".join(lines)
 
 
@@ -201,14 +212,32 @@ def _report(
     epochs = ", ".join(
         f"{label} {r['metrics']['epochs'][-1]['epoch']} epochs" for label, r in runs.items()
     )
-    report = [f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})", "",
-              f"Wall time {wall:.0f} s on the embedded dataset; {epochs}.", ""]  # fmt: skip
+    report = [
+        f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        f"Wall time {wall:.0f} s on the embedded dataset; {epochs}.",
+        "",
+    ]
     if matrix:
         report += ["## The 2x2: both methods in both frameworks", "", *_matrix_outputs(out, runs)]
-    report += ["## Accuracy (shared evaluator: weighted kNN k=200 t=0.1, logistic-regression probe)", "",
-               *acc, "", "Quality bar (kNN gain over the better baseline):", "", *bar, "",
-               "## Parity (worst case over the golden grid)", "", f"Overall: {'PASS' if parity_ok else 'FAIL'}", "",
-               parity_md, "## Figures", "", *[f"![{f}]({f})" for f in figs]]  # fmt: skip
+    report += [
+        "## Accuracy (shared evaluator: weighted kNN k=200 t=0.1, logistic-regression probe)",
+        "",
+        *acc,
+        "",
+        "Quality bar (kNN gain over the better baseline):",
+        "",
+        *bar,
+        "",
+        "## Parity (worst case over the golden grid)",
+        "",
+        f"Overall: {'PASS' if parity_ok else 'FAIL'}",
+        "",
+        parity_md,
+        "## Figures",
+        "",
+        *[f"![{f}]({f})" for f in figs],
+    ]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print("\n".join(acc))
     print("\n".join(bar))

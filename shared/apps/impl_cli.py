@@ -58,8 +58,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def build_parser(framework: str) -> argparse.ArgumentParser:
     pkg = PACKAGES[framework]
-    ap = argparse.ArgumentParser(prog=f"python -m {pkg}",
-                                 description=f"SimCLR and MoCo v2 in {framework}.")  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {pkg}", description=f"SimCLR and MoCo v2 in {framework}."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
     add_config_args(tr, framework)
@@ -119,9 +120,11 @@ def cmd_eval(pkg: str, args) -> int:
     model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
     ev = _mod(pkg, "evaluate")
     train, test = _splits(pkg, cfg)
-    res = {cfg.method: ev.evaluate_encoder(model.backbone, train, test),
-           "random_init": ev.random_init_baseline(cfg.encoder, train, test, cfg.seed),
-           "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels)}  # fmt: skip
+    res = {
+        cfg.method: ev.evaluate_encoder(model.backbone, train, test),
+        "random_init": ev.random_init_baseline(cfg.encoder, train, test, cfg.seed),
+        "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels),
+    }
     if args.linear_eval:
         res[cfg.method].update(ev.linear_eval(model.backbone, train, test))
     print(json.dumps(res, indent=2))
@@ -129,10 +132,15 @@ def cmd_eval(pkg: str, args) -> int:
     atomic_write_json(out / "eval.json", res)
     z1, z2 = ev.projection_batch(model, test.images[:16], dataclasses.asdict(cfg))
     ev_random = ev.random_init_encoder(cfg.encoder, cfg.seed)
-    np.savez_compressed(out / "features.npz", test_labels=test.labels,
-                        trained=ev.extract_features(model.backbone, test.images),
-                        random_init=ev.extract_features(ev_random, test.images),
-                        batch_z1=z1, batch_z2=z2, batch_labels=test.labels[:16])  # fmt: skip
+    np.savez_compressed(
+        out / "features.npz",
+        test_labels=test.labels,
+        trained=ev.extract_features(model.backbone, test.images),
+        random_init=ev.extract_features(ev_random, test.images),
+        batch_z1=z1,
+        batch_z2=z2,
+        batch_labels=test.labels[:16],
+    )
     return 0
 
 
@@ -157,10 +165,18 @@ def cmd_parity_dump(pkg: str, args) -> int:
     parity = _mod(pkg, "parity")
     for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
         outputs = parity.golden_outputs(dtype, args.device)
-        flat = {f"{loss}/{c}/{k}": v for loss, cases in outputs.items() for c, f in cases.items()
-                for k, v in f.items()}  # fmt: skip
-        meta = {"framework": parity.FRAMEWORK, "version": parity.framework_version(), "dtype": dtype,
-                "device": args.device}  # fmt: skip
+        flat = {
+            f"{loss}/{c}/{k}": v
+            for loss, cases in outputs.items()
+            for c, f in cases.items()
+            for k, v in f.items()
+        }
+        meta = {
+            "framework": parity.FRAMEWORK,
+            "version": parity.framework_version(),
+            "dtype": dtype,
+            "device": args.device,
+        }
         path = args.out.replace("{dtype}", dtype)
         np.savez(path, __meta__=json.dumps(meta), **flat)
         print(f"wrote {path} ({len(flat)} arrays, {meta['framework']} {meta['version']}, {dtype})")

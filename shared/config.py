@@ -223,7 +223,7 @@ class TrainConfig:
             warnings.warn(
                 f"queue_size {self.queue_size} < the {keys_per_step} keys enqueued per step: "
                 "each step overwrites the whole queue, so the negatives are last step's keys only",
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _validate_augment(self) -> None:

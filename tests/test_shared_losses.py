@@ -220,12 +220,15 @@ def test_info_nce_bad_input(q, k, queue, match):
         L.info_nce(q, k, queue, 0.07)
 
 
-def test_importing_shared_imports_no_framework():
+def test_importing_shared_imports_no_framework_and_the_oracle_no_app():
     code = (
-        "import sys, importlib, pkgutil, shared\n"
+        "import sys, importlib, pkgutil, shared, shared.apps\n"
+        "del sys.modules['shared.apps']\n"
         "for m in pkgutil.iter_modules(shared.__path__):\n"
-        "    if m.name != 'cli': importlib.import_module('shared.' + m.name)\n"
-        "import shared.apps.cli\n"
+        "    if m.name != 'apps': importlib.import_module('shared.' + m.name)\n"
+        "assert not [m for m in sys.modules if m.startswith('shared.apps')], 'the oracle imports an app'\n"
+        "for m in pkgutil.iter_modules(shared.apps.__path__):\n"
+        "    importlib.import_module('shared.apps.' + m.name)\n"
         "bad = [m for m in ('torch', 'tensorflow', 'torchvision', 'keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

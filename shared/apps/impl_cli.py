@@ -102,7 +102,9 @@ def _mod(pkg: str, name: str):
 
 
 def cmd_train(pkg: str, args) -> int:
-    cfg = config_from_args(args)  # validated inside train, before anything is written
+    cfg = config_from_args(args)
+    framework = next(f for f, p in PACKAGES.items() if p == pkg)
+    cfg.resolve(framework)  # validate before the framework is imported and anything is written
     _mod(pkg, "train").train(cfg, progress=not args.no_progress)
     return 0
 

@@ -1,0 +1,104 @@
+"""The one training configuration: method defaults, validation at the boundary, the CLI.
+
+``BAD_CONFIGS`` is the table of bad inputs and the error each gets: every message names the
+flag and what was expected. Add a row when someone finds a new one.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from shared.config import METHOD_DEFAULTS, TrainConfig, load_config
+
+BAD_CONFIGS = [
+    ({"method": "byol"}, "method: expected one of"),
+    ({"temperature": 0.0}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"lr": -0.1}, "lr: expected a finite number > 0"),
+    ({"lr": 0.0}, "lr: expected a finite number > 0"),
+    ({"lr": float("inf")}, "lr: expected a finite number > 0"),
+    ({"weight_decay": -1e-4}, "weight_decay: expected a finite number >= 0"),
+    ({"momentum": 1.0}, "momentum: expected the optimiser momentum in"),
+    ({"momentum": float("nan")}, "momentum: expected the optimiser momentum in"),
+    ({"key_momentum": 1.5}, "momentum: expected a number in"),
+    ({"epochs": 0}, "epochs: expected an integer >= 1"),
+    ({"batch_size": 1}, "batch_size: expected >= 2 for simclr"),
+    ({"method": "moco", "batch_size": 8}, "batch_size: expected >= 2 images per BatchNorm split"),
+    ({"bn_splits": 3}, "bn_splits: expected a divisor of batch_size 64"),
+    ({"queue_size": 0}, "queue_size: expected an integer >= 1"),
+    ({"limit_train": 0}, "limit_train: expected an integer >= 2"),
+    ({"limit_train": -1400}, "limit_train: expected an integer >= 2"),
+    ({"optimizer": "rmsprop"}, "optimizer: expected one of lars, sgd, adam"),
+    ({"augment": "none"}, "augment: expected one of batch, per_sample"),
+    (
+        {"key_momentum_schedule": "linear"},
+        "key_momentum_schedule: expected one of constant, cosine",
+    ),
+    ({"device": "tpu"}, "device: expected one of auto, cpu, cuda"),
+    ({"crop_scale": (0.9, 0.1)}, "crop_scale: expected 0 < min <= max <= 1"),
+    ({"color_strength": -1.0}, "color_strength: expected >= 0"),
+    ({"image_size": 4}, "image_size: expected >= 8 pixels"),
+    ({"train_split": "unlabeled"}, "train_split: expected one of train, got"),
+    ({"jit_compile": True}, "jit_compile: XLA compilation is a TensorFlow option"),
+]
+
+
+@pytest.mark.parametrize("kw,match", BAD_CONFIGS, ids=[next(iter(k)) for k, _ in BAD_CONFIGS])
+def test_bad_config_names_the_flag(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw).resolve("torch")
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_same_hyperparameters_per_method_in_both_frameworks(method):
+    a, b = (
+        TrainConfig(method=method).resolve("torch"),
+        TrainConfig(method=method).resolve("tensorflow"),
+    )
+    for name in TrainConfig.flag_names():
+        if name not in ("run_dir", "amp"):  # run_dir names the framework; amp depends on the device
+            assert getattr(a, name) == getattr(b, name), name
+    for key, value in METHOD_DEFAULTS[method].items():
+        assert getattr(a, key) == (value if value is not None else 0.075 * 64**0.5)
+
+
+def test_queue_smaller_than_a_steps_keys_warns():
+    with pytest.warns(UserWarning, match="queue_size 64 < the 128 keys enqueued per step"):
+        TrainConfig(method="moco", queue_size=64).resolve("torch")
+
+
+def test_config_round_trip(tmp_path):
+    import dataclasses
+
+    cfg = TrainConfig(method="moco", epochs=3).resolve("tensorflow")
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    assert load_config(tmp_path) == cfg
+    (tmp_path / "config.json").write_text(json.dumps({"method": "moco", "bogus": 1}))
+    with pytest.raises(ValueError, match="not a config of this version"):
+        load_config(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run_dir: no config.json"):
+        load_config(tmp_path / "missing")
+
+
+def test_help_answers_without_importing_a_framework():
+    code = (
+        "import sys\n"
+        "from shared.apps.impl_cli import main\n"
+        "try:\n    main('torch', ['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--method" in out and "simclr (NT-Xent" in out and "(default: simclr)" in out
+
+
+def test_cli_bad_flag_is_one_line_and_exit_2(capsys):
+    from shared.apps.impl_cli import main
+
+    assert main("tensorflow", ["train", "--lr", "-0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: lr: expected a finite number > 0, got -0.1"

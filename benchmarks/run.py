@@ -53,74 +53,81 @@ def _lightly():
 
 # ----------------------------------------------------------------------------------------- B1
 def b1(ns, dim: int, device: str, mem_ns) -> dict:
+    rows = [_b1_row(n, dim, device, n in mem_ns) for n in ns]
+    return {"rows": rows, "md": _b1_markdown(rows, dim)}
+
+
+def _b1_row(n: int, dim: int, device: str, memory: bool) -> dict:
+    """Every NT-Xent implementation at one N, checked against the oracle, then timed."""
     from tf_impl.losses import nt_xent as tf_nt_xent
     from torch_impl.losses import nt_xent as pt_nt_xent
 
     NTXentLoss = _lightly()
-    rows = []
-    for n in ns:
-        rng = np.random.default_rng(n)
-        z1, z2 = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
-        want = ref.nt_xent(z1, z2, TAU)
-        dev = torch.device(device)
-        a = torch.tensor(z1, device=dev, requires_grad=True)
-        b = torch.tensor(z2, device=dev, requires_grad=True)
+    rng = np.random.default_rng(n)
+    z1, z2 = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
+    want = ref.nt_xent(z1, z2, TAU)
+    dev = torch.device(device)
+    a = torch.tensor(z1, device=dev, requires_grad=True)
+    b = torch.tensor(z2, device=dev, requires_grad=True)
 
-        def torch_step(fn):
-            def go():
-                a.grad = b.grad = None
-                loss = fn(a, b)
-                loss.backward()
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                return loss
-
-            return go
-
-        ours = torch_step(lambda x, y: pt_nt_xent(x, y, TAU))
-        H.check_against("torch nt_xent", ours().item(), want)
-        r = {"N": n, "D": dim}
-        r["torch"] = H.measure(ours)
-        if NTXentLoss is not None:
-            peer = torch_step(NTXentLoss(temperature=TAU))
-            H.check_against("lightly NTXentLoss", peer().item(), want)
-            r["lightly"] = H.measure(peer)
-        ta, tb = tf.constant(z1), tf.constant(z2)
-
-        @tf.function
-        def tf_step():
-            with tf.GradientTape() as tape:
-                tape.watch([ta, tb])
-                loss = tf_nt_xent(ta, tb, TAU)
-            return loss, tape.gradient(loss, [ta, tb])
-
-        H.check_against("tf nt_xent", float(tf_step()[0]), want)
-        r["tf_function"] = H.measure(lambda: tf_step()[1][0].numpy())
-        r["numpy_forward"] = H.measure(
-            lambda: ref.nt_xent(z1, z2, TAU), warmup=1, repeat=3 if n >= 2048 else 5
-        )
-        # GEMM floor: the products the loss cannot avoid: S = U U^T forward, and G U, G^T U back.
-        u = torch.tensor(np.concatenate([z1, z2]), device=dev)
-        g = torch.randn(2 * n, 2 * n, device=dev)
-
-        def floor():
-            u @ u.T
-            g @ u
-            g.T @ u
+    def torch_step(fn):
+        def go():
+            a.grad = b.grad = None
+            loss = fn(a, b)
+            loss.backward()
             if device == "cuda":
                 torch.cuda.synchronize()
+            return loss
 
-        r["gemm_floor"] = H.measure(floor)
-        if n in mem_ns:
-            for impl in ("torch", "lightly", "tf"):
-                if impl == "lightly" and NTXentLoss is None:
-                    continue
-                r[f"mem_{impl}"] = _mem_probe(impl, n, dim)
-        rows.append(r)
-        print(
-            f"  B1 N={n}: torch {H.spread(r['torch'])} ms, floor {H.fmt_ms(r['gemm_floor']['median_s'])} ms",
-            flush=True,
-        )
+        return go
+
+    ours = torch_step(lambda x, y: pt_nt_xent(x, y, TAU))
+    H.check_against("torch nt_xent", ours().item(), want)
+    r = {"N": n, "D": dim}
+    r["torch"] = H.measure(ours)
+    if NTXentLoss is not None:
+        peer = torch_step(NTXentLoss(temperature=TAU))
+        H.check_against("lightly NTXentLoss", peer().item(), want)
+        r["lightly"] = H.measure(peer)
+    ta, tb = tf.constant(z1), tf.constant(z2)
+
+    @tf.function
+    def tf_step():
+        with tf.GradientTape() as tape:
+            tape.watch([ta, tb])
+            loss = tf_nt_xent(ta, tb, TAU)
+        return loss, tape.gradient(loss, [ta, tb])
+
+    H.check_against("tf nt_xent", float(tf_step()[0]), want)
+    r["tf_function"] = H.measure(lambda: tf_step()[1][0].numpy())
+    r["numpy_forward"] = H.measure(
+        lambda: ref.nt_xent(z1, z2, TAU), warmup=1, repeat=3 if n >= 2048 else 5
+    )
+    # GEMM floor: the products the loss cannot avoid: S = U U^T forward, and G U, G^T U back.
+    u = torch.tensor(np.concatenate([z1, z2]), device=dev)
+    g = torch.randn(2 * n, 2 * n, device=dev)
+
+    def floor():
+        u @ u.T
+        g @ u
+        g.T @ u
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    r["gemm_floor"] = H.measure(floor)
+    if memory:
+        for impl in ("torch", "lightly", "tf"):
+            if impl == "lightly" and NTXentLoss is None:
+                continue
+            r[f"mem_{impl}"] = _mem_probe(impl, n, dim)
+    print(
+        f"  B1 N={n}: torch {H.spread(r['torch'])} ms, floor {H.fmt_ms(r['gemm_floor']['median_s'])} ms",
+        flush=True,
+    )
+    return r
+
+
+def _b1_markdown(rows: list[dict], dim: int) -> str:
     md = [
         f"## B1. NT-Xent forward + backward (fp32, D = {dim}, tau = {TAU})",
         "",
@@ -158,7 +165,7 @@ def b1(ns, dim: int, device: str, mem_ns) -> dict:
                 f"| {r['N']} | {unit / 2**20:.0f} | {cell('mem_torch')} | {cell('mem_lightly')} | "
                 f"{cell('mem_tf')} |"
             )
-    return {"rows": rows, "md": "\n".join(md) + "\n"}
+    return "\n".join(md) + "\n"
 
 
 def _mem_probe(impl: str, n: int, dim: int):
@@ -226,75 +233,101 @@ def probe(impl: str, n: int, dim: int) -> int:
 
 # ----------------------------------------------------------------------------------------- B2
 def b2(ks, n: int, dim: int, device: str) -> dict:
+    rng = np.random.default_rng(0)
+    q_np, k_np = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
+    rows = []
+    for k_size in ks:
+        queue_np = rng.standard_normal((k_size, dim)).astype(np.float32)
+        r = {"N": n, "D": dim, "K": k_size, **_b2_loss_and_enqueue(q_np, k_np, queue_np)}
+        r.update(_b2_lightly(q_np, k_np, queue_np))
+        r.update(_b2_enqueue_alone(k_np, queue_np))
+        rows.append(r)
+        print(f"  B2 K={k_size}: tf.function {H.spread(r['tf_function'])} ms", flush=True)
+    return {"rows": rows, "md": _b2_markdown(rows, n, dim)}
+
+
+def _b2_loss_and_enqueue(q_np, k_np, queue_np) -> dict:
+    """InfoNCE fwd + bwd(q) and the enqueue, in TF eager, tf.function and XLA."""
     from tf_impl.losses import info_nce
     from tf_impl.moco import dequeue_and_enqueue
 
-    NTXentLoss = _lightly()
-    rows = []
-    rng = np.random.default_rng(0)
-    q_np, k_np = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
-    for k_size in ks:
-        queue_np = rng.standard_normal((k_size, dim)).astype(np.float32)
-        want = ref.info_nce(q_np, k_np, queue_np, 0.2)
-        r = {"N": n, "D": dim, "K": k_size}
-        variants = {"tf_eager": None, "tf_function": False, "tf_xla": True}
-        for name, jit in variants.items():
-            queue = tf.Variable(queue_np)
-            ptr = tf.Variable(0, dtype=tf.int64)
-            q, k = tf.constant(q_np), tf.constant(k_np)
-
-            def step(q=q, k=k, queue=queue, ptr=ptr):
-                with tf.GradientTape() as tape:
-                    tape.watch(q)
-                    loss = info_nce(q, k, queue, 0.2)
-                g = tape.gradient(loss, q)
-                dequeue_and_enqueue(queue, ptr, k)
-                return loss, g
-
-            fn = step if jit is None else tf.function(step, jit_compile=jit)
-            r[f"{name}_first_call_s"] = H.first_call(lambda fn=fn: fn()[1].numpy())
-            queue.assign(queue_np)
-            ptr.assign(0)
-            H.check_against(name, float(fn()[0]), want)
-            r[name] = H.measure(lambda fn=fn: fn()[1].numpy(), repeat=7)
-        if NTXentLoss is not None:
-            peer = NTXentLoss(temperature=0.2, memory_bank_size=(k_size, dim))
-            # lightly >= 1.5 stores the bank as (K, D), one key per row, like our queue
-            peer.memory_bank.bank = torch.nn.functional.normalize(torch.tensor(queue_np), dim=1)
-            qt = torch.tensor(q_np, requires_grad=True)
-            kt = torch.tensor(k_np)
-
-            def peer_step():
-                qt.grad = None
-                loss = peer(qt, kt)
-                loss.backward()
-                return loss
-
-            # lightly reads its bank before updating it, like us; check the first call only
-            got = peer_step().item()
-            H.check_against("lightly memory bank", got, want)
-            r["lightly_bank"] = H.measure(peer_step, repeat=7)
-        # Enqueue alone: ours (scatter of N rows) against a naive full-queue rewrite.
+    want = ref.info_nce(q_np, k_np, queue_np, 0.2)
+    r = {}
+    for name, jit in {"tf_eager": None, "tf_function": False, "tf_xla": True}.items():
         queue = tf.Variable(queue_np)
         ptr = tf.Variable(0, dtype=tf.int64)
-        keys = tf.constant(k_np)
+        q, k = tf.constant(q_np), tf.constant(k_np)
 
-        @tf.function
-        def enq():
-            dequeue_and_enqueue(queue, ptr, keys)
-            return ptr.read_value()  # sync on the pointer: reading the queue would copy K x D
+        def step(q=q, k=k, queue=queue, ptr=ptr):
+            with tf.GradientTape() as tape:
+                tape.watch(q)
+                loss = info_nce(q, k, queue, 0.2)
+            g = tape.gradient(loss, q)
+            dequeue_and_enqueue(queue, ptr, k)
+            return loss, g
 
-        @tf.function
-        def naive():
-            queue.assign(tf.concat([keys, queue[:-n]], 0))
-            return tf.constant(0)  # auto control dependencies: returns after the assign
+        fn = step if jit is None else tf.function(step, jit_compile=jit)
+        r[f"{name}_first_call_s"] = H.first_call(lambda fn=fn: fn()[1].numpy())
+        queue.assign(queue_np)
+        ptr.assign(0)
+        H.check_against(name, float(fn()[0]), want)
+        r[name] = H.measure(lambda fn=fn: fn()[1].numpy(), repeat=7)
+    return r
 
-        enq()
-        naive()
-        r["enqueue_scatter"] = H.measure(lambda: enq().numpy(), repeat=15)
-        r["enqueue_full_rewrite"] = H.measure(lambda: naive().numpy(), repeat=15)
-        rows.append(r)
-        print(f"  B2 K={k_size}: tf.function {H.spread(r['tf_function'])} ms", flush=True)
+
+def _b2_lightly(q_np, k_np, queue_np) -> dict:
+    """lightly's NTXentLoss with a memory bank holding the same keys, checked then timed."""
+    NTXentLoss = _lightly()
+    want = ref.info_nce(q_np, k_np, queue_np, 0.2)
+    r = {}
+    if NTXentLoss is not None:
+        peer = NTXentLoss(temperature=0.2, memory_bank_size=queue_np.shape)
+        # lightly >= 1.5 stores the bank as (K, D), one key per row, like our queue
+        peer.memory_bank.bank = torch.nn.functional.normalize(torch.tensor(queue_np), dim=1)
+        qt = torch.tensor(q_np, requires_grad=True)
+        kt = torch.tensor(k_np)
+
+        def peer_step():
+            qt.grad = None
+            loss = peer(qt, kt)
+            loss.backward()
+            return loss
+
+        # lightly reads its bank before updating it, like us; check the first call only
+        got = peer_step().item()
+        H.check_against("lightly memory bank", got, want)
+        r["lightly_bank"] = H.measure(peer_step, repeat=7)
+    return r
+
+
+def _b2_enqueue_alone(k_np, queue_np) -> dict:
+    """Ours (a scatter of N rows) against a naive full-queue rewrite."""
+    from tf_impl.moco import dequeue_and_enqueue
+
+    n = len(k_np)
+    r = {}
+    queue = tf.Variable(queue_np)
+    ptr = tf.Variable(0, dtype=tf.int64)
+    keys = tf.constant(k_np)
+
+    @tf.function
+    def enq():
+        dequeue_and_enqueue(queue, ptr, keys)
+        return ptr.read_value()  # sync on the pointer: reading the queue would copy K x D
+
+    @tf.function
+    def naive():
+        queue.assign(tf.concat([keys, queue[:-n]], 0))
+        return tf.constant(0)  # auto control dependencies: returns after the assign
+
+    enq()
+    naive()
+    r["enqueue_scatter"] = H.measure(lambda: enq().numpy(), repeat=15)
+    r["enqueue_full_rewrite"] = H.measure(lambda: naive().numpy(), repeat=15)
+    return r
+
+
+def _b2_markdown(rows: list[dict], n: int, dim: int) -> str:
     md = [
         f"## B2. MoCo step pieces: InfoNCE fwd+bwd(q) + enqueue (N = {n}, D = {dim}, tau = 0.2)",
         "",
@@ -323,7 +356,7 @@ def b2(ks, n: int, dim: int, device: str) -> dict:
             f"| {r['K']} | {H.spread(r['enqueue_scatter'])} | {H.spread(r['enqueue_full_rewrite'])} | "
             f"{r['enqueue_full_rewrite']['median_s'] / r['enqueue_scatter']['median_s']:.1f} |"
         )
-    return {"rows": rows, "md": "\n".join(md) + "\n"}
+    return "\n".join(md) + "\n"
 
 
 # ----------------------------------------------------------------------------------------- B3

@@ -256,3 +256,17 @@ def test_eval_reads_the_method_from_config(tmp_path, framework):
     assert main(["eval", "--run-dir", str(tmp_path / "run")]) == 0
     res = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert set(res) == {other, "random_init", "raw_pixels"} and 0 <= res[other]["knn_top1"] <= 1
+
+
+def test_both_loops_use_the_one_key_momentum_schedule():
+    from shared.queue import cosine_momentum
+    from tf_impl.train import key_momentum_at as tf_m
+    from torch_impl.train import key_momentum_at as pt_m
+
+    cos = TrainConfig(method="moco", key_momentum_schedule="cosine", key_momentum=0.9).resolve("torch")
+    const = TrainConfig(method="moco", key_momentum=0.9).resolve("torch")
+    for step in (0, 7, 50, 99, 100, 150):
+        want = cosine_momentum(step, 100, 0.9)
+        assert pt_m(cos, step, 100) == tf_m(cos, step, 100) == want
+        assert pt_m(const, step, 100) == tf_m(const, step, 100) == 0.9
+    assert cosine_momentum(0, 100, 0.9) == pytest.approx(0.9) and cosine_momentum(100, 100, 0.9) == 1.0

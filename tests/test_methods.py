@@ -263,10 +263,14 @@ def test_both_loops_use_the_one_key_momentum_schedule():
     from tf_impl.train import key_momentum_at as tf_m
     from torch_impl.train import key_momentum_at as pt_m
 
-    cos = TrainConfig(method="moco", key_momentum_schedule="cosine", key_momentum=0.9).resolve("torch")
+    cos = TrainConfig(method="moco", key_momentum_schedule="cosine", key_momentum=0.9).resolve(
+        "torch"
+    )
     const = TrainConfig(method="moco", key_momentum=0.9).resolve("torch")
     for step in (0, 7, 50, 99, 100, 150):
         want = cosine_momentum(step, 100, 0.9)
         assert pt_m(cos, step, 100) == tf_m(cos, step, 100) == want
         assert pt_m(const, step, 100) == tf_m(const, step, 100) == 0.9
-    assert cosine_momentum(0, 100, 0.9) == pytest.approx(0.9) and cosine_momentum(100, 100, 0.9) == 1.0
+    assert (
+        cosine_momentum(0, 100, 0.9) == pytest.approx(0.9) and cosine_momentum(100, 100, 0.9) == 1.0
+    )

@@ -100,23 +100,30 @@ class SmallCNN(keras.Model):
 
 
 class _BasicBlock(keras.layers.Layer):
-    def __init__(self, filters: int, stride: int, bn_splits: int, **kw):
+    """torchvision's BasicBlock, layer for layer and in the same order (c1, b1, c2, b2, proj, bp).
+
+    Padding matches torch: a stride-2 3x3 conv pads 1 pixel on every side (Keras's "same" would
+    pad 0 before and 1 after, which shifts every window by a pixel), so the input is padded
+    explicitly and the conv is "valid".
+    """
+
+    def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
         super().__init__(**kw)
-        self.c1 = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=False)
+        self.stride = stride
+        self.c1 = keras.layers.Conv2D(
+            filters, 3, stride, padding="same" if stride == 1 else "valid", use_bias=False
+        )
         self.b1 = _bn(bn_splits)
         self.c2 = keras.layers.Conv2D(filters, 3, 1, padding="same", use_bias=False)
         self.b2 = _bn(bn_splits)
-        self.stride, self.filters, self.bn_splits = stride, filters, bn_splits
-        self.proj = None
-        self.bp = None
-
-    def build(self, input_shape):
-        if self.stride != 1 or input_shape[-1] != self.filters:
-            self.proj = keras.layers.Conv2D(self.filters, 1, self.stride, use_bias=False)
-            self.bp = _bn(self.bn_splits)
+        self.proj = self.bp = None
+        if stride != 1 or in_filters != filters:
+            self.proj = keras.layers.Conv2D(filters, 1, stride, use_bias=False)  # 1x1: no padding
+            self.bp = _bn(bn_splits)
 
     def call(self, x, training=False):
-        y = tf.nn.relu(self.b1(self.c1(x), training=training))
+        padded = x if self.stride == 1 else tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        y = tf.nn.relu(self.b1(self.c1(padded), training=training))
         y = self.b2(self.c2(y), training=training)
         sc = x if self.proj is None else self.bp(self.proj(x), training=training)
         return tf.nn.relu(y + sc)
@@ -130,8 +137,8 @@ class ResNet18Cifar(keras.Model):
         self.stem = keras.layers.Conv2D(64, 3, 1, padding="same", use_bias=False)
         self.stem_bn = _bn(bn_splits)
         self.stages = [
-            _BasicBlock(f, s if i == 0 else 1, bn_splits)
-            for f, s in ((64, 1), (128, 2), (256, 2), (512, 2))
+            _BasicBlock(f, s if i == 0 else 1, bn_splits, in_filters=f_in if i == 0 else f)
+            for f_in, (f, s) in zip((64, 64, 128, 256), ((64, 1), (128, 2), (256, 2), (512, 2)))
             for i in range(2)
         ]
         self.feature_dim = 512

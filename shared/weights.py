@@ -1,0 +1,127 @@
+"""A framework-neutral weights format, so a model trained in one framework runs in the other.
+
+A weights file is an ``.npz`` of canonical names mapped to arrays, plus one JSON entry
+``__meta__`` (:data:`FORMAT`, method, encoder, framework of origin, versions).
+
+Canonical names walk the model in architecture order, the order both frameworks build it in::
+
+    <part>/<kind><index>/<role>
+
+* ``part``: ``net`` (SimCLR's encoder + head), or ``encoder_q`` and ``encoder_k`` (MoCo);
+  then the encoder's layers under ``<part>/encoder/...`` and the head's under ``<part>/head/...``.
+* ``kind``: ``conv``, ``bn`` or ``dense``, numbered from 0 within the encoder or the head.
+* ``role``: ``kernel`` and ``bias`` (conv, dense), ``gamma``, ``beta``, ``moving_mean`` and
+  ``moving_variance`` (BatchNorm).
+* MoCo also has ``queue`` (K, D) and ``queue_ptr`` (a 0-d int64).
+
+Layout (one, documented): conv kernels are **(kh, kw, in, out)** ("HWIO", TensorFlow's) and dense
+kernels **(in, out)**. torch stores (out, in, kh, kw) and (out, in): its ``export_weights``
+transposes, its ``import_weights`` transposes back. BatchNorm statistics are stored as each
+framework keeps them (torch's running variance is unbiased, Keras's biased; at inference both
+divide by ``sqrt(var + eps)`` the same way).
+
+Example:
+    >>> name = canonical_name("net/encoder", "conv", 0, "kernel")
+    >>> name, to_canonical("conv", "kernel", np.zeros((8, 3, 3, 3)), "torch").shape
+    ('net/encoder/conv0/kernel', (3, 3, 3, 8))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FORMAT",
+    "ROLES",
+    "WeightsError",
+    "canonical_name",
+    "check_state",
+    "from_canonical",
+    "load_weights",
+    "save_weights",
+    "to_canonical",
+]
+
+FORMAT = "rosetta.weights/v1"
+ROLES = {
+    "conv": ("kernel",),
+    "dense": ("kernel", "bias"),
+    "bn": ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+
+
+class WeightsError(ValueError):
+    """A weights file or state that does not fit: the message names the entry."""
+
+
+def canonical_name(prefix: str, kind: str, index: int, role: str) -> str:
+    return f"{prefix}/{kind}{index}/{role}"
+
+
+def to_canonical(kind: str, role: str, array: np.ndarray, framework: str) -> np.ndarray:
+    """A framework's array in the canonical layout (only torch's kernels need a transpose)."""
+    if framework == "torch" and role == "kernel":
+        return np.transpose(array, (2, 3, 1, 0)) if kind == "conv" else np.transpose(array)
+    return np.asarray(array)
+
+
+def from_canonical(kind: str, role: str, array: np.ndarray, framework: str) -> np.ndarray:
+    """The inverse of :func:`to_canonical`."""
+    if framework == "torch" and role == "kernel":
+        return np.transpose(array, (3, 2, 0, 1)) if kind == "conv" else np.transpose(array)
+    return np.asarray(array)
+
+
+def check_state(expected: dict[str, tuple], state: dict[str, np.ndarray]) -> None:
+    """Raise :class:`WeightsError` naming any unknown, missing or misshapen entry.
+
+    ``expected`` maps each canonical name to its shape.
+    """
+    missing = sorted(set(expected) - set(state))
+    unknown = sorted(set(state) - set(expected))
+    if missing or unknown:
+        raise WeightsError(
+            f"weights: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unknown {unknown[:5]}{'...' if len(unknown) > 5 else ''}; was the file written "
+            "for another method, encoder or head size?"
+        )
+    for name, shape in expected.items():
+        if tuple(np.shape(state[name])) != tuple(shape):
+            raise WeightsError(
+                f"weights: {name} has shape {tuple(np.shape(state[name]))}, "
+                f"this model expects {tuple(shape)}"
+            )
+
+
+def save_weights(path, state: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``state`` and ``meta`` (method, encoder, framework, versions) to an ``.npz``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, __meta__=json.dumps({"format": FORMAT, **meta}), **state)
+    return path
+
+
+def load_weights(path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a weights file; ``(state, meta)``.
+
+    Raises:
+        WeightsError: not a weights file, or one of another format version.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"weights: {path} is not a readable .npz ({e})") from None
+    if "__meta__" not in data:
+        raise WeightsError(
+            f"weights: {path} has no __meta__ entry; it was not written by export_weights"
+        )
+    meta = json.loads(str(data.pop("__meta__")))
+    if meta.get("format") != FORMAT:
+        raise WeightsError(
+            f"weights: {path} is format {meta.get('format')!r}; this version reads {FORMAT!r}"
+        )
+    return data, meta

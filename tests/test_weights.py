@@ -87,3 +87,46 @@ def test_bad_state_is_named_and_format_is_checked(tmp_path):
     np.savez(tmp_path / "old.npz", __meta__='{"format": "rosetta.weights/v0"}', queue=np.zeros(2))
     with pytest.raises(W.WeightsError, match="format 'rosetta.weights/v0'; this version reads"):
         W.load_weights(tmp_path / "old.npz")
+
+
+def test_port_a_torch_run_to_tensorflow_and_eval_it(tmp_path):
+    """export-weights (torch) -> import-weights (TF) -> eval: the same kNN on both sides."""
+    import json
+
+    from shared.config import TrainConfig
+    from tf_impl.__main__ import main as tf_main
+    from torch_impl.__main__ import main as pt_main
+    from torch_impl.train import train
+
+    src, dst, npz = tmp_path / "src", tmp_path / "dst", str(tmp_path / "w.npz")
+    cfg = TrainConfig(
+        method="moco",
+        epochs=1,
+        batch_size=16,
+        limit_train=48,
+        queue_size=64,
+        bn_splits=2,
+        knn_every=0,
+        run_dir=str(src),
+        amp=False,
+    )
+    train(cfg, progress=False)
+    assert pt_main(["export-weights", "--run-dir", str(src), "--out", npz]) == 0
+    args = [
+        "import-weights",
+        "--weights",
+        npz,
+        "--config",
+        str(src / "config.json"),
+        "--out",
+        str(dst),
+    ]
+    assert tf_main(args) == 0
+    assert tf_main(args) == 2  # refuses to overwrite a run
+    assert json.loads((dst / "config.json").read_text())["framework"] == "tensorflow"
+    assert (
+        pt_main(["eval", "--run-dir", str(src)]) == 0
+        and tf_main(["eval", "--run-dir", str(dst)]) == 0
+    )
+    a, b = (json.loads((d / "eval.json").read_text())["moco"]["knn_top1"] for d in (src, dst))
+    assert a == b

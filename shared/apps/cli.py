@@ -1,8 +1,9 @@
 """``rosetta``: the project's one console entry point.
 
     rosetta explain [a|b|c|d]   the worked examples
-    rosetta demo                the main job (see shared/demo.py)
-    rosetta parity              torch vs TF vs NumPy on the goldens (see shared/parity_cmd.py)
+    rosetta demo [--matrix]     the main job (see shared/apps/demo.py)
+    rosetta parity              torch vs TF vs NumPy on the goldens (see shared/apps/parity_cmd.py)
+    rosetta port RUN --to F     a run of one framework as a run of the other (shared/apps/port.py)
     rosetta bench               the benchmarks (see benchmarks/)
 
 Framework work is dispatched to ``python -m torch_impl`` and ``python -m tf_impl`` in
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo", help="train both frameworks, evaluate, check parity, write a report", add_help=False
     )
     sub.add_parser("parity", help="compare torch, TF and NumPy on the goldens", add_help=False)
+    sub.add_parser("port", help="a run of one framework becomes a run of the other", add_help=False)
     sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "explain":
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.apps.demo import main as demo
 
         return demo(rest)
+    if args.cmd == "port":
+        from shared.apps.port import main as port
+
+        return port(rest)
     if args.cmd == "parity":
         from shared.apps.parity_cmd import main as parity
 

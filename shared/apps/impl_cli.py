@@ -77,6 +77,23 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     ft.add_argument("--run-dir", required=True, help="a run directory written by train")
     ft.add_argument("--fraction", type=float, default=0.1, help="labelled fraction in (0, 1]")
     ft.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (>= 1)")
+    ex = sub.add_parser(
+        "export-weights", help="write a run's model as framework-neutral weights (.npz)"
+    )
+    ex.add_argument("--run-dir", required=True, help="a run directory written by train")
+    ex.add_argument("--out", required=True, help="the .npz to write (shared.weights format)")
+    im = sub.add_parser(
+        "import-weights", help="make a run directory of this framework from a weights file"
+    )
+    im.add_argument(
+        "--weights", required=True, help="an .npz written by export-weights (either framework)"
+    )
+    im.add_argument(
+        "--config", required=True, help="the config.json of the run the weights came from"
+    )
+    im.add_argument(
+        "--out", required=True, help="the new run directory (must not hold a checkpoint)"
+    )
     pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
     pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
     pd.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -93,6 +110,8 @@ def main(framework: str, argv=None) -> int:
         "eval": cmd_eval,
         "finetune": cmd_finetune,
         "parity-dump": cmd_parity_dump,
+        "export-weights": cmd_export_weights,
+        "import-weights": cmd_import_weights,
     }
     return run_guarded(cmds[args.cmd], PACKAGES[framework], args)
 
@@ -157,6 +176,54 @@ def cmd_finetune(pkg: str, args) -> int:
         model.backbone, cfg.encoder, train, test, args.fraction, args.epochs
     )
     print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_export_weights(pkg: str, args) -> int:
+    from shared.weights import save_weights
+
+    model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
+    meta = {
+        "method": cfg.method,
+        "encoder": cfg.encoder,
+        "framework": cfg.framework,
+        "version": _mod(pkg, "parity").framework_version(),
+        "source": str(args.run_dir),
+    }
+    path = save_weights(args.out, _mod(pkg, "checkpoint").export_weights(model), meta)
+    print(f"wrote {path} ({cfg.method}, {cfg.encoder}, from {cfg.framework})")
+    return 0
+
+
+def cmd_import_weights(pkg: str, args) -> int:
+    """A run directory of this framework holding the imported weights as its checkpoint."""
+    import shutil
+    import tempfile
+
+    from shared.config import load_config
+    from shared.runlog import atomic_write_json
+    from shared.weights import WeightsError, load_weights
+
+    state, meta = load_weights(args.weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(args.config, Path(tmp) / "config.json")
+        cfg = load_config(tmp)
+    if (meta["method"], meta["encoder"]) != (cfg.method, cfg.encoder):
+        raise WeightsError(
+            f"weights: {args.weights} holds {meta['method']}/{meta['encoder']}, "
+            f"the config says {cfg.method}/{cfg.encoder}"
+        )
+    framework = next(f for f, p in PACKAGES.items() if p == pkg)
+    out = Path(args.out)
+    ck = _mod(pkg, "checkpoint")
+    if out.exists() and ck.latest_checkpoint(out) is not None:
+        raise ValueError(f"out: {out} already holds a checkpoint; choose a new directory")
+    cfg = dataclasses.replace(cfg, framework=framework, run_dir=str(out), resume=False)
+    model = _mod(pkg, "train").build_model(cfg, "float32")
+    ck.import_weights(model, state)
+    atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "amp": False})
+    ck.save_checkpoint(out, cfg.epochs, model)
+    print(f"wrote {out} ({cfg.method}, {cfg.encoder}, {meta['framework']} -> {framework})")
     return 0
 
 

@@ -1,0 +1,68 @@
+"""``rosetta port RUN_DIR --to torch|tensorflow --out DIR``: a run of one framework becomes a run
+of the other, which ``eval`` accepts.
+
+Each framework runs in its own process: the source exports its model as framework-neutral
+weights (``shared.weights``), the target imports them into the same architecture and writes a
+run directory (``config.json`` and one checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rosetta port", description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", help="a run directory written by either framework's train")
+    ap.add_argument("--to", required=True, choices=sorted(PACKAGES), help="the target framework")
+    ap.add_argument("--out", required=True, help="the new run directory")
+    args = ap.parse_args(argv)
+    config = Path(args.run_dir) / "config.json"
+    if not config.is_file():
+        print(
+            f"error: run_dir: no config.json in {args.run_dir}; train a model there first",
+            file=sys.stderr,
+        )
+        return 2
+    source = json.loads(config.read_text()).get("framework")
+    if source not in PACKAGES:
+        print(f"error: {config}: unknown framework {source!r}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = str(Path(tmp) / "weights.npz")
+        steps = [
+            [
+                sys.executable,
+                "-m",
+                PACKAGES[source],
+                "export-weights",
+                "--run-dir",
+                args.run_dir,
+                "--out",
+                weights,
+            ],
+            [
+                sys.executable,
+                "-m",
+                PACKAGES[args.to],
+                "import-weights",
+                "--weights",
+                weights,
+                "--config",
+                str(config),
+                "--out",
+                args.out,
+            ],
+        ]
+        for cmd in steps:
+            code = subprocess.call(cmd)
+            if code:  # the child printed its one-line error
+                return code
+    return 0

@@ -55,6 +55,9 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("loss", "float16"): Tolerance(5e-3, 4e-3, "fp16 has 11 mantissa bits: cosines +-5e-4"),
     # State machines.
     ("queue", "float32"): Tolerance(0.0, 0.0, "the ring buffer copies values: exact"),
+    ("queue", "float64"): Tolerance(
+        1e-12, 1e-13, "keys computed by two frameworks' encoders; the ring buffer itself is exact"
+    ),
     ("ptr", "int"): Tolerance(0.0, 0.0, "integer pointer: exact"),
     ("ema", "float32"): Tolerance(1e-5, 1e-6, "one fp32 rounding per step, 100 steps"),
     ("ema", "float64"): Tolerance(1e-12, 1e-13, "one fp64 rounding per step, 100 steps"),
@@ -105,7 +108,7 @@ def scale_for(
     """The magnitude that multiplies ``atol`` for this quantity (see the module docstring)."""
     if quantity in ("loss", "per_anchor"):
         return max(1.0, 1.0 / temperature) if temperature else 1.0
-    if quantity in ("grad", "ema", "param"):
+    if quantity in ("grad", "ema", "param", "queue"):
         m = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
         m = max(m, grad_floor if quantity == "grad" else 0.0)
         return m if m > 0 else 1.0

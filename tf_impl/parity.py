@@ -47,3 +47,34 @@ def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
 def framework_version() -> str:
     """The framework's version string, recorded in each dump."""
     return tf.__version__
+
+
+def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
+    """One training step on NHWC NumPy views; the quantities of ``torch_impl.parity.step_outputs``.
+
+    Eager (no ``tf.function``), the same order of operations as ``MoCo.train_step``.
+    """
+    from tf_impl.checkpoint import _entries, export_weights
+
+    net = model.net if hasattr(model, "net") else model.encoder_q
+    dtype = net.weights[0].dtype
+    a, b = tf.constant(x1, dtype), tf.constant(x2, dtype)
+    h1, z1 = (t.numpy() for t in net(a, training=False))
+    names = {id(v): n for n, v in _entries(model)}
+    variables = net.trainable_weights
+    if hasattr(model, "queue"):
+        from tf_impl.moco import dequeue_and_enqueue, momentum_update
+
+        momentum_update(model.encoder_q, model.encoder_k, key_momentum)
+        with tf.GradientTape() as tape:
+            loss, keys = model.contrastive_loss(a, b, tf.constant([0, 0]))
+    else:
+        with tf.GradientTape() as tape:
+            loss, keys = model.contrastive_loss(a, b), None
+    grads = tape.gradient(loss, variables)
+    out_grads = {f"grad/{names[id(v)]}": g.numpy() for v, g in zip(variables, grads)}
+    optimizer.apply_gradients(zip(grads, variables))
+    if keys is not None:
+        dequeue_and_enqueue(model.queue, model.queue_ptr, keys)
+    after = {f"after/{n}": v for n, v in export_weights(model).items()}
+    return {"loss": loss.numpy(), "h1": h1, "z1": z1, **out_grads, **after}

@@ -46,3 +46,44 @@ def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
 def framework_version() -> str:
     """The framework's version string, recorded in each dump."""
     return torch.__version__
+
+
+def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
+    """One training step on NHWC NumPy views; every compared quantity by canonical name.
+
+    Returns ``{"loss", "h1", "z1", "grad/<name>", "after/<name>"}`` (h1 and z1 in eval mode,
+    before the step, so the running statistics move only once; ``after`` is the whole
+    exported state after the step: weights, BN statistics and, for MoCo, the key encoder, the
+    queue and its pointer), for ``shared.parity`` to compare with ``tf_impl.parity.step_outputs``.
+    """
+    from shared.weights import to_canonical
+    from torch_impl.checkpoint import _entries, export_weights
+
+    dtype = next(model.parameters()).dtype
+    a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dtype) for x in (x1, x2))
+    net = model.net if hasattr(model, "net") else model.encoder_q
+    model.eval()
+    with torch.no_grad():
+        h1, z1 = (t.numpy() for t in net(a))
+    model.train()
+    if hasattr(model, "queue"):
+        from torch_impl.moco import momentum_update
+
+        momentum_update(model.encoder_q, model.encoder_k, key_momentum)
+        loss, keys = model.contrastive_loss(a, b)
+    else:
+        loss, keys = model.contrastive_loss(a, b), None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = {
+        f"grad/{n}": to_canonical(k, r, t.grad.numpy(), "torch")
+        for n, k, r, t in _entries(model)
+        if t.grad is not None
+    }
+    optimizer.step()
+    if keys is not None:
+        from torch_impl.moco import dequeue_and_enqueue
+
+        dequeue_and_enqueue(model.queue, model.queue_ptr, keys)
+    after = {f"after/{n}": v for n, v in export_weights(model).items()}
+    return {"loss": loss.detach().numpy(), "h1": h1, "z1": z1, **grads, **after}

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help demo test test-all bench bench-full lint format golden clean
+.PHONY: help demo test test-all bench bench-full lint format golden docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ lint: $(STAMP)  ## ruff lint + format check
 format: $(STAMP)  ## ruff fix + format
 	$(VPY) -m ruff check --fix .
 	$(VPY) -m ruff format .
+
+docs: $(STAMP)  ## regenerate docs/framework_differences.md (each row is tested in tests/test_catalogue.py)
+	$(VPY) -m benchmarks.catalogue > /dev/null
 
 golden: $(STAMP)  ## rebuild shared/golden/ (the check runs in the tests)
 	$(VPY) -m shared.golden

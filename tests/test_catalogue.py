@@ -1,0 +1,46 @@
+"""Each row of the framework-differences catalogue (``benchmarks/catalogue.py``) still holds:
+the difference is still there when left unaligned, and the project's alignment removes it.
+A framework upgrade that changes a default makes the row's test fail, and the table is then
+regenerated (``python -m benchmarks.catalogue``) instead of rotting."""
+
+import math
+
+import pytest
+
+pytest.importorskip("torch", reason="PyTorch is not installed")
+pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+
+from benchmarks import catalogue as C  # noqa: E402
+
+# name -> (the least effect that proves the difference, the most residue after alignment)
+EXPECT = {
+    "conv_padding": (0.1, 1e-12),
+    "bn_running_variance": (1e-3, 1e-9),
+    "bn_momentum_and_eps": (1e-3, 1e-15),
+    "keras_sgd": (1e-3, 1e-13),
+    "keras_adam": (1e-5, 1e-15),
+    "python_float_cast": (1e-9, 0.0),
+    "l2_normalize_clamp": (0.5, 1e-12),
+    "init_scale": (1e-3, 0.0),
+    "kernel_layout": (None, 0.0),
+}
+
+
+def test_every_row_has_an_expectation():
+    assert {f.__name__ for f in C.ROWS} == set(EXPECT)
+
+
+@pytest.mark.parametrize("row", C.ROWS, ids=lambda f: f.__name__)
+def test_catalogue_row_still_true(row):
+    r = row()
+    least, residue = EXPECT[row.__name__]
+    if least is not None:
+        assert r["effect"] > least, r
+    else:
+        assert math.isnan(r["effect"])
+    assert r["aligned"] <= residue, r
+
+
+def test_markdown_has_one_line_per_row():
+    text = C.markdown([row() for row in C.ROWS])
+    assert text.count("\n| ") == len(C.ROWS) + 1  # header + rows (the separator starts with |-)

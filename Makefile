@@ -44,8 +44,9 @@ format: $(STAMP)  ## ruff fix + format
 	$(VPY) -m ruff check --fix .
 	$(VPY) -m ruff format .
 
-docs: $(STAMP)  ## regenerate docs/framework_differences.md (each row is tested in tests/test_catalogue.py)
+docs: $(STAMP)  ## regenerate docs/framework_differences.md and docs/step_drift.md (both tested)
 	$(VPY) -m benchmarks.catalogue > /dev/null
+	$(VPY) -m benchmarks.drift > /dev/null
 
 golden: $(STAMP)  ## rebuild shared/golden/ (the check runs in the tests)
 	$(VPY) -m shared.golden

@@ -18,6 +18,7 @@ import numpy as np
 
 # isort: off
 import torch
+import torchvision  # noqa: F401  (triton must load before TensorFlow)
 import torch.nn.functional as F
 import tensorflow as tf
 

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=f"python -m {pkg}", description=f"SimCLR and MoCo v2 in {framework}."
     )
+    ap.add_argument("--verbose", action="store_true", help="show the frameworks' own C++ log lines")
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
     add_config_args(tr, framework)
@@ -105,6 +107,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
 
 def main(framework: str, argv=None) -> int:
     args = build_parser(framework).parse_args(argv)
+    if not args.verbose:  # TensorFlow's C++ log (cuInit, PredictCost, ...) reads this at import
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cmds = {
         "train": cmd_train,
         "eval": cmd_eval,

@@ -101,6 +101,8 @@ HELP = {
     "seed": "seed of initialisation, data order and augmentation",
     "run_dir": "where checkpoints and metrics go (default: runs/<framework>-<method>)",
     "resume": "continue from the newest checkpoint in run_dir",
+    "overwrite": "replace the run already in run_dir (its checkpoints, metrics and logs are deleted)",
+    "allow_config_change": "on --resume, accept settings that change the trajectory (seed, lr, ...)",
     "knn_every": "kNN monitor every this many epochs (0: never)",
     "limit_train": "use only the first n training images (tests)",
 }
@@ -144,6 +146,8 @@ class TrainConfig:
     seed: int = 0
     run_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
+    allow_config_change: bool = False
     knn_every: int = 5
     limit_train: int | None = None
     framework: str | None = None
@@ -244,6 +248,52 @@ class TrainConfig:
     def flag_names(cls) -> list[str]:
         """The fields a user sets (``framework`` is set by ``resolve``)."""
         return [f.name for f in fields(cls) if f.name != "framework"]
+
+
+# Fields whose change makes the saved checkpoint unusable, and fields that may change on resume.
+SHAPE_FIELDS = ("method", "encoder", "proj_dim", "hidden_dim", "head_layers", "queue_size")
+FREE_FIELDS = (
+    "epochs",
+    "resume",
+    "overwrite",
+    "allow_config_change",
+    "run_dir",
+    "knn_every",
+    "device",
+    "num_workers",
+    "root",
+    "download",
+    "amp",
+    "framework",
+)
+
+
+def check_resume(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Compare a run's saved config with the one resuming it; return the fields that differ.
+
+    Raises:
+        ValueError: a field that breaks the checkpoint (shapes, method) differs, or a field that
+            changes the trajectory differs without ``allow_config_change``.
+    """
+    changed = [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in FREE_FIELDS and getattr(saved, f.name) != getattr(new, f.name)
+    ]
+    broken = [n for n in changed if n in SHAPE_FIELDS]
+    if broken:
+        diff = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(new, n)!r}" for n in broken)
+        raise ValueError(
+            f"resume: the checkpoint in {new.run_dir} was trained with other {diff}; "
+            "train into a new --run-dir instead"
+        )
+    if changed and not new.allow_config_change:
+        diff = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(new, n)!r}" for n in changed)
+        raise ValueError(
+            f"resume: {diff} differ from the saved config.json; pass --allow-config-change "
+            "to continue with them (the change is recorded in metrics.json)"
+        )
+    return changed
 
 
 def load_config(run_dir) -> TrainConfig:

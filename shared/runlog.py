@@ -10,7 +10,8 @@ report reads both.
     {"schema": "rosetta.metrics/v1", "framework": "torch" | "tensorflow",
      "method": "simclr" | "moco", "dataset": str,
      "epochs": [{"epoch": int, "loss": float, "lr": float, "images_per_s": float,
-                 "time_s": float, "knn_top1": float | null}, ...]}
+                 "time_s": float, "knn_top1": float | null}, ...],
+     "config_changes": [{"at_epoch": int, "fields": [str, ...]}, ...]}   # --allow-config-change
 """
 
 from __future__ import annotations
@@ -45,6 +46,44 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+RUN_FILES = ("config.json", "metrics.json", "eval.json", "features.npz")
+RUN_DIRS = ("ckpt", "tb")
+
+
+def holds_a_run(run_dir) -> bool:
+    """True when ``run_dir`` has a config, metrics or checkpoints of an earlier run."""
+    d = Path(run_dir)
+    return d.is_dir() and (any((d / f).exists() for f in RUN_FILES[:2]) or any(d.glob("ckpt*")))
+
+
+def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder, before anything is written.
+
+    A folder holding a run is continued with ``resume``, replaced with ``overwrite`` (its
+    checkpoints, metrics and logs are deleted first), and refused otherwise.
+
+    Raises:
+        ValueError: ``run_dir`` holds a run and neither flag was given, or it is a file.
+    """
+    import shutil
+
+    d = Path(run_dir)
+    if d.exists() and not d.is_dir():
+        raise ValueError(f"run_dir: {d} is a file, expected a directory")
+    if not holds_a_run(d) or resume:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"run_dir: {d} already holds a run; pass --resume to continue it or --overwrite to replace it"
+        )
+    for name in RUN_FILES:
+        (d / name).unlink(missing_ok=True)
+    for p in d.glob("ckpt-*.pt"):
+        p.unlink()
+    for name in RUN_DIRS:
+        shutil.rmtree(d / name, ignore_errors=True)
+
+
 class RunLog:
     """Accumulates epoch records and rewrites ``metrics.json`` after each one."""
 
@@ -61,13 +100,16 @@ class RunLog:
         atomic_write_json(self.run_dir / "config.json", dataclasses.asdict(config))
 
     @classmethod
-    def resume(cls, run_dir, config, epochs_done: int) -> RunLog:
-        """A log that keeps the records of the first ``epochs_done`` epochs already written."""
-        log = cls(run_dir, config)
+    def resume(cls, run_dir, config, epochs_done: int, changed: list[str] | None = None) -> RunLog:
+        """A log that keeps the records of the first ``epochs_done`` epochs already written, and
+        records the config fields that ``changed`` on this resume."""
         path = Path(run_dir) / "metrics.json"
-        if epochs_done and path.exists():
-            old = json.loads(path.read_text())
-            log.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= epochs_done]
+        old = json.loads(path.read_text()) if epochs_done and path.exists() else {}
+        log = cls(run_dir, config)
+        log.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= epochs_done]
+        log.data["config_changes"] = old.get("config_changes", [])
+        if changed:
+            log.data["config_changes"].append({"at_epoch": epochs_done, "fields": changed})
         return log
 
     def epoch(self, **record) -> str:

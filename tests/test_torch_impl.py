@@ -239,7 +239,22 @@ def test_missing_dataset_and_image_folder(tmp_path):
 def test_cli_missing_dataset_is_one_clean_line(capsys, tmp_path):
     from torch_impl.__main__ import main
 
-    assert main(["train", "--dataset", "stl10", "--root", str(tmp_path), "--epochs", "1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "stl10",
+                "--root",
+                str(tmp_path),
+                "--epochs",
+                "1",
+                "--run-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: dataset 'stl10' was not found") and "Traceback" not in err
 

@@ -19,13 +19,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from shared.config import TrainConfig
+from shared.config import TrainConfig, check_resume, load_config
 from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
 from shared.queue import cosine_momentum
-from shared.runlog import RunLog
+from shared.runlog import RunLog, prepare_run_dir
 from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
 from tf_impl.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from tf_impl.data import load_split
@@ -192,6 +192,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     tf.keras.utils.set_random_seed(cfg.seed)
     cfg.amp = use_amp(cfg.amp)  # config.json records what ran
     run_dir = Path(cfg.run_dir)
+    prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before anything is written
+    changed = (
+        check_resume(load_config(run_dir), cfg)
+        if cfg.resume and (run_dir / "config.json").exists()
+        else []
+    )
     train_split, test_split = train_test_splits(load_split, cfg)
     steps = len(train_split) // cfg.batch_size
     if steps < 1:
@@ -207,7 +213,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         print(
             f"[tensorflow/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True
         )
-    runlog = RunLog.resume(run_dir, cfg, start_epoch)
+    runlog = RunLog.resume(run_dir, cfg, start_epoch, changed)
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
     aug = tf.function(BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength))
     record = {"loss": float("nan")}

@@ -22,13 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from shared.config import TrainConfig
+from shared.config import TrainConfig, check_resume, load_config
 from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
 from shared.queue import cosine_momentum
-from shared.runlog import RunLog
+from shared.runlog import RunLog, prepare_run_dir
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
 from torch_impl.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from torch_impl.data import TwoViewDataset, load_split
@@ -172,6 +172,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     run_dir = Path(cfg.run_dir)
+    prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before anything is written
+    changed = (
+        check_resume(load_config(run_dir), cfg)
+        if cfg.resume and (run_dir / "config.json").exists()
+        else []
+    )
     train_split, test_split = train_test_splits(load_split, cfg)
     steps = len(train_split) // cfg.batch_size
     if steps < 1:
@@ -184,7 +190,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.resume and latest_checkpoint(run_dir) is not None:
         start_epoch = restore_checkpoint(run_dir, model, optimizer)
         print(f"[torch/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True)
-    runlog = RunLog.resume(run_dir, cfg, start_epoch)
+    runlog = RunLog.resume(run_dir, cfg, start_epoch, changed)
     writer = _summary_writer(run_dir)
     ctx = {
         "device": device,

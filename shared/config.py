@@ -251,7 +251,15 @@ class TrainConfig:
 
 
 # Fields whose change makes the saved checkpoint unusable, and fields that may change on resume.
-SHAPE_FIELDS = ("method", "encoder", "proj_dim", "hidden_dim", "head_layers", "queue_size")
+SHAPE_FIELDS = (
+    "method",
+    "encoder",
+    "proj_dim",
+    "hidden_dim",
+    "head_layers",
+    "queue_size",
+    "optimizer",
+)
 FREE_FIELDS = (
     "epochs",
     "resume",

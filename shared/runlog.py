@@ -84,6 +84,33 @@ def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(d / name, ignore_errors=True)
 
 
+def first_non_finite(state: dict):
+    """The first name in ``state`` (name -> array) holding a NaN or an infinity, or ``None``."""
+    import numpy as np
+
+    return next(
+        (
+            k
+            for k, v in state.items()
+            if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()
+        ),
+        None,
+    )
+
+
+def non_finite_error(what: str, epoch: int, last_checkpoint) -> FloatingPointError:
+    """The one-line error for a non-finite loss or weight: where, and the true last finite
+    checkpoint (checkpoints are only written after the weights were checked)."""
+    where = (
+        f"the last finite checkpoint is {last_checkpoint}"
+        if last_checkpoint
+        else "no checkpoint was written yet"
+    )
+    return FloatingPointError(
+        f"{what} in epoch {epoch}; {where}. Lower --lr or raise --temperature, then --resume or --overwrite"
+    )
+
+
 class RunLog:
     """Accumulates epoch records and rewrites ``metrics.json`` after each one."""
 

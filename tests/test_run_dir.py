@@ -99,3 +99,24 @@ def test_resume_with_a_changed_config(tmp_path, framework):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["config_changes"] == [{"at_epoch": 1, "fields": ["temperature"]}]
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_non_finite_stops_with_the_true_last_checkpoint_and_never_saves_it(tmp_path, framework):
+    """A huge learning rate drives the weights to inf/NaN: the run stops with one line naming
+    the epoch and the last *finite* checkpoint (or none), and no non-finite state is saved."""
+    train = _train(framework)
+    blow_up = dict(optimizer="sgd", lr=1e38, weight_decay=0.0)
+    with pytest.raises(FloatingPointError, match="in epoch 1; no checkpoint was written yet"):
+        train(_cfg(tmp_path, epochs=3, **blow_up), progress=False)
+    train(_cfg(tmp_path / "b", epochs=1, optimizer="sgd", lr=0.1, weight_decay=0.0), progress=False)
+    with pytest.raises(
+        FloatingPointError,
+        match="in epoch 2; the last finite checkpoint is .*(ckpt-0001.pt|ckpt-1)",
+    ):
+        train(
+            _cfg(tmp_path / "b", epochs=3, resume=True, allow_config_change=True, **blow_up),
+            progress=False,
+        )
+    metrics = json.loads((tmp_path / "b" / "run" / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1]

@@ -25,9 +25,14 @@ from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
 from shared.queue import cosine_momentum
-from shared.runlog import RunLog, prepare_run_dir
+from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
-from tf_impl.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from tf_impl.checkpoint import (
+    export_weights,
+    latest_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from tf_impl.data import load_split
 from tf_impl.evaluate import extract_features
 from tf_impl.moco import MoCo
@@ -166,7 +171,7 @@ def run_epoch(
             step_fn(x1, x2, tf.constant([cfg.seed, step], tf.int32), tf.constant(m, tf.float64))
         )
         if not np.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, step {i + 1}")
+            raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
         total, seen = total + loss * int(x1.shape[0]), seen + int(x1.shape[0])
         bar.set_postfix(loss=f"{loss:.3f}")
     elapsed = time.perf_counter() - t0
@@ -213,33 +218,55 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         print(
             f"[tensorflow/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True
         )
-    runlog = RunLog.resume(run_dir, cfg, start_epoch, changed)
-    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+    ctx = {
+        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed),
+        "device": cfg.device,
+        "writer": tf.summary.create_file_writer(str(run_dir / "tb")),
+        "splits": (train_split, test_split),
+    }
     aug = tf.function(BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength))
     record = {"loss": float("nan")}
     for epoch in range(start_epoch, cfg.epochs):
         dataset = make_dataset(train_split.images, cfg, epoch, aug)
-        record = run_epoch(
-            step_fn, optimizer, cfg, dataset, epoch, steps, progress and sys.stderr.isatty()
-        )
-        record["knn_top1"] = None
-        if (
-            test_split is not None
-            and cfg.knn_every
-            and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs)
-        ):
-            record["knn_top1"] = knn_monitor(model, train_split, test_split)
-        with writer.as_default():
-            for key in ("loss", "lr", "knn_top1"):
-                if record[key] is not None:
-                    tf.summary.scalar(key, record[key], step=epoch + 1)
-        writer.flush()
-        save_checkpoint(run_dir, epoch + 1, model, optimizer)
-        print(runlog.epoch(**record), flush=True)
-    writer.close()
+        try:
+            record = run_epoch(
+                step_fn, optimizer, cfg, dataset, epoch, steps, progress and sys.stderr.isatty()
+            )
+        except FloatingPointError as e:  # a non-finite loss: stop before anything is checkpointed
+            raise non_finite_error(str(e), epoch + 1, latest_checkpoint(run_dir)) from None
+        finish_epoch(model, optimizer, cfg, record, epoch, ctx)
+    ctx["writer"].close()
     return {
         "run_dir": str(run_dir),
         "epochs": cfg.epochs,
         "final_loss": record["loss"],
         "model": model,
     }
+
+
+def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
+    """After an epoch: refuse non-finite weights, the kNN monitor, the logs, then the checkpoint."""
+    run_dir = Path(cfg.run_dir)
+    bad = first_non_finite(export_weights(model))
+    if bad is not None:  # never checkpoint non-finite state
+        raise non_finite_error(
+            f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
+        )
+    train_split, test_split = ctx["splits"]
+    monitor = (
+        test_split is not None
+        and cfg.knn_every
+        and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs)
+    )
+    record["knn_top1"] = (
+        knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
+    )
+    with ctx["writer"].as_default():
+        for key in ("loss", "lr", "knn_top1"):
+            if record[key] is not None:
+                tf.summary.scalar(key, record[key], step=epoch + 1)
+    ctx["writer"].flush()
+    print(
+        ctx["runlog"].epoch(**record), flush=True
+    )  # metrics first: resume drops rows past the checkpoint
+    save_checkpoint(run_dir, epoch + 1, model, optimizer)

@@ -28,9 +28,14 @@ from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
 from shared.queue import cosine_momentum
-from shared.runlog import RunLog, prepare_run_dir
+from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
-from torch_impl.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from torch_impl.checkpoint import (
+    export_weights,
+    latest_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from torch_impl.data import TwoViewDataset, load_split
 from torch_impl.evaluate import extract_features
 from torch_impl.moco import MoCo
@@ -148,7 +153,7 @@ def run_epoch(
         )
         loss = model.train_step(x1, x2, optimizer, amp_dtype=ctx["amp_dtype"], **extra).item()
         if not np.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, step {i + 1}")
+            raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
         total, seen = total + loss * len(x1), seen + len(x1)
         bar.set_postfix(loss=f"{loss:.3f}")
     elapsed = time.perf_counter() - t0
@@ -190,38 +195,65 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.resume and latest_checkpoint(run_dir) is not None:
         start_epoch = restore_checkpoint(run_dir, model, optimizer)
         print(f"[torch/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True)
-    runlog = RunLog.resume(run_dir, cfg, start_epoch, changed)
-    writer = _summary_writer(run_dir)
+    amp_dtype = amp_dtype_for(cfg.amp, device)
+    cfg.amp = amp_dtype is not None  # config.json records what ran
     ctx = {
         "device": device,
-        "amp_dtype": amp_dtype_for(cfg.amp, device),
+        "amp_dtype": amp_dtype,
         "progress": progress and sys.stderr.isatty(),
+        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed),
+        "writer": _summary_writer(run_dir),
+        "splits": (train_split, test_split),
     }
     record = {"loss": float("nan")}
     for epoch in range(start_epoch, cfg.epochs):
-        record = run_epoch(
-            model, optimizer, cfg, epoch_batches(cfg, train_split, epoch, steps), epoch, steps, ctx
-        )
-        record["knn_top1"] = None
-        if (
-            test_split is not None
-            and cfg.knn_every
-            and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs)
-        ):
-            record["knn_top1"] = knn_monitor(model, train_split, test_split, device)
-        for key in ("loss", "lr", "knn_top1"):
-            if record[key] is not None:
-                writer.add_scalar(key, record[key], epoch + 1)
-        writer.flush()
-        save_checkpoint(run_dir, epoch + 1, model, optimizer)
-        print(runlog.epoch(**record), flush=True)
-    writer.close()
+        try:
+            record = run_epoch(
+                model,
+                optimizer,
+                cfg,
+                epoch_batches(cfg, train_split, epoch, steps),
+                epoch,
+                steps,
+                ctx,
+            )
+        except FloatingPointError as e:  # a non-finite loss: stop before anything is checkpointed
+            raise non_finite_error(str(e), epoch + 1, latest_checkpoint(run_dir)) from None
+        finish_epoch(model, optimizer, cfg, record, epoch, ctx)
+    ctx["writer"].close()
     return {
         "run_dir": str(run_dir),
         "epochs": cfg.epochs,
         "final_loss": record["loss"],
         "model": model,
     }
+
+
+def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
+    """After an epoch: refuse non-finite weights, the kNN monitor, the logs, then the checkpoint."""
+    run_dir = Path(cfg.run_dir)
+    bad = first_non_finite(export_weights(model))
+    if bad is not None:  # never checkpoint non-finite state
+        raise non_finite_error(
+            f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
+        )
+    train_split, test_split = ctx["splits"]
+    monitor = (
+        test_split is not None
+        and cfg.knn_every
+        and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs)
+    )
+    record["knn_top1"] = (
+        knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
+    )
+    for key in ("loss", "lr", "knn_top1"):
+        if record[key] is not None:
+            ctx["writer"].add_scalar(key, record[key], epoch + 1)
+    ctx["writer"].flush()
+    print(
+        ctx["runlog"].epoch(**record), flush=True
+    )  # metrics first: resume drops rows past the checkpoint
+    save_checkpoint(run_dir, epoch + 1, model, optimizer)
 
 
 def _summary_writer(run_dir: Path):

@@ -261,6 +261,13 @@ def run_guarded(fn, *args) -> int:
     one ``error: ...`` line and exit status 2, never a traceback."""
     try:
         return fn(*args)
-    except (DatasetNotFound, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (
+        DatasetNotFound,
+        FileNotFoundError,
+        ValueError,
+        RuntimeError,
+        FloatingPointError,
+        OSError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

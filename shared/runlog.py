@@ -31,6 +31,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the run's other files follow the umask
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -40,6 +41,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path, obj) -> None:
@@ -70,6 +77,7 @@ def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
     d = Path(run_dir)
     if d.exists() and not d.is_dir():
         raise ValueError(f"run_dir: {d} is a file, expected a directory")
+    _remove_orphans(d)
     if not holds_a_run(d) or resume:
         return
     if not overwrite:
@@ -109,6 +117,22 @@ def non_finite_error(what: str, epoch: int, last_checkpoint) -> FloatingPointErr
     return FloatingPointError(
         f"{what} in epoch {epoch}; {where}. Lower --lr or raise --temperature, then --resume or --overwrite"
     )
+
+
+def _remove_orphans(d: Path) -> None:
+    """Temp files of writes that a kill interrupted: ``.<name>.*.tmp`` (ours) and TF's
+    ``ckpt/*_temp*`` folders. Complete files are never touched."""
+    import shutil
+
+    if not d.is_dir():
+        return
+    for p in d.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+    for p in (d / "ckpt").glob("*_temp*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 class RunLog:

@@ -120,3 +120,24 @@ def test_non_finite_stops_with_the_true_last_checkpoint_and_never_saves_it(tmp_p
         )
     metrics = json.loads((tmp_path / "b" / "run" / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1]
+
+
+def test_orphan_temp_files_are_removed_and_run_files_follow_the_umask(tmp_path):
+    import os
+
+    from shared.runlog import atomic_write_json
+
+    run = tmp_path / "run"
+    (run / "ckpt" / "ckpt-3_temp").mkdir(parents=True)
+    (run / ".ckpt-0003.pt.abc.tmp").write_bytes(b"x" * 10)
+    (run / "ckpt-0002.pt").write_bytes(b"complete")
+    prepare_run_dir(run, resume=True, overwrite=False)
+    assert sorted(p.name for p in run.iterdir()) == ["ckpt", "ckpt-0002.pt"] and not any(
+        (run / "ckpt").iterdir()
+    )
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(run / "metrics.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (run / "metrics.json").stat().st_mode & 0o777 == 0o644

@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields, replace
 from shared.augment_spec import augment_spec
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import OPTIMIZERS, default_lr
-from shared.queue import check_momentum
+from shared.queue import check_momentum, cosine_momentum
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -243,6 +243,18 @@ class TrainConfig:
                 .replace("strength:", "color_strength:", 1)
             )
             raise ValueError(msg) from None
+
+    def key_momentum_at(self, step: int, total_steps: int) -> float:
+        """MoCo's m at ``step``: constant, or ``shared.queue.cosine_momentum`` (both loops call this).
+
+        Example:
+            >>> cfg = TrainConfig(method="moco", key_momentum_schedule="cosine", key_momentum=0.9)
+            >>> cfg.key_momentum_at(0, 100), cfg.key_momentum_at(100, 100)
+            (0.9, 1.0)
+        """
+        if self.key_momentum_schedule == "cosine":
+            return float(cosine_momentum(step, total_steps, self.key_momentum))
+        return self.key_momentum
 
     @classmethod
     def flag_names(cls) -> list[str]:

@@ -24,7 +24,6 @@ from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
-from shared.queue import cosine_momentum
 from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
 from tf_impl.checkpoint import (
@@ -39,7 +38,7 @@ from tf_impl.moco import MoCo
 from tf_impl.optim import build_optimizer, set_learning_rate
 from tf_impl.simclr import SimCLR
 
-__all__ = ["TRACE_COUNT", "build_model", "compile_step", "key_momentum_at", "make_dataset", "train"]
+__all__ = ["TRACE_COUNT", "build_model", "compile_step", "make_dataset", "train"]
 
 TRACE_COUNT = {"train_step": 0}
 
@@ -72,13 +71,6 @@ def build_model(cfg: TrainConfig, dtype: str | None = None):
         seed=cfg.seed,
         **common,
     )
-
-
-def key_momentum_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """MoCo's m at ``step``: constant, or ``shared.queue.cosine_momentum``."""
-    if cfg.key_momentum_schedule == "cosine":
-        return cosine_momentum(step, total_steps, cfg.key_momentum)
-    return cfg.key_momentum
 
 
 def compile_step(model, optimizer, jit_compile: bool = False):
@@ -166,7 +158,7 @@ def run_epoch(
         step = epoch * steps + i
         lr = cfg.lr * warmup_cosine(step, cfg.warmup_epochs * steps, cfg.epochs * steps)
         set_learning_rate(optimizer, lr)
-        m = key_momentum_at(cfg, step, cfg.epochs * steps)
+        m = cfg.key_momentum_at(step, cfg.epochs * steps)
         loss = float(
             step_fn(x1, x2, tf.constant([cfg.seed, step], tf.int32), tf.constant(m, tf.float64))
         )

@@ -27,7 +27,6 @@ from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
 from shared.optim import warmup_cosine
-from shared.queue import cosine_momentum
 from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
 from torch_impl.checkpoint import (
@@ -42,7 +41,7 @@ from torch_impl.moco import MoCo
 from torch_impl.optim import build_optimizer, set_learning_rate
 from torch_impl.simclr import SimCLR
 
-__all__ = ["build_model", "key_momentum_at", "seed_everything", "train"]
+__all__ = ["build_model", "seed_everything", "train"]
 
 
 def build_model(cfg: TrainConfig, dtype: str = "float32"):
@@ -65,13 +64,6 @@ def build_model(cfg: TrainConfig, dtype: str = "float32"):
         seed=cfg.seed,
         **common,
     )
-
-
-def key_momentum_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """MoCo's m at ``step``: constant, or ``shared.queue.cosine_momentum``."""
-    if cfg.key_momentum_schedule == "cosine":
-        return cosine_momentum(step, total_steps, cfg.key_momentum)
-    return cfg.key_momentum
 
 
 def resolve_device(device: str) -> torch.device:
@@ -149,7 +141,7 @@ def run_epoch(
         extra = (
             {}
             if cfg.method == "simclr"
-            else {"key_momentum": key_momentum_at(cfg, step, cfg.epochs * steps)}
+            else {"key_momentum": cfg.key_momentum_at(step, cfg.epochs * steps)}
         )
         loss = model.train_step(x1, x2, optimizer, amp_dtype=ctx["amp_dtype"], **extra).item()
         if not np.isfinite(loss):

@@ -114,3 +114,17 @@ def test_linear_probe_separable_and_raw_pixel_floor():
         ds.train.images, ds.train.labels, ds.test.images, ds.test.labels
     )
     assert base["knn_top1"] <= 0.40  # hard enough that learning shows
+
+
+def test_parity_compare_with_a_missing_or_foreign_file_is_one_line(tmp_path, capsys):
+    import numpy as np
+
+    from shared.apps import parity_cmd
+
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    for bad in (tmp_path / "missing.npz", tmp_path / "other.npz"):
+        assert parity_cmd.main(["--compare", str(bad), str(bad), "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.startswith(f"error: compare: {bad} is not a parity dump") and "Traceback" not in err
+        )

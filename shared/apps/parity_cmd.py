@@ -28,13 +28,23 @@ BACKENDS = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
 
 def load_dump(path) -> tuple[dict, dict]:
+    """Read a ``parity-dump`` file.
+
+    Raises:
+        ValueError: missing, not an .npz, or not written by ``parity-dump`` (names the file).
+    """
     out: dict = {}
-    with np.load(path) as z:
-        meta = json.loads(str(z["__meta__"]))
-        for key in z.files:
-            if key != "__meta__":
-                loss, case, fld = key.split("/")
-                out.setdefault(loss, {}).setdefault(case, {})[fld] = z[key]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            for key in z.files:
+                if key != "__meta__":
+                    loss, case, fld = key.split("/")
+                    out.setdefault(loss, {}).setdefault(case, {})[fld] = z[key]
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(
+            f"compare: {path} is not a parity dump written by parity-dump ({type(e).__name__}: {e})"
+        ) from None
     return meta, out
 
 
@@ -126,8 +136,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="rosetta-parity-"))
     if args.compare:
-        meta_a, a = load_dump(args.compare[0])
-        meta_b, b = load_dump(args.compare[1])
+        try:
+            (meta_a, a), (meta_b, b) = (load_dump(p) for p in args.compare)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         dtype = meta_b["dtype"] if meta_b["dtype"] != "float64" else meta_a["dtype"]
         label = (
             f"{meta_b['framework']}@{meta_b['device']} vs {meta_a['framework']}@{meta_a['device']}"

@@ -244,6 +244,30 @@ class TrainConfig:
             )
             raise ValueError(msg) from None
 
+    def model_kwargs(self) -> dict:
+        """The keyword arguments of ``SimCLR(...)`` or ``MoCo(...)``, the same in both frameworks.
+
+        Example:
+            >>> sorted(TrainConfig(method="simclr").resolve("torch").model_kwargs())
+            ['bn_splits', 'encoder', 'head_layers', 'hidden_dim', 'proj_dim', 'temperature']
+        """
+        kw = {
+            "encoder": self.encoder,
+            "hidden_dim": self.hidden_dim,
+            "proj_dim": self.proj_dim,
+            "head_layers": self.head_layers,
+            "temperature": self.temperature,
+            "bn_splits": self.bn_splits,
+        }
+        if self.method == "moco":
+            kw.update(
+                queue_size=self.queue_size,
+                shuffle_keys=self.shuffle_keys,
+                symmetric=self.symmetric,
+                seed=self.seed,
+            )
+        return kw
+
     def key_momentum_at(self, step: int, total_steps: int) -> float:
         """MoCo's m at ``step``: constant, or ``shared.queue.cosine_momentum`` (both loops call this).
 

@@ -53,24 +53,8 @@ def use_amp(amp: bool | None) -> bool:
 def build_model(cfg: TrainConfig, dtype: str | None = None):
     """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting."""
     dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
-    common = dict(
-        encoder=cfg.encoder,
-        hidden_dim=cfg.hidden_dim,
-        proj_dim=cfg.proj_dim,
-        head_layers=cfg.head_layers,
-        temperature=cfg.temperature,
-        bn_splits=cfg.bn_splits,
-        dtype=dtype,
-    )
-    if cfg.method == "simclr":
-        return SimCLR(**common)
-    return MoCo(
-        queue_size=cfg.queue_size,
-        shuffle_keys=cfg.shuffle_keys,
-        symmetric=cfg.symmetric,
-        seed=cfg.seed,
-        **common,
-    )
+    model_cls = SimCLR if cfg.method == "simclr" else MoCo
+    return model_cls(**cfg.model_kwargs(), dtype=dtype)
 
 
 def compile_step(model, optimizer, jit_compile: bool = False):

@@ -46,24 +46,8 @@ __all__ = ["build_model", "seed_everything", "train"]
 
 def build_model(cfg: TrainConfig, dtype: str = "float32"):
     """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config)."""
-    common = dict(
-        encoder=cfg.encoder,
-        hidden_dim=cfg.hidden_dim,
-        proj_dim=cfg.proj_dim,
-        head_layers=cfg.head_layers,
-        temperature=cfg.temperature,
-        bn_splits=cfg.bn_splits,
-        dtype=dtype,
-    )
-    if cfg.method == "simclr":
-        return SimCLR(**common)
-    return MoCo(
-        queue_size=cfg.queue_size,
-        shuffle_keys=cfg.shuffle_keys,
-        symmetric=cfg.symmetric,
-        seed=cfg.seed,
-        **common,
-    )
+    model_cls = SimCLR if cfg.method == "simclr" else MoCo
+    return model_cls(**cfg.model_kwargs(), dtype=dtype)
 
 
 def resolve_device(device: str) -> torch.device:

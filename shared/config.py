@@ -268,6 +268,13 @@ class TrainConfig:
             )
         return kw
 
+    def knn_due(self, epoch: int) -> bool:
+        """Whether the kNN monitor runs after ``epoch`` (0-based): every ``knn_every`` epochs
+        and after the last one; never with ``knn_every = 0``."""
+        return bool(self.knn_every) and (
+            (epoch + 1) % self.knn_every == 0 or epoch + 1 == self.epochs
+        )
+
     def key_momentum_at(self, step: int, total_steps: int) -> float:
         """MoCo's m at ``step``: constant, or ``shared.queue.cosine_momentum`` (both loops call this).
 

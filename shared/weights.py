@@ -57,6 +57,22 @@ class WeightsError(ValueError):
     """A weights file or state that does not fit: the message names the entry."""
 
 
+def model_parts(model) -> list[tuple[str, object]]:
+    """``(prefix, module)`` for the encoders and heads of a SimCLR or MoCo model of either
+    framework, in canonical order: ``net/encoder``, ``net/head`` or ``encoder_q/...``,
+    ``encoder_k/...``. Only attribute names are read, so it serves both frameworks."""
+    nets = (
+        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
+        if hasattr(model, "queue")
+        else {"net": model.net}
+    )
+    return [
+        (f"{name}/{sub}", getattr(net, sub))
+        for name, net in nets.items()
+        for sub in ("encoder", "head")
+    ]
+
+
 def canonical_name(prefix: str, kind: str, index: int, role: str) -> str:
     return f"{prefix}/{kind}{index}/{role}"
 

@@ -102,3 +102,9 @@ def test_cli_bad_flag_is_one_line_and_exit_2(capsys):
     assert main("tensorflow", ["train", "--lr", "-0.1"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: lr: expected a finite number > 0, got -0.1"
+
+
+def test_knn_monitor_schedule():
+    cfg = TrainConfig(epochs=12, knn_every=5).resolve("torch")
+    assert [e for e in range(12) if cfg.knn_due(e)] == [4, 9, 11]  # every 5th epoch and the last
+    assert not any(TrainConfig(knn_every=0).resolve("torch").knn_due(e) for e in range(60))

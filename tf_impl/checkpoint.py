@@ -129,19 +129,6 @@ def load_trained(run_dir):
 
 
 # --- framework-neutral weights (shared.weights) ------------------------------------------------
-def _parts(model) -> list:
-    nets = (
-        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
-        if hasattr(model, "queue")
-        else {"net": model.net}
-    )
-    return [
-        (f"{name}/{sub}", getattr(net, sub))
-        for name, net in nets.items()
-        for sub in ("encoder", "head")
-    ]
-
-
 def _layers(module):
     """``(kind, {role: variable})`` for each conv, dense and BN layer, in architecture order."""
     keras = tf.keras
@@ -177,9 +164,9 @@ def _depth_first(layer):
 
 
 def _entries(model):
-    from shared.weights import canonical_name
+    from shared.weights import canonical_name, model_parts
 
-    for prefix, module in _parts(model):
+    for prefix, module in model_parts(model):
         counts: dict[str, int] = {}
         for kind, roles in _layers(module):
             i = counts[kind] = counts.get(kind, -1) + 1

@@ -229,11 +229,7 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
             f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
         )
     train_split, test_split = ctx["splits"]
-    monitor = (
-        test_split is not None
-        and cfg.knn_every
-        and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs)
-    )
+    monitor = test_split is not None and cfg.knn_due(epoch)
     record["knn_top1"] = (
         knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
     )
@@ -242,7 +238,6 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
             if record[key] is not None:
                 tf.summary.scalar(key, record[key], step=epoch + 1)
     ctx["writer"].flush()
-    print(
-        ctx["runlog"].epoch(**record), flush=True
-    )  # metrics first: resume drops rows past the checkpoint
+    # metrics first: resume drops the rows past the last checkpoint
+    print(ctx["runlog"].epoch(**record), flush=True)
     save_checkpoint(run_dir, epoch + 1, model, optimizer)

@@ -148,19 +148,6 @@ def load_trained(run_dir):
 
 
 # --- framework-neutral weights (shared.weights) ------------------------------------------------
-def _parts(model) -> list[tuple[str, torch.nn.Module]]:
-    nets = (
-        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
-        if hasattr(model, "queue")
-        else {"net": model.net}
-    )
-    return [
-        (f"{name}/{sub}", getattr(net, sub))
-        for name, net in nets.items()
-        for sub in ("encoder", "head")
-    ]
-
-
 def _layers(module: torch.nn.Module):
     """``(kind, {role: tensor})`` for each conv, dense and BN layer, in architecture order."""
     for m in module.modules():
@@ -182,9 +169,9 @@ def _layers(module: torch.nn.Module):
 
 def _entries(model):
     """``(canonical name, kind, role, tensor)`` for every weight of the model."""
-    from shared.weights import canonical_name
+    from shared.weights import canonical_name, model_parts
 
-    for prefix, module in _parts(model):
+    for prefix, module in model_parts(model):
         counts: dict[str, int] = {}
         for kind, roles in _layers(module):
             i = counts[kind] = counts.get(kind, -1) + 1

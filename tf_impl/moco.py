@@ -22,6 +22,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from shared.queue import init_queue
+from tf_impl.distributed import (
+    gather_chunks,
+    mean_gradients,
+    shuffle_across_ranks,
+    unshuffle_across_ranks,
+    world_size,
+)
 from tf_impl.losses import info_nce
 from tf_impl.models import EncoderWithHead, dtype_policy, normalize
 
@@ -56,7 +63,8 @@ def dequeue_and_enqueue(queue: tf.Variable, ptr: tf.Variable, keys) -> None:
 
     Exact FIFO for any B and K, like ``shared.queue.dequeue_and_enqueue``: wrap-around,
     K % B != 0, a partial last batch, and B > K (only the newest K keys are kept). A scatter of
-    min(B, K) rows: O(B D), independent of K.
+    min(B, K) rows: O(B D), independent of K (under a ``tf.distribute`` strategy, whose
+    mirrored variables have no scatter, the queue is rewritten: O(K D)).
 
     Raises:
         ValueError: ``keys`` is not (B, D) with the queue's D.
@@ -74,7 +82,11 @@ def dequeue_and_enqueue(queue: tf.Variable, ptr: tf.Variable, keys) -> None:
     b = tf.shape(keys, out_type=tf.int64)[0]
     start = tf.maximum(b - k_size, 0)
     rows = tf.math.floormod(ptr + tf.range(start, b, dtype=tf.int64), k_size)  # (min(B, K),)
-    queue.scatter_nd_update(rows[:, None], tf.cast(keys[start:], queue.dtype))
+    new = tf.cast(keys[start:], queue.dtype)
+    if tf.distribute.has_strategy():  # a MirroredVariable has no scatter: assign the whole queue
+        queue.assign(tf.tensor_scatter_nd_update(queue, rows[:, None], new))
+    else:
+        queue.scatter_nd_update(rows[:, None], new)
     ptr.assign(tf.math.floormod(ptr + b, k_size))
 
 
@@ -125,25 +137,33 @@ class MoCo(tf.Module):
         """The query encoder f_q, whose features h are evaluated."""
         return self.encoder_q.encoder
 
-    def keys(self, x, seed):
-        """Normalised keys (N, D) of ``x`` from f_k, no gradient, optional batch shuffling."""
-        if self.shuffle_keys:
+    def __call__(self, x, training: bool = True, view_chunks: int = 1):
+        """Normalised queries (B, D) of ``x`` from f_q."""
+        return normalize(self.encoder_q(x, training=training, view_chunks=view_chunks)[1])
+
+    def keys(self, x, seed, view_chunks: int = 1):
+        """Normalised keys (B, D) of ``x`` from f_k, no gradient, optional batch shuffling:
+        within this replica (across its BN splits) or across the replicas."""
+        if self.shuffle_keys and world_size() > 1:
+            xs, perm = shuffle_across_ranks(x, seed, view_chunks)
+            k = unshuffle_across_ranks(self.encoder_k(xs, training=True)[1], perm, view_chunks)
+        elif self.shuffle_keys:
             perm = tf.argsort(tf.random.stateless_uniform(tf.shape(x)[:1], seed))
             _, k = self.encoder_k(tf.gather(x, perm), training=True)
             k = tf.gather(k, tf.math.invert_permutation(perm))  # un-shuffle
         else:
-            _, k = self.encoder_k(x, training=True)
-        return tf.stop_gradient(normalize(k))  # (N, D)
+            _, k = self.encoder_k(x, training=True, view_chunks=view_chunks)
+        return tf.stop_gradient(normalize(k))  # (B, D)
 
     def contrastive_loss(self, x1, x2, seed):
         """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``."""
         if not self.symmetric:
-            q = normalize(self.encoder_q(x1, training=True)[1])  # (N, D)
+            q = self(x1)  # (N, D)
             k = self.keys(x2, seed)  # (N, D)
             return info_nce(q, k, self.queue, self.temperature), k
         n = tf.shape(x1)[0]
-        q = normalize(self.encoder_q(tf.concat([x1, x2], 0), training=True)[1])  # (2N, D)
-        k = self.keys(tf.concat([x2, x1], 0), seed)  # (2N, D): row i is the other view of query i
+        q = self(tf.concat([x1, x2], 0), view_chunks=2)  # (2N, D): one pass, both views
+        k = self.keys(tf.concat([x2, x1], 0), seed, view_chunks=2)  # row i: other view of q_i
         loss = 0.5 * (
             info_nce(q[:n], k[:n], self.queue, self.temperature)
             + info_nce(q[n:], k[n:], self.queue, self.temperature)
@@ -154,12 +174,15 @@ class MoCo(tf.Module):
         """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss.
 
         ``seed``: a (2,) int32 tensor for the stateless key shuffle (torch uses its global RNG).
+        Inside ``strategy.run`` the gradients are averaged over the replicas and every replica
+        enqueues the keys of all of them, so every copy of the queue stays the same.
         """
         momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
         variables = self.encoder_q.trainable_weights  # f_q only
         with tf.GradientTape() as tape:
             loss, keys = self.contrastive_loss(x1, x2, seed)  # reads the queue before the enqueue
-        grads = tape.gradient(loss, variables)
+        grads = mean_gradients(tape.gradient(loss, variables))
         optimizer.apply_gradients(zip(grads, variables))
+        keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
         dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
         return loss

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_impl.distributed import mean_gradients
 from tf_impl.losses import nt_xent
 from tf_impl.models import EncoderWithHead, dtype_policy
 
@@ -55,19 +56,27 @@ class SimCLR(tf.Module):
     def __call__(self, x1, x2, training: bool = True):
         """``(h1, h2, z1, z2)`` of two (N, S, S, 3) view batches; one pass over the 2N views."""
         n = tf.shape(x1)[0]
-        h, z = self.net(tf.concat([x1, x2], 0), training=training)  # (2N, F), (2N, D)
+        h, z = self.net(
+            tf.concat([x1, x2], 0), training=training, view_chunks=2
+        )  # (2N, F), (2N, D)
         return h[:n], h[n:], z[:n], z[n:]
 
     def contrastive_loss(self, x1, x2):
-        """NT-Xent of the two views' projections (SimCLR eq. 1)."""
+        """NT-Xent of the two views' projections (SimCLR eq. 1); inside ``strategy.run`` the
+        negatives are every replica's views, gathered with their gradients."""
         _, _, z1, z2 = self(x1, x2, training=True)
-        return nt_xent(z1, z2, self.temperature)  # logits in float32 even under mixed_bfloat16
+        # logits in float32 even under mixed_bfloat16
+        return nt_xent(z1, z2, self.temperature, gather_distributed=True)
 
     def train_step(self, x1, x2, optimizer):
-        """One optimisation step on a batch of view pairs; returns the loss."""
+        """One optimisation step on a batch of view pairs; returns the loss.
+
+        Inside ``strategy.run`` the replicas' gradients are averaged before the update, so the
+        step is the one-process step on the global batch (as DDP in torch).
+        """
         variables = self.net.trainable_weights
         with tf.GradientTape() as tape:
             loss = self.contrastive_loss(x1, x2)
-        grads = tape.gradient(loss, variables)
+        grads = mean_gradients(tape.gradient(loss, variables))
         optimizer.apply_gradients(zip(grads, variables))
         return loss

@@ -33,6 +33,7 @@ from tf_impl.checkpoint import (
     save_checkpoint,
 )
 from tf_impl.data import load_split
+from tf_impl.distributed import local_rows
 from tf_impl.evaluate import extract_features
 from tf_impl.moco import MoCo
 from tf_impl.optim import build_optimizer, set_learning_rate
@@ -57,11 +58,15 @@ def build_model(cfg: TrainConfig, dtype: str | None = None):
     return model_cls(**cfg.model_kwargs(), dtype=dtype)
 
 
-def compile_step(model, optimizer, jit_compile: bool = False):
+def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
     """One ``tf.function`` ``step(x1, x2, seed, key_momentum) -> loss`` for either model.
 
     ``seed`` (2,) int32 drives MoCo's stateless key shuffle; SimCLR ignores it and
     ``key_momentum``. The optimiser's slots are built first, so the function traces once.
+    With a ``tf.distribute`` ``strategy`` (model and optimiser built in its scope) the step
+    takes the global batch, runs ``train_step`` on every replica with its rows
+    (``tf_impl.distributed.local_rows``) and returns the replicas' mean loss: still one
+    ``tf.function``.
     """
     dtype = tf.float64 if model.backbone.weights[0].dtype == tf.float64 else tf.float32
     spec = tf.TensorSpec([None, None, None, 3], dtype)  # any batch and (square) image size
@@ -71,6 +76,12 @@ def compile_step(model, optimizer, jit_compile: bool = False):
         else model.encoder_q.trainable_weights
     )
 
+    def replica_step(x1, x2, seed, key_momentum):
+        x1, x2 = local_rows(x1), local_rows(x2)
+        if isinstance(model, SimCLR):
+            return model.train_step(x1, x2, optimizer)
+        return model.train_step(x1, x2, optimizer, key_momentum, seed)
+
     @tf.function(
         input_signature=[spec, spec, tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float64)],
         jit_compile=jit_compile or None,
@@ -78,9 +89,10 @@ def compile_step(model, optimizer, jit_compile: bool = False):
     )
     def step(x1, x2, seed, key_momentum):
         TRACE_COUNT["train_step"] += 1  # Python side effect: runs only while tracing
-        if isinstance(model, SimCLR):
-            return model.train_step(x1, x2, optimizer)
-        return model.train_step(x1, x2, optimizer, key_momentum, seed)
+        if strategy is None:
+            return replica_step(x1, x2, seed, key_momentum)
+        losses = strategy.run(replica_step, args=(x1, x2, seed, key_momentum))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
 
     return step
 

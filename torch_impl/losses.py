@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.losses import check_temperature
+from torch_impl.distributed import gather_with_grad, rank, world_size
 
 __all__ = ["info_nce", "nt_xent"]
 
@@ -46,7 +47,11 @@ def _logit_dtype(*xs: torch.Tensor) -> torch.dtype:
 
 
 def nt_xent(
-    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, reduction: str = "mean"
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float = 0.5,
+    reduction: str = "mean",
+    gather_distributed: bool = False,
 ) -> torch.Tensor:
     """NT-Xent (SimCLR eq. 1), mean over the 2N anchors.
 
@@ -58,6 +63,12 @@ def nt_xent(
         z2: (N, D) projections of the second views; row i pairs with ``z1[i]``.
         temperature: tau > 0.
         reduction: ``"mean"`` (a 0-d tensor) or ``"none"`` (the (2N,) per-anchor losses).
+        gather_distributed: inside a process group of W ranks, each holding n rows, the
+            candidates are the 2Wn rows of every rank, gathered with their gradients
+            (``torch_impl.distributed.gather_with_grad``); this rank's anchors keep their
+            global positive and self indices. The result is this rank's share: the mean over
+            its 2n anchors, whose mean over the ranks is the loss of the global batch. A no-op
+            in one process.
 
     Returns:
         A 0-d tensor (or (2N,)) in float32, or float64 for float64 inputs.
@@ -82,12 +93,19 @@ def nt_xent(
     n = z1.shape[0]
     dtype = _logit_dtype(z1, z2)
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        u = F.normalize(torch.cat([z1, z2], 0).to(dtype), dim=1)  # (2N, D)
-        logits = (
-            u / t
-        ) @ u.T  # (2N, 2N); 1/tau folded into the (2N, D) side: no extra 2N x 2N pass
-        logits.fill_diagonal_(float("-inf"))  # self-similarity excluded, in place: no copy
-        target = torch.arange(2 * n, device=z1.device).roll(n)  # (2N,) positive = other view
+        u1, u2 = (F.normalize(z.to(dtype), dim=1) for z in (z1, z2))  # (n, D) each
+        if gather_distributed and world_size() > 1:
+            offset, total = rank() * n, world_size() * n  # this rank's rows, global N
+            candidates = torch.cat([gather_with_grad(u1), gather_with_grad(u2)], 0)  # (2N, D)
+        else:
+            offset, total, candidates = 0, n, None
+        u = torch.cat([u1, u2], 0)  # (2n, D): this rank's anchors
+        # 1/tau folded into the (2n, D) side: no extra pass over the (2n, 2N) logits
+        logits = (u / t) @ (u if candidates is None else candidates).T  # (2n, 2N)
+        own = torch.arange(n, device=z1.device) + offset  # global index of row i in Z1
+        self_idx = torch.cat([own, own + total])  # (2n,)
+        logits[torch.arange(2 * n, device=z1.device), self_idx] = float("-inf")  # no self
+        target = torch.cat([own + total, own])  # (2n,) positive: the other view
         return F.cross_entropy(logits, target, reduction=reduction)
 
 

@@ -25,6 +25,13 @@ import torch
 import torch.nn as nn
 
 from shared.queue import init_queue
+from torch_impl.distributed import (
+    average_buffers,
+    gather_chunks,
+    shuffle_across_ranks,
+    unshuffle_across_ranks,
+    world_size,
+)
 from torch_impl.losses import info_nce
 from torch_impl.models import EncoderWithHead, amp_context, check_views, normalize, torch_dtype
 
@@ -124,27 +131,40 @@ class MoCo(nn.Module):
         """The query encoder f_q, whose features h are evaluated."""
         return self.encoder_q.encoder
 
+    def forward(self, x: torch.Tensor, view_chunks: int = 1) -> torch.Tensor:
+        """Normalised queries (B, D) of ``x`` from f_q (``view_chunks``: see EncoderWithHead)."""
+        return normalize(self.encoder_q(x, view_chunks)[1])
+
     @torch.no_grad()
-    def keys(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised keys (N, D) of ``x`` from f_k, with optional batch shuffling."""
-        if self.shuffle_keys:
+    def keys(self, x: torch.Tensor, view_chunks: int = 1) -> torch.Tensor:
+        """Normalised keys (B, D) of ``x`` from f_k, with optional batch shuffling: within this
+        process (across its BN splits) or, in a process group, across the ranks."""
+        if self.shuffle_keys and world_size() > 1:
+            xs, perm = shuffle_across_ranks(x, view_chunks)
+            k = unshuffle_across_ranks(self.encoder_k(xs)[1], perm, view_chunks)
+        elif self.shuffle_keys:
             perm = torch.randperm(x.shape[0], device=x.device)
             _, k = self.encoder_k(x[perm])
             k = k[torch.argsort(perm)]  # un-shuffle
         else:
-            _, k = self.encoder_k(x)
-        return normalize(k)  # (N, D)
+            _, k = self.encoder_k(x, view_chunks)
+        return normalize(k)  # (B, D)
 
-    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor):
-        """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``."""
+    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor, ddp=None):
+        """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``.
+
+        ``ddp``: a ``DistributedDataParallel`` wrapper of this model, whose forward computes
+        the queries (DDP syncs the gradients of what passes through its forward).
+        """
         check_views(x1, x2, min_batch=1)
+        query = ddp or self
         if not self.symmetric:
-            q = normalize(self.encoder_q(x1)[1])  # (N, D)
+            q = query(x1)  # (N, D)
             k = self.keys(x2)  # (N, D)
             return info_nce(q, k, self.queue, self.temperature), k
         n = x1.shape[0]
-        q = normalize(self.encoder_q(torch.cat([x1, x2]))[1])  # (2N, D): one pass, both views
-        k = self.keys(torch.cat([x2, x1]))  # (2N, D): row i is the other view of query i
+        q = query(torch.cat([x1, x2]), view_chunks=2)  # (2N, D): one pass, both views
+        k = self.keys(torch.cat([x2, x1]), view_chunks=2)  # (2N, D): row i: other view of q_i
         loss = 0.5 * (
             info_nce(q[:n], k[:n], self.queue, self.temperature)
             + info_nce(q[n:], k[n:], self.queue, self.temperature)
@@ -152,14 +172,26 @@ class MoCo(nn.Module):
         return loss, k
 
     def train_step(
-        self, x1, x2, optimizer, key_momentum: float, amp_dtype: torch.dtype | None = None
+        self,
+        x1,
+        x2,
+        optimizer,
+        key_momentum: float,
+        amp_dtype: torch.dtype | None = None,
+        ddp=None,
     ) -> torch.Tensor:
-        """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss."""
+        """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss.
+
+        In a process group (``ddp`` given): DDP averages the gradients, every rank enqueues
+        the keys of all ranks, and the BN running statistics are averaged over the ranks.
+        """
         momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
         with amp_context(x1, amp_dtype):
-            loss, keys = self.contrastive_loss(x1, x2)  # reads the queue before the enqueue
+            loss, keys = self.contrastive_loss(x1, x2, ddp)  # reads the queue before the enqueue
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
         dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
+        average_buffers(self, skip=("queue",))
         return loss.detach()

@@ -25,6 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from torch_impl.distributed import all_reduce_with_grad, world_size
+
 __all__ = [
     "ENCODERS",
     "EncoderWithHead",
@@ -33,7 +35,9 @@ __all__ = [
     "SplitBatchNorm",
     "amp_context",
     "build_encoder",
+    "device_order",
     "merge_bn_splits",
+    "set_sync_bn",
     "torch_dtype",
 ]
 
@@ -47,14 +51,19 @@ def torch_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-class SplitBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training-mode statistics come from ``num_splits`` sub-batches.
+class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm (of (B, C) or (B, C, H, W) inputs) whose training-mode statistics come from
+    ``num_splits`` sub-batches, or from every process (``sync``).
 
-    The batch (B, C, H, W) is cut into ``num_splits`` contiguous chunks of B / S images; each
-    chunk is normalised with its own mean and biased variance. The running statistics move
-    towards the mean over chunks of each chunk's mean and *unbiased* variance (torch's BN
-    convention). ``num_splits = 1`` is exactly ``nn.BatchNorm2d``. In eval mode the running
-    statistics are used, as usual.
+    The batch is cut into ``num_splits`` contiguous chunks of B / S rows; each chunk is
+    normalised with its own mean and biased variance, as S devices would each normalise their
+    own rows. The running statistics move towards the mean over chunks of each chunk's mean and
+    *unbiased* variance (torch's BN convention). ``num_splits = 1`` is exactly
+    ``nn.BatchNorm1d`` / ``nn.BatchNorm2d``. In eval mode the running statistics are used.
+
+    ``sync = True`` (``set_sync_bn``) is SyncBatchNorm: inside a process group the statistics
+    are those of the global batch, all-reduced with their gradients (``torch.nn.SyncBatchNorm``
+    refuses CPU tensors; this runs on gloo and nccl alike). Alone, it is ordinary BN.
 
     Example:
         >>> bn = SplitBatchNorm(3, num_splits=2)
@@ -66,20 +75,28 @@ class SplitBatchNorm(nn.BatchNorm2d):
     def __init__(self, num_features: int, num_splits: int = 1, **kw):
         super().__init__(num_features, **kw)
         self.num_splits = int(num_splits)
+        self.sync = False
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"x: expected a (B, C) or (B, C, H, W) input, got {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.num_splits == 1:
+        self._check_input_dim(x)
+        if not self.training or (self.num_splits == 1 and not (self.sync and world_size() > 1)):
             return super().forward(x)
         b, c = x.shape[:2]
         s = self.num_splits
-        xs = (x if x.dtype == torch.float64 else x.float()).reshape(
-            s, b // s, c, -1
-        )  # (S, B/S, C, HW)
-        mean = xs.mean(dim=(1, 3), keepdim=True)  # (S, 1, C, 1)
-        var = xs.var(dim=(1, 3), unbiased=False, keepdim=True)
+        xs = (x if x.dtype == torch.float64 else x.float()).reshape(s, b // s, c, -1)
+        if self.sync and world_size() > 1:  # (1, B, C, HW) per rank; statistics over all ranks
+            mean, var, n = _global_moments(xs)
+        else:
+            mean = xs.mean(dim=(1, 3), keepdim=True)  # (S, 1, C, 1)
+            var = xs.var(dim=(1, 3), unbiased=False, keepdim=True)
+            n = xs.shape[1] * xs.shape[3]  # values per channel in one split
         y = ((xs - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
-        y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        n = xs.shape[1] * xs.shape[3]  # values per channel in one split
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        y = y * self.weight.view(shape) + self.bias.view(shape)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(
@@ -89,6 +106,29 @@ class SplitBatchNorm(nn.BatchNorm2d):
             self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var), alpha=m)
             self.num_batches_tracked.add_(1)
         return y.to(x.dtype)
+
+
+def _global_moments(xs: torch.Tensor):
+    """Mean and biased variance (1, 1, C, 1) of ``xs`` (S, b, C, HW) over every rank's rows,
+    differentiable (``torch_impl.distributed.all_reduce_with_grad``), and the global count."""
+    count = xs.shape[0] * xs.shape[1] * xs.shape[3] * world_size()
+    sums = torch.stack([xs.sum(dim=(0, 1, 3)), (xs * xs).sum(dim=(0, 1, 3))])  # (2, C)
+    total = all_reduce_with_grad(sums)
+    mean = (total[0] / count).view(1, 1, -1, 1)
+    var = (total[1] / count).view(1, 1, -1, 1) - mean * mean
+    return mean, var, count
+
+
+def set_sync_bn(model: nn.Module) -> None:
+    """Make every SplitBatchNorm of ``model`` a SyncBatchNorm (statistics of the global batch)."""
+    for m in model.modules():
+        if isinstance(m, SplitBatchNorm):
+            if m.num_splits != 1:
+                raise ValueError(
+                    f"sync_bn: expected bn_splits 1 (SyncBN normalises the whole global batch), "
+                    f"got {m.num_splits}"
+                )
+            m.sync = True
 
 
 class SmallCNN(nn.Module):
@@ -162,7 +202,14 @@ class ProjectionHead(nn.Module):
     MoCo v2's MLP head (plus BN).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 512,
+        out_dim: int = 128,
+        num_layers: int = 2,
+        bn_splits: int = 1,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"head_layers: expected >= 1, got {num_layers}")
@@ -171,7 +218,7 @@ class ProjectionHead(nn.Module):
         for _ in range(num_layers - 1):
             layers += [
                 nn.Linear(d, hidden_dim, bias=False),
-                nn.BatchNorm1d(hidden_dim),
+                SplitBatchNorm(hidden_dim, bn_splits),
                 nn.ReLU(inplace=True),
             ]
             d = hidden_dim
@@ -195,11 +242,36 @@ class EncoderWithHead(nn.Module):
     ):
         super().__init__()
         self.encoder = build_encoder(encoder, bn_splits)
-        self.head = ProjectionHead(self.encoder.feature_dim, hidden_dim, proj_dim, head_layers)
+        self.head = ProjectionHead(
+            self.encoder.feature_dim, hidden_dim, proj_dim, head_layers, bn_splits
+        )
+        self.bn_splits = int(bn_splits)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, view_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h, z)`` of x (B, 3, S, S): h (B, F), z (B, proj_dim).
+
+        ``view_chunks``: x is that many equal chunks (views) concatenated. With ``bn_splits``
+        S > 1 the rows are regrouped so that BN split j holds the j-th 1/S of *every* chunk,
+        which is what device j of S would hold (its share of each view), and put back after.
+        """
+        if self.training and self.bn_splits > 1 and view_chunks > 1:
+            order = device_order(x.shape[0], view_chunks, self.bn_splits, x.device)
+            h, z = self(x[order])
+            back = torch.argsort(order)
+            return h[back], z[back]
         h = self.encoder(x)  # (B, F)
         return h, self.head(h)  # (B, F), (B, proj_dim)
+
+
+def device_order(rows: int, chunks: int, splits: int, device=None) -> torch.Tensor:
+    """The row order that puts the j-th 1/splits of each of ``chunks`` chunks in split j.
+
+    Example:
+        >>> device_order(8, 2, 2).tolist()  # chunks [0..3], [4..7]; split 0 gets 0,1 and 4,5
+        [0, 1, 4, 5, 2, 3, 6, 7]
+    """
+    idx = torch.arange(rows, device=device).view(chunks, splits, -1)  # (C, S, B/(C S))
+    return idx.transpose(0, 1).reshape(-1)
 
 
 def check_views(x1, x2, min_batch: int = 2) -> None:

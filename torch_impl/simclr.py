@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from torch_impl.distributed import average_buffers
 from torch_impl.losses import nt_xent
 from torch_impl.models import EncoderWithHead, amp_context, check_views, torch_dtype
 
@@ -61,19 +62,33 @@ class SimCLR(nn.Module):
         """``(h1, h2, z1, z2)`` of two (N, 3, S, S) view batches; one pass over the 2N views."""
         check_views(x1, x2)
         n = x1.shape[0]
-        h, z = self.net(torch.cat([x1, x2], dim=0))  # (2N, F), (2N, D)
+        h, z = self.net(torch.cat([x1, x2], dim=0), view_chunks=2)  # (2N, F), (2N, D)
         return h[:n], h[n:], z[:n], z[n:]
 
-    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """NT-Xent of the two views' projections (SimCLR eq. 1)."""
-        _, _, z1, z2 = self(x1, x2)
-        return nt_xent(z1, z2, self.temperature)  # logits in float32 even under autocast
+    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor, ddp=None) -> torch.Tensor:
+        """NT-Xent of the two views' projections (SimCLR eq. 1).
 
-    def train_step(self, x1, x2, optimizer, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-        """One optimisation step on a batch of view pairs; returns the (detached) loss."""
+        ``ddp``: a ``DistributedDataParallel`` wrapper of this model, whose forward runs the
+        pass (DDP syncs the gradients of what passes through its forward). In a process group
+        the negatives are every rank's views, gathered with their gradients.
+        """
+        _, _, z1, z2 = (ddp or self)(x1, x2)
+        # logits in float32 even under autocast
+        return nt_xent(z1, z2, self.temperature, gather_distributed=True)
+
+    def train_step(
+        self, x1, x2, optimizer, amp_dtype: torch.dtype | None = None, ddp=None
+    ) -> torch.Tensor:
+        """One optimisation step on a batch of view pairs; returns the (detached) loss.
+
+        In a process group (``ddp`` given), DDP averages the gradients and the BN running
+        statistics are averaged over the ranks: the step is the one-process step on the global
+        batch with ``bn_splits`` x world size BN groups.
+        """
         with amp_context(x1, amp_dtype):
-            loss = self.contrastive_loss(x1, x2)
+            loss = self.contrastive_loss(x1, x2, ddp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        average_buffers(self)
         return loss.detach()

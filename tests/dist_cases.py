@@ -1,0 +1,64 @@
+"""The cases of the 2-process equivalence tests, shared by the test and its two worker scripts.
+
+Each case is one training step, float64, on a global batch of N view pairs: once in one process
+(``single``) and once split over W = 2 processes or replicas (``dist``), each holding N / W
+contiguous rows. Per-process BatchNorm over W processes is compared with SplitBatchNorm over
+W splits in one process, SyncBatchNorm with BatchNorm over the whole batch.
+
+This module imports neither framework: the workers import the one they test.
+"""
+
+import numpy as np
+
+N = 8  # global view pairs per step
+WORLD = 2
+SHUFFLE_SEED = 123  # the global torch seed set before the step (the key shuffle's permutation)
+
+SHUFFLED = {"shuffle_keys": True, "symmetric": True}  # both view chunks regrouped and shuffled
+COMMON = {"encoder": "small_cnn", "hidden_dim": 16, "proj_dim": 8, "dtype": "float64"}
+CASES = {
+    "simclr_bn": (
+        "simclr",
+        {"temperature": 0.2, "bn_splits": WORLD},
+        {"temperature": 0.2, "bn_splits": 1},
+        False,
+    ),
+    "simclr_syncbn": (
+        "simclr",
+        {"temperature": 0.2, "bn_splits": 1},
+        {"temperature": 0.2, "bn_splits": 1},
+        True,
+    ),
+    "moco_shuffle": (
+        "moco",
+        {"queue_size": 24, "temperature": 0.2, "bn_splits": 2 * WORLD, **SHUFFLED},
+        {"queue_size": 24, "temperature": 0.2, "bn_splits": 2, **SHUFFLED},
+        False,
+    ),
+    "moco_plain": (
+        "moco",
+        {"queue_size": 12, "temperature": 0.2, "bn_splits": WORLD, "symmetric": False},
+        {"queue_size": 12, "temperature": 0.2, "bn_splits": 1, "symmetric": False},
+        False,
+    ),
+}
+KEY_MOMENTUM = 0.9
+LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4
+
+
+def case_kwargs(case: str, side: str) -> tuple[str, dict, bool]:
+    """``(method, model kwargs, sync_bn)`` of ``case`` for ``side`` ``"single"`` or ``"dist"``."""
+    method, single, dist, sync = CASES[case]
+    return method, {**COMMON, **(single if side == "single" else dist)}, sync and side == "dist"
+
+
+def views(case: str) -> tuple[np.ndarray, np.ndarray]:
+    """The global batch: two (N, 32, 32, 3) float64 view batches, NHWC."""
+    rng = np.random.default_rng(sorted(CASES).index(case))
+    return rng.random((N, 32, 32, 3)), rng.random((N, 32, 32, 3))
+
+
+def local(x: np.ndarray, rank: int) -> np.ndarray:
+    """Rank ``rank``'s contiguous N / W rows."""
+    n = len(x) // WORLD
+    return x[rank * n : (rank + 1) * n]

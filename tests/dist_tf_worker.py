@@ -1,0 +1,77 @@
+"""The TF side of the 2-replica equivalence test: ``python THIS OUT``.
+
+Splits the CPU into 2 logical devices, then runs each case's step twice, in one replica on the
+whole batch and under ``MirroredStrategy`` with 2 replicas (each taking its half), both inside
+``tf_impl.train.compile_step``. Writes ``OUT/<case>-single.npz`` and ``OUT/<case>-dist.npz``:
+loss, gradients (replica 0's, after the mean over replicas) and the exported state after.
+"""
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from dist_cases import CASES, KEY_MOMENTUM, LR, MOMENTUM, WEIGHT_DECAY, WORLD  # noqa: E402
+from dist_cases import case_kwargs, views  # noqa: E402
+
+from tf_impl.checkpoint import _entries, export_weights  # noqa: E402
+from tf_impl.distributed import make_strategy  # noqa: E402
+from tf_impl.models import set_sync_bn  # noqa: E402
+from tf_impl.moco import MoCo  # noqa: E402
+from tf_impl.optim import SGD  # noqa: E402
+from tf_impl.simclr import SimCLR  # noqa: E402
+from tf_impl.train import compile_step  # noqa: E402
+
+
+def one_step(case: str, strategy) -> dict:
+    method, kw, sync = case_kwargs(case, "single" if strategy is None else "dist")
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    with scope:
+        tf.keras.utils.set_random_seed(0)
+        model = (SimCLR if method == "simclr" else MoCo)(**kw)
+        if sync:
+            set_sync_bn(model)
+        opt = SGD(LR, MOMENTUM, WEIGHT_DECAY)
+        step = compile_step(model, opt, strategy=strategy)
+        net = model.net if method == "simclr" else model.encoder_q
+        variables = net.trainable_weights
+        grads = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+
+    # the gradients are read back through variables assigned inside the step
+    original = opt.apply_gradients
+
+    def record(grads_and_vars):
+        grads_and_vars = list(grads_and_vars)
+        original(grads_and_vars)
+        for slot, (g, _) in zip(grads, grads_and_vars, strict=True):
+            slot.assign(g)
+
+    opt.apply_gradients = record
+    x1, x2 = (tf.constant(x) for x in views(case))
+    loss = step(x1, x2, tf.constant([0, 7], tf.int32), tf.constant(KEY_MOMENTUM, tf.float64))
+    names = {v.path: n for n, v in _entries(model)}
+    out = {"loss": loss.numpy()}
+    for v, g in zip(variables, grads, strict=True):
+        out[f"grad/{names[v.path]}"] = g.numpy()  # TF's layout is the canonical one
+    out.update({f"after/{n}": v for n, v in export_weights(model).items()})
+    return out
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    strategy = make_strategy("mirrored", cpu_devices=WORLD)
+    assert strategy.num_replicas_in_sync == WORLD, strategy.num_replicas_in_sync
+    for case in sorted(CASES):
+        np.savez(out / f"{case}-single.npz", **one_step(case, None))
+        np.savez(out / f"{case}-dist.npz", **one_step(case, strategy))
+
+
+if __name__ == "__main__":
+    main()

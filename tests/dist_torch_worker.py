@@ -1,0 +1,68 @@
+"""One torch process of the 2-process equivalence test: ``torchrun --nproc_per_node 2 THIS OUT``.
+
+Also ``python THIS OUT --single``: the same step in one process on the whole batch. Each run
+writes ``OUT/<case>.npz`` (rank 0): loss (the mean over ranks), DDP-averaged gradients and the
+whole exported state after the step, by canonical name.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dist_cases import CASES, KEY_MOMENTUM, LR, MOMENTUM, SHUFFLE_SEED, WEIGHT_DECAY  # noqa: E402
+from dist_cases import case_kwargs, local, views  # noqa: E402
+
+from shared.weights import to_canonical  # noqa: E402
+from torch_impl.checkpoint import _entries, export_weights  # noqa: E402
+from torch_impl.distributed import init_from_env  # noqa: E402
+from torch_impl.models import set_sync_bn  # noqa: E402
+from torch_impl.moco import MoCo  # noqa: E402
+from torch_impl.simclr import SimCLR  # noqa: E402
+
+
+def one_step(case: str, single: bool, rank: int) -> dict:
+    method, kw, sync = case_kwargs(case, "single" if single else "dist")
+    torch.manual_seed(0)
+    model = (SimCLR if method == "simclr" else MoCo)(**kw)
+    if sync:
+        set_sync_bn(model)
+    ddp = None if single else torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    x1, x2 = views(case)
+    if not single:
+        x1, x2 = local(x1, rank), local(x2, rank)
+    a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous() for x in (x1, x2))
+    torch.manual_seed(SHUFFLE_SEED)
+    extra = {"key_momentum": KEY_MOMENTUM} if method == "moco" else {}
+    loss = model.train_step(a, b, opt, ddp=ddp, **extra)
+    if not single:
+        dist.all_reduce(loss)
+        loss /= dist.get_world_size()
+    grads = {
+        f"grad/{n}": to_canonical(k, r, t.grad.numpy(), "torch")
+        for n, k, r, t in _entries(model)
+        if t.grad is not None
+    }
+    after = {f"after/{n}": v for n, v in export_weights(model).items()}
+    return {"loss": loss.numpy(), **grads, **after}
+
+
+def main() -> None:
+    out, single = Path(sys.argv[1]), "--single" in sys.argv
+    d = init_from_env(torch.device("cpu"))
+    for case in sorted(CASES):
+        res = one_step(case, single, d.rank)
+        if d.is_main:
+            np.savez(out / f"{case}.npz", **res)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

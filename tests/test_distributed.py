@@ -1,0 +1,109 @@
+"""Two processes (torch DDP, gloo) or two replicas (tf.distribute, 2 logical CPUs) on the two
+halves of a batch take the same step as one process on the whole batch, in float64.
+
+Compared by canonical name, with the tolerance table of ``shared.tolerances``: the loss (the
+mean over ranks), every gradient (after the mean over ranks), and after the step every weight,
+BN running statistic and, for MoCo, the key encoder after the EMA, the queue and its pointer.
+BatchNorm is made exactly comparable: per-process BN over 2 processes against SplitBatchNorm
+with 2 splits in one process, SyncBatchNorm against BN over the whole batch. The cases are in
+``tests/dist_cases.py``; the workers are ``tests/dist_torch_worker.py`` and
+``tests/dist_tf_worker.py`` (their own processes: a process group, and logical devices that
+must be set before TensorFlow starts).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import parity
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from dist_cases import CASES  # noqa: E402
+
+
+def _run(args: list[str], timeout: int = 240) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def _compare(single: dict, dist: dict, context: str) -> list:
+    groups: dict[str, tuple[dict, dict]] = {}
+    for k in single:
+        group = "loss" if k == "loss" else "grad" if k.startswith("grad/") else "param"
+        if k.endswith("queue"):
+            group = "queue"
+        elif k.endswith("queue_ptr"):
+            group = "ptr"
+        groups.setdefault(group, ({}, {}))
+        groups[group][0][k], groups[group][1][k] = single[k], dist[k]
+    rows = []
+    for group, (a, b) in groups.items():
+        rows += parity.assert_close(
+            {group: a}, {group: b}, dtype="float64", temperature=0.2, context=context
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def torch_results(tmp_path_factory):
+    pytest.importorskip("torch")
+    single, dist = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("dist")
+    worker = str(HERE / "dist_torch_worker.py")
+    _run([sys.executable, worker, str(single), "--single"])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",  # a free port on localhost
+            "--nproc_per_node",
+            "2",
+            worker,
+            str(dist),
+        ]
+    )
+    return single, dist
+
+
+@pytest.fixture(scope="module")
+def tf_results(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("tf")
+    _run([sys.executable, str(HERE / "dist_tf_worker.py"), str(out)])
+    return out
+
+
+def _load(path: Path) -> dict:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_torch_ddp_step_equals_one_process(torch_results, case):
+    single, dist = (_load(d / f"{case}.npz") for d in torch_results)
+    assert sorted(single) == sorted(dist)
+    rows = _compare(single, dist, f"torch {case}")
+    assert len(rows) == len(single) and any(r.quantity == "grad" for r in rows)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tf_mirrored_step_equals_one_replica(tf_results, case):
+    single, dist = (_load(tf_results / f"{case}-{side}.npz") for side in ("single", "dist"))
+    assert sorted(single) == sorted(dist)
+    rows = _compare(single, dist, f"tensorflow {case}")
+    assert len(rows) == len(single) and any(r.quantity == "grad" for r in rows)
+
+
+@pytest.mark.parametrize("case", ["moco_shuffle", "moco_plain"])
+def test_every_rank_enqueued_every_key(torch_results, tf_results, case):
+    """The queue after one step holds 2N (symmetric) or N keys past the pointer: all ranks'."""
+    for path in (torch_results[1] / f"{case}.npz", tf_results / f"{case}-dist.npz"):
+        state = _load(path)
+        per_step = 16 if CASES[case][2].get("symmetric") else 8  # MoCo(symmetric=False)
+        assert int(state["after/queue_ptr"]) == per_step % len(state["after/queue"])

@@ -17,14 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-from dist_cases import CASES, KEY_MOMENTUM, LR, MOMENTUM, WEIGHT_DECAY, WORLD  # noqa: E402
-from dist_cases import case_kwargs, views  # noqa: E402
+from dist_cases import CASES, KEY_MOMENTUM, LR, MOMENTUM, WEIGHT_DECAY, WORLD, case_kwargs, views  # noqa: E402  # noqa: E402
 
 from tf_impl.checkpoint import _entries, export_weights  # noqa: E402
 from tf_impl.distributed import make_strategy  # noqa: E402
-from tf_impl.models import set_sync_bn  # noqa: E402
 from tf_impl.moco import MoCo  # noqa: E402
+from tf_impl.models import set_sync_bn  # noqa: E402
 from tf_impl.optim import SGD  # noqa: E402
 from tf_impl.simclr import SimCLR  # noqa: E402
 from tf_impl.train import compile_step  # noqa: E402

@@ -15,14 +15,23 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dist_cases import CASES, KEY_MOMENTUM, LR, MOMENTUM, SHUFFLE_SEED, WEIGHT_DECAY  # noqa: E402
-from dist_cases import case_kwargs, local, views  # noqa: E402
+from dist_cases import (  # noqa: E402  # noqa: E402
+    CASES,
+    KEY_MOMENTUM,
+    LR,
+    MOMENTUM,
+    SHUFFLE_SEED,
+    WEIGHT_DECAY,
+    case_kwargs,
+    local,
+    views,
+)
 
 from shared.weights import to_canonical  # noqa: E402
 from torch_impl.checkpoint import _entries, export_weights  # noqa: E402
 from torch_impl.distributed import init_from_env  # noqa: E402
-from torch_impl.models import set_sync_bn  # noqa: E402
 from torch_impl.moco import MoCo  # noqa: E402
+from torch_impl.models import set_sync_bn  # noqa: E402
 from torch_impl.simclr import SimCLR  # noqa: E402
 
 

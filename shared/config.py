@@ -91,7 +91,11 @@ HELP = {
     "key_momentum": "moco: m of the key encoder's EMA, in [0, 1]",
     "key_momentum_schedule": "moco: constant, or cosine (m rises from key_momentum to 1)",
     "bn_splits": "BatchNorm sub-batches (SplitBatchNorm; default 1 simclr, 8 moco)",
-    "shuffle_keys": "moco: shuffle the key batch across BN splits (Shuffle-BN on one device)",
+    "shuffle_keys": "moco: Shuffle-BN, the key batch shuffled across the BN splits and processes",
+    "sync_bn": "simclr: SyncBatchNorm, statistics of the global batch over every process",
+    "strategy": "tensorflow: none, mirrored (the devices of one host) or multi_worker (TF_CONFIG)",
+    "cpu_devices": "tensorflow: split the CPU into this many logical devices (tests data "
+    "parallelism without GPUs)",
     "symmetric": "moco: both directions (q1,k2) and (q2,k1), averaged",
     "jit_compile": "tensorflow: compile the step with XLA (torch: not available)",
     "amp": "bfloat16 compute, float32 weights; the loss stays float32. Unset: on for GPUs "
@@ -139,6 +143,9 @@ class TrainConfig:
     bn_splits: int | None = None
     shuffle_keys: bool = True
     symmetric: bool = True
+    sync_bn: bool = False
+    strategy: str = "none"
+    cpu_devices: int = 1
     jit_compile: bool = False
     amp: bool | None = None
     device: str = "auto"
@@ -151,9 +158,14 @@ class TrainConfig:
     knn_every: int = 5
     limit_train: int | None = None
     framework: str | None = None
+    world_size: int | None = None
 
-    def resolve(self, framework: str) -> TrainConfig:
-        """A copy with the method's defaults filled in, validated. Raises ``ValueError``."""
+    def resolve(self, framework: str, world_size: int | None = 1) -> TrainConfig:
+        """A copy with the method's defaults filled in, validated. Raises ``ValueError``.
+
+        ``world_size``: processes (torch) or replicas (TF) sharing each step; ``None`` while it
+        is not known yet (the checks that need it then wait for :meth:`for_world`).
+        """
         if framework not in FRAMEWORKS:
             raise ValueError(f"framework: expected one of {FRAMEWORKS}, got {framework!r}")
         if self.method not in METHODS:
@@ -166,8 +178,22 @@ class TrainConfig:
             cfg.amp = cpu_has_native_bf16()
         if cfg.run_dir is None:
             cfg.run_dir = f"runs/{framework}-{cfg.method}"
+        cfg.world_size = world_size
         cfg._validate()
         return cfg
+
+    def for_world(self, world_size: int) -> TrainConfig:
+        """This resolved config for ``world_size`` processes or replicas, validated again.
+
+        The batch is global: each of the W processes takes ``batch_size / W`` images, BN
+        normalises ``bn_splits`` groups in each (``bn_splits x W`` in all), and the learning
+        rate stays the one of ``batch_size`` (so 1 process and W processes take the same step).
+
+        Example:
+            >>> TrainConfig(batch_size=64).resolve("torch").for_world(2).world_size
+            2
+        """
+        return self.resolve(self.framework, world_size)
 
     def _validate(self) -> None:
         from shared.losses import check_temperature
@@ -221,6 +247,7 @@ class TrainConfig:
                 f"batch_size: expected >= 2 images per BatchNorm split, got {self.batch_size} "
                 f"image(s) in {self.bn_splits} split(s)"
             )
+        self._validate_world()
         if self.jit_compile and self.framework != "tensorflow":
             raise ValueError(
                 "jit_compile: XLA compilation is a TensorFlow option; torch has none here"
@@ -231,6 +258,44 @@ class TrainConfig:
                 f"queue_size {self.queue_size} < the {keys_per_step} keys enqueued per step: "
                 "each step overwrites the whole queue, so the negatives are last step's keys only",
                 stacklevel=4,
+            )
+
+    def _validate_world(self) -> None:
+        _choice("strategy", self.strategy, ("none", "mirrored", "multi_worker"))
+        _at_least("cpu_devices", self.cpu_devices, 1)
+        if self.framework != "tensorflow" and (self.strategy != "none" or self.cpu_devices != 1):
+            raise ValueError(
+                "strategy: tf.distribute options are TensorFlow's; torch runs one process per "
+                "device under torchrun --nproc_per_node N"
+            )
+        if self.sync_bn and self.method == "moco":
+            raise ValueError(
+                "sync_bn: with moco, the keys would share BatchNorm statistics with their "
+                "queries' images, the leak Shuffle-BN prevents; expected --no-sync-bn"
+            )
+        if self.sync_bn and self.bn_splits != 1:
+            raise ValueError(
+                f"sync_bn: SyncBN normalises the whole global batch; expected bn_splits 1, "
+                f"got {self.bn_splits}"
+            )
+        w = self.world_size
+        if w is None:
+            return
+        _at_least("world_size", w, 1)
+        if self.batch_size % w:
+            raise ValueError(
+                f"batch_size: expected a multiple of the world size {w} (each process takes "
+                f"batch_size / {w} images), got {self.batch_size}"
+            )
+        if (self.batch_size // w) % self.bn_splits or self.batch_size // w // self.bn_splits < 2:
+            raise ValueError(
+                f"bn_splits: expected a divisor of the {self.batch_size // w} images per process "
+                f"leaving >= 2 per split, got {self.bn_splits}"
+            )
+        if self.method == "moco" and self.shuffle_keys and self.bn_splits * w == 1:
+            raise ValueError(
+                "shuffle_keys: Shuffle-BN needs more than one BatchNorm group, got bn_splits 1 "
+                "in one process; pass --no-shuffle-keys, --bn-splits > 1, or run several processes"
             )
 
     def _validate_augment(self) -> None:
@@ -289,9 +354,11 @@ class TrainConfig:
 
     @classmethod
     def flag_names(cls) -> list[str]:
-        """The fields a user sets (``framework`` is set by ``resolve``)."""
-        return [f.name for f in fields(cls) if f.name != "framework"]
+        """The fields a user sets (``framework`` and ``world_size`` are set by the run)."""
+        return [f.name for f in fields(cls) if f.name not in RUNTIME_FIELDS]
 
+
+RUNTIME_FIELDS = ("framework", "world_size")  # recorded in config.json, not flags
 
 # Fields whose change makes the saved checkpoint unusable, and fields that may change on resume.
 SHAPE_FIELDS = (
@@ -316,6 +383,8 @@ FREE_FIELDS = (
     "download",
     "amp",
     "framework",
+    "strategy",
+    "cpu_devices",
 )
 
 
@@ -366,7 +435,8 @@ def load_config(run_dir) -> TrainConfig:
     if unknown or "method" not in saved:
         raise ValueError(f"{path}: not a config of this version (unknown fields {unknown})")
     framework = saved.pop("framework", None)
-    return TrainConfig(**saved).resolve(framework or "torch")
+    world = saved.pop("world_size", 1)
+    return TrainConfig(**saved).resolve(framework or "torch", world)
 
 
 def _choice(name: str, value, choices) -> None:

@@ -29,7 +29,7 @@ from dist_cases import (  # noqa: E402  # noqa: E402
 
 from shared.weights import to_canonical  # noqa: E402
 from torch_impl.checkpoint import _entries, export_weights  # noqa: E402
-from torch_impl.distributed import init_from_env  # noqa: E402
+from torch_impl.distributed import init_from_env, wrap_ddp  # noqa: E402
 from torch_impl.moco import MoCo  # noqa: E402
 from torch_impl.models import set_sync_bn  # noqa: E402
 from torch_impl.simclr import SimCLR  # noqa: E402
@@ -41,7 +41,7 @@ def one_step(case: str, single: bool, rank: int) -> dict:
     model = (SimCLR if method == "simclr" else MoCo)(**kw)
     if sync:
         set_sync_bn(model)
-    ddp = None if single else torch.nn.parallel.DistributedDataParallel(model)
+    ddp = None if single else wrap_ddp(model, init_from_env(torch.device("cpu")))
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     x1, x2 = views(case)
     if not single:

@@ -22,6 +22,7 @@ batch. Nothing is multiplied by the world size.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ __all__ = [
     "shuffle_across_ranks",
     "unshuffle_across_ranks",
     "world_size",
+    "wrap_ddp",
 ]
 
 RENDEZVOUS_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -75,7 +77,7 @@ def init_from_env(device: torch.device) -> Dist:
     missing = [v for v in RENDEZVOUS_VARS if v not in os.environ]
     if missing:
         raise RuntimeError(
-            f"WORLD_SIZE={size} but {', '.join(missing)} is not set: start multi-process "
+            f"WORLD_SIZE={size} but these are not set: {', '.join(missing)}; start multi-process "
             "training with torchrun --nproc_per_node N -m torch_impl train ..."
         )
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -202,3 +204,21 @@ def average_buffers(module: torch.nn.Module, skip: tuple[str, ...] = ()) -> None
         if buf.is_floating_point() and name not in skip:
             dist.all_reduce(buf, op=dist.ReduceOp.SUM)
             buf.div_(world_size())
+
+
+def wrap_ddp(model: torch.nn.Module, where: Dist):
+    """``DistributedDataParallel`` around ``model`` in a process group (``None`` alone).
+
+    The model's ``train_step(..., ddp=wrapper)`` runs its forward through the wrapper, so DDP
+    all-reduces (averages) the gradients. Buffers are not re-broadcast from rank 0 at each
+    forward: the models average them over the ranks after each step (:func:`average_buffers`).
+    """
+    if where.world_size == 1:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [where.device.index] if where.device.type == "cuda" else None
+    params = inspect.signature(DistributedDataParallel).parameters
+    # torch 2.14 renamed broadcast_buffers; the buffers are equal at init either way
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return DistributedDataParallel(model, device_ids=ids, **{no_sync: False})

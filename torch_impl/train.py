@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from shared.config import TrainConfig, check_resume, load_config
@@ -36,8 +37,10 @@ from torch_impl.checkpoint import (
     save_checkpoint,
 )
 from torch_impl.data import TwoViewDataset, load_split
+from torch_impl.distributed import Dist, init_from_env, rank, world_size, wrap_ddp
 from torch_impl.evaluate import extract_features
 from torch_impl.moco import MoCo
+from torch_impl.models import set_sync_bn
 from torch_impl.optim import build_optimizer, set_learning_rate
 from torch_impl.simclr import SimCLR
 
@@ -47,7 +50,10 @@ __all__ = ["build_model", "seed_everything", "train"]
 def build_model(cfg: TrainConfig, dtype: str = "float32"):
     """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config)."""
     model_cls = SimCLR if cfg.method == "simclr" else MoCo
-    return model_cls(**cfg.model_kwargs(), dtype=dtype)
+    model = model_cls(**cfg.model_kwargs(), dtype=dtype)
+    if cfg.sync_bn:
+        set_sync_bn(model)
+    return model
 
 
 def resolve_device(device: str) -> torch.device:
@@ -81,25 +87,40 @@ def knn_monitor(model, train, test, device="cpu") -> float:
     return knn_top1(ftr, train.labels, fte, test.labels, k=200)
 
 
-def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int):
-    """The epoch's view pairs ``(x1, x2)``, in an order fixed by (seed, epoch)."""
+def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0):
+    """This rank's view pairs ``(x1, x2)`` of the epoch, in an order fixed by (seed, epoch).
+
+    Each step's global batch of ``batch_size`` images is the same for any world size W; rank r
+    takes its contiguous ``batch_size / W`` of them (``--augment per_sample``: a
+    ``DistributedSampler``, re-shuffled each epoch with ``set_epoch``).
+    """
+    world = cfg.world_size or 1
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength)
     if cfg.augment == "per_sample":
         dataset = TwoViewDataset(split, TwoViews(simclr_augment(*aug_args)))
+        sampler = None
+        if world > 1:
+            sampler = DistributedSampler(
+                dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=True
+            )
+            sampler.set_epoch(epoch)
         loader = DataLoader(
             dataset,
-            batch_size=cfg.batch_size,
-            shuffle=True,
+            batch_size=cfg.batch_size // world,
+            shuffle=sampler is None,
+            sampler=sampler,
             drop_last=True,
-            generator=gen,
+            generator=gen if sampler is None else None,
             num_workers=cfg.num_workers,
         )
         return ((v1, v2) for v1, v2, _ in loader)
     batch_aug = BatchAugment(*aug_args)
     x = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
     order = torch.randperm(len(x), generator=gen)[: steps * cfg.batch_size]
-    return ((batch_aug(x[idx]), batch_aug(x[idx])) for idx in order.view(steps, cfg.batch_size))
+    n = cfg.batch_size // world
+    mine = order.view(steps, world, n)[:, rank]  # (steps, n): this rank's share of each batch
+    return ((batch_aug(x[idx]), batch_aug(x[idx])) for idx in mine)
 
 
 def run_epoch(
@@ -127,10 +148,13 @@ def run_epoch(
             if cfg.method == "simclr"
             else {"key_momentum": cfg.key_momentum_at(step, cfg.epochs * steps)}
         )
-        loss = model.train_step(x1, x2, optimizer, amp_dtype=ctx["amp_dtype"], **extra).item()
+        loss = model.train_step(
+            x1, x2, optimizer, amp_dtype=ctx["amp_dtype"], ddp=ctx["ddp"], **extra
+        )
+        loss = _global_mean(loss).item()  # the same value on every rank: all stop together
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
-        total, seen = total + loss * len(x1), seen + len(x1)
+        total, seen = total + loss * cfg.batch_size, seen + cfg.batch_size
         bar.set_postfix(loss=f"{loss:.3f}")
     elapsed = time.perf_counter() - t0
     return {
@@ -142,6 +166,14 @@ def run_epoch(
     }
 
 
+def _global_mean(loss: torch.Tensor) -> torch.Tensor:
+    if world_size() > 1:
+        loss = loss.clone()
+        dist.all_reduce(loss)
+        loss /= world_size()
+    return loss
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train ``cfg.method``; return ``{"run_dir", "epochs", "final_loss", "model"}``.
 
@@ -149,11 +181,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         ValueError: bad configuration. DatasetNotFound: missing data. CheckpointError: a
         checkpoint that cannot be restored on ``resume``.
     """
-    cfg = cfg.resolve("torch")
-    device = resolve_device(cfg.device)
+    cfg = cfg.resolve("torch", None)
+    where = init_from_env(resolve_device(cfg.device))  # one process, or torchrun's group
+    try:
+        return _train(cfg.for_world(where.world_size), where, progress)
+    finally:
+        if world_size() > 1:
+            dist.barrier()  # rank 0's last checkpoint is written before anyone leaves
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
+    device = where.device
     seed_everything(cfg.seed)
     run_dir = Path(cfg.run_dir)
-    prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before anything is written
+    _on_main_first(prepare_run_dir, run_dir, cfg.resume, cfg.overwrite)  # before any write
     changed = (
         check_resume(load_config(run_dir), cfg)
         if cfg.resume and (run_dir / "config.json").exists()
@@ -170,39 +212,55 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start_epoch = 0
     if cfg.resume and latest_checkpoint(run_dir) is not None:
         start_epoch = restore_checkpoint(run_dir, model, optimizer)
-        print(f"[torch/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True)
+        if where.is_main:
+            print(f"[torch/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True)
+    if where.world_size > 1:  # each rank its own augmentation stream (the weights are rank 0's)
+        torch.manual_seed(cfg.seed * 100_003 + start_epoch * 1_009 + where.rank)
     amp_dtype = amp_dtype_for(cfg.amp, device)
     cfg.amp = amp_dtype is not None  # config.json records what ran
     ctx = {
         "device": device,
         "amp_dtype": amp_dtype,
-        "progress": progress and sys.stderr.isatty(),
-        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed),
-        "writer": _summary_writer(run_dir),
+        "progress": progress and sys.stderr.isatty() and where.is_main,
+        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed) if where.is_main else None,
+        "writer": _summary_writer(run_dir) if where.is_main else None,
         "splits": (train_split, test_split),
+        "ddp": wrap_ddp(model, where),
+        "main": where.is_main,
     }
     record = {"loss": float("nan")}
     for epoch in range(start_epoch, cfg.epochs):
+        batches = epoch_batches(cfg, train_split, epoch, steps, where.rank)
         try:
-            record = run_epoch(
-                model,
-                optimizer,
-                cfg,
-                epoch_batches(cfg, train_split, epoch, steps),
-                epoch,
-                steps,
-                ctx,
-            )
+            record = run_epoch(model, optimizer, cfg, batches, epoch, steps, ctx)
         except FloatingPointError as e:  # a non-finite loss: stop before anything is checkpointed
             raise non_finite_error(str(e), epoch + 1, latest_checkpoint(run_dir)) from None
         finish_epoch(model, optimizer, cfg, record, epoch, ctx)
-    ctx["writer"].close()
+    if ctx["writer"] is not None:
+        ctx["writer"].close()
     return {
         "run_dir": str(run_dir),
         "epochs": cfg.epochs,
         "final_loss": record["loss"],
         "model": model,
     }
+
+
+def _on_main_first(fn, *args) -> None:
+    """``fn(*args)`` on rank 0 while the others wait; if it raises, every rank raises it."""
+    err = None
+    if rank() == 0:
+        try:
+            fn(*args)
+        except (ValueError, OSError, RuntimeError) as e:
+            err = e
+    if world_size() > 1:
+        box = [None if err is None else str(err)]
+        dist.broadcast_object_list(box, src=0)
+        if err is None and box[0] is not None:
+            raise ValueError(box[0])
+    if err is not None:
+        raise err
 
 
 def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
@@ -213,6 +271,8 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
         raise non_finite_error(
             f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
         )
+    if not ctx["main"]:
+        return  # rank 0 alone monitors, logs and checkpoints
     train_split, test_split = ctx["splits"]
     monitor = test_split is not None and cfg.knn_due(epoch)
     record["knn_top1"] = (

@@ -34,7 +34,7 @@ PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:
     """One ``--flag`` per ``TrainConfig`` field, with its help text and default."""
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "framework":
+        if f.name not in TrainConfig.flag_names():
             continue
         default = DEFAULT_METHOD[framework] if f.name == "method" else f.default
         flag = "--" + f.name.replace("_", "-")
@@ -127,7 +127,13 @@ def _mod(pkg: str, name: str):
 def cmd_train(pkg: str, args) -> int:
     cfg = config_from_args(args)
     framework = next(f for f, p in PACKAGES.items() if p == pkg)
-    cfg.resolve(framework)  # validate before the framework is imported and anything is written
+    # validate before the framework is imported and anything is written; the world size is
+    # torchrun's WORLD_SIZE, or unknown until TF's strategy counts its replicas
+    if framework == "torch":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    else:
+        world = 1 if cfg.strategy == "none" else None
+    cfg.resolve(framework, world)
     _mod(pkg, "train").train(cfg, progress=not args.no_progress)
     return 0
 

@@ -264,8 +264,9 @@ class TrainConfig:
         _choice("strategy", self.strategy, ("none", "mirrored", "multi_worker"))
         _at_least("cpu_devices", self.cpu_devices, 1)
         if self.framework != "tensorflow" and (self.strategy != "none" or self.cpu_devices != 1):
+            flag = "strategy" if self.strategy != "none" else "cpu_devices"
             raise ValueError(
-                "strategy: tf.distribute options are TensorFlow's; torch runs one process per "
+                f"{flag}: tf.distribute options are TensorFlow's; torch runs one process per "
                 "device under torchrun --nproc_per_node N"
             )
         if self.sync_bn and self.method == "moco":

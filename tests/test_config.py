@@ -42,6 +42,21 @@ BAD_CONFIGS = [
     ({"image_size": 4}, "image_size: expected >= 8 pixels"),
     ({"train_split": "unlabeled"}, "train_split: expected one of train, got"),
     ({"jit_compile": True}, "jit_compile: XLA compilation is a TensorFlow option"),
+    ({"strategy": "mirrored"}, "strategy: tf.distribute options are TensorFlow's"),
+    ({"cpu_devices": 2}, "cpu_devices: tf.distribute options are TensorFlow's"),
+    ({"method": "moco", "sync_bn": True}, "sync_bn: with moco, the keys would share"),
+    ({"sync_bn": True, "bn_splits": 2}, "sync_bn: SyncBN normalises the whole global batch"),
+    (
+        {"method": "moco", "bn_splits": 1},
+        "shuffle_keys: Shuffle-BN needs more than one BatchNorm group",
+    ),
+]
+
+# bad inputs that need the world size (processes or replicas)
+BAD_WORLDS = [
+    ({"batch_size": 63}, 2, "batch_size: expected a multiple of the world size 2"),
+    ({"method": "moco", "batch_size": 16}, 2, "bn_splits: expected a divisor of the 8 images"),
+    ({"batch_size": 64}, 0, "world_size: expected an integer >= 1"),
 ]
 
 
@@ -49,6 +64,19 @@ BAD_CONFIGS = [
 def test_bad_config_names_the_flag(kw, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kw).resolve("torch")
+
+
+@pytest.mark.parametrize("kw,world,match", BAD_WORLDS)
+def test_bad_world_size_names_the_flag(kw, world, match):
+    cfg = TrainConfig(**kw).resolve("torch", None)  # the world size is not known yet: fine
+    with pytest.raises(ValueError, match=match):
+        cfg.for_world(world)
+
+
+def test_shuffle_bn_across_processes_needs_no_splits():
+    """bn_splits 1 with Shuffle-BN is refused alone, and valid over 2 processes."""
+    cfg = TrainConfig(method="moco", bn_splits=1).resolve("torch", None)
+    assert cfg.for_world(2).world_size == 2
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])

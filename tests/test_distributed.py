@@ -107,3 +107,60 @@ def test_every_rank_enqueued_every_key(torch_results, tf_results, case):
         state = _load(path)
         per_step = 16 if CASES[case][2].get("symmetric") else 8  # MoCo(symmetric=False)
         assert int(state["after/queue_ptr"]) == per_step % len(state["after/queue"])
+
+
+# The command lines a user runs: a 2-process (or 2-replica) epoch, then the same run resumed
+# with the other world size (the queue does not depend on it: every rank holds all of it).
+TRAIN = ["--epochs", "1", "--limit-train", "256", "--batch-size", "32", "--knn-every", "0"]
+
+
+def _world(run_dir: Path) -> int:
+    import json
+
+    return json.loads((run_dir / "config.json").read_text())["world_size"]
+
+
+def _epochs(run_dir: Path) -> list[int]:
+    import json
+
+    return [e["epoch"] for e in json.loads((run_dir / "metrics.json").read_text())["epochs"]]
+
+
+def test_torchrun_trains_and_resumes_in_one_process(tmp_path):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    base = ["-m", "torch_impl", "train", "--method", "moco", "--run-dir", str(run), *TRAIN]
+    _run([*torchrun, "--nproc_per_node", "2", *base])
+    assert _world(run) == 2 and sorted(p.name for p in run.glob("ckpt-*")) == ["ckpt-0001.pt"]
+    more = ["--epochs", "2", "--resume", "--allow-config-change"]  # world size 2 -> 1
+    _run([sys.executable, *base, *more])
+    assert _world(run) == 1 and _epochs(run) == [1, 2]
+
+
+def test_tf_mirrored_trains_and_resumes_in_one_replica(tmp_path):
+    pytest.importorskip("tensorflow")
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "tf_impl", "train", "--method", "simclr", "--run-dir", str(run)]
+    _run([*base, *TRAIN, "--strategy", "mirrored", "--cpu-devices", "2"])
+    assert _world(run) == 2 and (run / "ckpt").is_dir()
+    _run([*base, *TRAIN, "--epochs", "2", "--resume", "--allow-config-change"])
+    assert _world(run) == 1 and _epochs(run) == [1, 2]
+
+
+def test_resume_with_another_world_size_needs_consent():
+    """The world size changes the BN groups, so it changes the trajectory: named, refused."""
+    from shared.config import TrainConfig, check_resume
+
+    saved = TrainConfig(method="moco").resolve("torch", 2)
+    with pytest.raises(ValueError, match="world_size: 2 -> 1 differ"):
+        check_resume(saved, TrainConfig(method="moco", resume=True).resolve("torch", 1))
+
+
+def test_missing_rendezvous_is_one_error_line(tmp_path):
+    pytest.importorskip("torch")
+    base = [sys.executable, "-m", "torch_impl", "train", "--run-dir", str(tmp_path), *TRAIN]
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost"}
+    res = subprocess.run(base, capture_output=True, text=True, env=env)
+    assert res.returncode == 2
+    assert "error: WORLD_SIZE=2 but these are not set: MASTER_PORT" in res.stderr

@@ -11,7 +11,9 @@ batch dimension is ``None``); ``TRACE_COUNT`` counts traces for the tests.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from tf_impl.checkpoint import (
     save_checkpoint,
 )
 from tf_impl.data import load_split
-from tf_impl.distributed import local_rows
+from tf_impl.distributed import local_rows, make_strategy
 from tf_impl.evaluate import extract_features
 from tf_impl.moco import MoCo
 from tf_impl.optim import build_optimizer, set_learning_rate
@@ -160,7 +162,7 @@ def run_epoch(
         )
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
-        total, seen = total + loss * int(x1.shape[0]), seen + int(x1.shape[0])
+        total, seen = total + loss * int(x1.shape[0]), seen + int(x1.shape[0])  # global batch
         bar.set_postfix(loss=f"{loss:.3f}")
     elapsed = time.perf_counter() - t0
     return {
@@ -179,13 +181,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         ValueError: bad configuration. DatasetNotFound: missing data. CheckpointError: a
         checkpoint that cannot be restored on ``resume``.
     """
-    cfg = cfg.resolve("tensorflow")
+    cfg = cfg.resolve("tensorflow", None)
+    strategy = make_strategy(cfg.strategy, cfg.cpu_devices)  # before TF touches a device
+    cfg = cfg.for_world(strategy.num_replicas_in_sync if strategy else 1)
     if cfg.device == "cuda" and not tf.config.list_physical_devices("GPU"):
         raise ValueError("device: 'cuda' was asked for but TensorFlow sees no GPU")
     tf.keras.utils.set_random_seed(cfg.seed)
     cfg.amp = use_amp(cfg.amp)  # config.json records what ran
     run_dir = Path(cfg.run_dir)
-    prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before anything is written
+    chief = _is_chief(strategy)
+    if chief:
+        prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before anything is written
     changed = (
         check_resume(load_config(run_dir), cfg)
         if cfg.resume and (run_dir / "config.json").exists()
@@ -197,20 +203,24 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         raise ValueError(
             f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
         )
-    model = build_model(cfg)
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-    step_fn = compile_step(model, optimizer, cfg.jit_compile)  # builds the slots before a restore
-    start_epoch = 0
-    if cfg.resume and latest_checkpoint(run_dir) is not None:
-        start_epoch = restore_checkpoint(run_dir, model, optimizer)
-        print(
-            f"[tensorflow/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True
-        )
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = build_model(cfg)
+        optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        # one tf.function (around strategy.run when distributed); slots built before a restore
+        step_fn = compile_step(model, optimizer, cfg.jit_compile, strategy)
+        start_epoch = 0
+        if cfg.resume and latest_checkpoint(run_dir) is not None:
+            start_epoch = restore_checkpoint(run_dir, model, optimizer)
+            print(
+                f"[tensorflow/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}",
+                flush=True,
+            )
     ctx = {
-        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed),
+        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed) if chief else None,
         "device": cfg.device,
-        "writer": tf.summary.create_file_writer(str(run_dir / "tb")),
+        "writer": tf.summary.create_file_writer(str(run_dir / "tb")) if chief else None,
         "splits": (train_split, test_split),
+        "chief": chief,
     }
     aug = tf.function(BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength))
     record = {"loss": float("nan")}
@@ -218,18 +228,36 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         dataset = make_dataset(train_split.images, cfg, epoch, aug)
         try:
             record = run_epoch(
-                step_fn, optimizer, cfg, dataset, epoch, steps, progress and sys.stderr.isatty()
+                step_fn,
+                optimizer,
+                cfg,
+                dataset,
+                epoch,
+                steps,
+                progress and sys.stderr.isatty() and chief,
             )
         except FloatingPointError as e:  # a non-finite loss: stop before anything is checkpointed
             raise non_finite_error(str(e), epoch + 1, latest_checkpoint(run_dir)) from None
         finish_epoch(model, optimizer, cfg, record, epoch, ctx)
-    ctx["writer"].close()
+    if chief:
+        ctx["writer"].close()
     return {
         "run_dir": str(run_dir),
         "epochs": cfg.epochs,
         "final_loss": record["loss"],
         "model": model,
     }
+
+
+def _is_chief(strategy) -> bool:
+    """Whether this process writes the run directory: always, except the non-chief workers of
+    ``MultiWorkerMirroredStrategy`` (TF_CONFIG's worker 0 is the chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return (
+        resolver is None
+        or resolver.task_type in (None, "chief")
+        or (resolver.task_type == "worker" and resolver.task_id == 0)
+    )
 
 
 def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
@@ -240,6 +268,10 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
         raise non_finite_error(
             f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
         )
+    if not ctx["chief"]:  # a non-chief worker writes its checkpoint to a scratch directory
+        with tempfile.TemporaryDirectory() as scratch:  # (saving is collective in MWMS)
+            save_checkpoint(scratch, epoch + 1, model, optimizer)
+        return
     train_split, test_split = ctx["splits"]
     monitor = test_split is not None and cfg.knn_due(epoch)
     record["knn_top1"] = (

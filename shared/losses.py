@@ -65,6 +65,7 @@ __all__ = [
     "nt_xent_cross_view",
     "nt_xent_grad",
     "nt_xent_loop",
+    "nt_xent_shards",
     "nt_xent_terms",
     "seed002_raw_cosine_ratio",
 ]
@@ -244,6 +245,31 @@ def nt_xent_grad(z1, z2, temperature: float = 0.5) -> tuple[np.ndarray, np.ndarr
     dz = _normalize_grad(d_u, tm.u, tm.norms)  # (2N, D)
     n = two_n // 2
     return dz[:n], dz[n:]
+
+
+def nt_xent_shards(z1, z2, temperature: float = 0.5, world: int = 2) -> np.ndarray:
+    """Each rank's share of NT-Xent when the N rows are split over ``world`` ranks (data
+    parallelism with gathered negatives), shape (world,).
+
+    Rank r holds rows [r n, (r+1) n) of z1 and z2 (n = N / world); its anchors are its 2n rows,
+    its candidates the 2N rows of every rank, and its loss is the mean over its own anchors.
+    Since every rank has the same number of anchors, ``nt_xent_shards(...).mean()`` is
+    :func:`nt_xent`: gathering the negatives makes W processes compute the one-process loss
+    (without the gather each rank would see only 2n - 2 negatives, a different loss).
+
+    Example:
+        >>> import numpy as np
+        >>> z1, z2 = np.random.default_rng(0).normal(size=(2, 8, 4))
+        >>> bool(np.isclose(nt_xent_shards(z1, z2, 0.5, 2).mean(), nt_xent(z1, z2, 0.5)))
+        True
+    """
+    tm = nt_xent_terms(z1, z2, temperature)
+    n_all = tm.u.shape[0] // 2
+    if world < 1 or n_all % world:
+        raise ValueError(f"world: expected a divisor of the {n_all} rows, got {world}")
+    n = n_all // world
+    rows = [np.r_[r * n : (r + 1) * n, n_all + r * n : n_all + (r + 1) * n] for r in range(world)]
+    return np.array([tm.per_anchor[idx].mean() for idx in rows])
 
 
 def nt_xent_loop(z1, z2, temperature: float = 0.5) -> float:

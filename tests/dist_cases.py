@@ -62,3 +62,9 @@ def local(x: np.ndarray, rank: int) -> np.ndarray:
     """Rank ``rank``'s contiguous N / W rows."""
     n = len(x) // WORLD
     return x[rank * n : (rank + 1) * n]
+
+
+def projections() -> tuple[np.ndarray, np.ndarray]:
+    """The gather test's global projections: two (N, 5) float64 batches."""
+    rng = np.random.default_rng(99)
+    return rng.normal(size=(N, 5)), rng.normal(size=(N, 5))

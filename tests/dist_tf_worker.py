@@ -17,10 +17,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from dist_cases import CASES, KEY_MOMENTUM, LR, MOMENTUM, WEIGHT_DECAY, WORLD, case_kwargs, views  # noqa: E402  # noqa: E402
+from dist_cases import (  # noqa: E402
+    CASES,
+    KEY_MOMENTUM,
+    LR,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    WORLD,
+    case_kwargs,
+    projections,
+    views,
+)
 
 from tf_impl.checkpoint import _entries, export_weights  # noqa: E402
-from tf_impl.distributed import make_strategy  # noqa: E402
+from tf_impl.distributed import local_rows, make_strategy  # noqa: E402
+from tf_impl.losses import nt_xent  # noqa: E402
 from tf_impl.moco import MoCo  # noqa: E402
 from tf_impl.models import set_sync_bn  # noqa: E402
 from tf_impl.optim import SGD  # noqa: E402
@@ -62,6 +73,30 @@ def one_step(case: str, strategy) -> dict:
     return out
 
 
+def shards(strategy) -> dict:
+    """Each replica's gathered NT-Xent on its rows of fixed projections, and its rows' gradient."""
+    z1g, z2g = (tf.constant(z) for z in projections())
+
+    @tf.function
+    def run():
+        def replica():
+            z1, z2 = local_rows(z1g), local_rows(z2g)
+            with tf.GradientTape() as tape:
+                tape.watch([z1, z2])
+                loss = nt_xent(z1, z2, 0.5, gather_distributed=True)
+            dz1, dz2 = tape.gradient(loss, [z1, z2])
+            return loss, dz1, dz2
+
+        return strategy.run(replica)
+
+    loss, dz1, dz2 = (strategy.experimental_local_results(t) for t in run())
+    return {
+        "losses": np.array([float(v) for v in loss]),
+        "dz1": np.concatenate([v.numpy() for v in dz1]),
+        "dz2": np.concatenate([v.numpy() for v in dz2]),
+    }
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     strategy = make_strategy("mirrored", cpu_devices=WORLD)
@@ -69,6 +104,7 @@ def main() -> None:
     for case in sorted(CASES):
         np.savez(out / f"{case}-single.npz", **one_step(case, None))
         np.savez(out / f"{case}-dist.npz", **one_step(case, strategy))
+    np.savez(out / "shards.npz", **shards(strategy))
 
 
 if __name__ == "__main__":

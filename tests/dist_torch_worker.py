@@ -15,7 +15,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dist_cases import (  # noqa: E402  # noqa: E402
+from dist_cases import (  # noqa: E402
     CASES,
     KEY_MOMENTUM,
     LR,
@@ -24,12 +24,14 @@ from dist_cases import (  # noqa: E402  # noqa: E402
     WEIGHT_DECAY,
     case_kwargs,
     local,
+    projections,
     views,
 )
 
 from shared.weights import to_canonical  # noqa: E402
 from torch_impl.checkpoint import _entries, export_weights  # noqa: E402
-from torch_impl.distributed import init_from_env, wrap_ddp  # noqa: E402
+from torch_impl.distributed import concat_all_gather, init_from_env, wrap_ddp  # noqa: E402
+from torch_impl.losses import nt_xent  # noqa: E402
 from torch_impl.moco import MoCo  # noqa: E402
 from torch_impl.models import set_sync_bn  # noqa: E402
 from torch_impl.simclr import SimCLR  # noqa: E402
@@ -62,6 +64,18 @@ def one_step(case: str, single: bool, rank: int) -> dict:
     return {"loss": loss.numpy(), **grads, **after}
 
 
+def shards(rank: int) -> dict:
+    """Each rank's gathered NT-Xent on its rows of fixed projections, and its rows' gradient."""
+    z1, z2 = (torch.from_numpy(local(z, rank)).requires_grad_() for z in projections())
+    loss = nt_xent(z1, z2, 0.5, gather_distributed=True)
+    loss.backward()
+    return {
+        "losses": concat_all_gather(loss.detach().reshape(1)).numpy(),
+        "dz1": concat_all_gather(z1.grad).numpy(),
+        "dz2": concat_all_gather(z2.grad).numpy(),
+    }
+
+
 def main() -> None:
     out, single = Path(sys.argv[1]), "--single" in sys.argv
     d = init_from_env(torch.device("cpu"))
@@ -69,6 +83,10 @@ def main() -> None:
         res = one_step(case, single, d.rank)
         if d.is_main:
             np.savez(out / f"{case}.npz", **res)
+    if not single:
+        res = shards(d.rank)
+        if d.is_main:
+            np.savez(out / "shards.npz", **res)
     if dist.is_initialized():
         dist.destroy_process_group()
 

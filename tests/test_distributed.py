@@ -100,6 +100,29 @@ def test_tf_mirrored_step_equals_one_replica(tf_results, case):
     assert len(rows) == len(single) and any(r.quantity == "grad" for r in rows)
 
 
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_gathered_nt_xent_is_the_numpy_share_and_its_gradient(torch_results, tf_results, framework):
+    """Rank r's loss is ``shared.losses.nt_xent_shards``' entry r (NumPy), and the gradient on
+    its rows is W times the gradient of the one-process loss (``nt_xent_grad``): each rank's
+    rows receive the sum over ranks of their losses' gradients, which DDP (or the mean over
+    replicas) then divides by W."""
+    from dist_cases import WORLD, projections
+
+    from shared.losses import nt_xent_grad, nt_xent_shards
+
+    path = torch_results[1] if framework == "torch" else tf_results
+    got = _load(path / "shards.npz")
+    z1, z2 = projections()
+    d1, d2 = nt_xent_grad(z1, z2, 0.5)
+    parity.assert_close(
+        {"loss": nt_xent_shards(z1, z2, 0.5, WORLD), "grad": {"z1": WORLD * d1, "z2": WORLD * d2}},
+        {"loss": got["losses"], "grad": {"z1": got["dz1"], "z2": got["dz2"]}},
+        dtype="float64",
+        temperature=0.5,
+        context=f"{framework} gathered NT-Xent",
+    )
+
+
 @pytest.mark.parametrize("case", ["moco_shuffle", "moco_plain"])
 def test_every_rank_enqueued_every_key(torch_results, tf_results, case):
     """The queue after one step holds 2N (symmetric) or N keys past the pointer: all ranks'."""

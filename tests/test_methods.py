@@ -83,14 +83,16 @@ def test_moco_loss_is_the_oracle_on_its_own_queries_keys_and_queue(framework, sy
     args = () if framework == "torch" else (tf.constant([0, 1]),)
     loss, keys = m.contrastive_loss(x1, x2, *args)
     queue = _np(m.queue)
-    both = np.concatenate([a, b]) if symmetric else a  # the model's own batching: BN sees it
-    out = (
-        m.encoder_q(_x(framework, both))
-        if framework == "torch"
-        else m.encoder_q(_x(framework, both), training=True)
-    )
-    q = _np(out[1])
-    q1, q2 = q[:8], q[8:]
+
+    def query(x):  # one pass per view: BN sees one view at a time
+        out = (
+            m.encoder_q(_x(framework, x))
+            if framework == "torch"
+            else m.encoder_q(_x(framework, x), training=True)
+        )
+        return _np(out[1])
+
+    q1, q2 = query(a), query(b)
     k = _np(keys)
     if symmetric:  # keys row i is the other view of query i: (q1, k2) then (q2, k1)
         want = 0.5 * (ref.info_nce(q1, k[:8], queue, 0.2) + ref.info_nce(q2, k[8:], queue, 0.2))

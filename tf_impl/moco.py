@@ -137,38 +137,38 @@ class MoCo(tf.Module):
         """The query encoder f_q, whose features h are evaluated."""
         return self.encoder_q.encoder
 
-    def __call__(self, x, training: bool = True, view_chunks: int = 1):
-        """Normalised queries (B, D) of ``x`` from f_q."""
-        return normalize(self.encoder_q(x, training=training, view_chunks=view_chunks)[1])
+    def __call__(self, *views, training: bool = True):
+        """Normalised queries (B, D) of each view batch from f_q, one pass per view."""
+        return tuple(normalize(self.encoder_q(x, training=training)[1]) for x in views)
 
-    def keys(self, x, seed, view_chunks: int = 1):
+    def keys(self, x, seed):
         """Normalised keys (B, D) of ``x`` from f_k, no gradient, optional batch shuffling:
         within this replica (across its BN splits) or across the replicas."""
         if self.shuffle_keys and world_size() > 1:
-            xs, perm = shuffle_across_ranks(x, seed, view_chunks)
-            k = unshuffle_across_ranks(self.encoder_k(xs, training=True)[1], perm, view_chunks)
+            xs, perm = shuffle_across_ranks(x, seed)
+            k = unshuffle_across_ranks(self.encoder_k(xs, training=True)[1], perm)
         elif self.shuffle_keys:
             perm = tf.argsort(tf.random.stateless_uniform(tf.shape(x)[:1], seed))
             _, k = self.encoder_k(tf.gather(x, perm), training=True)
             k = tf.gather(k, tf.math.invert_permutation(perm))  # un-shuffle
         else:
-            _, k = self.encoder_k(x, training=True, view_chunks=view_chunks)
+            _, k = self.encoder_k(x, training=True)
         return tf.stop_gradient(normalize(k))  # (B, D)
 
     def contrastive_loss(self, x1, x2, seed):
-        """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``."""
+        """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``.
+        Symmetric: one pass per view, as ``torch_impl.moco.MoCo.contrastive_loss``."""
         if not self.symmetric:
-            q = self(x1)  # (N, D)
+            (q,) = self(x1)  # (N, D)
             k = self.keys(x2, seed)  # (N, D)
             return info_nce(q, k, self.queue, self.temperature), k
-        n = tf.shape(x1)[0]
-        q = self(tf.concat([x1, x2], 0), view_chunks=2)  # (2N, D): one pass, both views
-        k = self.keys(tf.concat([x2, x1], 0), seed, view_chunks=2)  # row i: other view of q_i
+        q1, q2 = self(x1, x2)  # (N, D) each
+        k2, k1 = self.keys(x2, seed), self.keys(x1, seed + [0, 1])  # the other view of q1, q2
         loss = 0.5 * (
-            info_nce(q[:n], k[:n], self.queue, self.temperature)
-            + info_nce(q[n:], k[n:], self.queue, self.temperature)
+            info_nce(q1, k2, self.queue, self.temperature)
+            + info_nce(q2, k1, self.queue, self.temperature)
         )
-        return loss, k
+        return loss, tf.concat([k2, k1], 0)  # (2N, D)
 
     def train_step(self, x1, x2, optimizer, key_momentum, seed):
         """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss.

@@ -131,23 +131,24 @@ class MoCo(nn.Module):
         """The query encoder f_q, whose features h are evaluated."""
         return self.encoder_q.encoder
 
-    def forward(self, x: torch.Tensor, view_chunks: int = 1) -> torch.Tensor:
-        """Normalised queries (B, D) of ``x`` from f_q (``view_chunks``: see EncoderWithHead)."""
-        return normalize(self.encoder_q(x, view_chunks)[1])
+    def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Normalised queries (B, D) of each view batch from f_q, one pass per view (BN never
+        mixes two views of an image). One call, so that a DDP wrapper sees one forward."""
+        return tuple(normalize(self.encoder_q(x)[1]) for x in views)
 
     @torch.no_grad()
-    def keys(self, x: torch.Tensor, view_chunks: int = 1) -> torch.Tensor:
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised keys (B, D) of ``x`` from f_k, with optional batch shuffling: within this
         process (across its BN splits) or, in a process group, across the ranks."""
         if self.shuffle_keys and world_size() > 1:
-            xs, perm = shuffle_across_ranks(x, view_chunks)
-            k = unshuffle_across_ranks(self.encoder_k(xs)[1], perm, view_chunks)
+            xs, perm = shuffle_across_ranks(x)
+            k = unshuffle_across_ranks(self.encoder_k(xs)[1], perm)
         elif self.shuffle_keys:
             perm = torch.randperm(x.shape[0], device=x.device)
             _, k = self.encoder_k(x[perm])
             k = k[torch.argsort(perm)]  # un-shuffle
         else:
-            _, k = self.encoder_k(x, view_chunks)
+            _, k = self.encoder_k(x)
         return normalize(k)  # (B, D)
 
     def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor, ddp=None):
@@ -155,21 +156,23 @@ class MoCo(nn.Module):
 
         ``ddp``: a ``DistributedDataParallel`` wrapper of this model, whose forward computes
         the queries (DDP syncs the gradients of what passes through its forward).
+        Symmetric: each view has its own pass, as in the official code: a BN group that holds
+        both views of the same images cost 8.6 kNN points here (58.5 % -> 49.9 %, torch, 25
+        epochs, embedded data).
         """
         check_views(x1, x2, min_batch=1)
         query = ddp or self
         if not self.symmetric:
-            q = query(x1)  # (N, D)
+            (q,) = query(x1)  # (N, D)
             k = self.keys(x2)  # (N, D)
             return info_nce(q, k, self.queue, self.temperature), k
-        n = x1.shape[0]
-        q = query(torch.cat([x1, x2]), view_chunks=2)  # (2N, D): one pass, both views
-        k = self.keys(torch.cat([x2, x1]), view_chunks=2)  # (2N, D): row i: other view of q_i
+        q1, q2 = query(x1, x2)  # (N, D) each
+        k2, k1 = self.keys(x2), self.keys(x1)  # (N, D) each: the other view of q1, q2
         loss = 0.5 * (
-            info_nce(q[:n], k[:n], self.queue, self.temperature)
-            + info_nce(q[n:], k[n:], self.queue, self.temperature)
+            info_nce(q1, k2, self.queue, self.temperature)
+            + info_nce(q2, k1, self.queue, self.temperature)
         )
-        return loss, k
+        return loss, torch.cat([k2, k1])  # (2N, D)
 
     def train_step(
         self,

@@ -1,4 +1,4 @@
-"""Benchmarks: B1 NT-Xent kernel, B2 MoCo step pieces, B3 training throughput, B4 scaling, B5 the 2x2.
+"""Benchmarks: B1 NT-Xent kernel, B2 MoCo step pieces, B3 throughput, B4 scaling, B5 the 2x2, B6 1 vs 2 workers.
 
     python -m benchmarks.run --quick            # make bench: <= 10 min on 2 cores
     python -m benchmarks.run --full             # every size
@@ -652,7 +652,7 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the quick set (default)")
     g.add_argument("--full", action="store_true", help="every size")
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
@@ -691,6 +691,12 @@ def main(argv=None) -> int:
         b5res = b5(not full)
         payload["B5"] = b5res["rows"]
         sections.append(b5res["md"])
+    if "B6" in only:
+        from benchmarks.scaling_out import b6
+
+        b6res = b6()
+        payload["B6"] = b6res["rows"]
+        sections.append(b6res["md"])
     if "B4" in only and b1res and b2res:
         b4res = b4(b1res, b2res)
         payload["B4"] = b4res["exponents"]

@@ -128,10 +128,10 @@ def _count(dist, name: str, counted: dict) -> None:
 
 
 def _counting_allreduce_hook(state: dict, bucket):
+    """DDP's default all-reduce, routed through the counted ``dist.all_reduce``."""
     import torch.distributed as dist
 
     buf = bucket.buffer()
-    state["bytes"] += buf.numel() * buf.element_size()
     fut = dist.all_reduce(buf.div_(dist.get_world_size()), async_op=True).get_future()
     return fut.then(lambda f: f.value()[0])
 

@@ -25,7 +25,7 @@ BAD_CONFIGS = [
     ({"key_momentum": 1.5}, "momentum: expected a number in"),
     ({"epochs": 0}, "epochs: expected an integer >= 1"),
     ({"batch_size": 1}, "batch_size: expected >= 2 for simclr"),
-    ({"method": "moco", "batch_size": 4}, "batch_size: expected >= 2 images per BatchNorm split"),
+    ({"method": "moco", "batch_size": 2}, "batch_size: expected >= 2 images per BatchNorm split"),
     ({"bn_splits": 3}, "bn_splits: expected a divisor of batch_size 64"),
     ({"queue_size": 0}, "queue_size: expected an integer >= 1"),
     ({"limit_train": 0}, "limit_train: expected an integer >= 2"),
@@ -55,7 +55,7 @@ BAD_CONFIGS = [
 # bad inputs that need the world size (processes or replicas)
 BAD_WORLDS = [
     ({"batch_size": 63}, 2, "batch_size: expected a multiple of the world size 2"),
-    ({"method": "moco", "batch_size": 8}, 2, "bn_splits: expected a divisor of the 4 images"),
+    ({"method": "moco", "batch_size": 4}, 2, "bn_splits: expected a divisor of the 2 images"),
     ({"batch_size": 64}, 0, "world_size: expected an integer >= 1"),
 ]
 

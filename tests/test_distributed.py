@@ -159,6 +159,9 @@ def test_torchrun_trains_and_resumes_in_one_process(tmp_path):
     more = ["--epochs", "2", "--resume", "--allow-config-change"]  # world size 2 -> 1
     _run([sys.executable, *base, *more])
     assert _world(run) == 1 and _epochs(run) == [1, 2]
+    more = ["--epochs", "3", "--resume", "--allow-config-change"]  # and back: 1 -> 2
+    _run([*torchrun, "--nproc_per_node", "2", *base, *more])
+    assert _world(run) == 2 and _epochs(run) == [1, 2, 3]
 
 
 def test_tf_mirrored_trains_and_resumes_in_one_replica(tmp_path):
@@ -169,6 +172,20 @@ def test_tf_mirrored_trains_and_resumes_in_one_replica(tmp_path):
     assert _world(run) == 2 and (run / "ckpt").is_dir()
     _run([*base, *TRAIN, "--epochs", "2", "--resume", "--allow-config-change"])
     assert _world(run) == 1 and _epochs(run) == [1, 2]
+    two = ["--strategy", "mirrored", "--cpu-devices", "2"]  # and back: 1 -> 2
+    _run([*base, *TRAIN, "--epochs", "3", "--resume", "--allow-config-change", *two])
+    assert _world(run) == 2 and _epochs(run) == [1, 2, 3]
+
+
+def test_multi_worker_without_tf_config_is_one_error_line(tmp_path):
+    pytest.importorskip("tensorflow")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    cmd = [sys.executable, "-m", "tf_impl", "train", "--strategy", "multi_worker"]
+    res = subprocess.run(
+        [*cmd, "--run-dir", str(tmp_path), *TRAIN], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 2
+    assert "error: strategy multi_worker: TF_CONFIG is not set" in res.stderr
 
 
 def test_resume_with_another_world_size_needs_consent():

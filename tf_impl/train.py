@@ -7,6 +7,10 @@ functions of (seed, epoch, index); per step the loop sets the learning rate from
 ``tf_impl.simclr`` and ``tf_impl.moco``. The step is traced once per input signature (the
 batch dimension is ``None``); ``TRACE_COUNT`` counts traces for the tests.
 ``torch_impl.train`` is the same loop in PyTorch.
+
+``--strategy mirrored|multi_worker``: the model and optimiser live in the strategy's scope, and
+the one ``tf.function`` runs ``strategy.run`` on every replica with its share of the global
+batch (``tf_impl.distributed``); the chief alone writes the run directory.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ image, set the learning rate from ``shared.optim.warmup_cosine`` and (MoCo) the 
 and call the model's ``train_step``: the algorithm lives in ``torch_impl.simclr`` and
 ``torch_impl.moco``, not here. ``tf_impl.train`` is the same loop in TensorFlow.
 
+Under ``torchrun --nproc_per_node W`` the same loop runs in W processes: each takes its
+``batch_size / W`` share of every global batch, the model's step goes through DDP
+(``torch_impl.distributed``), the epoch loss is the mean over ranks, and rank 0 alone writes
+the run directory (``config.json`` records ``world_size``).
+
 Run directory (schema in ``shared.runlog``): ``config.json``, ``metrics.json``, TensorBoard
 events under ``tb/`` and ``ckpt-<epoch>.pt`` (``torch_impl.checkpoint``). ``resume=True``
 continues exactly: 2 epochs straight equal 1 epoch + resume + 1 epoch, bit for bit on CPU.

@@ -204,3 +204,32 @@ def test_missing_rendezvous_is_one_error_line(tmp_path):
     res = subprocess.run(base, capture_output=True, text=True, env=env)
     assert res.returncode == 2
     assert "error: WORLD_SIZE=2 but these are not set: MASTER_PORT" in res.stderr
+
+
+@pytest.mark.parametrize("augment", ["batch", "per_sample"])
+def test_each_rank_loads_its_share_of_the_epoch(augment):
+    """Images that carry their index (constant grey i * 7; no jitter, full crops): the two
+    ranks' batches are disjoint halves. With --augment batch each step's halves are exactly the
+    one-process batch; per_sample draws its own order (DistributedSampler, set_epoch)."""
+    pytest.importorskip("torch")
+    from shared.config import TrainConfig
+    from shared.data import Split
+    from torch_impl.train import epoch_batches
+
+    grey = (np.arange(32, dtype=np.uint8) * 7)[:, None, None, None]
+    split = Split(np.broadcast_to(grey, (32, 32, 32, 3)).copy(), np.zeros(32, np.int64))
+    kw = {"batch_size": 8, "color_strength": 0.0, "crop_scale": (1.0, 1.0), "augment": augment}
+    one = TrainConfig(**kw).resolve("torch", 1)
+
+    def ids(cfg, rank):
+        return [
+            sorted(round(float(v) * 255 / 7) for v in x1.float().mean(dim=(1, 2, 3)))
+            for x1, _ in epoch_batches(cfg, split, 0, 4, rank)
+        ]
+
+    r0, r1 = ids(one.for_world(2), 0), ids(one.for_world(2), 1)
+    assert all(len(b) == 4 for b in r0 + r1)
+    seen = [i for b in r0 + r1 for i in b]
+    assert sorted(seen) == list(range(32))  # disjoint, and the whole epoch
+    if augment == "batch":
+        assert [sorted(a + b) for a, b in zip(r0, r1, strict=True)] == ids(one, 0)

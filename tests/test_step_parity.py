@@ -171,3 +171,30 @@ def test_twenty_step_drift_stays_bounded(method):
     )
     first = drift(method, "float32", steps=1)[0]
     assert first["loss_abs"] < 1e-4 and first["weights_rel"] < 1e-2, first
+
+
+def test_rosetta_parity_level_step_passes(tmp_path):
+    """The command: torch dumps the initial weights and its step, TF imports them and steps,
+    each in its own process; both cases, both dtypes, exit status 0 and a table."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shared.apps.cli",
+            "parity",
+            "--level",
+            "step",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    table = (tmp_path / "parity.md").read_text()
+    assert "pinned.after/net/head/bn0/moving_variance (ratio n/(n-1), n=16)" in table
+    assert "ptr.after/queue_ptr | moco: tensorflow vs torch | float64" in table
+    assert "**NO**" not in table

@@ -97,6 +97,13 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         "--out", required=True, help="the new run directory (must not hold a checkpoint)"
     )
     pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
+    pd.add_argument(
+        "--level",
+        default="loss",
+        choices=["loss", "step"],
+        help="loss: the goldens; step: one training step of each shared.step_parity case "
+        "(--out is then a folder; the first framework writes the initial weights there)",
+    )
     pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
     pd.add_argument("--device", default="cpu", help="cpu or cuda")
     pd.add_argument(
@@ -239,6 +246,8 @@ def cmd_import_weights(pkg: str, args) -> int:
 
 def cmd_parity_dump(pkg: str, args) -> int:
     """Run the framework's losses on the goldens for each ``--dtype``; one .npz each."""
+    if args.level == "step":
+        return _dump_steps(pkg, args)
     if len(args.dtype) > 1 and "{dtype}" not in args.out:
         raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
     parity = _mod(pkg, "parity")
@@ -259,6 +268,41 @@ def cmd_parity_dump(pkg: str, args) -> int:
         path = args.out.replace("{dtype}", dtype)
         np.savez(path, __meta__=json.dumps(meta), **flat)
         print(f"wrote {path} ({len(flat)} arrays, {meta['framework']} {meta['version']}, {dtype})")
+    return 0
+
+
+def _dump_steps(pkg: str, args) -> int:
+    """One training step per ``shared.step_parity`` case and dtype, from shared initial weights:
+    ``DIR/init-<case>-<dtype>.npz`` is written by the first framework and read by the other."""
+    from shared import step_parity as sp
+    from shared.weights import load_weights, save_weights
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parity, ck = _mod(pkg, "parity"), _mod(pkg, "checkpoint")
+    opt_name, lr, momentum, wd = sp.OPTIMIZER
+    for case, spec in sp.STEP_CASES.items():
+        for dtype in args.dtype:
+            if pkg == "torch_impl":
+                import torch
+
+                torch.manual_seed(0)
+            cls = _mod(pkg, spec["method"])
+            model = getattr(cls, "SimCLR" if spec["method"] == "simclr" else "MoCo")(
+                **sp.model_kwargs(case, dtype)
+            )
+            init = out / f"init-{case}-{dtype}.npz"
+            if init.exists():
+                ck.import_weights(model, load_weights(init)[0])
+            else:
+                meta = {"method": spec["method"], "encoder": "small_cnn"}
+                save_weights(init, ck.export_weights(model), {**meta, "framework": pkg})
+            opt = _mod(pkg, "optim").build_optimizer(model, opt_name, lr, momentum, wd)
+            extra = {"key_momentum": sp.KEY_MOMENTUM} if spec["method"] == "moco" else {}
+            res = parity.step_outputs(model, *sp.views(dtype), opt, **extra)
+            path = out / f"{parity.FRAMEWORK}-{case}-{dtype}.npz"
+            np.savez(path, **res)
+            print(f"wrote {path} ({len(res)} arrays)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     rosetta parity [--out DIR] [--dtypes float64 float32] [--device cpu]
     rosetta parity --compare A.npz B.npz     # e.g. a CPU dump against a GPU dump
+    rosetta parity --level step              # one training step, torch vs TF, ported weights
 
 Each backend writes its values, per-anchor losses and gradients to an ``.npz``
 (``python -m torch_impl parity-dump`` / ``python -m tf_impl parity-dump``); this module never
@@ -127,8 +128,37 @@ def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
     return rows, all(r["passed"] for r in rows)
 
 
+def run_step(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
+    """``--level step``: torch's dump (it writes the initial weights), then TF's, compared by
+    ``shared.step_parity.compare_steps``."""
+    from shared import step_parity as sp
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for module in BACKENDS.values():  # torch first: it writes the initial weights
+        cmd = [sys.executable, "-m", module, "parity-dump", "--level", "step"]
+        proc = subprocess.run(
+            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)], text=True, capture_output=True
+        )
+        if proc.returncode != 0:
+            print(f"{module}: step dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return [], False
+    rows = []
+    for case in sp.STEP_CASES:
+        for dtype in dtypes:
+            a, b = (dict(np.load(out_dir / f"{fw}-{case}-{dtype}.npz")) for fw in BACKENDS)
+            for r in sp.compare_steps(a, b, dtype, case):
+                rows.append({**r, "backend": f"{case}: tensorflow vs torch"})
+    return rows, all(r["passed"] for r in rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta parity", description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--level",
+        default="loss",
+        choices=["loss", "step"],
+        help="loss: the goldens against NumPy; step: one training step, torch vs TF",
+    )
     ap.add_argument("--out", default=None, help="folder for dumps, parity.md, parity.json")
     ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     ap.add_argument("--device", default="cpu")
@@ -147,6 +177,8 @@ def main(argv=None) -> int:
         )
         rows = compare_outputs(a, b, dtype, label)
         ok = all(r["passed"] for r in rows)
+    elif args.level == "step":
+        rows, ok = run_step(out, args.dtypes)
     else:
         rows, ok = run(out, args.dtypes, args.device)
     summary = summarize(rows)

@@ -1,0 +1,133 @@
+"""Step parity, the cases and the comparison: one training step in PyTorch and in TensorFlow
+from the same (ported) weights on the same views, compared by canonical name.
+
+``rosetta parity --level step`` runs ``python -m torch_impl parity-dump --level step`` (which
+builds each case's model, writes its initial weights in the ``shared.weights`` format and the
+step's outputs) and then the TF dump (which imports those weights), each in its own process,
+and compares them here. ``tests/test_step_parity.py`` runs the same comparison in one process.
+
+Compared: the loss, h and z in eval mode, every parameter's gradient, and after one SGD step
+(momentum 0.9, weight decay 1e-4) every weight, BN statistic and, for MoCo, the key encoder
+after the EMA, the queue and its pointer. One difference is known and kept rather than aligned
+(docs/framework_differences.md): torch's BN running variance uses the unbiased batch variance,
+Keras the biased one, so SimCLR's ``moving_variance`` is reported apart with its exact expected
+ratio. MoCo's is not compared: each step updates it twice (one pass per view), and the ratio of
+two updates has no such closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared import parity
+from shared.tolerances import override
+
+N = 8  # images per view batch
+STEP_CASES = {
+    "simclr": {"method": "simclr", "kwargs": {}},
+    "moco": {
+        "method": "moco",
+        "kwargs": {"queue_size": 12, "bn_splits": 2, "symmetric": True},
+    },
+}
+COMMON = {"encoder": "small_cnn", "hidden_dim": 16, "proj_dim": 8, "temperature": 0.2}
+OPTIMIZER = ("sgd", 0.1, 0.9, 1e-4)  # name, lr, momentum, weight decay
+KEY_MOMENTUM = 0.9
+
+QUEUE_F32 = override(
+    "param",
+    "float32",
+    reason="the queue holds keys computed by each framework's fp32 encoder: compared like "
+    "weights, not as exact copies",
+)
+
+
+def views(dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two (N, 32, 32, 3) NHWC view batches every case uses."""
+    rng = np.random.default_rng(2)
+    return tuple(rng.random((N, 32, 32, 3)).astype(dtype) for _ in range(2))
+
+
+def model_kwargs(case: str, dtype: str) -> dict:
+    return {**COMMON, **STEP_CASES[case]["kwargs"], "dtype": dtype}
+
+
+def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
+    """Rows (``shared.parity.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``."""
+    groups: dict[str, tuple[dict, dict]] = {}
+    for k in a:
+        if k.endswith("moving_variance") or k.endswith("queue_ptr"):
+            continue
+        group = "loss" if k == "loss" else "grad" if k.startswith("grad/") else "param"
+        groups.setdefault(group, ({}, {}))
+        groups[group][0][k], groups[group][1][k] = a[k], b[k]
+    rows = []
+    overrides = {"param.after/queue": QUEUE_F32} if dtype == "float32" else {}
+    for group, (want, got) in groups.items():
+        for r in parity.compare(
+            {group: want}, {group: got}, dtype=dtype, temperature=0.2, overrides=overrides
+        ):
+            rows.append({**r.as_dict(), "case": case})
+    if "after/queue_ptr" in a:
+        same = int(a["after/queue_ptr"]) == int(b["after/queue_ptr"])
+        rows.append(_exact_row("ptr.after/queue_ptr", same, dtype, case))
+    if STEP_CASES[case]["method"] == "simclr":  # one BN update per step: a closed form
+        for k in (k for k in a if k.endswith("moving_variance")):
+            rows.append(_variance_row(k, a[k], b[k], dtype, case))
+    return rows
+
+
+def _exact_row(name: str, same: bool, dtype: str, case: str) -> dict:
+    return {
+        "name": name,
+        "quantity": "ptr",
+        "dtype": dtype,
+        "max_abs": 0.0 if same else 1.0,
+        "max_rel": 0.0 if same else 1.0,
+        "ulps": 0.0,
+        "rtol": 0.0,
+        "atol": 0.0,
+        "scale": 1.0,
+        "worst_margin": 0.0 if same else np.inf,
+        "passed": same,
+        "reason": "an integer: equal or not",
+        "case": case,
+    }
+
+
+def _variance_row(name: str, torch_v, tf_v, dtype: str, case: str) -> dict:
+    """BN's running variance: (torch - m0) / (tf - m0) = n / (n - 1) exactly, n the values per
+    channel and split; the row reports how far the measured ratio is from that."""
+    momentum_part = 0.9  # m0 = momentum * initial variance 1, for torch's 0.1 / Keras's 0.9
+    ratio = (np.asarray(torch_v, np.float64) - momentum_part) / (
+        np.asarray(tf_v, np.float64) - momentum_part
+    )
+    n = _values_per_channel(name, case)
+    want = n / (n - 1)
+    err = float(np.max(np.abs(ratio - want)))
+    tol = 1e-9 if dtype == "float64" else 1e-2
+    return {
+        "name": f"pinned.{name} (ratio n/(n-1), n={n})",
+        "quantity": "pinned",
+        "dtype": dtype,
+        "max_abs": err,
+        "max_rel": err / want,
+        "ulps": 0.0,
+        "rtol": tol,
+        "atol": 0.0,
+        "scale": 1.0,
+        "worst_margin": err / (tol * want),
+        "passed": err <= tol * want,
+        "reason": "torch stores the unbiased batch variance, Keras the biased one",
+        "case": case,
+    }
+
+
+def _values_per_channel(name: str, case: str) -> int:
+    """Values per channel in SimCLR's one BN pass over both views: 2N rows, times H W for
+    the encoder's convolutions."""
+    rows = 2 * N
+    if "/head/" in name:
+        return rows
+    side = {0: 32, 1: 16, 2: 8, 3: 4}[int(name.split("/bn")[1].split("/")[0])]
+    return rows * side * side

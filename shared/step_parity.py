@@ -131,3 +131,27 @@ def _values_per_channel(name: str, case: str) -> int:
         return rows
     side = {0: 32, 1: 16, 2: 8, 3: 4}[int(name.split("/bn")[1].split("/")[0])]
     return rows * side * side
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """The compact step table: per case, dtype and quantity, the worst row (max rel and its
+    share of the allowed tolerance), and whether every row passed."""
+    worst: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["case"], r["dtype"], r["quantity"])
+        w = worst.setdefault(key, {**r, "n": 0, "failed": 0})
+        w["n"] += 1
+        w["failed"] += 0 if r["passed"] else 1
+        if r["worst_margin"] > w["worst_margin"]:
+            worst[key] = {**r, "n": w["n"], "failed": w["failed"]}
+    lines = [
+        "| case | dtype | quantity | compared | worst | max abs | max rel | of tolerance | pass |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (case, dtype, q), r in worst.items():
+        lines.append(
+            f"| {case} | {dtype} | {q} | {r['n']} | {r['name']} | {r['max_abs']:.1e} | "
+            f"{r['max_rel']:.1e} | {r['worst_margin']:.2f} | "
+            f"{'yes' if r['failed'] == 0 else '**NO**'} |"
+        )
+    return "\n".join(lines) + "\n"

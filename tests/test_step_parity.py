@@ -198,3 +198,11 @@ def test_rosetta_parity_level_step_passes(tmp_path):
     assert "pinned.after/net/head/bn0/moving_variance (ratio n/(n-1), n=16)" in table
     assert "ptr.after/queue_ptr | moco: tensorflow vs torch | float64" in table
     assert "**NO**" not in table
+    import json
+
+    from shared.step_parity import summary_markdown
+
+    rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
+    compact = summary_markdown(rows)  # the demo report's step table
+    assert compact.count("\n") == 2 + 4 + 4 + 5 + 5  # header + simclr, moco rows per dtype
+    assert "| moco | float64 | queue | 1 | param.after/queue |" in compact

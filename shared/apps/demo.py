@@ -4,7 +4,7 @@
    its own process (``--matrix``: all four cells, {SimCLR, MoCo} x {torch, TF}, with the same
    per-method hyperparameters, and a 2x2 table in ``matrix.md`` / ``matrix.json``);
 2. both are evaluated by ``shared.evaluation`` beside the random-init and raw-pixel baselines;
-3. the parity check runs (``rosetta parity``);
+3. the parity checks run (``rosetta parity``, loss and step levels);
 4. ``runs/<timestamp>/report.md`` is written with PNG figures (loss curves, kNN per epoch,
    a similarity heatmap of one batch, PCA embedding maps before/after, the tables);
 5. a summary table is printed with the report's path.
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.apps import parity_cmd
+from shared.step_parity import summary_markdown as step_summary
 
 PAIR = [("torch", "simclr"), ("tensorflow", "moco")]
 MATRIX = [("torch", "simclr"), ("tensorflow", "simclr"), ("torch", "moco"), ("tensorflow", "moco")]
@@ -275,9 +276,17 @@ def main(argv=None) -> int:
     rows, parity_ok = parity_cmd.run(out / "parity", ["float64", "float32"])
     parity_md = parity_cmd.to_markdown(parity_cmd.summarize(rows))
     (out / "parity" / "parity.md").write_text(parity_md)
+    step_rows, step_ok = parity_cmd.run_step(out / "parity" / "step", ["float64", "float32"])
+    parity_ok = parity_ok and step_ok
+    parity_md += (
+        "\n## Step parity: one training step, torch vs TF from ported weights "
+        f"(`rosetta parity --level step`): {'PASS' if step_ok else 'FAIL'}\n\n"
+        + step_summary(step_rows)
+    )
     figs = _figures(out, runs)
     wall = time.perf_counter() - t0
     _report(out, runs, wall, parity_ok, parity_md, figs, args.matrix)
-    print(f"parity: {'PASS' if parity_ok else 'FAIL'} ({len(rows)} comparisons)")
+    n = len(rows) + len(step_rows)
+    print(f"parity: {'PASS' if parity_ok else 'FAIL'} ({n} comparisons, loss and step levels)")
     print(f"report: {out / 'report.md'}  (wall time {wall:.0f} s)")
     return 0 if parity_ok else 1

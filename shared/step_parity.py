@@ -7,7 +7,8 @@ step's outputs) and then the TF dump (which imports those weights), each in its 
 and compares them here. ``tests/test_step_parity.py`` runs the same comparison in one process.
 
 Compared: the loss, h and z in eval mode, every parameter's gradient, and after one SGD step
-(momentum 0.9, weight decay 1e-4) every weight, BN statistic and, for MoCo, the key encoder
+(momentum 0.9, weight decay 1e-4) every weight, BN statistic, the optimiser's momentum slot
+(compared as a gradient: after one step it is ``g + wd w``) and, for MoCo, the key encoder
 after the EMA, the queue and its pointer. One difference is known and kept rather than aligned
 (docs/framework_differences.md): torch's BN running variance uses the unbiased batch variance,
 Keras the biased one, so SimCLR's ``moving_variance`` is reported apart with its exact expected
@@ -58,7 +59,7 @@ def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     for k in a:
         if k.endswith("moving_variance") or k.endswith("queue_ptr"):
             continue
-        group = "loss" if k == "loss" else "grad" if k.startswith("grad/") else "param"
+        group = "loss" if k == "loss" else "grad" if k.startswith(("grad/", "slot/")) else "param"
         groups.setdefault(group, ({}, {}))
         groups[group][0][k], groups[group][1][k] = a[k], b[k]
     rows = []

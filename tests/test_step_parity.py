@@ -53,12 +53,19 @@ ADAM = override(
 
 
 def _compare(a: dict, b: dict, context: str, adam: bool = False) -> None:
+    slots = {k.rsplit("/", 1)[1] for k in a if k.startswith("slot/")}
+    assert slots == ({"m", "v"} if adam else {"momentum"}), slots  # the optimiser state too
+    assert sorted(k for k in a if k.startswith("slot/")) == sorted(
+        k for k in b if k.startswith("slot/")
+    )
     split = {"loss": {}, "grad": {}, "param": {}}
     for side, out in (("a", a), ("b", b)):
         for k, v in out.items():
             if k.endswith("moving_variance"):
                 continue  # the pinned difference: see the module docstring
-            group = "loss" if k == "loss" else "grad" if k.startswith("grad/") else "param"
+            group = (
+                "loss" if k == "loss" else "grad" if k.startswith(("grad/", "slot/")) else "param"
+            )
             split[group].setdefault(side, {})[k] = v
     overrides = (
         {f"param.{k}": ADAM for k in split["param"]["a"] if k.startswith("after/")} if adam else {}
@@ -135,7 +142,7 @@ def test_one_step_float32_within_the_table(method):
     for k in a:
         if k.endswith("moving_variance") or k == "after/queue_ptr":
             continue
-        group = "loss" if k == "loss" else "grad" if k.startswith("grad/") else "param"
+        group = "loss" if k == "loss" else "grad" if k.startswith(("grad/", "slot/")) else "param"
         groups[group][k] = (a[k], b[k])
     assert int(a["after/queue_ptr"] if method == "moco" else 0) == int(b.get("after/queue_ptr", 0))
     keys = override(

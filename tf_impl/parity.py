@@ -50,7 +50,8 @@ def framework_version() -> str:
 
 
 def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
-    """One training step on NHWC NumPy views; the quantities of ``torch_impl.parity.step_outputs``.
+    """One training step on NHWC NumPy views; the quantities of ``torch_impl.parity.step_outputs``
+    (the optimiser's slots under their common names ``momentum``, ``m``, ``v``).
 
     Eager (no ``tf.function``), the same order of operations as ``MoCo.train_step``.
     """
@@ -77,4 +78,9 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     if keys is not None:
         dequeue_and_enqueue(model.queue, model.queue_ptr, keys)
     after = {f"after/{n}": v for n, v in export_weights(model).items()}
-    return {"loss": loss.numpy(), "h1": h1, "z1": z1, **out_grads, **after}
+    slots = {
+        f"slot/{names[id(v)]}/{slot}": per_var[i].numpy()
+        for slot, per_var in zip(optimizer.slot_names, optimizer.slots, strict=True)
+        for i, v in enumerate(variables)
+    }
+    return {"loss": loss.numpy(), "h1": h1, "z1": z1, **out_grads, **after, **slots}

@@ -48,10 +48,15 @@ def framework_version() -> str:
     return torch.__version__
 
 
+# torch's optimiser state keys under the names of tf_impl.optim's slots
+SLOT_NAMES = {"momentum_buffer": "momentum", "exp_avg": "m", "exp_avg_sq": "v"}
+
+
 def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
     """One training step on NHWC NumPy views; every compared quantity by canonical name.
 
-    Returns ``{"loss", "h1", "z1", "grad/<name>", "after/<name>"}`` (h1 and z1 in eval mode,
+    Returns ``{"loss", "h1", "z1", "grad/<name>", "after/<name>", "slot/<name>/<slot>"}``
+    (the optimiser's state: ``momentum`` for SGD and LARS, ``m`` and ``v`` for Adam; h1 and z1 in eval mode,
     before the step, so the running statistics move only once; ``after`` is the whole
     exported state after the step: weights, BN statistics and, for MoCo, the key encoder, the
     queue and its pointer), for ``shared.parity`` to compare with ``tf_impl.parity.step_outputs``.
@@ -86,4 +91,10 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
 
         dequeue_and_enqueue(model.queue, model.queue_ptr, keys)
     after = {f"after/{n}": v for n, v in export_weights(model).items()}
-    return {"loss": loss.detach().numpy(), "h1": h1, "z1": z1, **grads, **after}
+    slots = {
+        f"slot/{n}/{SLOT_NAMES[key]}": to_canonical(k, r, value.numpy(), "torch")
+        for n, k, r, t in _entries(model)
+        for key, value in optimizer.state.get(t, {}).items()
+        if key in SLOT_NAMES
+    }
+    return {"loss": loss.detach().numpy(), "h1": h1, "z1": z1, **grads, **after, **slots}

@@ -102,19 +102,21 @@ def test_simclr_step_is_the_same_in_both_frameworks_float64(encoder, optimizer):
     np.testing.assert_allclose(ratio, 2 * N / (2 * N - 1), rtol=1e-9)
 
 
-def test_moco_step_is_the_same_in_both_frameworks_float64():
-    pt, tfm = _models(
-        "moco", "small_cnn", queue_size=12, temperature=0.2, bn_splits=2, symmetric=True
-    )
+@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adam"])
+@pytest.mark.parametrize(
+    "encoder", ["small_cnn", pytest.param("resnet18_cifar", marks=pytest.mark.slow)]
+)
+def test_moco_step_is_the_same_in_both_frameworks_float64(encoder, optimizer):
+    pt, tfm = _models("moco", encoder, queue_size=12, temperature=0.2, bn_splits=2, symmetric=True)
     x1, x2 = _views(1)
     a = ppar.step_outputs(
-        pt, x1, x2, popt.build_optimizer(pt, "sgd", 0.1, 0.9, 5e-4), key_momentum=0.9
+        pt, x1, x2, popt.build_optimizer(pt, optimizer, 0.1, 0.9, 5e-4), key_momentum=0.9
     )
     b = tpar.step_outputs(
-        tfm, x1, x2, topt.build_optimizer(tfm, "sgd", 0.1, 0.9, 5e-4), key_momentum=0.9
+        tfm, x1, x2, topt.build_optimizer(tfm, optimizer, 0.1, 0.9, 5e-4), key_momentum=0.9
     )
     assert int(a["after/queue_ptr"]) == int(b["after/queue_ptr"]) == (2 * N) % 12
-    _compare(a, b, "moco small_cnn sgd")
+    _compare(a, b, f"moco {encoder} {optimizer}", adam=optimizer == "adam")
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])

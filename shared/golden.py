@@ -92,6 +92,57 @@ def info_nce_case(idx: int):
     }
 
 
+def random_case(loss: str, seed: int) -> dict[str, np.ndarray]:
+    """One randomised case with the oracle's outputs, drawn as the Hypothesis strategies of the
+    tests draw theirs: rows 2..64 (NT-Xent) or 1..32 with a queue of 1..256 (InfoNCE), D 1..128
+    (log-uniform), a scale 10^U(-3, 3) and a temperature 10^U(-2, 1). Reproduced by its seed.
+
+    Example:
+        >>> c = random_case("nt_xent", 3)
+        >>> c["z1"].shape == c["grad_z1"].shape and 0.01 <= float(c["temperature"]) <= 10
+        True
+    """
+    rng = np.random.default_rng([7, seed])
+    d = int(np.floor(np.exp(rng.uniform(0, np.log(129)))))
+    scale, tau = 10 ** rng.uniform(-3, 3), float(10 ** rng.uniform(-2, 1))
+    if loss == "nt_xent":
+        n = int(rng.integers(2, 65))
+        z1, z2 = scale * rng.normal(size=(n, d)), scale * rng.normal(size=(n, d))
+        t = losses.nt_xent_terms(z1, z2, tau)
+        g1, g2 = losses.nt_xent_grad(z1, z2, tau)
+        return {
+            "z1": z1,
+            "z2": z2,
+            "temperature": np.float64(tau),
+            "loss": np.float64(t.loss),
+            "per_anchor": t.per_anchor,
+            "grad_z1": g1,
+            "grad_z2": g2,
+        }
+    n, k = int(rng.integers(1, 33)), int(rng.integers(1, 257))
+    q, key, queue = (scale * rng.normal(size=(m, d)) for m in (n, n, k))
+    t = losses.info_nce_terms(q, key, queue, tau)
+    gq, gk = losses.info_nce_grad(q, key, queue, tau)
+    return {
+        "q": q,
+        "k": key,
+        "queue": queue,
+        "temperature": np.float64(tau),
+        "loss": np.float64(t.loss),
+        "per_anchor": t.per_anchor,
+        "grad_q": gq,
+        "grad_k": gk,
+    }
+
+
+def random_cases(count: int, seed: int = 0) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """``count`` random cases per loss, named ``r<seed>`` (``random_case(loss, seed)``)."""
+    return {
+        loss: {f"r{s}": random_case(loss, s) for s in range(seed, seed + count)}
+        for loss in ("nt_xent", "info_nce")
+    }
+
+
 def build() -> dict[str, dict[str, dict[str, np.ndarray]]]:
     return {
         "nt_xent": dict(nt_xent_case(i) for i in range(len(NT_XENT_CASES))),

@@ -215,3 +215,26 @@ def test_rosetta_parity_level_step_passes(tmp_path):
     compact = summary_markdown(rows)  # the demo report's step table
     assert compact.count("\n") == 2 + 4 + 4 + 5 + 5  # header + simclr, moco rows per dtype
     assert "| moco | float64 | queue | 1 | param.after/queue |" in compact
+
+
+def test_rosetta_parity_random_cases_name_their_seed(tmp_path):
+    """--random N adds N random cases per loss, each reproducible from its seed; the table
+    names the worst case per quantity, and a random case's inputs are the oracle's."""
+    import json
+    import subprocess
+    import sys
+
+    from shared import golden
+    from shared.losses import nt_xent
+
+    cmd = [sys.executable, "-m", "shared.apps.cli", "parity", "--random", "20", "--seed", "40"]
+    res = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
+    cases = {r["case"] for r in rows}
+    assert {f"r{s}" for s in range(40, 60)} <= cases  # 20 random cases, beside the goldens
+    assert (
+        len(rows) == 2 * 2 * (len(golden.load("nt_xent")) + len(golden.load("info_nce")) + 40) * 4
+    )
+    c = golden.random_case("nt_xent", 47)  # the same seed gives the same case, anywhere
+    assert float(c["loss"]) == nt_xent(c["z1"], c["z2"], float(c["temperature"]))

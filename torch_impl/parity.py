@@ -34,12 +34,15 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
     return out
 
 
-def golden_outputs(dtype: str = "float64", device: str = "cpu") -> dict:
+def golden_outputs(dtype: str = "float64", device: str = "cpu", cases=None) -> dict:
+    """Every golden case's outputs, or those of ``cases`` (``{loss: {case: inputs}}``, e.g.
+    ``shared.golden.random_cases``)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    cases = cases or {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
     return {
-        loss: {c: run_case(loss, fields, dtype, device) for c, fields in golden.load(loss).items()}
-        for loss in ("nt_xent", "info_nce")
+        loss: {c: run_case(loss, fields, dtype, device) for c, fields in by_case.items()}
+        for loss, by_case in cases.items()
     }
 
 

@@ -107,6 +107,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
     pd.add_argument("--device", default="cpu", help="cpu or cuda")
     pd.add_argument(
+        "--random", type=int, default=0, help="also N random cases per loss (shared.golden)"
+    )
+    pd.add_argument("--seed", type=int, default=0, help="the first random case's seed")
+    pd.add_argument(
         "--out", required=True, help="an .npz path; use '{dtype}' in it for several dtypes"
     )
     return ap
@@ -253,6 +257,14 @@ def cmd_parity_dump(pkg: str, args) -> int:
     parity = _mod(pkg, "parity")
     for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
         outputs = parity.golden_outputs(dtype, args.device)
+        if args.random:
+            from shared import golden
+
+            rand = parity.golden_outputs(
+                dtype, args.device, golden.random_cases(args.random, args.seed)
+            )
+            for loss in outputs:
+                outputs[loss].update(rand[loss])
         flat = {
             f"{loss}/{c}/{k}": v
             for loss, cases in outputs.items()

@@ -3,6 +3,7 @@
     rosetta parity [--out DIR] [--dtypes float64 float32] [--device cpu]
     rosetta parity --compare A.npz B.npz     # e.g. a CPU dump against a GPU dump
     rosetta parity --level step              # one training step, torch vs TF, ported weights
+    rosetta parity --random 10000            # + random cases; the worst one is named (r<seed>)
 
 Each backend writes its values, per-anchor losses and gradients to an ``.npz``
 (``python -m torch_impl parity-dump`` / ``python -m tf_impl parity-dump``); this module never
@@ -49,20 +50,25 @@ def load_dump(path) -> tuple[dict, dict]:
     return meta, out
 
 
-def compare_outputs(expected: dict, actual: dict, dtype: str, label: str) -> list[dict]:
+def compare_outputs(
+    expected: dict, actual: dict, dtype: str, label: str, inputs: dict | None = None
+) -> list[dict]:
+    """Rows comparing ``actual`` with ``expected``; ``inputs`` (``{loss: {case: fields}}``)
+    default to the goldens' and give each case's temperature and gradient scale."""
+    inputs = inputs or {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
     rows = []
     for loss, cases in expected.items():
         for case, fields in cases.items():
-            inputs = golden.load(loss)[case]
+            inputs_c = inputs[loss][case]
             names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k"]
-            tau = float(inputs["temperature"])
+            tau = float(inputs_c["temperature"])
             got = actual[loss][case]
             for r in compare(
                 {loss: fields},
                 {loss: got},
                 dtype=dtype,
                 temperature=tau,
-                grad_floor=natural_grad_scale(tau, *(inputs[n] for n in names)),
+                grad_floor=natural_grad_scale(tau, *(inputs_c[n] for n in names)),
             ):
                 d = r.as_dict()
                 d.update(backend=label, case=case)
@@ -88,21 +94,38 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def to_markdown(summary: list[dict]) -> str:
     lines = [
-        "| quantity | backend | dtype | max abs | max rel | ULPs | rtol | atol x scale | pass |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| quantity | backend | dtype | worst case | max abs | max rel | ULPs | rtol | atol x scale "
+        "| pass |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary:
         lines.append(
-            f"| {r['name']} | {r['backend']} | {r['dtype']} | {r['max_abs']:.2e} | "
+            f"| {r['name']} | {r['backend']} | {r['dtype']} | {r.get('case', '')} | "
+            f"{r['max_abs']:.2e} | "
             f"{r['max_rel']:.2e} | {r['ulps']:.3g} | {r['rtol']:.0e} | "
             f"{r['atol'] * r['scale']:.1e} | {'yes' if r['passed'] else '**NO**'} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
+def run(
+    out_dir: Path, dtypes, device: str = "cpu", random: int = 0, seed: int = 0
+) -> tuple[list[dict], bool]:
+    """The loss level: the goldens (and ``random`` random cases per loss from ``seed``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = golden.expected_outputs()
+    inputs = {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
+    if random:
+        rand = golden.random_cases(random, seed)
+        for loss, cases in rand.items():
+            inputs[loss].update(cases)
+            expected[loss].update(
+                {
+                    c: {k: v for k, v in f.items() if k in golden.OUTPUT_FIELDS}
+                    for c, f in cases.items()
+                }
+            )
+    extra = ["--random", str(random), "--seed", str(seed)] if random else []
     rows = []
     for label, module in BACKENDS.items():
         template = str(out_dir / f"{label}-{{dtype}}.npz")
@@ -117,6 +140,7 @@ def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
             device,
             "--out",
             template,
+            *extra,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)  # one process per framework
         if proc.returncode != 0:
@@ -124,7 +148,7 @@ def run(out_dir: Path, dtypes, device: str = "cpu") -> tuple[list[dict], bool]:
             return rows, False
         for dtype in dtypes:
             _, actual = load_dump(template.replace("{dtype}", dtype))
-            rows += compare_outputs(expected, actual, dtype, label)
+            rows += compare_outputs(expected, actual, dtype, label, inputs)
     return rows, all(r["passed"] for r in rows)
 
 
@@ -162,6 +186,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for dumps, parity.md, parity.json")
     ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--random",
+        type=int,
+        default=0,
+        help="loss level: add N random cases per loss (shapes, scales, temperatures from tiny "
+        "to extreme); the table names the worst case's seed",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="the first random case's seed")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two dumps")
     args = ap.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="rosetta-parity-"))
@@ -180,7 +212,7 @@ def main(argv=None) -> int:
     elif args.level == "step":
         rows, ok = run_step(out, args.dtypes)
     else:
-        rows, ok = run(out, args.dtypes, args.device)
+        rows, ok = run(out, args.dtypes, args.device, args.random, args.seed)
     summary = summarize(rows)
     md = to_markdown(summary)
     print(md)

@@ -56,13 +56,11 @@ def _draw(rng, n, d, scale, kind):
     return x
 
 
-def nt_xent_case(idx: int):
-    name, n, d, tau, scale, kind = NT_XENT_CASES[idx]
-    rng = np.random.default_rng(1000 + idx)
-    z1, z2 = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
+def nt_xent_fields(z1, z2, tau: float) -> dict[str, np.ndarray]:
+    """A case's inputs and the oracle's outputs (loss, per-anchor losses, gradients)."""
     t = losses.nt_xent_terms(z1, z2, tau)
     g1, g2 = losses.nt_xent_grad(z1, z2, tau)
-    return name, {
+    return {
         "z1": z1,
         "z2": z2,
         "temperature": np.float64(tau),
@@ -73,14 +71,11 @@ def nt_xent_case(idx: int):
     }
 
 
-def info_nce_case(idx: int):
-    name, n, d, k, tau, scale, kind = INFO_NCE_CASES[idx]
-    rng = np.random.default_rng(2000 + idx)
-    q, key = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
-    queue = _draw(rng, k, d, scale, kind)
+def info_nce_fields(q, key, queue, tau: float) -> dict[str, np.ndarray]:
+    """As :func:`nt_xent_fields`, for InfoNCE."""
     t = losses.info_nce_terms(q, key, queue, tau)
     gq, gk = losses.info_nce_grad(q, key, queue, tau)
-    return name, {
+    return {
         "q": q,
         "k": key,
         "queue": queue,
@@ -90,6 +85,20 @@ def info_nce_case(idx: int):
         "grad_q": gq,
         "grad_k": gk,
     }
+
+
+def nt_xent_case(idx: int):
+    name, n, d, tau, scale, kind = NT_XENT_CASES[idx]
+    rng = np.random.default_rng(1000 + idx)
+    z1, z2 = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
+    return name, nt_xent_fields(z1, z2, tau)
+
+
+def info_nce_case(idx: int):
+    name, n, d, k, tau, scale, kind = INFO_NCE_CASES[idx]
+    rng = np.random.default_rng(2000 + idx)
+    q, key = _draw(rng, n, d, scale, kind), _draw(rng, n, d, scale, kind)
+    return name, info_nce_fields(q, key, _draw(rng, k, d, scale, kind), tau)
 
 
 def random_case(loss: str, seed: int) -> dict[str, np.ndarray]:
@@ -107,32 +116,10 @@ def random_case(loss: str, seed: int) -> dict[str, np.ndarray]:
     scale, tau = 10 ** rng.uniform(-3, 3), float(10 ** rng.uniform(-2, 1))
     if loss == "nt_xent":
         n = int(rng.integers(2, 65))
-        z1, z2 = scale * rng.normal(size=(n, d)), scale * rng.normal(size=(n, d))
-        t = losses.nt_xent_terms(z1, z2, tau)
-        g1, g2 = losses.nt_xent_grad(z1, z2, tau)
-        return {
-            "z1": z1,
-            "z2": z2,
-            "temperature": np.float64(tau),
-            "loss": np.float64(t.loss),
-            "per_anchor": t.per_anchor,
-            "grad_z1": g1,
-            "grad_z2": g2,
-        }
+        return nt_xent_fields(scale * rng.normal(size=(n, d)), scale * rng.normal(size=(n, d)), tau)
     n, k = int(rng.integers(1, 33)), int(rng.integers(1, 257))
     q, key, queue = (scale * rng.normal(size=(m, d)) for m in (n, n, k))
-    t = losses.info_nce_terms(q, key, queue, tau)
-    gq, gk = losses.info_nce_grad(q, key, queue, tau)
-    return {
-        "q": q,
-        "k": key,
-        "queue": queue,
-        "temperature": np.float64(tau),
-        "loss": np.float64(t.loss),
-        "per_anchor": t.per_anchor,
-        "grad_q": gq,
-        "grad_k": gk,
-    }
+    return info_nce_fields(q, key, queue, tau)
 
 
 def random_cases(count: int, seed: int = 0) -> dict[str, dict[str, dict[str, np.ndarray]]]:

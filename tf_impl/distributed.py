@@ -149,24 +149,20 @@ def gather_chunks(x, view_chunks: int = 1):
     return tf.concat([concat_all_gather(c) for c in tf.split(x, view_chunks)], 0)
 
 
-def shuffle_across_ranks(x, seed, view_chunks: int = 1):
+def shuffle_across_ranks(x, seed):
     """Shuffle-BN across replicas: this replica's rows of one permutation of the global batch.
 
     Every replica draws the same permutation from the same stateless ``seed`` (no broadcast
-    needed), over the global batch in the one-process order. Returns ``(rows, perm)``.
+    needed), over the global batch in replica order. Returns ``(rows, perm)``.
     """
-    full = tf.concat([concat_all_gather(c) for c in tf.split(x, view_chunks)], 0)
+    full = concat_all_gather(x)  # (W n, ...)
     perm = tf.argsort(tf.random.stateless_uniform(tf.shape(full)[:1], seed))
-    m = tf.shape(x)[0]
-    return tf.gather(full, perm[rank() * m : (rank() + 1) * m]), perm
+    n = tf.shape(x)[0]
+    return tf.gather(full, perm[rank() * n : (rank() + 1) * n]), perm
 
 
-def unshuffle_across_ranks(y, perm, view_chunks: int = 1):
+def unshuffle_across_ranks(y, perm):
     """The inverse of :func:`shuffle_across_ranks`: this replica's rows in its original order."""
+    n = tf.shape(y)[0]
     full = tf.gather(concat_all_gather(y), tf.math.invert_permutation(perm))
-    n = tf.shape(y)[0] // view_chunks
-    total = n * world_size()
-    return tf.concat(
-        [full[c * total + rank() * n : c * total + (rank() + 1) * n] for c in range(view_chunks)],
-        0,
-    )
+    return full[rank() * n : (rank() + 1) * n]

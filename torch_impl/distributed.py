@@ -157,31 +157,27 @@ def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def shuffle_across_ranks(x: torch.Tensor, view_chunks: int = 1):
+def shuffle_across_ranks(x: torch.Tensor):
     """Shuffle-BN across ranks (MoCo's ``batch_shuffle_ddp`` semantics).
 
-    ``x`` is this rank's (C n, ...) rows: C view chunks of n rows. The global batch is gathered
-    in the one-process order (chunk 0 of every rank, then chunk 1, ...), one permutation of it
-    is drawn on rank 0 (from the global generator, as the one-process shuffle) and broadcast,
-    and this rank gets its C n rows of the permuted batch, with the permutation for
+    Gathers the global batch (W n, ...) from this rank's (n, ...) rows, draws one permutation
+    on rank 0 (from the global generator, as the one-process shuffle) and broadcasts it, and
+    returns this rank's n rows of the permuted batch with the permutation, for
     :func:`unshuffle_across_ranks`. Keys are thus normalised with other rows' statistics than
     their queries.
     """
-    full = torch.cat([concat_all_gather(c) for c in x.chunk(view_chunks)])  # (C W n, ...)
+    full = concat_all_gather(x)  # (W n, ...)
     perm = torch.randperm(full.shape[0]).to(x.device)
     dist.broadcast(perm, src=0)
-    m = x.shape[0]
-    return full[perm[rank() * m : (rank() + 1) * m]], perm
+    n = x.shape[0]
+    return full[perm[rank() * n : (rank() + 1) * n]], perm
 
 
 @torch.no_grad()
-def unshuffle_across_ranks(y: torch.Tensor, perm: torch.Tensor, view_chunks: int = 1):
+def unshuffle_across_ranks(y: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`shuffle_across_ranks`: this rank's rows, in its original order."""
-    full = concat_all_gather(y)[torch.argsort(perm)]  # (C W n, ...) in the one-process order
-    n = y.shape[0] // view_chunks
-    total = n * world_size()
-    starts = [c * total + rank() * n for c in range(view_chunks)]
-    return torch.cat([full[a : a + n] for a in starts])
+    n = y.shape[0]
+    return concat_all_gather(y)[torch.argsort(perm)][rank() * n : (rank() + 1) * n]
 
 
 def gather_chunks(x: torch.Tensor, view_chunks: int = 1) -> torch.Tensor:

@@ -32,6 +32,16 @@ def missing_message(name: str, root, how: str) -> str:
     )
 
 
+def download_failed(name: str, root, error: BaseException) -> str:
+    """The one-line message for a ``--download`` that could not reach or read the network."""
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return (
+        f"dataset '{name}' could not be downloaded to {root!s} ({type(error).__name__}: {first}). "
+        "Check network access, or download it on a machine that has it and copy the folder to "
+        "--root. Or use --dataset embedded, which needs no download."
+    )
+
+
 def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int = 0):
     """The framework-neutral part of both ``load_split``: ``embedded`` and ``folder:PATH``.
 
@@ -97,6 +107,8 @@ def read_image_folder(root, image_size: int = 32) -> FolderImages:
                 im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                 images.append(np.asarray(im, dtype=np.uint8))
                 paths.append(str(p))
+        except Image.DecompressionBombError as e:
+            raise _bomb_error(p, e) from None
         except (OSError, UnidentifiedImageError, ValueError):
             skipped.append(str(p))
     if not images:
@@ -105,6 +117,16 @@ def read_image_folder(root, image_size: int = 32) -> FolderImages:
             f"({len(skipped)} unreadable file(s) skipped)"
         )
     return FolderImages(np.stack(images), paths, skipped)
+
+
+def _bomb_error(path: Path, error: Exception) -> ValueError:
+    """Pillow refuses to decode an image over ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb:
+    a small file that expands to gigabytes). Name the file instead of a traceback; skipping it
+    silently would hide that the folder holds something unexpected."""
+    return ValueError(
+        f"dataset: {path} is refused by Pillow as a possible decompression bomb ({error}). "
+        "Remove it from the folder, or shrink it to the training size first"
+    )
 
 
 def train_test_splits(load_split, cfg):

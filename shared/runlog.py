@@ -10,7 +10,8 @@ report reads both.
     {"schema": "rosetta.metrics/v1", "framework": "torch" | "tensorflow",
      "method": "simclr" | "moco", "dataset": str,
      "epochs": [{"epoch": int, "loss": float, "lr": float, "images_per_s": float,
-                 "time_s": float, "knn_top1": float | null}, ...],
+                 "time_s": float, "knn_top1": float | null,
+                 "z_spread": float, "weight_norm": float}, ...],   # shared.health
      "config_changes": [{"at_epoch": int, "fields": [str, ...]}, ...]}   # --allow-config-change
 """
 
@@ -23,7 +24,16 @@ import tempfile
 from pathlib import Path
 
 SCHEMA = "rosetta.metrics/v1"
-EPOCH_KEYS = ("epoch", "loss", "lr", "images_per_s", "time_s", "knn_top1")
+EPOCH_KEYS = (
+    "epoch",
+    "loss",
+    "lr",
+    "images_per_s",
+    "time_s",
+    "knn_top1",
+    "z_spread",
+    "weight_norm",
+)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -70,14 +80,16 @@ def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
     checkpoints, metrics and logs are deleted first), and refused otherwise.
 
     Raises:
-        ValueError: ``run_dir`` holds a run and neither flag was given, or it is a file.
+        ValueError: ``run_dir`` holds a run and neither flag was given, is a file, or cannot be
+            written.
     """
     import shutil
 
     d = Path(run_dir)
     if d.exists() and not d.is_dir():
         raise ValueError(f"run_dir: {d} is a file, expected a directory")
-    _remove_orphans(d)
+    _check_writable(d)
+    remove_orphans(d)
     if not holds_a_run(d) or resume:
         return
     if not overwrite:
@@ -90,6 +102,21 @@ def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
         p.unlink()
     for name in RUN_DIRS:
         shutil.rmtree(d / name, ignore_errors=True)
+
+
+def _check_writable(d: Path) -> None:
+    """Create ``d`` and write a probe file in it, so that a read-only or full folder is named
+    here, before a minute of training, rather than at the first checkpoint."""
+    import tempfile
+
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".write-probe.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"run_dir: {d} is not writable ({e.strerror or e}); choose another --run-dir"
+        ) from None
 
 
 def first_non_finite(state: dict):
@@ -119,7 +146,22 @@ def non_finite_error(what: str, epoch: int, last_checkpoint) -> FloatingPointErr
     )
 
 
-def _remove_orphans(d: Path) -> None:
+def checkpoint_write_error(path, error: BaseException, previous) -> OSError:
+    """The one-line error for a checkpoint that could not be written (a full disk, a read-only
+    folder). Writes are atomic, so the previous checkpoint, if any, is whole."""
+    # TF's message ends "...; No space left on device [Op:SaveV2]": keep that last clause
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = getattr(error, "strerror", None) or text.rsplit("; ", 1)[-1].split(" [Op:")[0]
+    kept = (
+        f"the previous checkpoint {previous} is intact" if previous else "no checkpoint exists yet"
+    )
+    return OSError(
+        f"checkpoint {path} could not be written ({reason}); {kept}. "
+        "Free some space (or choose another --run-dir), then rerun with --resume"
+    )
+
+
+def remove_orphans(d: Path) -> None:
     """Temp files of writes that a kill interrupted: ``.<name>.*.tmp`` (ours) and TF's
     ``ckpt/*_temp*`` folders. Complete files are never touched."""
     import shutil

@@ -39,8 +39,8 @@ def _cfg(tmp_path, **kw):
 
 def test_prepare_run_dir_refuses_replaces_and_names_a_file(tmp_path):
     run = tmp_path / "run"
-    prepare_run_dir(run, resume=False, overwrite=False)  # empty or missing: fine
-    run.mkdir()
+    prepare_run_dir(run, resume=False, overwrite=False)  # missing: fine, and now created
+    assert run.is_dir() and not any(run.iterdir())  # the write probe leaves nothing
     (run / "config.json").write_text("{}")
     (run / "ckpt-0003.pt").write_bytes(b"old")
     with pytest.raises(ValueError, match="already holds a run; pass --resume .* or --overwrite"):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from shared.runlog import checkpoint_write_error, remove_orphans
+
 __all__ = [
     "CheckpointError",
     "export_weights",
@@ -84,9 +86,15 @@ def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -
     The optimiser's slots must exist (``optimizer.build``): the train loop builds them first.
     """
     epoch_var = tf.Variable(int(epoch), dtype=tf.int64, trainable=False)
-    return _manager(_checkpoint(model, optimizer, epoch_var), run_dir, keep).save(
-        checkpoint_number=int(epoch)
-    )
+    manager = _manager(_checkpoint(model, optimizer, epoch_var), run_dir, keep)
+    try:
+        return manager.save(checkpoint_number=int(epoch))
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, OSError) as e:
+        # a full disk or a read-only folder; TF writes into ckpt-N_temp/ and renames, so the
+        # previous checkpoint is whole. The temp folder is removed here (and at the next start).
+        remove_orphans(Path(run_dir))
+        path = Path(run_dir) / "ckpt" / f"ckpt-{int(epoch)}"
+        raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from None
 
 
 def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.data import Split
-from shared.datasets import DatasetNotFound, load_local_split, missing_message
+from shared.datasets import DatasetNotFound, download_failed, load_local_split, missing_message
 
 __all__ = ["DatasetNotFound", "load_split"]
 
@@ -29,6 +29,8 @@ def _tfds(name: str, root: str, split: str, download: bool) -> Split:
             f"data_dir='{root}', download=True)), or copy a prepared tfds folder there"
         )
         raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
+    except OSError as e:  # requests and urllib3 errors are OSErrors: offline, DNS, refused
+        raise DatasetNotFound(download_failed(name, root, e)) from None
     pairs = list(tfds.as_numpy(ds))  # element-wise: batch_size=-1 aborts on mocked datasets
     images = np.stack([p[0] for p in pairs]).astype(np.uint8)
     labels = np.array([p[1] for p in pairs], dtype=np.int64)

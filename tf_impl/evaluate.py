@@ -22,6 +22,7 @@ __all__ = [
     "labelled_subset",
     "linear_eval",
     "projection_batch",
+    "projections",
     "random_init_baseline",
     "random_init_encoder",
 ]
@@ -40,6 +41,16 @@ def extract_features(
         x = tf.cast(tf.convert_to_tensor(images[s : s + batch_size]), dtype) / 255.0
         out.append(tf.cast(encoder(x, training=False), tf.float32).numpy())
     return np.concatenate(out)
+
+
+def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
+    """Projections z of un-augmented uint8 NHWC images, in inference mode: (N, D) float32 NumPy
+    (``shared.health`` checks their spread after every epoch). ``device`` is unused: TF places."""
+    net = model.net if hasattr(model, "net") else model.encoder_q
+    dtype = net.weights[0].dtype
+    x = tf.cast(tf.convert_to_tensor(images), dtype) / 255.0
+    _, z = net(x, training=False)
+    return tf.cast(z, tf.float32).numpy()
 
 
 def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):

@@ -29,6 +29,7 @@ from shared.config import TrainConfig, check_resume, load_config
 from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
+from shared.health import HEALTH_IMAGES, HealthMonitor
 from shared.optim import warmup_cosine
 from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
@@ -40,7 +41,7 @@ from tf_impl.checkpoint import (
 )
 from tf_impl.data import load_split
 from tf_impl.distributed import local_rows, make_strategy
-from tf_impl.evaluate import extract_features
+from tf_impl.evaluate import extract_features, projections
 from tf_impl.moco import MoCo
 from tf_impl.optim import build_optimizer, set_learning_rate
 from tf_impl.simclr import SimCLR
@@ -224,6 +225,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         "device": cfg.device,
         "writer": tf.summary.create_file_writer(str(run_dir / "tb")) if chief else None,
         "splits": (train_split, test_split),
+        "health": HealthMonitor(
+            projections(model, train_split.images[:HEALTH_IMAGES]), export_weights(model)
+        )
+        if chief
+        else None,
         "chief": chief,
     }
     aug = tf.function(BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength))
@@ -267,7 +273,8 @@ def _is_chief(strategy) -> bool:
 def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
     """After an epoch: refuse non-finite weights, the kNN monitor, the logs, then the checkpoint."""
     run_dir = Path(cfg.run_dir)
-    bad = first_non_finite(export_weights(model))
+    state = export_weights(model)
+    bad = first_non_finite(state)
     if bad is not None:  # never checkpoint non-finite state
         raise non_finite_error(
             f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
@@ -277,12 +284,14 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
             save_checkpoint(scratch, epoch + 1, model, optimizer)
         return
     train_split, test_split = ctx["splits"]
+    z = projections(model, train_split.images[:HEALTH_IMAGES], ctx["device"])
+    record.update(ctx["health"].check(z, state, epoch + 1))
     monitor = test_split is not None and cfg.knn_due(epoch)
     record["knn_top1"] = (
         knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
     )
     with ctx["writer"].as_default():
-        for key in ("loss", "lr", "knn_top1"):
+        for key in ("loss", "lr", "knn_top1", "z_spread", "weight_norm"):
             if record[key] is not None:
                 tf.summary.scalar(key, record[key], step=epoch + 1)
     ctx["writer"].flush()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.runlog import atomic_write_bytes
+from shared.runlog import atomic_write_bytes, checkpoint_write_error
 
 __all__ = [
     "CheckpointError",
@@ -85,7 +85,10 @@ def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -
     buf = io.BytesIO()
     torch.save(state, buf)
     path = Path(run_dir) / f"ckpt-{epoch:04d}.pt"
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:  # a full disk or a read-only folder: the previous checkpoint is whole
+        raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from None
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink()
     return path

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from shared.data import Split
-from shared.datasets import DatasetNotFound, load_local_split, missing_message
+from shared.datasets import DatasetNotFound, download_failed, load_local_split, missing_message
 
 __all__ = ["DatasetNotFound", "TwoViewDataset", "load_split"]
 
@@ -26,11 +26,11 @@ def _torchvision(name: str, root: str, split: str, download: bool):
             return np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), ds.labels.astype(np.int64)
         ds = cls(root, train=split == "train", download=download)
         return np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
+    except OSError as e:  # urllib's URLError (offline, DNS, refused) is an OSError
+        raise DatasetNotFound(download_failed(name, root, e)) from None
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. ..."
         if download:
-            raise DatasetNotFound(
-                f"dataset '{name}' could not be downloaded to {root}: {e}"
-            ) from None
+            raise DatasetNotFound(download_failed(name, root, e)) from None
         how = f"run once with --download and network access (torchvision.datasets.{cls.__name__})"
         raise DatasetNotFound(missing_message(name, root, how)) from None
 

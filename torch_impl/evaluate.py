@@ -30,6 +30,7 @@ __all__ = [
     "labelled_subset",
     "linear_eval",
     "projection_batch",
+    "projections",
     "random_init_baseline",
     "random_init_encoder",
 ]
@@ -49,6 +50,20 @@ def extract_features(
         out.append(encoder(x.to(device)).float().cpu().numpy())
     encoder.train(was_training)
     return np.concatenate(out)
+
+
+@torch.no_grad()
+def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
+    """Projections z of un-augmented uint8 NHWC images, in eval mode: (N, D) float32 NumPy
+    (``shared.health`` checks their spread after every epoch)."""
+    net = model.net if hasattr(model, "net") else model.encoder_q
+    was_training = net.training
+    net.eval()
+    dtype = next(net.parameters()).dtype
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).to(dtype).div_(255)
+    _, z = net(x.to(device))
+    net.train(was_training)
+    return z.float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ from shared.config import TrainConfig, check_resume, load_config
 from shared.datasets import train_test_splits
 from shared.evaluation import knn_top1
 from shared.hardware import cpu_has_native_bf16
+from shared.health import HEALTH_IMAGES, HealthMonitor
 from shared.optim import warmup_cosine
 from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
@@ -43,7 +44,7 @@ from torch_impl.checkpoint import (
 )
 from torch_impl.data import TwoViewDataset, load_split
 from torch_impl.distributed import Dist, init_from_env, rank, world_size, wrap_ddp
-from torch_impl.evaluate import extract_features
+from torch_impl.evaluate import extract_features, projections
 from torch_impl.moco import MoCo
 from torch_impl.models import set_sync_bn
 from torch_impl.optim import build_optimizer, set_learning_rate
@@ -230,6 +231,11 @@ def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
         "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed) if where.is_main else None,
         "writer": _summary_writer(run_dir) if where.is_main else None,
         "splits": (train_split, test_split),
+        "health": HealthMonitor(
+            projections(model, train_split.images[:HEALTH_IMAGES], device), export_weights(model)
+        )
+        if where.is_main
+        else None,
         "ddp": wrap_ddp(model, where),
         "main": where.is_main,
     }
@@ -271,7 +277,8 @@ def _on_main_first(fn, *args) -> None:
 def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
     """After an epoch: refuse non-finite weights, the kNN monitor, the logs, then the checkpoint."""
     run_dir = Path(cfg.run_dir)
-    bad = first_non_finite(export_weights(model))
+    state = export_weights(model)
+    bad = first_non_finite(state)
     if bad is not None:  # never checkpoint non-finite state
         raise non_finite_error(
             f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
@@ -279,11 +286,13 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
     if not ctx["main"]:
         return  # rank 0 alone monitors, logs and checkpoints
     train_split, test_split = ctx["splits"]
+    z = projections(model, train_split.images[:HEALTH_IMAGES], ctx["device"])
+    record.update(ctx["health"].check(z, state, epoch + 1))
     monitor = test_split is not None and cfg.knn_due(epoch)
     record["knn_top1"] = (
         knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
     )
-    for key in ("loss", "lr", "knn_top1"):
+    for key in ("loss", "lr", "knn_top1", "z_spread", "weight_norm"):
         if record[key] is not None:
             ctx["writer"].add_scalar(key, record[key], epoch + 1)
     ctx["writer"].flush()
@@ -293,6 +302,18 @@ def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, c
 
 
 def _summary_writer(run_dir: Path):
+    """torch's TensorBoard writer, kept from importing TensorFlow when TF is not loaded yet.
+
+    ``tensorboard.compat.tf`` imports the real TensorFlow when it can, which costs seconds and
+    prints TF's C++ log lines in a torch run. TensorBoard falls back to its own small stub (which
+    writes the same event files) when a module ``tensorboard.compat.notf`` exists; we register an
+    empty one. A process that already holds TF (the test suite) keeps it.
+    """
+    import sys
+    import types
+
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("notf"))
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run_dir / "tb"))

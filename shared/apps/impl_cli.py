@@ -39,7 +39,8 @@ def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:
         default = DEFAULT_METHOD[framework] if f.name == "method" else f.default
         flag = "--" + f.name.replace("_", "-")
         shown = "per method" if default is None else default
-        kw = {"default": default, "help": f"{HELP[f.name]} (default: {shown})"}
+        said = "(default:" in HELP[f.name]  # the text already explains a per-method default
+        kw = {"default": default, "help": HELP[f.name] + ("" if said else f" (default: {shown})")}
         if str(f.type).startswith("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(f.default, tuple):

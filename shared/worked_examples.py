@@ -1,7 +1,7 @@
 """Worked examples with numbers small enough to follow by hand (seed 000, section 4.4).
 
     python -m shared.worked_examples            # all of them
-    python -m shared.worked_examples a          # one: a, b, c or d
+    python -m shared.worked_examples a          # one: a to h
 
 (a) NT-Xent for N = 2 pairs in 3-D at tau = 0.5, every intermediate printed.
 (b) InfoNCE for one query, its positive key and a queue of 3 negative keys at tau = 0.2.
@@ -9,6 +9,10 @@
     (well-separated) embeddings give log(1 + (2N - 2) exp(-1/tau)) -> 0 as tau -> 0.
 (d) Seed 002's formula (raw cosines in the ratio, no exp, no tau, the anchor as its own
     "positive") on actual numbers: it goes negative, becomes undefined, and ignores the views.
+(e) MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps.
+(f) The encoder and projection head of seed 000 sections 4.1-4.2 on a 3-pixel network.
+(g) Temperature: one similarity row under tau in {0.05, 0.1, 0.5, 1}.
+(h) What loss value is normal: chance and orthogonal negatives at the demo's settings.
 
 Each example returns an :class:`Example` whose ``values`` are exactly the numbers printed; the
 tests recompute every one of them by hand arithmetic (``tests/test_worked_examples.py``).
@@ -202,7 +206,159 @@ def example_d() -> Example:
     return ex
 
 
-EXAMPLES = {"a": example_a, "b": example_b, "c": example_c, "d": example_d}
+def example_e() -> Example:
+    """MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps."""
+    ex = Example("e", "(e) The queue and the momentum encoder, step by step (K = 4, B = 3)")
+    k_size, m = 4, 0.9
+    queue = np.zeros((k_size, 1))  # one number per key, so the whole queue fits on a line
+    ptr = 0
+    theta_q, theta_k = 1.0, 1.0  # one query-encoder weight; the key encoder starts as a copy
+    ex.add("Keys are 1-D here (the value is the step and the image: 1.1 = step 1, image 1) and")
+    ex.add("the encoders have one weight each. Each step, in MoCo's Algorithm 1 order:")
+    ex.add("  1. theta_k <- m theta_k + (1 - m) theta_q  (m = 0.9; the query weight then moves)")
+    ex.add("  2. the negatives are the queue as it is *before* this step's keys go in")
+    ex.add(
+        "  3. enqueue the B = 3 new keys at rows ptr, ptr+1, ptr+2 (mod K); ptr <- (ptr+3) mod K"
+    )
+    ex.add("(MoCo starts the queue with random unit vectors; zeros here keep it readable.)")
+    ex.add("")
+    steps = []
+    for step, theta_after_sgd in ((1, 1.5), (2, 2.0), (3, 2.5)):
+        theta_k = m * theta_k + (1 - m) * theta_q  # ema(theta_k, theta_q, m)
+        negatives = queue[:, 0].copy()
+        keys = np.array([[step + 0.1 * i] for i in (1, 2, 3)])
+        rows = [(ptr + i) % k_size for i in range(3)]
+        queue, new_ptr = _dequeue_and_enqueue(queue, ptr, keys)
+        ex.add(
+            f"step {step}: theta_q = {theta_q:.2f}, theta_k = {theta_k:.4f}; negatives read: "
+            f"{negatives.tolist()}"
+        )
+        ex.add(
+            f"        keys {keys[:, 0].tolist()} -> rows {rows}; queue = {queue[:, 0].tolist()}, "
+            f"ptr {ptr} -> {new_ptr}"
+        )
+        steps.append(
+            {
+                "theta_q": theta_q,
+                "theta_k": theta_k,
+                "negatives": negatives,
+                "rows": rows,
+                "queue": queue[:, 0].copy(),
+                "ptr": new_ptr,
+            }
+        )
+        ptr, theta_q = new_ptr, theta_after_sgd  # the optimiser step moves the query weight
+    ex.add("")
+    ex.add("Step 2 wraps: its keys land in rows 3, 0, 1, overwriting step 1's two oldest keys, so")
+    ex.add("the queue is FIFO over keys, not over batches. The key weight trails the query weight")
+    ex.add("(1.0 -> 1.05 -> 1.145 while theta_q went 1.0 -> 1.5 -> 2.0): that lag keeps the keys")
+    ex.add("in the queue, encoded by slightly older encoders, consistent with each other.")
+    ex.values = {"steps": steps, "m": m, "K": k_size}
+    return ex
+
+
+def _dequeue_and_enqueue(queue, ptr, keys):
+    from shared.queue import dequeue_and_enqueue
+
+    return dequeue_and_enqueue(queue, ptr, keys)
+
+
+def example_f() -> Example:
+    """Encoder and projection head (seed 000, sections 4.1-4.2) on a network that fits a screen."""
+    ex = Example("f", "(f) Encoder and projection head on a tiny network (h = f(x), z = g(h))")
+    x = np.array([1.0, -2.0, 0.5])  # one "image": three pixels
+    w_f = np.array([[0.5, 0.0, 1.0], [-1.0, 0.5, 0.0]])  # encoder f: 3 -> 2, ReLU
+    w1 = np.array([[1.0, -1.0], [0.5, 0.5]])  # head g: 2 -> 2 -> 2, ReLU between
+    w2 = np.array([[0.0, 1.0], [1.0, 1.0]])
+    pre = w_f @ x
+    h = np.maximum(pre, 0.0)
+    a = np.maximum(w1 @ h, 0.0)
+    z = w2 @ a
+    u = z / np.linalg.norm(z)
+    ex.add("Encoder f (section 4.1): h = ReLU(W_f x), the representation kept after training.")
+    ex.add(f"   x = {x.tolist()},  W_f = {w_f.tolist()}")
+    ex.add(f"   W_f x = {pre.tolist()}  ->  h = ReLU(.) = {h.tolist()}")
+    ex.add("Projection head g (section 4.2): z = W2 ReLU(W1 h), used only by the loss.")
+    ex.add(f"   W1 h = {(w1 @ h).tolist()}  ->  ReLU = {a.tolist()}  ->  z = W2 (.) = {z.tolist()}")
+    ex.add(f"   the loss sees z / |z| = {np.round(u, 4).tolist()} (|z| = {np.linalg.norm(z):.4f})")
+    ex.add("The head is thrown away after training: SimCLR (section 4.2 of its paper) finds h")
+    ex.add("better than z for downstream tasks, because g learns to discard what the augmentations")
+    ex.add("change (colour, position), which a downstream task may need.")
+    ex.values = {"x": x, "pre": pre, "h": h, "hidden": a, "z": z, "u": u}
+    return ex
+
+
+def example_g() -> Example:
+    """Temperature: one similarity row under several tau: the softmax and the gradient."""
+    ex = Example("g", "(g) Temperature: how tau sharpens the softmax and aims the gradient")
+    sims = np.array([0.9, 0.7, 0.3, 0.0, -0.5])  # positive first, then 4 negatives
+    names = ["pos", "hard", "mid", "easy", "far"]
+    ex.add("One anchor's cosine similarities: the positive 0.9, negatives 0.7 (hard), 0.3,")
+    ex.add("0.0 and -0.5 (easy). p = softmax(s / tau). The loss -log p_pos has gradient")
+    ex.add("dL/ds_j = p_j / tau for each negative j: the push on each negative.")
+    rows = {}
+    for tau in (0.05, 0.1, 0.5, 1.0):
+        logits = sims / tau
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        grad = p / tau
+        grad[0] = (p[0] - 1) / tau
+        share = grad[1:] / grad[1:].sum()
+        rows[tau] = {"p": p, "grad": grad, "loss": float(-np.log(p[0])), "hard_share": share[0]}
+        ex.add(f" tau = {tau}: loss {rows[tau]['loss']:.4f}")
+        ex.add("   p    " + " ".join(f"{n}={v:.4f}" for n, v in zip(names, p)))
+        ex.add("   grad " + " ".join(f"{n}={v:+.4f}" for n, v in zip(names, grad)))
+        ex.add(f"   the hard negative gets {100 * share[0]:.1f} % of the push on negatives")
+    ex.add("Small tau concentrates the gradient on the hardest negatives (Wang & Liu, 2021);")
+    ex.add("large tau spreads it evenly, and the loss can no longer tell hard from easy.")
+    ex.values = {"sims": sims, "rows": rows}
+    return ex
+
+
+def example_h() -> Example:
+    """What loss value is normal: chance (collapse) and orthogonal negatives, demo settings."""
+    from shared.config import TrainConfig
+
+    ex = Example("h", "(h) What loss value is normal (the demo's settings)")
+    simclr = TrainConfig(method="simclr").resolve("torch")
+    moco = TrainConfig(method="moco").resolve("tensorflow")
+    n, k, tau_s, tau_m = simclr.batch_size, moco.queue_size, simclr.temperature, moco.temperature
+    chance_s, chance_m = math.log(2 * n - 1), math.log(k + 1)
+    floor_s = math.log1p((2 * n - 2) * math.exp(-1 / tau_s))  # positives 1, negatives 0
+    floor_m = math.log1p(k * math.exp(-1 / tau_m))
+    ex.add(f"SimCLR, N = {n}, tau = {tau_s}: chance (collapse, uniform softmax) = log(2N - 1) =")
+    ex.add(
+        f"   {chance_s:.4f}; orthogonal negatives give log(1 + (2N-2) e^(-1/tau)) = {floor_s:.4f}."
+    )
+    ex.add(f"MoCo, K = {k}, tau = {tau_m}: chance = log(K + 1) = {chance_m:.4f}; orthogonal")
+    ex.add(f"   negatives give log(1 + K e^(-1/tau)) = {floor_m:.4f}.")
+    ex.add("A run starts near chance and falls part of the way towards these values: negatives of")
+    ex.add("the same class are never orthogonal. Going lower needs negatives *opposite* their")
+    ex.add("anchors, which cannot hold for all anchors at once: the mean pairwise cosine of M unit")
+    ex.add(f"vectors is at least -1/(M - 1). Seed 002's log ends at 0.008, {floor_s / 0.008:.0f}x")
+    ex.add("below SimCLR's orthogonal value: an illustration, not a target. A loss stuck at chance")
+    ex.add("means collapse (the health warning in shared/health.py).")
+    ex.values = {
+        "n": n,
+        "k": k,
+        "chance_simclr": chance_s,
+        "chance_moco": chance_m,
+        "floor_simclr": floor_s,
+        "floor_moco": floor_m,
+    }
+    return ex
+
+
+EXAMPLES = {
+    "a": example_a,
+    "b": example_b,
+    "c": example_c,
+    "d": example_d,
+    "e": example_e,
+    "f": example_f,
+    "g": example_g,
+    "h": example_h,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,3 +75,53 @@ def test_cli_prints_each_example_alone(capsys):
     out = capsys.readouterr().out
     assert "InfoNCE" in out and "NT-Xent: N = 2" not in out
     assert W.main(["zz"]) == 2
+
+
+def test_example_e_queue_and_ema_by_hand():
+    ex = W.example_e()
+    s = ex.values["steps"]
+    # EMA with m = 0.9: theta_k = 0.9 theta_k + 0.1 theta_q, theta_q = 1.0, then 1.5, then 2.0
+    assert [st["theta_k"] for st in s] == pytest.approx([1.0, 1.05, 0.9 * 1.05 + 0.2], abs=1e-15)
+    # the ring: 3 keys per step into 4 rows, the pointer advancing by 3 mod 4
+    assert [st["rows"] for st in s] == [[0, 1, 2], [3, 0, 1], [2, 3, 0]]
+    assert [st["ptr"] for st in s] == [3, 2, 1]
+    np.testing.assert_allclose(s[0]["queue"], [1.1, 1.2, 1.3, 0.0])
+    np.testing.assert_allclose(s[1]["queue"], [2.2, 2.3, 1.3, 2.1])
+    np.testing.assert_allclose(s[2]["queue"], [3.3, 2.3, 3.1, 3.2])
+    # the negatives of a step are the queue before its own keys are enqueued
+    np.testing.assert_allclose(s[1]["negatives"], s[0]["queue"])
+    np.testing.assert_allclose(s[2]["negatives"], s[1]["queue"])
+    assert "ptr 3 -> 2" in ex.text()
+
+
+def test_example_f_encoder_and_head_by_hand():
+    v = W.example_f().values
+    # W_f x = (0.5 + 0.5, -1 - 1) = (1, -2); ReLU -> (1, 0)
+    np.testing.assert_allclose(v["h"], [1.0, 0.0])
+    # W1 h = (1, 0.5); ReLU keeps it; W2 (1, 0.5) = (0.5, 1.5); |z| = sqrt(2.5)
+    np.testing.assert_allclose(v["z"], [0.5, 1.5])
+    np.testing.assert_allclose(v["u"], np.array([0.5, 1.5]) / math.sqrt(2.5), rtol=1e-15)
+
+
+def test_example_g_temperature_by_hand():
+    v = W.example_g().values
+    sims = [0.9, 0.7, 0.3, 0.0, -0.5]
+    for tau, row in v["rows"].items():
+        den = sum(math.exp(s / tau) for s in sims)
+        p = [math.exp(s / tau) / den for s in sims]
+        np.testing.assert_allclose(row["p"], p, rtol=1e-12)
+        assert row["loss"] == pytest.approx(-math.log(p[0]), rel=1e-12)
+        assert row["grad"][0] == pytest.approx((p[0] - 1) / tau, rel=1e-12)
+        assert row["hard_share"] == pytest.approx(p[1] / sum(p[1:]), rel=1e-12)
+    shares = [v["rows"][t]["hard_share"] for t in sorted(v["rows"])]
+    assert shares == sorted(shares, reverse=True)  # smaller tau, more on the hard negative
+
+
+def test_example_h_chance_levels():
+    v = W.example_h().values
+    assert v["chance_simclr"] == pytest.approx(math.log(2 * v["n"] - 1), rel=1e-15)
+    assert v["chance_moco"] == pytest.approx(math.log(v["k"] + 1), rel=1e-15)
+    from shared.losses import nt_xent
+
+    n = v["n"]  # orthogonal: z1 = z2 = the basis vectors, as in example (c)
+    assert v["floor_simclr"] == pytest.approx(nt_xent(np.eye(n), np.eye(n), 0.2), rel=1e-9)

@@ -1,6 +1,6 @@
 """``rosetta``: the project's one console entry point.
 
-    rosetta explain [a|b|c|d]   the worked examples
+    rosetta explain [a..h]      the worked examples
     rosetta demo [--matrix]     the main job (see shared/apps/demo.py)
     rosetta parity              torch vs TF vs NumPy on the goldens (see shared/apps/parity_cmd.py)
     rosetta port RUN --to F     a run of one framework as a run of the other (shared/apps/port.py)
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("explain", help="print the worked examples")
-    ex.add_argument("which", nargs="*", help="a, b, c or d (default: all)")
+    ex.add_argument("which", nargs="*", help="a to h (default: all)")
     sub.add_parser(
         "demo", help="train both frameworks, evaluate, check parity, write a report", add_help=False
     )

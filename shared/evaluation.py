@@ -7,7 +7,25 @@ comparable number for number.
   take each test sample's k nearest training samples by cosine similarity, weight each
   neighbour's vote by ``exp(sim / t)`` (t = 0.1) and predict the class with the largest sum.
 * :func:`linear_probe` fits multinomial logistic regression on standardised frozen features.
-* :func:`evaluate` runs both; :func:`raw_pixel_baseline` runs both on flattened pixels.
+* :func:`evaluate` applies the protocol below; :func:`raw_pixel_baseline` applies it to
+  flattened pixels.
+
+The protocol (decided without the test split, the same for every representation)
+--------------------------------------------------------------------------------
+k = 200 is the CIFAR/ImageNet convention, made for 5,000+ images per class. The embedded
+dataset has about 144 training images per class, where k = 200 makes every query vote with
+other classes' images, and the noisy pixel space suffers most. So no k is fixed in advance:
+
+1. kNN is reported for every k in ``KS`` on the test split (the sweep is published, not one
+   point);
+2. the headline k is the one with the best **leave-one-out** accuracy on the training split
+   (each training image classified by the others), ties to the smaller k;
+3. the linear probe's inverse regularisation C is chosen from ``PROBE_CS`` by stratified
+   ``PROBE_FOLDS``-fold cross-validation on the training split, ties to the smaller C
+   (stronger regularisation), then refitted on the whole training split;
+4. trained encoders, random-init encoders and raw pixels all go through this same function,
+   so every baseline is at its own best setting, and a "gain over the best baseline" compares
+   best with best.
 """
 
 from __future__ import annotations
@@ -25,6 +43,93 @@ def _check(name: str, feats, labels):
     if not np.all(np.isfinite(f)):
         raise ValueError(f"{name}_features: expected finite values, got NaN or inf")
     return f, y.astype(np.int64)
+
+
+KS = (1, 5, 10, 20, 50, 200)
+PROBE_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+PROBE_FOLDS = 3
+PROTOCOL = (
+    f"kNN (cosine, exp(sim/0.1) votes) at k in {list(KS)}; headline k by leave-one-out on the "
+    f"training split. Linear probe: C in {list(PROBE_CS)} by {PROBE_FOLDS}-fold CV on the "
+    "training split. Every representation, baselines included, at its own chosen setting."
+)
+
+
+def _unit(f: np.ndarray) -> np.ndarray:
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def _knn_hits(ftr, ytr, fq, yq, ks, t, leave_one_out, chunk=512) -> dict[int, int]:
+    """Correct predictions at each k of ``ks`` for queries ``fq`` (unit rows) against ``ftr``.
+
+    With ``leave_one_out`` the queries are the training rows themselves and each one's own
+    similarity is excluded. One sort of the top max(k) neighbours serves every k: the votes of
+    the first k neighbours are a cumulative sum over the sorted neighbours.
+    """
+    n_cls = int(max(ytr.max(), yq.max())) + 1
+    kmax = min(max(ks), len(ytr) - (1 if leave_one_out else 0))
+    hits = dict.fromkeys(ks, 0)
+    for s in range(0, len(yq), chunk):
+        sim = fq[s : s + chunk] @ ftr.T  # (B, Ntr)
+        rows = np.arange(sim.shape[0])
+        if leave_one_out:
+            sim[rows, s + rows] = -np.inf
+        idx = np.argpartition(-sim, kmax - 1, axis=1)[:, :kmax]  # (B, kmax), unordered
+        top = np.take_along_axis(sim, idx, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        idx, top = np.take_along_axis(idx, order, axis=1), np.take_along_axis(top, order, axis=1)
+        votes = np.zeros((sim.shape[0], kmax, n_cls))  # (B, kmax, C)
+        votes[rows[:, None], np.arange(kmax)[None, :], ytr[idx]] = np.exp(top / t)
+        votes = np.cumsum(votes, axis=1)  # votes[:, j] = the first j + 1 neighbours' votes
+        for k in ks:
+            pred = votes[:, min(k, kmax) - 1].argmax(1)
+            hits[k] += int((pred == yq[s : s + chunk]).sum())
+    return hits
+
+
+def knn_sweep(train_features, train_labels, test_features, test_labels, ks=KS, t=0.1) -> dict:
+    """Weighted kNN top-1 on the test split at every k of ``ks``: ``{k: accuracy}``.
+
+    Example:
+        >>> f = np.array([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+        >>> knn_sweep(f, y, np.array([[1.0, 0.05]]), np.array([0]), ks=(1, 3))
+        {1: 1.0, 3: 1.0}
+    """
+    ftr, ytr = _check("train", train_features, train_labels)
+    fte, yte = _check("test", test_features, test_labels)
+    if ftr.shape[1] != fte.shape[1]:
+        raise ValueError(f"test_features: expected F={ftr.shape[1]}, got {fte.shape[1]}")
+    hits = _knn_hits(_unit(ftr), ytr, _unit(fte), yte, tuple(ks), t, leave_one_out=False)
+    return {k: hits[k] / len(yte) for k in ks}
+
+
+def knn_loo(train_features, train_labels, ks=KS, t=0.1) -> dict:
+    """Leave-one-out weighted kNN on the training split: ``{k: accuracy}``. Each training
+    image is classified by all the others; the test split is never read.
+
+    Example:
+        >>> f = np.array([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+        >>> knn_loo(f, y, ks=(1,))
+        {1: 1.0}
+    """
+    ftr, ytr = _check("train", train_features, train_labels)
+    if len(ytr) < 2:
+        raise ValueError(f"train_features: expected >= 2 rows for leave-one-out, got {len(ytr)}")
+    u = _unit(ftr)
+    hits = _knn_hits(u, ytr, u, ytr, tuple(ks), t, leave_one_out=True)
+    return {k: hits[k] / len(ytr) for k in ks}
+
+
+def best_setting(scores: dict):
+    """The key with the highest score; ties go to the smallest key (the smaller k, the
+    stronger regularisation).
+
+    Example:
+        >>> best_setting({1: 0.5, 5: 0.7, 20: 0.7})
+        5
+    """
+    top = max(scores.values())
+    return min(k for k, v in scores.items() if v == top)
 
 
 def knn_top1(
@@ -64,41 +169,87 @@ def linear_probe(
     test_features,
     test_labels,
     c: float = 1.0,
-    max_iter: int = 2000,
+    max_iter: int = 500,
     seed: int = 0,
+    tol: float = 1e-3,
 ) -> float:
-    """Top-1 accuracy of multinomial logistic regression on standardised frozen features."""
+    """Top-1 accuracy of multinomial logistic regression (L2, inverse strength ``c``) on
+    standardised frozen features. ``tol`` 1e-3 (sklearn's default is 1e-4) halves the time of a
+    fit on 3,072 pixel features and moves its accuracy by 0.3 points at most (measured on the
+    embedded dataset)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     ftr, ytr = _check("train", train_features, train_labels)
     fte, yte = _check("test", test_features, test_labels)
     scaler = StandardScaler().fit(ftr)
-    clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
+    clf = LogisticRegression(C=c, max_iter=max_iter, tol=tol, random_state=seed)
     clf.fit(scaler.transform(ftr), ytr)
     return float((clf.predict(scaler.transform(fte)) == yte).mean())
 
 
-def evaluate(train_features, train_labels, test_features, test_labels, k: int = 200) -> dict:
-    """Both scores as ``{"knn_top1": ..., "linear_top1": ...}`` (fractions in [0, 1])."""
+def probe_cv(train_features, train_labels, cs=PROBE_CS, folds=PROBE_FOLDS, seed=0) -> dict:
+    """Stratified k-fold cross-validated accuracy of :func:`linear_probe` at each C, on the
+    training split alone: ``{C: mean accuracy over the folds}``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    ftr, ytr = _check("train", train_features, train_labels)
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ftr, ytr)
+    scores = dict.fromkeys(cs, 0.0)
+    for fit, held in split:
+        for c in cs:
+            acc = linear_probe(ftr[fit], ytr[fit], ftr[held], ytr[held], c=c, seed=seed)
+            scores[c] += acc / folds
+    return scores
+
+
+def evaluate_knn(train_features, train_labels, test_features, test_labels) -> dict:
+    """The kNN half of the protocol: ``knn_top1`` at the leave-one-out ``knn_k``, with both
+    sweeps (``knn_by_k`` on the test split, ``knn_loo_by_k`` on the training split). Cheap
+    enough (well under a second here) to be the training monitor as well."""
+    loo = knn_loo(train_features, train_labels)
+    test = knn_sweep(train_features, train_labels, test_features, test_labels)
+    k = best_setting(loo)
     return {
-        "knn_top1": knn_top1(train_features, train_labels, test_features, test_labels, k=k),
-        "linear_top1": linear_probe(train_features, train_labels, test_features, test_labels),
+        "knn_top1": test[k],
+        "knn_k": k,
+        "knn_by_k": {str(key): v for key, v in test.items()},
+        "knn_loo_by_k": {str(key): v for key, v in loo.items()},
     }
 
 
-def raw_pixel_baseline(train_images, train_labels, test_images, test_labels, k: int = 200) -> dict:
+def evaluate(train_features, train_labels, test_features, test_labels) -> dict:
+    """The protocol (module docstring): kNN at the leave-one-out k, the probe at the
+    cross-validated C, and the sweeps behind both choices.
+
+    Returns:
+        ``knn_top1`` and ``linear_top1`` (test accuracy at the chosen settings, in [0, 1]);
+        ``knn_k`` and ``linear_c`` (the choices); ``knn_by_k`` (test, every k),
+        ``knn_loo_by_k`` (training split, leave-one-out) and ``linear_cv_by_c`` (training
+        split, CV): dicts keyed by the setting as a string, so they survive JSON.
+    """
+    cv = probe_cv(train_features, train_labels)
+    c = best_setting(cv)
+    return {
+        **evaluate_knn(train_features, train_labels, test_features, test_labels),
+        "linear_top1": linear_probe(train_features, train_labels, test_features, test_labels, c=c),
+        "linear_c": c,
+        "linear_cv_by_c": {str(key): v for key, v in cv.items()},
+    }
+
+
+def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> dict:
     """:func:`evaluate` on flattened pixels scaled to [0, 1]: the floor every encoder must beat.
 
     The result depends only on the data, so it is memoised on disk (keyed by a SHA-256 of the
-    inputs and k) under ``shared.data.cache_dir()``: both frameworks' evaluations share it.
+    inputs and the protocol) under ``shared.data.cache_dir()``: both frameworks' evaluations share it.
     """
     import hashlib
     import json
 
     from shared.data import cache_dir
 
-    h = hashlib.sha256(str(k).encode())
+    h = hashlib.sha256(PROTOCOL.encode())
     for a in (train_images, train_labels, test_images, test_labels):
         h.update(np.ascontiguousarray(a).tobytes())
     path = cache_dir() / f"raw-pixel-baseline-{h.hexdigest()[:32]}.json"
@@ -108,7 +259,7 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels, k: 
         except (OSError, ValueError):
             pass
     flat = lambda x: np.asarray(x, dtype=np.float64).reshape(len(x), -1) / 255.0  # noqa: E731
-    res = evaluate(flat(train_images), train_labels, flat(test_images), test_labels, k=k)
+    res = evaluate(flat(train_images), train_labels, flat(test_images), test_labels)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res))

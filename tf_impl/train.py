@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from shared.config import TrainConfig, check_resume, load_config
 from shared.datasets import train_test_splits
-from shared.evaluation import knn_top1
+from shared.evaluation import evaluate_knn
 from shared.hardware import cpu_has_native_bf16
 from shared.health import HEALTH_IMAGES, HealthMonitor
 from shared.optim import warmup_cosine
@@ -135,12 +135,13 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
 
 
 def knn_monitor(model, train, test, device="cpu") -> float:
-    """kNN top-1 (k = 200) of the backbone's features; ``device`` as in ``extract_features``."""
+    """kNN top-1 of the backbone's features at the leave-one-out k (``shared.evaluation``'s
+    protocol); ``device`` as in ``extract_features``."""
     ftr, fte = (
         extract_features(model.backbone, train.images),
         extract_features(model.backbone, test.images),
     )
-    return knn_top1(ftr, train.labels, fte, test.labels, k=200)
+    return evaluate_knn(ftr, train.labels, fte, test.labels)["knn_top1"]
 
 
 def run_epoch(

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from shared.config import TrainConfig, check_resume, load_config
 from shared.datasets import train_test_splits
-from shared.evaluation import knn_top1
+from shared.evaluation import evaluate_knn
 from shared.hardware import cpu_has_native_bf16
 from shared.health import HEALTH_IMAGES, HealthMonitor
 from shared.optim import warmup_cosine
@@ -87,10 +87,11 @@ def seed_everything(seed: int) -> None:
 
 
 def knn_monitor(model, train, test, device="cpu") -> float:
-    """kNN top-1 (k = 200) of the backbone's features on ``device``."""
+    """kNN top-1 of the backbone's features on ``device``, at the k that leave-one-out on the
+    training split chooses (``shared.evaluation``'s protocol)."""
     ftr = extract_features(model.backbone, train.images, device=device)
     fte = extract_features(model.backbone, test.images, device=device)
-    return knn_top1(ftr, train.labels, fte, test.labels, k=200)
+    return evaluate_knn(ftr, train.labels, fte, test.labels)["knn_top1"]
 
 
 def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0):

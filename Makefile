@@ -44,9 +44,12 @@ format: $(STAMP)  ## ruff fix + format
 	$(VPY) -m ruff check --fix .
 	$(VPY) -m ruff format .
 
-docs: $(STAMP)  ## regenerate docs/framework_differences.md and docs/step_drift.md (both tested)
+docs: $(STAMP)  ## regenerate every generated page of docs/ (each is tested against its generator)
 	$(VPY) -m benchmarks.catalogue > /dev/null
 	$(VPY) -m benchmarks.drift > /dev/null
+	$(VPY) -m shared.errata
+	$(VPY) -m shared.side_by_side
+	$(VPY) -m shared.tutorial
 
 golden: $(STAMP)  ## rebuild shared/golden/ (the check runs in the tests)
 	$(VPY) -m shared.golden

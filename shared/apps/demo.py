@@ -170,7 +170,8 @@ def _accuracy_tables(runs: dict) -> tuple[list[str], list[str]]:
         "|---|---|---|---|---|---|",
     ]
     for label, r in runs.items():
-        for key, res in r["eval"].items():
+        for key in (r["method"], "random_init", "raw_pixels"):
+            res = r["eval"][key]
             acc.append(
                 f"| {label}: {key.replace('_', ' ')} | {100 * res['knn_top1']:.1f}% | "
                 f"{res['knn_k']} | {_sweep(res['knn_by_k'])} | {100 * res['linear_top1']:.1f}% | "

@@ -45,6 +45,8 @@ class Facts:
         self.ex = {k: f().values for k, f in W.EXAMPLES.items()}
         self.results = json.loads(RESULTS.read_text())
         self.b5 = {c: 1000 * r["median_s"] for c, r in json.loads(BENCH.read_text())["B5"].items()}
+        grid = ROOT / "benchmarks" / "results" / "tradeoffs.json"
+        self.tradeoffs = json.loads(grid.read_text()) if grid.exists() else []
 
     def cell(self, method: str) -> dict:
         return next(c for c in self.results["demo"]["cells"].values() if c["method"] == method)
@@ -700,10 +702,35 @@ Not cheap, whatever source 002 says (erratum 5). Here one SimCLR step of the sma
 batch 64 takes {f.b5["simclr/torch"]:.0f} ms in torch and {f.b5["simclr/tensorflow"]:.0f} ms
 in TF (B5, 2 CPU cores); the demo trains SimCLR for {sim["epochs"]} epochs in
 {sim["train_wall_s"]:.0f} s and the whole demo takes {f.results["demo"]["wall_s"]:.0f} s.
+
+{tradeoffs_text(f)}
 """,
         ),
         section("9.5", "对比学习能否应用于小样本场景？", "Few labels", few_text),
     ]
+
+
+def tradeoffs_text(f: Facts) -> str:
+    """Section 9.4's grid: kNN against batch size, queue size and epochs, with its cost."""
+    if not f.tradeoffs:
+        return "The batch, queue and epochs grid (`python -m benchmarks.tradeoffs`) is not run yet."
+    lines = [
+        "What more compute buys here (`python -m benchmarks.tradeoffs`, figure "
+        "`docs/tradeoffs.png`): kNN at the leave-one-out k after every 5 epochs, and the "
+        "training seconds of the whole run.",
+        "",
+        "| method | setting | kNN every 5 epochs | final | training s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in f.tradeoffs:
+        setting = f"batch {r['batch_size']}" if "batch_size" in r else f"queue {r['queue_size']}"
+        curve = " / ".join(f"{100 * p['knn_top1']:.1f}" for p in r["curve"])
+        last = r["curve"][-1]
+        lines.append(
+            f"| {r['method']} ({r['framework']}) | {setting} | {curve} | "
+            f"{pct(last['knn_top1'])} | {last['train_s']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown(f: Facts | None = None) -> str:

@@ -12,7 +12,7 @@
 (e) MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps.
 (f) The encoder and projection head of seed 000 sections 4.1-4.2 on a 3-pixel network.
 (g) Temperature: one similarity row under tau in {0.05, 0.1, 0.5, 1}.
-(h) What loss value is normal: chance and orthogonal negatives at the demo's settings.
+(h) What loss value is normal: chance, orthogonal negatives and the demo's real curves.
 
 Each example returns an :class:`Example` whose ``values`` are exactly the numbers printed; the
 tests recompute every one of them by hand arithmetic (``tests/test_worked_examples.py``).
@@ -338,7 +338,17 @@ def example_h() -> Example:
     ex.add(f"vectors is at least -1/(M - 1). Seed 002's log ends at 0.008, {floor_s / 0.008:.0f}x")
     ex.add("below SimCLR's orthogonal value: an illustration, not a target. A loss stuck at chance")
     ex.add("means collapse (the health warning in shared/health.py).")
+    curves = _demo_loss_curves()
+    if curves:
+        ex.add("A real run (the demo, docs/results.json), mean loss per epoch:")
+        for name, chance in (("simclr_torch", chance_s), ("moco_tensorflow", chance_m)):
+            c = curves[name]
+            ex.add(
+                f"   {name}: epoch 1 {c[0]:.4f}, epoch {len(c) // 2} {c[len(c) // 2 - 1]:.4f}, "
+                f"epoch {len(c)} {c[-1]:.4f}  (chance {chance:.4f})"
+            )
     ex.values = {
+        "curves": curves,
         "n": n,
         "k": k,
         "chance_simclr": chance_s,
@@ -347,6 +357,15 @@ def example_h() -> Example:
         "floor_moco": floor_m,
     }
     return ex
+
+
+def _demo_loss_curves() -> dict:
+    """The demo's per-epoch losses as committed in docs/results.json ({} when absent)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "results.json"
+    return json.loads(path.read_text()).get("loss_curves", {}) if path.exists() else {}
 
 
 EXAMPLES = {

@@ -125,3 +125,11 @@ def test_example_h_chance_levels():
 
     n = v["n"]  # orthogonal: z1 = z2 = the basis vectors, as in example (c)
     assert v["floor_simclr"] == pytest.approx(nt_xent(np.eye(n), np.eye(n), 0.2), rel=1e-9)
+
+    # the demo's real curves start below chance and stay above the orthogonal value
+    for name, chance, floor in (
+        ("simclr_torch", v["chance_simclr"], v["floor_simclr"]),
+        ("moco_tensorflow", v["chance_moco"], v["floor_moco"]),
+    ):
+        curve = v["curves"][name]
+        assert floor < min(curve) and curve[0] < chance and curve[-1] < curve[0]

@@ -18,6 +18,7 @@ class AugmentSpec:
     strength: float
     blur: bool
     kernel: int
+    flip: bool = True
 
     @property
     def jitter(self) -> tuple[float, float, float, float]:
@@ -27,7 +28,7 @@ class AugmentSpec:
 
 
 def augment_spec(
-    image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None
+    image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None, flip: bool = True
 ) -> AugmentSpec:
     """Validate the arguments (``ValueError`` naming the bad one) and derive the spec."""
     if int(image_size) < 8:
@@ -43,4 +44,5 @@ def augment_spec(
         float(strength),
         bool(blur) if blur is not None else size > 32,
         max(3, int(0.1 * size) // 2 * 2 + 1),
+        bool(flip),
     )

@@ -90,6 +90,7 @@ HELP = {
     "head_layers": "linear layers in the projection head (>= 1)",
     "crop_scale": "random-resized-crop area range, 0 < MIN <= MAX <= 1",
     "color_strength": "colour-jitter strength s of SimCLR's augmentation, in [0, 1]",
+    "flip": "random horizontal flip of each view, p = 0.5 (SimCLR's; --no-flip for digits)",
     "augment": "batch (vectorised, per-image parameters) or per_sample (one image at a time)",
     "queue_size": "moco: K negatives in the queue (>= 1; keep it below the dataset size)",
     "key_momentum": "moco: m of the key encoder's EMA, in [0, 1]",
@@ -140,6 +141,7 @@ class TrainConfig:
     head_layers: int = 2
     crop_scale: tuple[float, float] = (0.3, 1.0)
     color_strength: float = 0.5
+    flip: bool = True
     augment: str = "batch"
     queue_size: int = 512
     key_momentum: float = 0.99

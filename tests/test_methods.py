@@ -273,3 +273,25 @@ def test_the_key_momentum_schedule_is_the_oracle_s():
     assert (
         cosine_momentum(0, 100, 0.9) == pytest.approx(0.9) and cosine_momentum(100, 100, 0.9) == 1.0
     )
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("flip", [True, False])
+def test_flip_flag_mirrors_about_half_the_views_or_none(framework, flip):
+    """An image bright on the left: full-image crops with no colour jitter keep it bright on the
+    left, except the views that are flipped (about half with ``flip``, none without)."""
+    img = np.zeros((64, 32, 32, 3), np.uint8)
+    img[:, :, :16] = 255
+    if framework == "torch":
+        from torch_impl.augment import BatchAugment
+
+        torch.manual_seed(0)
+        x = BatchAugment(32, (1.0, 1.0), 0.0, flip=flip)(torch.from_numpy(img).permute(0, 3, 1, 2))
+        x = x.permute(0, 2, 3, 1).numpy()
+    else:
+        from tf_impl.augment import BatchAugment
+
+        x = BatchAugment(32, (1.0, 1.0), 0.0, flip=flip)(tf.constant(img), tf.constant([0, 1]))
+        x = x.numpy()
+    flipped = int((x[:, :, :16].mean((1, 2, 3)) < x[:, :, 16:].mean((1, 2, 3))).sum())
+    assert (16 <= flipped <= 48) if flip else flipped == 0

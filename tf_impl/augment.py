@@ -57,13 +57,15 @@ def _gaussian_blur(x, sigma, kernel: int):
     return tf.nn.depthwise_conv2d(y, kw, [1, 1, 1, 1], "VALID")[0]
 
 
-def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None):
+def simclr_augment(
+    image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None, flip: bool = True
+):
     """Return ``view(image_uint8_hwc, seed) -> float32 (S, S, 3) in [0, 1]``.
 
     ``seed`` is a shape-(2,) int tensor (a stateless seed). Arguments as
     ``torch_impl.augment.simclr_augment``.
     """
-    spec = augment_spec(image_size, scale, strength, blur)
+    spec = augment_spec(image_size, scale, strength, blur, flip)
     jitter = _jitter_ops(spec.jitter)
     use_blur, kernel = spec.blur, spec.kernel
     lo, hi = spec.scale
@@ -83,7 +85,8 @@ def simclr_augment(image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.
         )
         x = tf.slice(x, begin, size)
         x = tf.image.resize(x, [spec.image_size, spec.image_size], antialias=True)
-        x = tf.image.stateless_random_flip_left_right(x, seeds[1])
+        if spec.flip:
+            x = tf.image.stateless_random_flip_left_right(x, seeds[1])
 
         def color(x):
             order = tf.argsort(tf.random.stateless_uniform([4], seeds[2]))  # random order
@@ -125,10 +128,17 @@ class BatchAugment:
     and hue).
     """
 
-    def __init__(self, image_size: int = 32, scale=(0.08, 1.0), strength: float = 0.5, blur=None):
-        spec = augment_spec(image_size, scale, strength, blur)
+    def __init__(
+        self,
+        image_size: int = 32,
+        scale=(0.08, 1.0),
+        strength: float = 0.5,
+        blur=None,
+        flip: bool = True,
+    ):
+        spec = augment_spec(image_size, scale, strength, blur, flip)
         self.size, self.scale, self.jitter = spec.image_size, spec.scale, spec.jitter
-        self.blur, self.kernel = spec.blur, spec.kernel
+        self.blur, self.kernel, self.flip = spec.blur, spec.kernel, spec.flip
 
     def __call__(self, images, seed):
         seeds = tf.random.experimental.stateless_split(seed, 16)
@@ -146,7 +156,7 @@ class BatchAugment:
         boxes = tf.stack([y0 / h, x0 / w, (y0 + ch) / h, (x0 + cw) / w], axis=1)  # normalised
         x = tf.image.crop_and_resize(x, boxes, tf.range(b), [self.size, self.size])  # (B, S, S, 3)
         sel = lambda mask, a, c: tf.where(mask[:, None, None, None], a, c)  # noqa: E731
-        x = sel(unif(4) < 0.5, tf.reverse(x, axis=[2]), x)  # horizontal flip
+        x = sel(unif(4) < (0.5 if self.flip else 0.0), tf.reverse(x, axis=[2]), x)  # h. flip
         bj, cj, sj, hj = self.jitter
         f = [
             unif(5, 1 - bj, 1 + bj),

@@ -56,7 +56,12 @@ def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
 def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):
     """Projections ``(z1, z2)`` of two augmented views of ``images``, in inference mode (figures)."""
     two = TwoViews(
-        simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"])
+        simclr_augment(
+            cfg["image_size"],
+            tuple(cfg["crop_scale"]),
+            cfg["color_strength"],
+            flip=cfg.get("flip", True),
+        )
     )
     pairs = [two(tf.constant(im), tf.constant([seed, i])) for i, im in enumerate(images)]
     net = model.net if hasattr(model, "net") else model.encoder_q

@@ -110,7 +110,7 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
     ``aug``: a ``tf.function`` of :class:`BatchAugment` to reuse across epochs (tracing it again
     every epoch costs ~0.5 s on 2 cores).
     """
-    aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength)
+    aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(images))
     ds = tf.data.Dataset.from_tensor_slices((images[order], order.astype(np.int32)))
     base = cfg.seed * 100_003 + epoch
@@ -233,7 +233,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         else None,
         "chief": chief,
     }
-    aug = tf.function(BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength))
+    aug = tf.function(
+        BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
+    )
     record = {"loss": float("nan")}
     for epoch in range(start_epoch, cfg.epochs):
         dataset = make_dataset(train_split.images, cfg, epoch, aug)

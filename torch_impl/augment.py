@@ -32,6 +32,7 @@ def simclr_augment(
     scale: tuple[float, float] = (0.08, 1.0),
     strength: float = 0.5,
     blur: bool | None = None,
+    flip: bool = True,
 ) -> v2.Compose:
     """Build one SimCLR view transform.
 
@@ -40,16 +41,17 @@ def simclr_augment(
         scale: the crop's area range as a fraction of the image.
         strength: colour distortion strength s.
         blur: Gaussian blur on/off; ``None`` means on only for images larger than 32 px.
+        flip: the horizontal flip (p = 0.5) on/off; SimCLR has it, mirrored digits are not digits.
 
     Returns:
         A ``v2.Compose`` mapping a uint8 image to a float32 (3, S, S) tensor in [0, 1].
     """
-    spec = augment_spec(image_size, scale, strength, blur)
+    spec = augment_spec(image_size, scale, strength, blur, flip)
     bj, cj, sj, hj = spec.jitter
     ops = [
         v2.ToImage(),
         v2.RandomResizedCrop(spec.image_size, scale=spec.scale, antialias=True),
-        v2.RandomHorizontalFlip(),
+        v2.RandomHorizontalFlip(p=0.5 if spec.flip else 0.0),
         v2.RandomApply([v2.ColorJitter(bj, cj, sj, hj)], p=0.8),
         v2.RandomGrayscale(p=0.2),
     ]
@@ -113,10 +115,11 @@ class BatchAugment:
         scale=(0.08, 1.0),
         strength: float = 0.5,
         blur: bool | None = None,
+        flip: bool = True,
     ):
-        spec = augment_spec(image_size, scale, strength, blur)
+        spec = augment_spec(image_size, scale, strength, blur, flip)
         self.size, self.scale, self.jitter = spec.image_size, spec.scale, spec.jitter
-        self.blur, self.kernel = spec.blur, spec.kernel
+        self.blur, self.kernel, self.flip = spec.blur, spec.kernel, spec.flip
 
     def _boxes(self, b: int, h: int, w: int, gen) -> torch.Tensor:
         area = torch.empty(b).uniform_(*self.scale, generator=gen) * h * w
@@ -143,7 +146,7 @@ class BatchAugment:
         x = roi_align(
             x, boxes, output_size=self.size, spatial_scale=1.0, sampling_ratio=1, aligned=True
         )  # (B, 3, S, S): crop + bilinear resize
-        flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
+        flip = (torch.rand(b, generator=gen) < (0.5 if self.flip else 0.0)).to(dev)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = self._color(x, gen)
         gray = (torch.rand(b, generator=gen) < 0.2).to(dev)

@@ -71,7 +71,12 @@ def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):
     """Projections ``(z1, z2)`` of two augmented views of ``images``, in eval mode (figures)."""
     torch.manual_seed(seed)
     views = TwoViews(
-        simclr_augment(cfg["image_size"], tuple(cfg["crop_scale"]), cfg["color_strength"])
+        simclr_augment(
+            cfg["image_size"],
+            tuple(cfg["crop_scale"]),
+            cfg["color_strength"],
+            flip=cfg.get("flip", True),
+        )
     )
     pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in images]
     net = model.net if hasattr(model, "net") else model.encoder_q

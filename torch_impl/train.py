@@ -103,7 +103,7 @@ def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0
     """
     world = cfg.world_size or 1
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength)
+    aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
     if cfg.augment == "per_sample":
         dataset = TwoViewDataset(split, TwoViews(simclr_augment(*aug_args)))
         sampler = None

@@ -38,6 +38,7 @@ def run(framework: str, method: str, flag: str, value: int) -> dict:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         epochs = json.loads(Path(f"{tmp}/run/metrics.json").read_text())["epochs"]
+        flip = json.loads(Path(f"{tmp}/run/config.json").read_text())["flip"]
     seconds, curve = 0.0, []
     for e in epochs:
         seconds += e["time_s"]
@@ -47,6 +48,7 @@ def run(framework: str, method: str, flag: str, value: int) -> dict:
         "framework": framework,
         "method": method,
         flag.lstrip("-").replace("-", "_"): value,
+        "flip": flip,
         "process_wall_s": wall,
         "curve": curve,
     }

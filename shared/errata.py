@@ -257,8 +257,8 @@ def errata() -> list[Erratum]:
             "Computationally efficient: compared with supervised learning, contrastive learning "
             "does not depend on labelled data and can train models more efficiently.",
             "Needing no labels saves annotation, not compute. SimCLR's best results used "
-            "batches of 4,096 images (8,192 views) on 128 TPU v3 cores for up to 1,000 epochs "
-            "(Chen et al. 2020, sections 3 and B.9); MoCo keeps a queue of 65,536 keys because "
+            "batches of 4,096 images (8,192 views) on 128 TPU v3 cores, trained for hundreds "
+            "of epochs (Chen et al. 2020); MoCo keeps a queue of 65,536 keys because "
             "good negatives need many samples (He et al. 2020, section 3.2). Each step encodes "
             "two views and compares all pairs, and the schedules are long. On this project's "
             "small CNN, one SimCLR step costs the ratio below of one supervised step on the same "

@@ -136,3 +136,13 @@ def test_knn_monitor_schedule():
     cfg = TrainConfig(epochs=12, knn_every=5).resolve("torch")
     assert [e for e in range(12) if cfg.knn_due(e)] == [4, 9, 11]  # every 5th epoch and the last
     assert not any(TrainConfig(knn_every=0).resolve("torch").knn_due(e) for e in range(60))
+
+
+def test_flip_defaults_by_dataset_and_old_runs_keep_theirs(tmp_path):
+    assert TrainConfig().resolve("torch").flip is False  # embedded digits: mirrors are not digits
+    assert TrainConfig(dataset="cifar10").resolve("torch").flip is True
+    assert TrainConfig(flip=True).resolve("torch").flip is True  # the flag wins
+    saved = json.loads(json.dumps(__import__("dataclasses").asdict(TrainConfig().resolve("torch"))))
+    del saved["flip"]  # a run written before the flag existed flipped every view
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert load_config(tmp_path).flip is True

@@ -15,7 +15,8 @@ SimCLR's crops teach. How weak depends on the protocol: weighted kNN on raw pixe
 53.5 % at the k that leave-one-out on the training split picks (k = 5, ``shared.evaluation``),
 and 33.7 % only at the CIFAR convention k = 200, which flatters every learned representation.
 
-Harder renderings were tried (``benchmarks/results/dataset_trials.md``): each brought raw
+Harder renderings were tried, with SimCLR's horizontal flip still on
+(``benchmarks/results/dataset_trials.md``): each brought raw
 pixels under 40 %, and each narrowed or reversed the small CNN SimCLR's lead over pixels, so this one
 stays the default.
 

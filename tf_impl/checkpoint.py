@@ -108,7 +108,10 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
         raise CheckpointError(f"no checkpoint in {run_dir}")
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     try:
-        _checkpoint(model, optimizer, epoch).restore(path).assert_existing_objects_matched()
+        status = _checkpoint(model, optimizer, epoch).restore(path)
+        status.assert_existing_objects_matched()
+        if optimizer is None:  # evaluation: the optimiser's slots are deliberately not restored
+            status.expect_partial()  # (else TF warns about each of them at exit)
     except Exception as e:  # DataLossError, IndexError, assertion errors: all "unreadable"
         raise CheckpointError(
             f"checkpoint {path} is unreadable or does not fit this model "

@@ -54,6 +54,11 @@ def run(framework: str, method: str, flag: str, value: int) -> dict:
     }
 
 
+def setting(row: dict) -> str:
+    """The swept value of one run, as the table and the figure label it."""
+    return f"batch {row['batch_size']}" if "batch_size" in row else f"queue {row['queue_size']}"
+
+
 def markdown(rows: list[dict]) -> str:
     out = [
         "# Trade-offs: kNN against batch size, queue size and epochs (2 CPU cores)",
@@ -66,11 +71,10 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        setting = f"batch {r['batch_size']}" if "batch_size" in r else f"queue {r['queue_size']}"
         curve = " / ".join(f"{100 * p['knn_top1']:.1f}" for p in r["curve"])
         last = r["curve"][-1]
         out.append(
-            f"| {r['method']} ({r['framework']}) | {setting} | {curve} | "
+            f"| {r['method']} ({r['framework']}) | {setting(r)} | {curve} | "
             f"{100 * last['knn_top1']:.1f} % | {last['train_s']:.0f} | {r['process_wall_s']:.0f} |"
         )
     return "\n".join(out) + "\n"
@@ -85,9 +89,8 @@ def figure(rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, method in zip(axes, ("simclr", "moco")):
         for r in (r for r in rows if r["method"] == method):
-            label = f"batch {r['batch_size']}" if "batch_size" in r else f"queue {r['queue_size']}"
             xs = [p["train_s"] for p in r["curve"]]
-            ax.plot(xs, [100 * p["knn_top1"] for p in r["curve"]], marker="o", label=label)
+            ax.plot(xs, [100 * p["knn_top1"] for p in r["curve"]], marker="o", label=setting(r))
         ax.set(
             title=f"{'SimCLR (torch)' if method == 'simclr' else 'MoCo v2 (TF)'}",
             xlabel="training seconds (2 CPU cores)",

@@ -749,22 +749,14 @@ def tradeoffs_text(f: Facts) -> str:
         if flips == {True}
         else ""
     )
+    table = (ROOT / "benchmarks" / "results" / "tradeoffs.md").read_text().splitlines()
     lines = [
         "What more compute buys here (`python -m benchmarks.tradeoffs`, figure "
         "`docs/tradeoffs.png`): kNN at the leave-one-out k after every 5 epochs, and the "
-        f"training seconds of the whole run. {when}",
+        f"seconds each run costs. {when}",
         "",
-        "| method | setting | kNN every 5 epochs | final | training s |",
-        "|---|---|---|---|---|",
+        *(line for line in table if line.startswith("|")),  # the benchmark's own table
     ]
-    for r in f.tradeoffs:
-        setting = f"batch {r['batch_size']}" if "batch_size" in r else f"queue {r['queue_size']}"
-        curve = " / ".join(f"{100 * p['knn_top1']:.1f}" for p in r["curve"])
-        last = r["curve"][-1]
-        lines.append(
-            f"| {r['method']} ({r['framework']}) | {setting} | {curve} | "
-            f"{pct(last['knn_top1'])} | {last['train_s']:.0f} |"
-        )
     return "\n".join(lines)
 
 

@@ -170,6 +170,75 @@ def compare(
     ]
 
 
+def group_of(name: str) -> str:
+    """The tolerance group of one training-step output, from its canonical name.
+
+    Step dumps (``torch_impl.parity.step_outputs``, the distributed workers) are flat dicts:
+    ``loss``; ``grad/<param>`` and the optimiser's ``slot/<param>/<slot>`` (after one step a
+    momentum slot is ``g + wd w``, so it is compared as a gradient); ``.../queue`` and
+    ``.../queue_ptr``; everything else (``h``, ``z``, ``after/<param>``, BN statistics) is a
+    ``param``. The group is the quantity :func:`compare_grouped` looks up in the tolerance table.
+
+    >>> [group_of(n) for n in ("loss", "slot/fc/w/momentum", "after/queue", "after/queue_ptr")]
+    ['loss', 'grad', 'queue', 'ptr']
+    """
+    if name == "loss":
+        return "loss"
+    if name.startswith(("grad/", "slot/")):
+        return "grad"
+    if name.endswith("queue_ptr"):
+        return "ptr"
+    if name.endswith("queue"):
+        return "queue"
+    return "param"
+
+
+def compare_grouped(
+    expected: dict,
+    actual: dict,
+    *,
+    dtype: str,
+    temperature=None,
+    overrides=None,
+    skip: tuple[str, ...] = (),
+) -> list[Row]:
+    """Compare two flat step dumps name by name, each under its :func:`group_of` tolerance.
+
+    Rows are named ``<group>.<name>`` (so ``overrides`` are keyed ``"queue.after/queue"``);
+    names ending in one of ``skip`` are left out (a caller that pins them in another way).
+    """
+    if sorted(expected) != sorted(actual):
+        raise AssertionError(
+            f"compared outputs differ in their quantities: {sorted(set(expected) ^ set(actual))}"
+        )
+    groups: dict[str, tuple[dict, dict]] = {}
+    for k in expected:
+        if skip and k.endswith(skip):
+            continue
+        want, got = groups.setdefault(group_of(k), ({}, {}))
+        want[k], got[k] = expected[k], actual[k]
+    rows: list[Row] = []
+    for group, (want, got) in groups.items():
+        rows += compare(
+            {group: want}, {group: got}, dtype=dtype, temperature=temperature, overrides=overrides
+        )
+    return rows
+
+
+def raise_if_failed(rows: list[Row], context: str = "") -> list[Row]:
+    """Raise ``AssertionError`` naming the worst failing row and printing all of them."""
+    bad = [r for r in rows if not r.passed]
+    if bad:
+        worst = max(bad, key=lambda r: r.worst_margin)
+        raise AssertionError(
+            f"{context + ': ' if context else ''}{len(bad)} of {len(rows)} quantities out of "
+            f"tolerance; worst is '{worst.name}' (max abs {worst.max_abs:.3e}, max rel "
+            f"{worst.max_rel:.3e}, {worst.worst_margin:.3g}x the allowed {worst.rtol:.1e} rel + "
+            f"{worst.atol * worst.scale:.2e} abs; {worst.reason})\n" + format_rows(rows)
+        )
+    return rows
+
+
 def format_rows(rows: list[Row]) -> str:
     head = (
         f"{'quantity':<34} {'dtype':<8} {'shape':<12} {'max_abs':>10} {'max_rel':>10} "
@@ -204,13 +273,4 @@ def assert_close(
         overrides=overrides,
         grad_floor=grad_floor,
     )
-    bad = [r for r in rows if not r.passed]
-    if bad:
-        worst = max(bad, key=lambda r: r.worst_margin)
-        raise AssertionError(
-            f"{context + ': ' if context else ''}{len(bad)} of {len(rows)} quantities out of "
-            f"tolerance; worst is '{worst.name}' (max abs {worst.max_abs:.3e}, max rel "
-            f"{worst.max_rel:.3e}, {worst.worst_margin:.3g}x the allowed {worst.rtol:.1e} rel + "
-            f"{worst.atol * worst.scale:.2e} abs; {worst.reason})\n" + format_rows(rows)
-        )
-    return rows
+    return raise_if_failed(rows, context)

@@ -54,46 +54,17 @@ def model_kwargs(case: str, dtype: str) -> dict:
 
 
 def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
-    """Rows (``shared.parity.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``."""
-    groups: dict[str, tuple[dict, dict]] = {}
-    for k in a:
-        if k.endswith("moving_variance") or k.endswith("queue_ptr"):
-            continue
-        group = "loss" if k == "loss" else "grad" if k.startswith(("grad/", "slot/")) else "param"
-        groups.setdefault(group, ({}, {}))
-        groups[group][0][k], groups[group][1][k] = a[k], b[k]
-    rows = []
-    overrides = {"param.after/queue": QUEUE_F32} if dtype == "float32" else {}
-    for group, (want, got) in groups.items():
-        for r in parity.compare(
-            {group: want}, {group: got}, dtype=dtype, temperature=0.2, overrides=overrides
-        ):
-            rows.append({**r.as_dict(), "case": case})
-    if "after/queue_ptr" in a:
-        same = int(a["after/queue_ptr"]) == int(b["after/queue_ptr"])
-        rows.append(_exact_row("ptr.after/queue_ptr", same, dtype, case))
+    """Rows (``shared.parity.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``,
+    each name under its ``shared.parity.group_of`` tolerance."""
+    overrides = {"queue.after/queue": QUEUE_F32} if dtype == "float32" else {}
+    rows = parity.compare_grouped(
+        a, b, dtype=dtype, temperature=0.2, overrides=overrides, skip=("moving_variance",)
+    )
+    out = [{**r.as_dict(), "case": case} for r in rows]
     if STEP_CASES[case]["method"] == "simclr":  # one BN update per step: a closed form
         for k in (k for k in a if k.endswith("moving_variance")):
-            rows.append(_variance_row(k, a[k], b[k], dtype, case))
-    return rows
-
-
-def _exact_row(name: str, same: bool, dtype: str, case: str) -> dict:
-    return {
-        "name": name,
-        "quantity": "ptr",
-        "dtype": dtype,
-        "max_abs": 0.0 if same else 1.0,
-        "max_rel": 0.0 if same else 1.0,
-        "ulps": 0.0,
-        "rtol": 0.0,
-        "atol": 0.0,
-        "scale": 1.0,
-        "worst_margin": 0.0 if same else np.inf,
-        "passed": same,
-        "reason": "an integer: equal or not",
-        "case": case,
-    }
+            out.append(_variance_row(k, a[k], b[k], dtype, case))
+    return out
 
 
 def _variance_row(name: str, torch_v, tf_v, dtype: str, case: str) -> dict:

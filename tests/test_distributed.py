@@ -33,21 +33,8 @@ def _run(args: list[str], timeout: int = 240) -> None:
 
 
 def _compare(single: dict, dist: dict, context: str) -> list:
-    groups: dict[str, tuple[dict, dict]] = {}
-    for k in single:
-        group = "loss" if k == "loss" else "grad" if k.startswith("grad/") else "param"
-        if k.endswith("queue"):
-            group = "queue"
-        elif k.endswith("queue_ptr"):
-            group = "ptr"
-        groups.setdefault(group, ({}, {}))
-        groups[group][0][k], groups[group][1][k] = single[k], dist[k]
-    rows = []
-    for group, (a, b) in groups.items():
-        rows += parity.assert_close(
-            {group: a}, {group: b}, dtype="float64", temperature=0.2, context=context
-        )
-    return rows
+    rows = parity.compare_grouped(single, dist, dtype="float64", temperature=0.2)
+    return parity.raise_if_failed(rows, context)
 
 
 @pytest.fixture(scope="module")

@@ -58,27 +58,17 @@ def _compare(a: dict, b: dict, context: str, adam: bool = False) -> None:
     assert sorted(k for k in a if k.startswith("slot/")) == sorted(
         k for k in b if k.startswith("slot/")
     )
-    split = {"loss": {}, "grad": {}, "param": {}}
-    for side, out in (("a", a), ("b", b)):
-        for k, v in out.items():
-            if k.endswith("moving_variance"):
-                continue  # the pinned difference: see the module docstring
-            group = (
-                "loss" if k == "loss" else "grad" if k.startswith(("grad/", "slot/")) else "param"
-            )
-            split[group].setdefault(side, {})[k] = v
-    overrides = (
-        {f"param.{k}": ADAM for k in split["param"]["a"] if k.startswith("after/")} if adam else {}
+    after = [k for k in a if k.startswith("after/") and parity.group_of(k) != "ptr"]
+    overrides = {f"{parity.group_of(k)}.{k}": ADAM for k in after} if adam else {}
+    rows = parity.compare_grouped(
+        a,
+        b,
+        dtype="float64",
+        temperature=0.2,
+        overrides=overrides,
+        skip=("moving_variance",),  # the pinned difference: see the module docstring
     )
-    for group, sides in split.items():
-        parity.assert_close(
-            {group: sides["a"]},
-            {group: sides["b"]},
-            dtype="float64",
-            temperature=0.2,
-            context=context,
-            overrides=overrides,
-        )
+    parity.raise_if_failed(rows, context)
 
 
 def _views(seed=0):
@@ -140,30 +130,22 @@ def test_one_step_float32_within_the_table(method):
     m = {"key_momentum": 0.9} if method == "moco" else {}
     a = ppar.step_outputs(pt, x1, x2, popt.build_optimizer(pt, "sgd", 0.1, 0.9, 1e-4), **m)
     b = tpar.step_outputs(tfm, x1, x2, topt.build_optimizer(tfm, "sgd", 0.1, 0.9, 1e-4), **m)
-    groups = {"loss": {}, "grad": {}, "param": {}}
-    for k in a:
-        if k.endswith("moving_variance") or k == "after/queue_ptr":
-            continue
-        group = "loss" if k == "loss" else "grad" if k.startswith(("grad/", "slot/")) else "param"
-        groups[group][k] = (a[k], b[k])
-    assert int(a["after/queue_ptr"] if method == "moco" else 0) == int(b.get("after/queue_ptr", 0))
     keys = override(
         "param",
         "float32",
         reason="the queue holds keys computed by each framework's fp32 "
         "encoder: compared like weights, not as exact copies",
     )
-    for group, pairs in groups.items():
-        want = {group: {k: v[0] for k, v in pairs.items()}}
-        got = {group: {k: v[1] for k, v in pairs.items()}}
-        parity.assert_close(
-            want,
-            got,
-            dtype="float32",
-            temperature=0.2,
-            context=f"{method} float32",
-            overrides={"param.after/queue": keys},
-        )
+    rows = parity.compare_grouped(
+        a,
+        b,
+        dtype="float32",
+        temperature=0.2,
+        overrides={"queue.after/queue": keys},
+        skip=("moving_variance",),
+    )
+    assert ("ptr.after/queue_ptr" in {r.name for r in rows}) == (method == "moco")
+    parity.raise_if_failed(rows, f"{method} float32")
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
@@ -214,7 +196,7 @@ def test_rosetta_parity_level_step_passes(tmp_path):
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     compact = summary_markdown(rows)  # the demo report's step table
     assert compact.count("\n") == 2 + 4 + 4 + 5 + 5  # header + simclr, moco rows per dtype
-    assert "| moco | float64 | queue | 1 | param.after/queue |" in compact
+    assert "| moco | float64 | queue | 1 | queue.after/queue |" in compact
 
 
 def test_rosetta_parity_random_cases_name_their_seed(tmp_path):

@@ -209,6 +209,121 @@ def kernel_layout() -> dict:
     }
 
 
+def _image(h: int = 24, w: int = 24) -> np.ndarray:
+    """A (1, H, W, 3) float32 image with unequal channel means (a warm tint), as photos have."""
+    return (RNG.random((1, h, w, 3)) * [1.0, 0.6, 0.3]).astype(np.float32)
+
+
+def _nhwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+def crop_resample_grid() -> dict:
+    """Crop-and-resize: roi_align samples bin centres; crop_and_resize spans corner to corner."""
+    from torchvision.ops import roi_align
+
+    from tf_impl.augment import _crop_resize
+
+    x = _image()
+    box = np.array([[3.3, 5.1, 15.8, 19.2]], np.float32)  # x0, y0, x1, y1 in pixels
+    pt = _nhwc(
+        roi_align(
+            torch.from_numpy(x).permute(0, 3, 1, 2),
+            torch.from_numpy(np.concatenate([[[0.0]], box], 1).astype(np.float32)),
+            output_size=32,
+            spatial_scale=1.0,
+            sampling_ratio=1,
+            aligned=True,
+        )
+    )
+    x0, y0, x1, y1 = box[0]
+    norm = [[y0 / 24, x0 / 24, y1 / 24, x1 / 24]]
+    default = tf.image.crop_and_resize(x, norm, [0], [32, 32]).numpy()
+    aligned = _crop_resize(tf.constant(x), tf.constant(box), 32).numpy()
+    return {
+        "name": "crop resampling grid (augmentation)",
+        "torch": "`roi_align(aligned=True, sampling_ratio=1)`: output pixel i reads x0 - 0.5 + (i + 0.5) w / S",
+        "tf": "`tf.image.crop_and_resize`: S points from the box's first to its last edge, over (H - 1)",
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "TF gathers at roi_align's points (`tf_impl.augment._crop_resize`)",
+    }
+
+
+def contrast_jitter() -> dict:
+    """Contrast: torchvision blends towards the grayscale mean, tf.image each channel's mean."""
+    from torchvision.transforms.v2 import functional as TVF
+
+    from tf_impl.augment import _blend_contrast
+
+    x = _image()
+    pt = _nhwc(TVF.adjust_contrast(torch.from_numpy(x).permute(0, 3, 1, 2), 1.3))
+    default = tf.clip_by_value(tf.image.adjust_contrast(x, 1.3), 0.0, 1.0).numpy()
+    aligned = tf.clip_by_value(_blend_contrast(x, tf.constant([1.3])), 0.0, 1.0).numpy()
+    return {
+        "name": "contrast jitter (augmentation)",
+        "torch": "`adjust_contrast`: blend with the mean of the grayscale image",
+        "tf": "`tf.image.adjust_contrast`: blend with each channel's own mean",
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "TF's batched augmentation blends as torchvision (`tf_impl.augment._blend_contrast`); the per-sample path keeps `tf.image`",
+    }
+
+
+def saturation_jitter() -> dict:
+    """Saturation: torchvision blends with the grayscale image, tf.image scales S in HSV."""
+    from torchvision.transforms.v2 import functional as TVF
+
+    from tf_impl.augment import _blend_saturation
+
+    x = _image()
+    pt = _nhwc(TVF.adjust_saturation(torch.from_numpy(x).permute(0, 3, 1, 2), 1.3))
+    default = tf.clip_by_value(tf.image.adjust_saturation(x, 1.3), 0.0, 1.0).numpy()
+    aligned = tf.clip_by_value(_blend_saturation(x, tf.constant([1.3])), 0.0, 1.0).numpy()
+    return {
+        "name": "saturation jitter (augmentation)",
+        "torch": "`adjust_saturation`: blend with the grayscale image",
+        "tf": "`tf.image.adjust_saturation`: multiply S in HSV, clipped to 1",
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "TF's batched augmentation blends as torchvision (`tf_impl.augment._blend_saturation`); the per-sample path keeps `tf.image`",
+    }
+
+
+def hue_rotation() -> dict:
+    """Hue: both rotate H in HSV; they agree to float32 rounding (an agreement, checked)."""
+    from torchvision.transforms.v2 import functional as TVF
+
+    x = _image()
+    pt = _nhwc(TVF.adjust_hue(torch.from_numpy(x).permute(0, 3, 1, 2), 0.07))
+    agree = float(np.abs(pt - tf.image.adjust_hue(x, 0.07).numpy()).max())
+    return {
+        "name": "hue rotation (augmentation)",
+        "torch": "`adjust_hue`: RGB -> HSV, H + delta mod 1, -> RGB",
+        "tf": "`tf.image.adjust_hue`: the same, one fused kernel",
+        "effect": agree,
+        "aligned": agree,
+        "how": "nothing to align: they agree to float32 rounding (row kept so a change is caught)",
+    }
+
+
+def resize_antialias() -> dict:
+    """Downscaling with antialias: torchvision and tf.image use the same triangle filter."""
+    from torchvision.transforms.v2 import functional as TVF
+
+    x = _image(64, 64)
+    pt = _nhwc(TVF.resize(torch.from_numpy(x).permute(0, 3, 1, 2), [32, 32], antialias=True))
+    agree = float(np.abs(pt - tf.image.resize(x, [32, 32], antialias=True).numpy()).max())
+    return {
+        "name": "bilinear resize with antialias, 64 -> 32 (per-sample augmentation)",
+        "torch": "`resize(antialias=True)`: triangle filter widened by the scale",
+        "tf": "`tf.image.resize(antialias=True)`: the same filter",
+        "effect": agree,
+        "aligned": agree,
+        "how": "nothing to align: they agree to float32 rounding (the batched path does not antialias, in either framework)",
+    }
+
+
 ROWS = [
     conv_padding,
     bn_running_variance,
@@ -219,14 +334,21 @@ ROWS = [
     l2_normalize_clamp,
     init_scale,
     kernel_layout,
+    crop_resample_grid,
+    contrast_jitter,
+    saturation_jitter,
+    hue_rotation,
+    resize_antialias,
 ]
+AGREEMENTS = {"hue_rotation", "resize_antialias"}  # rows that record an agreement, not a difference
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# Framework differences: PyTorch vs TensorFlow",
         "",
-        "Generated by `python -m benchmarks.catalogue` (float64 examples); every row is checked by "
+        "Generated by `python -m benchmarks.catalogue` (float64 examples; the augmentation rows in "
+        "float32, pixels in [0, 1]); every row is checked by "
         "`tests/test_catalogue.py`, which fails when the difference stops being true.",
         "",
         "| difference | torch | TensorFlow | effect left unaligned (max abs) | after alignment | how this project aligns it |",

@@ -41,7 +41,7 @@ class Row:
 def quantity_of(name: str) -> str:
     """Infer the tolerance-table quantity from a dotted name (``nt_xent.grad.z1`` -> grad)."""
     parts = name.lower().split(".")
-    for q in ("grad", "per_anchor", "queue", "ptr", "ema", "param", "loss"):
+    for q in ("grad", "per_anchor", "queue", "ptr", "ema", "param", "augment", "loss"):
         if any(p == q or p.startswith(q) or p.endswith(q) for p in parts):
             return q
     return "loss"

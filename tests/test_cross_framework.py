@@ -236,6 +236,7 @@ ALLOWED_SIGNATURE_DIFFERENCES = {
     "simclr.SimCLR.__call__": "training: Keras's flag; torch's forward uses the module's train()/eval() state",
     "augment.TwoViews.__call__": "seed: TF's ops are stateless; torch's use the global generator",
     "augment.BatchAugment.__call__": "torch: an optional torch.Generator; TF: a stateless seed",
+    "augment.BatchAugment.sample": "torch: an optional torch.Generator; TF: a stateless seed",
     "models.SmallCNN.__call__": "training, as SimCLR.__call__",
     "models.EncoderWithHead.__call__": "training, as SimCLR.__call__",
     "models.ProjectionHead.__call__": "training, as SimCLR.__call__",

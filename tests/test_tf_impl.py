@@ -232,8 +232,11 @@ def test_augmentation_stateless_and_in_range():
     assert not np.array_equal(a1.numpy(), a2.numpy()) and np.array_equal(a1.numpy(), b1.numpy())
 
 
-def test_batch_augment_stateless_ops_match_tf_image():
-    from tf_impl.augment import BatchAugment, _adjust_contrast, _adjust_hue, _adjust_saturation
+def test_batch_augment_is_stateless_and_its_hue_is_tf_images():
+    """Same seed, same views; another seed, others. The batched hue shift is
+    ``tf.image.adjust_hue`` per image (contrast and saturation follow torchvision's formulas
+    instead: tests/test_augment_parity.py)."""
+    from tf_impl.augment import BatchAugment, _adjust_hue
 
     imgs = tf.constant(np.random.default_rng(2).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8))
     aug = BatchAugment(32, (0.3, 1.0), 0.5)
@@ -244,15 +247,8 @@ def test_batch_augment_stateless_ops_match_tf_image():
     assert np.array_equal(a.numpy(), b.numpy()) and not np.array_equal(a.numpy(), c.numpy())
     assert float(tf.reduce_min(a)) >= 0 and float(tf.reduce_max(a)) <= 1
     x = tf.random.stateless_uniform([3, 8, 8, 3], [4, 5])
-    f = tf.constant([0.7, 1.0, 1.3])
     h = tf.constant([-0.1, 0.0, 0.05])
     for i in range(3):
-        np.testing.assert_allclose(
-            _adjust_contrast(x, f)[i], tf.image.adjust_contrast(x[i], float(f[i])), atol=1e-6
-        )
-        np.testing.assert_allclose(
-            _adjust_saturation(x, f)[i], tf.image.adjust_saturation(x[i], float(f[i])), atol=1e-6
-        )
         np.testing.assert_allclose(
             _adjust_hue(x, h)[i], tf.image.adjust_hue(x[i], float(h[i])), atol=1e-6
         )

@@ -88,8 +88,8 @@ def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601 luma, (B, 1, H, W), as torchvision's rgb_to_grayscale."""
-    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    """Luma, (B, 1, H, W), with torchvision's (and ``tf.image``'s) weights 0.2989 / 0.587 / 0.114."""
+    return 0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 class BatchAugment:
@@ -98,10 +98,13 @@ class BatchAugment:
     Each image still gets its own random parameters (crop box, flip, jitter factors and order,
     grayscale, blur), but all images are processed by batched tensor ops, which is ~10x faster
     than the per-image ``v2.Compose`` on a 2-core CPU and runs on the GPU when the batch is
-    there. Differences from :func:`simclr_augment`, by design:
+    there. Two steps: :meth:`sample` draws the parameters (``shared.augment_spec.PARAM_KEYS``),
+    :meth:`apply` is a pure function of images and parameters; ``tf_impl.augment.BatchAugment``
+    has the same two, and ``tests/test_augment_parity.py`` feeds both one NumPy draw.
+    Differences from :func:`simclr_augment`, by design:
 
     * the crop is resampled with ``torchvision.ops.roi_align`` (bilinear, one sample per output
-      pixel, no antialias; v2 antialiases when downscaling);
+      pixel at its bin centre, no antialias; v2 antialiases when downscaling);
     * the crop box is drawn once per image (area and log-aspect uniform, clipped to the image),
       not with v2's 10 retries + centre-crop fallback.
 
@@ -121,53 +124,73 @@ class BatchAugment:
         self.size, self.scale, self.jitter = spec.image_size, spec.scale, spec.jitter
         self.blur, self.kernel, self.flip = spec.blur, spec.kernel, spec.flip
 
-    def _boxes(self, b: int, h: int, w: int, gen) -> torch.Tensor:
-        area = torch.empty(b).uniform_(*self.scale, generator=gen) * h * w
-        log_r = torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)
-        ratio = torch.exp(log_r)
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images: expected a (B, 3, H, W) batch, got {tuple(images.shape)}")
+        b, _, h, w = images.shape
+        return self.apply(images, self.sample(b, h, w, generator))
+
+    def sample(self, b: int, h: int, w: int, generator=None) -> dict[str, torch.Tensor]:
+        """Draw the parameters of ``b`` views of ``h`` x ``w`` images (on the CPU)."""
+        gen = generator
+        u = lambda lo, hi: torch.empty(b).uniform_(lo, hi, generator=gen)  # noqa: E731
+        area = u(*self.scale) * h * w
+        ratio = torch.exp(u(math.log(3 / 4), math.log(4 / 3)))
         cw = torch.sqrt(area * ratio).clamp(1, w)
         ch = torch.sqrt(area / ratio).clamp(1, h)
         x0 = torch.rand(b, generator=gen) * (w - cw)
         y0 = torch.rand(b, generator=gen) * (h - ch)
-        return torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], 1)
+        p = {"boxes": torch.stack([x0, y0, x0 + cw, y0 + ch], 1)}
+        p["flip"] = torch.rand(b, generator=gen) < (0.5 if self.flip else 0.0)
+        p["jitter"] = torch.rand(b, generator=gen) < 0.8
+        bj, cj, sj, hj = self.jitter
+        p["factors"] = torch.stack(
+            [u(1 - bj, 1 + bj), u(1 - cj, 1 + cj), u(1 - sj, 1 + sj), u(-hj, hj)], 1
+        )
+        p["order"] = torch.argsort(torch.rand(b, 4, generator=gen), dim=1)  # random order
+        p["gray"] = torch.rand(b, generator=gen) < 0.2
+        if self.blur:
+            p["sigma"] = u(0.1, 2.0)
+            p["blur"] = torch.rand(b, generator=gen) < 0.5
+        else:  # nothing drawn: the stream stays that of a run without blur
+            p["sigma"], p["blur"] = torch.ones(b), torch.zeros(b, dtype=torch.bool)
+        return p
 
-    def __call__(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
+        """Augment a (B, 3, H, W) batch (uint8, or float in [0, 1]) with given parameters.
+
+        ``params``: tensors or NumPy arrays, as ``shared.augment_spec.PARAM_KEYS``.
+        Returns float32 (B, 3, S, S) in [0, 1].
+        """
         from torchvision.ops import roi_align
 
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images: expected a (B, 3, H, W) batch, got {tuple(images.shape)}")
-        gen = generator
-        b, _, h, w = images.shape
         dev = images.device
+        p = {
+            k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v).to(dev)
+            for k, v in params.items()
+        }
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-        boxes = self._boxes(b, h, w, gen).to(dev)
+        index = torch.arange(x.shape[0], dtype=torch.float32, device=dev)[:, None]
+        boxes = torch.cat([index, p["boxes"].float()], 1)  # (B, 5): image index, x0 y0 x1 y1
         x = roi_align(
             x, boxes, output_size=self.size, spatial_scale=1.0, sampling_ratio=1, aligned=True
         )  # (B, 3, S, S): crop + bilinear resize
-        flip = (torch.rand(b, generator=gen) < (0.5 if self.flip else 0.0)).to(dev)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        x = self._color(x, gen)
-        gray = (torch.rand(b, generator=gen) < 0.2).to(dev)
-        x = torch.where(gray[:, None, None, None], _gray(x).expand_as(x), x)
+        x = torch.where(p["flip"][:, None, None, None], x.flip(-1), x)
+        x = self._color(x, p["jitter"], p["factors"].float(), p["order"])
+        x = torch.where(p["gray"][:, None, None, None], _gray(x).expand_as(x), x)
         if self.blur:
-            x = self._gaussian_blur(x, gen)
+            x = torch.where(p["blur"][:, None, None, None], self._gaussian_blur(x, p["sigma"]), x)
         return x.clamp_(0.0, 1.0)
 
-    def _color(self, x: torch.Tensor, gen) -> torch.Tensor:
-        b, dev = x.shape[0], x.device
-        apply = (torch.rand(b, generator=gen) < 0.8).to(dev)
-        bj, cj, sj, hj = self.jitter
-        u = lambda lo, hi: torch.empty(b).uniform_(lo, hi, generator=gen).to(dev)  # noqa: E731
-        factors = [u(1 - bj, 1 + bj), u(1 - cj, 1 + cj), u(1 - sj, 1 + sj), u(-hj, hj)]
-        order = torch.argsort(torch.rand(b, 4, generator=gen), dim=1).to(dev)  # random order
+    def _color(self, x, apply, factors, order) -> torch.Tensor:
         y = x.clone()
         for pos in range(4):  # each image meets each op once, in its own order
             for op in range(4):
                 idx = torch.nonzero(apply & (order[:, pos] == op)).squeeze(1)
                 if idx.numel():
-                    y[idx] = self._jitter_op(op, y[idx], factors[op][idx])
+                    y[idx] = self._jitter_op(op, y[idx], factors[idx, op])
         return y
 
     @staticmethod
@@ -189,19 +212,17 @@ class BatchAugment:
         hsv = torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], 1)
         return _hsv_to_rgb(hsv)
 
-    def _gaussian_blur(self, x: torch.Tensor, gen) -> torch.Tensor:
+    def _gaussian_blur(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Every image blurred with its own sigma (separable kernel, reflect padding)."""
         b, c, _, _ = x.shape
         r = self.kernel // 2
-        sigma = torch.empty(b).uniform_(0.1, 2.0, generator=gen).to(x.device)
         t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-        k = torch.exp(-(t[None] ** 2) / (2 * sigma[:, None] ** 2))
+        k = torch.exp(-(t[None] ** 2) / (2 * sigma.to(x.dtype)[:, None] ** 2))
         k = k / k.sum(1, keepdim=True)  # (B, k)
         w = k.repeat_interleave(c, 0)  # (B*C, k): one kernel per image, shared by channels
         y = torch.nn.functional.pad(x.reshape(1, b * c, *x.shape[2:]), (r, r, r, r), mode="reflect")
         y = torch.nn.functional.conv2d(y, w[:, None, None, :], groups=b * c)
-        y = torch.nn.functional.conv2d(y, w[:, None, :, None], groups=b * c).reshape_as(x)
-        on = (torch.rand(b, generator=gen) < 0.5).to(x.device)
-        return torch.where(on[:, None, None, None], y, x)
+        return torch.nn.functional.conv2d(y, w[:, None, :, None], groups=b * c).reshape_as(x)
 
 
 class TwoViews:

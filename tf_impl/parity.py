@@ -6,6 +6,7 @@ with NumPy arrays in ``dtype``, the same layout as ``shared.golden``.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from shared import golden
@@ -87,3 +88,34 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
         for i, v in enumerate(variables)
     }
     return {"loss": loss.numpy(), "h1": h1, "z1": z1, **out_grads, **after, **slots}
+
+
+def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each step's two views, NHWC float32 NumPy, from uint8 NHWC ``images`` and the
+    ``shared.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
+    from tf_impl.augment import BatchAugment
+
+    aug = BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
+    return [tuple(aug.apply(images[idx], p).numpy() for p in (p1, p2)) for idx, p1, p2 in params]
+
+
+def train_run(cfg, model, epochs: list) -> dict:
+    """Train ``model`` with this framework's ``run_epoch`` on given views; the loss curves.
+
+    ``epochs``: per epoch, the list of ``(x1, x2)`` NHWC NumPy views of its steps.
+    Returns ``{"step_loss", "epoch_loss", "after/<name>"}``.
+    """
+    from tf_impl.checkpoint import export_weights
+    from tf_impl.optim import build_optimizer
+    from tf_impl.train import compile_step, run_epoch
+
+    dtype = model.backbone.weights[0].dtype
+    opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    step_fn = compile_step(model, opt)
+    steps, epoch_loss = [], []
+    for epoch, views in enumerate(epochs):
+        batches = [tuple(tf.constant(v, dtype) for v in pair) for pair in views]
+        record = run_epoch(step_fn, opt, cfg, batches, epoch, len(batches), False, steps.append)
+        epoch_loss.append(record["loss"])
+    after = {f"after/{k}": v for k, v in export_weights(model).items()}
+    return {"step_loss": np.array(steps), "epoch_loss": np.array(epoch_loss), **after}

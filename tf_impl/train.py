@@ -145,9 +145,18 @@ def knn_monitor(model, train, test, device="cpu") -> float:
 
 
 def run_epoch(
-    step_fn, optimizer, cfg: TrainConfig, dataset, epoch: int, steps: int, progress: bool
+    step_fn,
+    optimizer,
+    cfg: TrainConfig,
+    dataset,
+    epoch: int,
+    steps: int,
+    progress: bool,
+    on_step=None,
 ) -> dict:
-    """One pass: per step, set lr (and m), then the compiled step. Returns the epoch record."""
+    """One pass: per step, set lr (and m), then the compiled step. Returns the epoch record.
+
+    ``on_step``: called with each step's loss (a float), e.g. to record the curve."""
     t0, total, seen = time.perf_counter(), 0.0, 0
     bar = tqdm(
         dataset,
@@ -168,6 +177,8 @@ def run_epoch(
         )
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
+        if on_step is not None:
+            on_step(loss)
         total, seen = total + loss * int(x1.shape[0]), seen + int(x1.shape[0])  # global batch
         bar.set_postfix(loss=f"{loss:.3f}")
     elapsed = time.perf_counter() - t0

@@ -6,6 +6,7 @@ with NumPy arrays in ``dtype``, the same layout as ``shared.golden``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from shared import golden
@@ -101,3 +102,40 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
         if key in SLOT_NAMES
     }
     return {"loss": loss.detach().numpy(), "h1": h1, "z1": z1, **grads, **after, **slots}
+
+
+def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each step's two views, NHWC float32 NumPy, from uint8 NHWC ``images`` and the
+    ``shared.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
+    from torch_impl.augment import BatchAugment
+
+    aug = BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
+    out = []
+    for idx, p1, p2 in params:
+        x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2)
+        out.append(tuple(aug.apply(x, p).permute(0, 2, 3, 1).numpy() for p in (p1, p2)))
+    return out
+
+
+def train_run(cfg, model, epochs: list) -> dict:
+    """Train ``model`` with this framework's ``run_epoch`` on given views; the loss curves.
+
+    ``epochs``: per epoch, the list of ``(x1, x2)`` NHWC NumPy views of its steps.
+    Returns ``{"step_loss", "epoch_loss", "after/<name>"}``.
+    """
+    from torch_impl.checkpoint import export_weights
+    from torch_impl.optim import build_optimizer
+    from torch_impl.train import run_epoch
+
+    dtype = next(model.parameters()).dtype
+    opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    ctx = {"device": torch.device("cpu"), "amp_dtype": None, "ddp": None, "progress": False}
+    steps, epoch_loss = [], []
+    for epoch, views in enumerate(epochs):
+        batches = [
+            tuple(torch.from_numpy(v).permute(0, 3, 1, 2).to(dtype) for v in pair) for pair in views
+        ]
+        record = run_epoch(model, opt, cfg, batches, epoch, len(batches), ctx, steps.append)
+        epoch_loss.append(record["loss"])
+    after = {f"after/{k}": v for k, v in export_weights(model).items()}
+    return {"step_loss": np.array(steps), "epoch_loss": np.array(epoch_loss), **after}

@@ -131,9 +131,11 @@ def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0
 
 
 def run_epoch(
-    model, optimizer, cfg: TrainConfig, batches, epoch: int, steps: int, ctx: dict
+    model, optimizer, cfg: TrainConfig, batches, epoch: int, steps: int, ctx: dict, on_step=None
 ) -> dict:
-    """One pass: per step, set lr (and m), then ``model.train_step``. Returns the epoch record."""
+    """One pass: per step, set lr (and m), then ``model.train_step``. Returns the epoch record.
+
+    ``on_step``: called with each step's loss (a float), e.g. to record the curve."""
     model.train()
     t0, total, seen = time.perf_counter(), 0.0, 0
     bar = tqdm(
@@ -161,6 +163,8 @@ def run_epoch(
         loss = _global_mean(loss).item()  # the same value on every rank: all stop together
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
+        if on_step is not None:
+            on_step(loss)
         total, seen = total + loss * cfg.batch_size, seen + cfg.batch_size
         bar.set_postfix(loss=f"{loss:.3f}")
     elapsed = time.perf_counter() - t0

@@ -101,9 +101,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     pd.add_argument(
         "--level",
         default="loss",
-        choices=["loss", "step"],
-        help="loss: the goldens; step: one training step of each shared.step_parity case "
-        "(--out is then a folder; the first framework writes the initial weights there)",
+        choices=["loss", "step", "train"],
+        help="loss: the goldens; step: one training step of each shared.step_parity case; "
+        "train: a few epochs of each shared.train_parity case (--out is then a folder; the "
+        "first framework writes the initial weights, and the views, there)",
     )
     pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
     pd.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -253,6 +254,8 @@ def cmd_parity_dump(pkg: str, args) -> int:
     """Run the framework's losses on the goldens for each ``--dtype``; one .npz each."""
     if args.level == "step":
         return _dump_steps(pkg, args)
+    if args.level == "train":
+        return _dump_train(pkg, args)
     if len(args.dtype) > 1 and "{dtype}" not in args.out:
         raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
     parity = _mod(pkg, "parity")
@@ -316,6 +319,57 @@ def _dump_steps(pkg: str, args) -> int:
             path = out / f"{parity.FRAMEWORK}-{case}-{dtype}.npz"
             np.savez(path, **res)
             print(f"wrote {path} ({len(res)} arrays)")
+    return 0
+
+
+def _dump_train(pkg: str, args) -> int:
+    """A few epochs per ``shared.train_parity`` case and dtype. The first framework writes the
+    initial weights (``DIR/init-<case>-<dtype>.npz``) and the views (``DIR/views-<case>.npz``);
+    the other reads them."""
+    from shared import train_parity as tp
+    from shared.data import load_embedded
+    from shared.weights import load_weights, save_weights
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parity, ck, train = _mod(pkg, "parity"), _mod(pkg, "checkpoint"), _mod(pkg, "train")
+    images = load_embedded().train.images[: tp.IMAGES]
+    for case in tp.CASES:
+        cfg = tp.config(case)
+        views_file = out / f"views-{case}.npz"
+        if not views_file.exists():
+            views = [
+                parity.train_views(cfg, images, tp.view_params(cfg, e)) for e in range(cfg.epochs)
+            ]
+            arrays = {
+                f"{e}/{s}/{v}": x
+                for e, ep in enumerate(views)
+                for s, p in enumerate(ep)
+                for v, x in enumerate(p)
+            }
+            np.savez(views_file, **arrays)
+        with np.load(views_file) as z:
+            steps = tp.steps_per_epoch()
+            views = [
+                [(z[f"{e}/{s}/0"], z[f"{e}/{s}/1"]) for s in range(steps)]
+                for e in range(cfg.epochs)
+            ]
+        for dtype in args.dtype:
+            if pkg == "torch_impl":
+                import torch
+
+                torch.manual_seed(cfg.seed)
+            model = train.build_model(cfg, dtype)
+            init = out / f"init-{case}-{dtype}.npz"
+            if init.exists():
+                ck.import_weights(model, load_weights(init)[0])
+            else:
+                meta = {"method": cfg.method, "encoder": cfg.encoder, "framework": pkg}
+                save_weights(init, ck.export_weights(model), meta)
+            res = parity.train_run(cfg, model, views)
+            path = out / f"{parity.FRAMEWORK}-train-{case}-{dtype}.npz"
+            np.savez(path, **res)
+            print(f"wrote {path} (final loss {res['step_loss'][-1]:.6f})")
     return 0
 
 

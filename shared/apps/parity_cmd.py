@@ -3,6 +3,7 @@
     rosetta parity [--out DIR] [--dtypes float64 float32] [--device cpu]
     rosetta parity --compare A.npz B.npz     # e.g. a CPU dump against a GPU dump
     rosetta parity --level step              # one training step, torch vs TF, ported weights
+    rosetta parity --level train             # 3 epochs in both, ported weights, both curves
     rosetta parity --random 10000            # + random cases; the worst one is named (r<seed>)
 
 Each backend writes its values, per-anchor losses and gradients to an ``.npz``
@@ -175,13 +176,43 @@ def run_step(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
     return rows, all(r["passed"] for r in rows)
 
 
+def run_train(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
+    """``--level train``: torch's run (it writes the initial weights and the views), then
+    TF's, compared by ``shared.train_parity.compare_runs``; also writes ``train_curves.md``,
+    ``train_curves.json`` and ``train_curves.png`` (both loss curves per case and dtype)."""
+    from shared import train_parity as tp
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for module in BACKENDS.values():  # torch first: it writes the weights and the views
+        cmd = [sys.executable, "-m", module, "parity-dump", "--level", "train"]
+        proc = subprocess.run(
+            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)], text=True, capture_output=True
+        )
+        if proc.returncode != 0:
+            print(f"{module}: train dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return [], False
+    rows, curves = [], {}
+    for case in tp.CASES:
+        for dtype in dtypes:
+            a, b = (tp.load_run(out_dir / f"{fw}-train-{case}-{dtype}.npz") for fw in BACKENDS)
+            curves[(case, dtype)] = (a, b)
+            for r in tp.compare_runs(a, b, dtype, case):
+                rows.append({**r, "backend": f"{case}: tensorflow vs torch"})
+    (out_dir / "train_curves.md").write_text(tp.curves_markdown(curves))
+    (out_dir / "train_curves.json").write_text(tp.summary_json(curves))
+    tp.plot(curves, out_dir / "train_curves.png")
+    print(tp.curves_markdown(curves))
+    return rows, all(r["passed"] for r in rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta parity", description=__doc__.splitlines()[0])
     ap.add_argument(
         "--level",
         default="loss",
-        choices=["loss", "step"],
-        help="loss: the goldens against NumPy; step: one training step, torch vs TF",
+        choices=["loss", "step", "train"],
+        help="loss: the goldens against NumPy; step: one training step, torch vs TF; train: "
+        "a few epochs from ported weights in both frameworks, and both loss curves",
     )
     ap.add_argument("--out", default=None, help="folder for dumps, parity.md, parity.json")
     ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
@@ -211,6 +242,8 @@ def main(argv=None) -> int:
         ok = all(r["passed"] for r in rows)
     elif args.level == "step":
         rows, ok = run_step(out, args.dtypes)
+    elif args.level == "train":
+        rows, ok = run_train(out, args.dtypes)
     else:
         rows, ok = run(out, args.dtypes, args.device, args.random, args.seed)
     summary = summarize(rows)

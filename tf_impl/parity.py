@@ -59,12 +59,16 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
 
     Eager (no ``tf.function``), the same order of operations as ``MoCo.train_step``.
     """
-    from tf_impl.checkpoint import _entries, export_weights
+    from tf_impl.checkpoint import _entries, export_weights, import_weights
 
     net = model.net if hasattr(model, "net") else model.encoder_q
     dtype = net.weights[0].dtype
     a, b = tf.constant(x1, dtype), tf.constant(x2, dtype)
     h1, z1 = (t.numpy() for t in net(a, training=False))
+    # a train-mode pass moves BN's statistics: put them back
+    state = {k: np.array(v) for k, v in export_weights(model).items()}
+    h1_train, z1_train = (t.numpy() for t in net(a, training=True))
+    import_weights(model, state)
     names = {id(v): n for n, v in _entries(model)}
     variables = net.trainable_weights
     if hasattr(model, "queue"):
@@ -87,7 +91,8 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
         for slot, per_var in zip(optimizer.slot_names, optimizer.slots, strict=True)
         for i, v in enumerate(variables)
     }
-    return {"loss": loss.numpy(), "h1": h1, "z1": z1, **out_grads, **after, **slots}
+    features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
+    return {"loss": loss.numpy(), **features, **out_grads, **after, **slots}
 
 
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:

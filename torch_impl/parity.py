@@ -59,14 +59,15 @@ SLOT_NAMES = {"momentum_buffer": "momentum", "exp_avg": "m", "exp_avg_sq": "v"}
 def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
     """One training step on NHWC NumPy views; every compared quantity by canonical name.
 
-    Returns ``{"loss", "h1", "z1", "grad/<name>", "after/<name>", "slot/<name>/<slot>"}``
-    (the optimiser's state: ``momentum`` for SGD and LARS, ``m`` and ``v`` for Adam; h1 and z1 in eval mode,
-    before the step, so the running statistics move only once; ``after`` is the whole
+    Returns ``{"loss", "h1", "z1", "h1_train", "z1_train", "grad/<name>", "after/<name>",
+    "slot/<name>/<slot>"}`` (the optimiser's state: ``momentum`` for SGD and LARS, ``m`` and
+    ``v`` for Adam; h1 and z1 before the step, in eval mode and in train mode, BN's statistics
+    restored after the train-mode pass so that they move only in the step; ``after`` is the whole
     exported state after the step: weights, BN statistics and, for MoCo, the key encoder, the
     queue and its pointer), for ``shared.parity`` to compare with ``tf_impl.parity.step_outputs``.
     """
     from shared.weights import to_canonical
-    from torch_impl.checkpoint import _entries, export_weights
+    from torch_impl.checkpoint import _entries, export_weights, import_weights
 
     dtype = next(model.parameters()).dtype
     a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dtype) for x in (x1, x2))
@@ -74,7 +75,11 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     model.eval()
     with torch.no_grad():
         h1, z1 = (t.numpy() for t in net(a))
-    model.train()
+        model.train()
+        # a train-mode pass moves BN's statistics: put them back (copies: torch shares memory)
+        state = {k: np.array(v) for k, v in export_weights(model).items()}
+        h1_train, z1_train = (t.numpy() for t in net(a))
+        import_weights(model, state)
     if hasattr(model, "queue"):
         from torch_impl.moco import momentum_update
 
@@ -101,7 +106,8 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
         for key, value in optimizer.state.get(t, {}).items()
         if key in SLOT_NAMES
     }
-    return {"loss": loss.detach().numpy(), "h1": h1, "z1": z1, **grads, **after, **slots}
+    features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
+    return {"loss": loss.detach().numpy(), **features, **grads, **after, **slots}
 
 
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:

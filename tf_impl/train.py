@@ -16,6 +16,7 @@ batch (``tf_impl.distributed``); the chief alone writes the run directory.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -109,6 +110,10 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
 
     ``aug``: a ``tf.function`` of :class:`BatchAugment` to reuse across epochs (tracing it again
     every epoch costs ~0.5 s on 2 cores).
+
+    tf.data's autotuning is off, with fixed parallelism and a prefetch of 2: with it on, deleting
+    the epoch's iterator waited for autotune's background thread, 5.0 s at a time, in about 1
+    epoch in 3 (MoCo epochs of 5.5 s took 10.5 s; benchmarks/README.md, "the MoCo-TF stall").
     """
     aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(images))
@@ -118,10 +123,10 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
         two = TwoViews(simclr_augment(*aug_args))
         ds = ds.map(
             lambda img, i: two(img, tf.stack([base, i])),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=DATA_THREADS,
             deterministic=True,
         )
-        return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return _fixed(ds.batch(cfg.batch_size, drop_remainder=True).prefetch(2))
     aug = aug or tf.function(BatchAugment(*aug_args))
     ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
 
@@ -129,9 +134,17 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
         j = 2 * tf.cast(j, tf.int32)
         return aug(batch[0], tf.stack([base, j])), aug(batch[0], tf.stack([base, j + 1]))
 
-    return ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return _fixed(ds.map(two_views, num_parallel_calls=2, deterministic=True).prefetch(2))
+
+
+DATA_THREADS = max(2, min(8, os.cpu_count() or 2))  # per-sample augmentation's parallel maps
+
+
+def _fixed(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """The dataset with tf.data's autotuning off (see :func:`make_dataset`)."""
+    opts = tf.data.Options()
+    opts.autotune.enabled = False
+    return ds.with_options(opts)
 
 
 def knn_monitor(model, train, test, device="cpu") -> float:

@@ -652,7 +652,7 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the quick set (default)")
     g.add_argument("--full", action="store_true", help="every size")
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,T")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
@@ -701,6 +701,12 @@ def main(argv=None) -> int:
         b4res = b4(b1res, b2res)
         payload["B4"] = b4res["exponents"]
         sections.append(b4res["md"])
+    if "T" in only:  # issue 13's targets, read from the sections above, first in the report
+        from benchmarks import targets
+
+        payload["probes"] = targets.probes()
+        payload["targets"] = targets.evaluate(payload)
+        sections.insert(0, targets.markdown(payload["targets"]))
     wall = time.perf_counter() - t0
     header = (
         f"Machine: {info['cpu']}; {info['cores']} cores, {args.threads} threads; device "

@@ -105,13 +105,16 @@ def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
     return step
 
 
-def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> tf.data.Dataset:
+def make_dataset(
+    images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None, autotune: bool = False
+) -> tf.data.Dataset:
     """Shuffled two-view batches whose order and augmentation depend only on (seed, epoch).
 
     ``aug``: a ``tf.function`` of :class:`BatchAugment` to reuse across epochs (tracing it again
     every epoch costs ~0.5 s on 2 cores).
 
-    tf.data's autotuning is off, with fixed parallelism and a prefetch of 2: with it on, deleting
+    ``autotune``: tf.data's autotuning, off by default (``benchmarks/targets.py`` turns it on
+    to measure the difference). Off, the parallelism is fixed with a prefetch of 2: on, deleting
     the epoch's iterator waited for autotune's background thread, 5.0 s at a time, in about 1
     epoch in 3 (MoCo epochs of 5.5 s took 10.5 s; benchmarks/README.md, "the MoCo-TF stall").
     """
@@ -123,9 +126,11 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
         two = TwoViews(simclr_augment(*aug_args))
         ds = ds.map(
             lambda img, i: two(img, tf.stack([base, i])),
-            num_parallel_calls=DATA_THREADS,
+            num_parallel_calls=tf.data.AUTOTUNE if autotune else DATA_THREADS,
             deterministic=True,
         )
+        if autotune:
+            return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         return _fixed(ds.batch(cfg.batch_size, drop_remainder=True).prefetch(2))
     aug = aug or tf.function(BatchAugment(*aug_args))
     ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
@@ -134,6 +139,9 @@ def make_dataset(images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None) -> 
         j = 2 * tf.cast(j, tf.int32)
         return aug(batch[0], tf.stack([base, j])), aug(batch[0], tf.stack([base, j + 1]))
 
+    if autotune:
+        ds = ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
     return _fixed(ds.map(two_views, num_parallel_calls=2, deterministic=True).prefetch(2))
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,8 +109,10 @@ def train_cell(
     }
 
 
-def train_cells(cells, out: Path, epochs: int | None, jobs: int) -> dict:
-    """Every cell, ``jobs`` at a time, each with ``cores // jobs`` threads; in ``cells`` order.
+def train_cells(cells, out: Path, epochs: int | None, jobs: int, then=None) -> tuple[dict, object]:
+    """Every cell, ``jobs`` at a time, each with ``cores // jobs`` threads; then ``then()``
+    (the parity checks), which starts as soon as a worker is free, so that it overlaps the
+    last cell. Returns the cells' results in ``cells`` order and ``then()``'s.
 
     Raises:
         RuntimeError: a child failed (its own one-line error is already printed).
@@ -123,13 +126,24 @@ def train_cells(cells, out: Path, epochs: int | None, jobs: int) -> dict:
             f"{LABEL[m]} ({LABEL[f]})": pool.submit(train_cell, f, m, out, epochs, threads)
             for f, m in cells
         }
+        later: list = []  # then(), submitted when the first cell succeeds
+        lock = threading.Lock()
+
+        def start_then(fut) -> None:
+            with lock:
+                if then is not None and not later and fut.exception() is None:
+                    later.append(pool.submit(then))
+
+        for fut in futures.values():
+            fut.add_done_callback(start_then)
         done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
         if any(f.exception() for f in done):
             for f in futures.values():
                 f.cancel()  # cells not started yet
             for child in list(_CHILDREN):  # and the running ones: the demo has failed
                 child.terminate()
-        return {label: fut.result() for label, fut in futures.items()}
+        runs = {label: fut.result() for label, fut in futures.items()}
+        return runs, (later[0].result() if later else None)
 
 
 def _trained(cell: dict) -> dict:
@@ -350,6 +364,13 @@ def _report(
         print(matrix_table(runs))
 
 
+def _parity(out: Path) -> tuple:
+    """The loss and step levels of ``rosetta parity``: (rows, ok, step rows, step ok)."""
+    rows, ok = parity_cmd.run(out / "parity", ["float64", "float32"])
+    step_rows, step_ok = parity_cmd.run_step(out / "parity" / "step", ["float64", "float32"])
+    return rows, ok, step_rows, step_ok
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta demo", description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -380,15 +401,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
+    cells = MATRIX if args.matrix else PAIR
     try:
-        runs = train_cells(MATRIX if args.matrix else PAIR, out, args.epochs, args.jobs)
+        runs, (rows, parity_ok, step_rows, step_ok) = train_cells(
+            cells, out, args.epochs, args.jobs, then=lambda: _parity(out)
+        )
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows, parity_ok = parity_cmd.run(out / "parity", ["float64", "float32"])
     parity_md = parity_cmd.to_markdown(parity_cmd.summarize(rows))
     (out / "parity" / "parity.md").write_text(parity_md)
-    step_rows, step_ok = parity_cmd.run_step(out / "parity" / "step", ["float64", "float32"])
     parity_ok = parity_ok and step_ok
     parity_md += (
         "\n## Step parity: one training step, torch vs TF from ported weights "

@@ -153,20 +153,29 @@ def run(
     return rows, all(r["passed"] for r in rows)
 
 
+def dump_both(level: str, out_dir: Path, dtypes) -> bool:
+    """``parity-dump --level LEVEL`` in torch, then in TF, each in its own process, into
+    ``out_dir``. Torch goes first: it writes the shared inputs (initial weights, views) that TF
+    reads. False (with the child's error on stderr) when a dump fails."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for module in BACKENDS.values():
+        cmd = [sys.executable, "-m", module, "parity-dump", "--level", level]
+        proc = subprocess.run(
+            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)], text=True, capture_output=True
+        )
+        if proc.returncode != 0:
+            print(f"{module}: {level} dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return False
+    return True
+
+
 def run_step(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
     """``--level step``: torch's dump (it writes the initial weights), then TF's, compared by
     ``shared.step_parity.compare_steps``."""
     from shared import step_parity as sp
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for module in BACKENDS.values():  # torch first: it writes the initial weights
-        cmd = [sys.executable, "-m", module, "parity-dump", "--level", "step"]
-        proc = subprocess.run(
-            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)], text=True, capture_output=True
-        )
-        if proc.returncode != 0:
-            print(f"{module}: step dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return [], False
+    if not dump_both("step", out_dir, dtypes):
+        return [], False
     rows = []
     for case in sp.STEP_CASES:
         for dtype in dtypes:
@@ -182,15 +191,8 @@ def run_train(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
     ``train_curves.json`` and ``train_curves.png`` (both loss curves per case and dtype)."""
     from shared import train_parity as tp
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for module in BACKENDS.values():  # torch first: it writes the weights and the views
-        cmd = [sys.executable, "-m", module, "parity-dump", "--level", "train"]
-        proc = subprocess.run(
-            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)], text=True, capture_output=True
-        )
-        if proc.returncode != 0:
-            print(f"{module}: train dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return [], False
+    if not dump_both("train", out_dir, dtypes):
+        return [], False
     rows, curves = [], {}
     for case in tp.CASES:
         for dtype in dtypes:

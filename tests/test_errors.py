@@ -226,3 +226,59 @@ def test_diverging_run_warns_and_records_health(tmp_path, framework, capsys):
     assert "the weight norm grew" in capsys.readouterr().err
     epochs = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]
     assert epochs and epochs[0]["weight_norm"] > 100 and 0 <= epochs[0]["z_spread"] < 2
+
+
+def test_demo_trains_cells_at_once_and_starts_parity_after_the_first(monkeypatch, tmp_path):
+    """``train_cells``: with 2 jobs both cells run at once, each told to use cores // 2
+    threads; the parity job starts only once a cell has finished, and results keep the order
+    of the cells."""
+    import threading
+    import time
+
+    from shared.apps import demo
+
+    events, lock = [], threading.Lock()
+
+    def fake_cell(framework, method, out, epochs, threads):
+        with lock:
+            events.append(("start", framework, threads))
+        time.sleep(0.3 if framework == "torch" else 0.1)
+        with lock:
+            events.append(("end", framework, threads))
+        return {"framework": framework}
+
+    def fake_parity():
+        with lock:
+            events.append(("parity", None, None))
+        return "parity-result"
+
+    monkeypatch.setattr(demo, "train_cell", fake_cell)
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    runs, after = demo.train_cells(demo.PAIR, tmp_path, None, 2, then=fake_parity)
+    assert list(runs) == ["SimCLR (torch)", "MoCo v2 (TF)"] and after == "parity-result"
+    kinds = [e[0] for e in events]
+    assert kinds[:2] == ["start", "start"]  # both at once
+    assert {e[2] for e in events if e[0] == "start"} == {1}  # 2 cores / 2 jobs
+    assert kinds.index("parity") > kinds.index("end")  # after the first cell, not before
+    assert events[kinds.index("end")][1] == "tensorflow"  # the shorter cell ended first
+    runs, _ = demo.train_cells(demo.PAIR, tmp_path, None, 1)
+    assert {e[2] for e in events[-4:]} == {None}  # one job: every core, in turn
+
+
+def test_demo_skips_parity_when_a_cell_fails(monkeypatch, tmp_path):
+    """A failed cell: the error reaches the caller and the parity job never starts."""
+    import pytest
+
+    from shared.apps import demo
+
+    ran = []
+
+    def fake_cell(framework, method, out, epochs, threads):
+        if framework == "torch":
+            raise RuntimeError("step failed (exit 2): torch")
+        return {"framework": framework}
+
+    monkeypatch.setattr(demo, "train_cell", fake_cell)
+    with pytest.raises(RuntimeError, match="exit 2"):
+        demo.train_cells(demo.PAIR, tmp_path, None, 1, then=lambda: ran.append("parity"))
+    assert ran == []

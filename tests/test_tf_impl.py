@@ -269,3 +269,20 @@ def test_linear_eval_frozen_and_finetune_arms():
     assert (
         out["n_labelled"] == 16 and 0 <= out["finetune_top1"] <= 1 and 0 <= out["scratch_top1"] <= 1
     )
+
+
+@pytest.mark.parametrize("augment", ["batch", "per_sample"])
+def test_make_dataset_turns_autotune_off(augment):
+    """tf.data's autotuning stalled MoCo epochs (deleting an iterator waited up to 5 s for its
+    thread; benchmarks/results/stall.md): the training pipeline keeps it off, and
+    ``autotune=True`` (the benchmark's comparison) turns it back on."""
+    from shared.config import TrainConfig
+    from tf_impl.train import make_dataset
+
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    cfg = TrainConfig(method="moco", batch_size=8, augment=augment).resolve("tensorflow")
+    ds = make_dataset(images, cfg, 0)
+    assert ds.options().autotune.enabled is False
+    assert make_dataset(images, cfg, 0, autotune=True).options().autotune.enabled is not False
+    x1, x2 = next(iter(ds))
+    assert x1.shape == (8, 32, 32, 3) and x2.shape == (8, 32, 32, 3)

@@ -30,7 +30,7 @@ test: $(STAMP)  ## the test suite (unit + cross-framework), slow tests excluded
 test-all: $(STAMP)  ## every test, slow ones included
 	$(VPY) -m pytest -q -m ""
 
-bench: $(VENV)/.bench  ## quick benchmark set (<= 10 min on 2 cores); results in benchmarks/results/
+bench: $(VENV)/.bench  ## quick benchmark set (about 10 min on 2 cores); results in benchmarks/results/
 	$(VPY) -m benchmarks.run --quick
 
 bench-full: $(VENV)/.bench  ## every benchmark

@@ -1,6 +1,6 @@
 """Benchmarks: B1 NT-Xent kernel, B2 MoCo step pieces, B3 throughput, B4 scaling, B5 the 2x2, B6 1 vs 2 workers.
 
-    python -m benchmarks.run --quick            # make bench: <= 10 min on 2 cores
+    python -m benchmarks.run --quick            # make bench: about 10 min on 2 cores
     python -m benchmarks.run --full             # every size
     python -m benchmarks.run --only B1,B4 --device cuda
 

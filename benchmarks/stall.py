@@ -42,7 +42,7 @@ def run(epochs: int, autotune: bool) -> dict:
     model = T.build_model(cfg)
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     step = T.compile_step(model, opt)
-    aug = tf.function(BatchAugment(32, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip))
+    aug = tf.function(BatchAugment(**cfg.augment_kwargs()))
     out = {"epoch": [], "steps": [], "delete": []}
     for epoch in range(epochs + 1):  # epoch 0 traces: left out
         it = iter(T.make_dataset(images, cfg, epoch, aug, autotune=autotune))

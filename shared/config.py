@@ -319,6 +319,21 @@ class TrainConfig:
             )
             raise ValueError(msg) from None
 
+    def augment_kwargs(self) -> dict:
+        """The keyword arguments of ``BatchAugment(...)``, ``simclr_augment(...)`` and
+        ``shared.augment_spec.augment_spec(...)``, the same in both frameworks.
+
+        Example:
+            >>> TrainConfig().resolve("torch").augment_kwargs()
+            {'image_size': 32, 'scale': (0.3, 1.0), 'strength': 0.5, 'flip': False}
+        """
+        return {
+            "image_size": self.image_size,
+            "scale": tuple(self.crop_scale),
+            "strength": self.color_strength,
+            "flip": self.flip,
+        }
+
     def model_kwargs(self) -> dict:
         """The keyword arguments of ``SimCLR(...)`` or ``MoCo(...)``, the same in both frameworks.
 

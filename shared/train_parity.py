@@ -75,7 +75,7 @@ def view_params(cfg: TrainConfig, epoch: int) -> list[tuple[np.ndarray, dict, di
     """Per step of ``epoch``: the image indices and the parameters of the two views."""
     rng = np.random.default_rng([cfg.seed, epoch])
     order = rng.permutation(IMAGES)
-    spec = augment_spec(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
+    spec = augment_spec(**cfg.augment_kwargs())
     out = []
     for s in range(steps_per_epoch()):
         idx = order[s * BATCH : (s + 1) * BATCH]

@@ -53,16 +53,10 @@ def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
     return tf.cast(z, tf.float32).numpy()
 
 
-def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):
-    """Projections ``(z1, z2)`` of two augmented views of ``images``, in inference mode (figures)."""
-    two = TwoViews(
-        simclr_augment(
-            cfg["image_size"],
-            tuple(cfg["crop_scale"]),
-            cfg["color_strength"],
-            flip=cfg.get("flip", True),
-        )
-    )
+def projection_batch(model, images: np.ndarray, cfg, seed: int = 1):
+    """Projections ``(z1, z2)`` of two augmented views of ``images``, in inference mode (figures);
+    ``cfg``: the run's resolved ``TrainConfig`` (its augmentation)."""
+    two = TwoViews(simclr_augment(**cfg.augment_kwargs()))
     pairs = [two(tf.constant(im), tf.constant([seed, i])) for i, im in enumerate(images)]
     net = model.net if hasattr(model, "net") else model.encoder_q
     _, z1 = net(tf.stack([a for a, _ in pairs]), training=False)

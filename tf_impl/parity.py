@@ -100,7 +100,7 @@ def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]
     ``shared.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
     from tf_impl.augment import BatchAugment
 
-    aug = BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
+    aug = BatchAugment(**cfg.augment_kwargs())
     return [tuple(aug.apply(images[idx], p).numpy() for p in (p1, p2)) for idx, p1, p2 in params]
 
 

@@ -118,12 +118,11 @@ def make_dataset(
     the epoch's iterator waited for autotune's background thread, 5.0 s at a time, in about 1
     epoch in 3 (MoCo epochs of 5.5 s took 10.5 s; benchmarks/README.md, "the MoCo-TF stall").
     """
-    aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(images))
     ds = tf.data.Dataset.from_tensor_slices((images[order], order.astype(np.int32)))
     base = cfg.seed * 100_003 + epoch
     if cfg.augment == "per_sample":
-        two = TwoViews(simclr_augment(*aug_args))
+        two = TwoViews(simclr_augment(**cfg.augment_kwargs()))
         ds = ds.map(
             lambda img, i: two(img, tf.stack([base, i])),
             num_parallel_calls=tf.data.AUTOTUNE if autotune else DATA_THREADS,
@@ -132,7 +131,7 @@ def make_dataset(
         if autotune:
             return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         return _fixed(ds.batch(cfg.batch_size, drop_remainder=True).prefetch(2))
-    aug = aug or tf.function(BatchAugment(*aug_args))
+    aug = aug or tf.function(BatchAugment(**cfg.augment_kwargs()))
     ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
 
     def two_views(j, batch):
@@ -265,9 +264,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         else None,
         "chief": chief,
     }
-    aug = tf.function(
-        BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
-    )
+    aug = tf.function(BatchAugment(**cfg.augment_kwargs()))
     record = {"loss": float("nan")}
     for epoch in range(start_epoch, cfg.epochs):
         dataset = make_dataset(train_split.images, cfg, epoch, aug)

@@ -67,17 +67,11 @@ def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
 
 
 @torch.no_grad()
-def projection_batch(model, images: np.ndarray, cfg: dict, seed: int = 1):
-    """Projections ``(z1, z2)`` of two augmented views of ``images``, in eval mode (figures)."""
+def projection_batch(model, images: np.ndarray, cfg, seed: int = 1):
+    """Projections ``(z1, z2)`` of two augmented views of ``images``, in eval mode (figures);
+    ``cfg``: the run's resolved ``TrainConfig`` (its augmentation)."""
     torch.manual_seed(seed)
-    views = TwoViews(
-        simclr_augment(
-            cfg["image_size"],
-            tuple(cfg["crop_scale"]),
-            cfg["color_strength"],
-            flip=cfg.get("flip", True),
-        )
-    )
+    views = TwoViews(simclr_augment(**cfg.augment_kwargs()))
     pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in images]
     net = model.net if hasattr(model, "net") else model.encoder_q
     net.eval()

@@ -115,7 +115,7 @@ def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]
     ``shared.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
     from torch_impl.augment import BatchAugment
 
-    aug = BatchAugment(cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
+    aug = BatchAugment(**cfg.augment_kwargs())
     out = []
     for idx, p1, p2 in params:
         x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2)

@@ -103,9 +103,8 @@ def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0
     """
     world = cfg.world_size or 1
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    aug_args = (cfg.image_size, tuple(cfg.crop_scale), cfg.color_strength, None, cfg.flip)
     if cfg.augment == "per_sample":
-        dataset = TwoViewDataset(split, TwoViews(simclr_augment(*aug_args)))
+        dataset = TwoViewDataset(split, TwoViews(simclr_augment(**cfg.augment_kwargs())))
         sampler = None
         if world > 1:
             sampler = DistributedSampler(
@@ -122,7 +121,7 @@ def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0
             num_workers=cfg.num_workers,
         )
         return ((v1, v2) for v1, v2, _ in loader)
-    batch_aug = BatchAugment(*aug_args)
+    batch_aug = BatchAugment(**cfg.augment_kwargs())
     x = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
     order = torch.randperm(len(x), generator=gen)[: steps * cfg.batch_size]
     n = cfg.batch_size // world

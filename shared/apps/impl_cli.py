@@ -174,7 +174,7 @@ def cmd_eval(pkg: str, args) -> int:
     print(json.dumps(res, indent=2))
     out = Path(args.out or args.run_dir)
     atomic_write_json(out / "eval.json", res)
-    z1, z2 = ev.projection_batch(model, test.images[:16], dataclasses.asdict(cfg))
+    z1, z2 = ev.projection_batch(model, test.images[:16], cfg)
     ev_random = ev.random_init_encoder(cfg.encoder, cfg.seed)
     np.savez_compressed(
         out / "features.npz",

@@ -105,6 +105,9 @@ def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
     return step
 
 
+DATA_THREADS = max(2, min(8, os.cpu_count() or 2))  # per-sample augmentation's parallel maps
+
+
 def make_dataset(
     images: np.ndarray, cfg: TrainConfig, epoch: int, aug=None, autotune: bool = False
 ) -> tf.data.Dataset:
@@ -113,10 +116,10 @@ def make_dataset(
     ``aug``: a ``tf.function`` of :class:`BatchAugment` to reuse across epochs (tracing it again
     every epoch costs ~0.5 s on 2 cores).
 
-    ``autotune``: tf.data's autotuning, off by default (``benchmarks/targets.py`` turns it on
+    ``autotune``: tf.data's autotuning, off by default (``benchmarks/stall.py`` turns it on
     to measure the difference). Off, the parallelism is fixed with a prefetch of 2: on, deleting
     the epoch's iterator waited for autotune's background thread, 5.0 s at a time, in about 1
-    epoch in 3 (MoCo epochs of 5.5 s took 10.5 s; benchmarks/README.md, "the MoCo-TF stall").
+    epoch in 3 (MoCo epochs of 5.5 s took 10.5 s; benchmarks/results/stall.md).
     """
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(images))
     ds = tf.data.Dataset.from_tensor_slices((images[order], order.astype(np.int32)))
@@ -127,24 +130,20 @@ def make_dataset(
             lambda img, i: two(img, tf.stack([base, i])),
             num_parallel_calls=tf.data.AUTOTUNE if autotune else DATA_THREADS,
             deterministic=True,
+        ).batch(cfg.batch_size, drop_remainder=True)
+    else:
+        aug = aug or tf.function(BatchAugment(**cfg.augment_kwargs()))
+
+        def two_views(j, batch):
+            j = 2 * tf.cast(j, tf.int32)
+            return aug(batch[0], tf.stack([base, j])), aug(batch[0], tf.stack([base, j + 1]))
+
+        ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
+        ds = ds.map(
+            two_views, num_parallel_calls=tf.data.AUTOTUNE if autotune else 2, deterministic=True
         )
-        if autotune:
-            return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-        return _fixed(ds.batch(cfg.batch_size, drop_remainder=True).prefetch(2))
-    aug = aug or tf.function(BatchAugment(**cfg.augment_kwargs()))
-    ds = ds.batch(cfg.batch_size, drop_remainder=True).enumerate()
-
-    def two_views(j, batch):
-        j = 2 * tf.cast(j, tf.int32)
-        return aug(batch[0], tf.stack([base, j])), aug(batch[0], tf.stack([base, j + 1]))
-
-    if autotune:
-        ds = ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
-    return _fixed(ds.map(two_views, num_parallel_calls=2, deterministic=True).prefetch(2))
-
-
-DATA_THREADS = max(2, min(8, os.cpu_count() or 2))  # per-sample augmentation's parallel maps
+    ds = ds.prefetch(tf.data.AUTOTUNE if autotune else 2)
+    return ds if autotune else _fixed(ds)
 
 
 def _fixed(ds: tf.data.Dataset) -> tf.data.Dataset:

@@ -167,10 +167,7 @@ class BatchAugment:
         from torchvision.ops import roi_align
 
         dev = images.device
-        p = {
-            k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v).to(dev)
-            for k, v in params.items()
-        }
+        p = {k: torch.as_tensor(v, device=dev) for k, v in params.items()}
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
         index = torch.arange(x.shape[0], dtype=torch.float32, device=dev)[:, None]
         boxes = torch.cat([index, p["boxes"].float()], 1)  # (B, 5): image index, x0 y0 x1 y1

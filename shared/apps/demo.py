@@ -46,9 +46,8 @@ def _run(cmd: list[str], env: dict | None = None) -> None:
         child.wait()
     finally:
         _CHILDREN.discard(child)
-    result = child
-    if result.returncode:  # the child already printed its one-line error
-        raise RuntimeError(f"step failed (exit {result.returncode}): {' '.join(cmd)}")
+    if child.returncode:  # the child already printed its one-line error
+        raise RuntimeError(f"step failed (exit {child.returncode}): {' '.join(cmd)}")
 
 
 def thread_env(threads: int | None) -> dict | None:

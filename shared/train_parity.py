@@ -84,6 +84,29 @@ def view_params(cfg: TrainConfig, epoch: int) -> list[tuple[np.ndarray, dict, di
     return out
 
 
+def save_views(path: Path, views: list) -> None:
+    """Write per-epoch lists of ``(x1, x2)`` view pairs to one ``.npz`` (keys ``e/s/v``)."""
+    arrays = {
+        f"{e}/{s}/{v}": x
+        for e, epoch in enumerate(views)
+        for s, pair in enumerate(epoch)
+        for v, x in enumerate(pair)
+    }
+    np.savez(path, **arrays)
+
+
+def load_views(path: Path) -> list:
+    """The per-epoch lists of ``(x1, x2)`` view pairs written by :func:`save_views`."""
+    with np.load(path) as z:
+        index = sorted({tuple(map(int, k.split("/")[:2])) for k in z.files})
+        views: list = []
+        for e, s in index:
+            if e == len(views):
+                views.append([])
+            views[e].append((z[f"{e}/{s}/0"], z[f"{e}/{s}/1"]))
+    return views
+
+
 def compare_runs(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     """Rows comparing torch's run ``a`` with TF's ``b`` (``{"step_loss", "epoch_loss",
     "after/<name>"}``); BN running variances are left out (n / (n - 1), the catalogue's row)."""

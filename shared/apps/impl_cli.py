@@ -291,7 +291,6 @@ def _dump_steps(pkg: str, args) -> int:
     """One training step per ``shared.step_parity`` case and dtype, from shared initial weights:
     ``DIR/init-<case>-<dtype>.npz`` is written by the first framework and read by the other."""
     from shared import step_parity as sp
-    from shared.weights import load_weights, save_weights
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,12 +306,8 @@ def _dump_steps(pkg: str, args) -> int:
             model = getattr(cls, "SimCLR" if spec["method"] == "simclr" else "MoCo")(
                 **sp.model_kwargs(case, dtype)
             )
-            init = out / f"init-{case}-{dtype}.npz"
-            if init.exists():
-                ck.import_weights(model, load_weights(init)[0])
-            else:
-                meta = {"method": spec["method"], "encoder": "small_cnn"}
-                save_weights(init, ck.export_weights(model), {**meta, "framework": pkg})
+            meta = {"method": spec["method"], "encoder": "small_cnn", "framework": pkg}
+            _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta)
             opt = _mod(pkg, "optim").build_optimizer(model, opt_name, lr, momentum, wd)
             extra = {"key_momentum": sp.KEY_MOMENTUM} if spec["method"] == "moco" else {}
             res = parity.step_outputs(model, *sp.views(dtype), opt, **extra)
@@ -322,13 +317,23 @@ def _dump_steps(pkg: str, args) -> int:
     return 0
 
 
+def _shared_init(ck, model, path: Path, meta: dict) -> None:
+    """The parity dumps' common start: the first framework writes ``model``'s initial weights
+    to ``path`` (``shared.weights``), the other imports them into its own ``model``."""
+    from shared.weights import load_weights, save_weights
+
+    if path.exists():
+        ck.import_weights(model, load_weights(path)[0])
+    else:
+        save_weights(path, ck.export_weights(model), meta)
+
+
 def _dump_train(pkg: str, args) -> int:
     """A few epochs per ``shared.train_parity`` case and dtype. The first framework writes the
     initial weights (``DIR/init-<case>-<dtype>.npz``) and the views (``DIR/views-<case>.npz``);
     the other reads them."""
     from shared import train_parity as tp
     from shared.data import load_embedded
-    from shared.weights import load_weights, save_weights
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -338,34 +343,20 @@ def _dump_train(pkg: str, args) -> int:
         cfg = tp.config(case)
         views_file = out / f"views-{case}.npz"
         if not views_file.exists():
-            views = [
-                parity.train_views(cfg, images, tp.view_params(cfg, e)) for e in range(cfg.epochs)
-            ]
-            arrays = {
-                f"{e}/{s}/{v}": x
-                for e, ep in enumerate(views)
-                for s, p in enumerate(ep)
-                for v, x in enumerate(p)
-            }
-            np.savez(views_file, **arrays)
-        with np.load(views_file) as z:
-            steps = tp.steps_per_epoch()
-            views = [
-                [(z[f"{e}/{s}/0"], z[f"{e}/{s}/1"]) for s in range(steps)]
-                for e in range(cfg.epochs)
-            ]
+            epochs = range(cfg.epochs)
+            tp.save_views(
+                views_file,
+                [parity.train_views(cfg, images, tp.view_params(cfg, e)) for e in epochs],
+            )
+        views = tp.load_views(views_file)
         for dtype in args.dtype:
             if pkg == "torch_impl":
                 import torch
 
                 torch.manual_seed(cfg.seed)
             model = train.build_model(cfg, dtype)
-            init = out / f"init-{case}-{dtype}.npz"
-            if init.exists():
-                ck.import_weights(model, load_weights(init)[0])
-            else:
-                meta = {"method": cfg.method, "encoder": cfg.encoder, "framework": pkg}
-                save_weights(init, ck.export_weights(model), meta)
+            meta = {"method": cfg.method, "encoder": cfg.encoder, "framework": pkg}
+            _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta)
             res = parity.train_run(cfg, model, views)
             path = out / f"{parity.FRAMEWORK}-train-{case}-{dtype}.npz"
             np.savez(path, **res)

@@ -6,10 +6,10 @@ builds each case's model, writes its initial weights in the ``shared.weights`` f
 step's outputs) and then the TF dump (which imports those weights), each in its own process,
 and compares them here. ``tests/test_step_parity.py`` runs the same comparison in one process.
 
-Compared: the loss, h and z in eval and in train mode, every parameter's gradient, and after one SGD step
-(momentum 0.9, weight decay 1e-4) every weight, BN statistic, the optimiser's momentum slot
-(compared as a gradient: after one step it is ``g + wd w``) and, for MoCo, the key encoder
-after the EMA, the queue and its pointer. One difference is known and kept rather than aligned
+Compared: the loss, h and z in eval and in train mode, every parameter's gradient, and after
+one SGD step (momentum 0.9, weight decay 1e-4) every weight, BN statistic, the optimiser's
+momentum slot (compared as a gradient: after one step it is ``g + wd w``) and, for MoCo, the
+key encoder after the EMA, the queue and its pointer. One difference is known and kept rather than aligned
 (docs/framework_differences.md): torch's BN running variance uses the unbiased batch variance,
 Keras the biased one, so SimCLR's ``moving_variance`` is reported apart with its exact expected
 ratio. MoCo's is not compared: each step updates it twice (one pass per view), and the ratio of

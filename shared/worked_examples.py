@@ -23,10 +23,13 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from shared.losses import info_nce_terms, nt_xent, nt_xent_terms, seed002_raw_cosine_ratio
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.json"  # the committed results
 
 
 @dataclass
@@ -360,12 +363,10 @@ def example_h() -> Example:
 
 
 def _demo_loss_curves() -> dict:
-    """The demo's per-epoch losses as committed in docs/results.json ({} when absent)."""
+    """The demo's per-epoch losses as committed in :data:`RESULTS` ({} when absent)."""
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "docs" / "results.json"
-    return json.loads(path.read_text()).get("loss_curves", {}) if path.exists() else {}
+    return json.loads(RESULTS.read_text()).get("loss_curves", {}) if RESULTS.exists() else {}
 
 
 EXAMPLES = {

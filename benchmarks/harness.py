@@ -43,6 +43,19 @@ def measure(fn, warmup: int = 2, repeat: int = 7, min_time: float = 0.0) -> dict
     }
 
 
+TAU = 0.5  # the temperature of every NT-Xent benchmark
+
+
+def lightly_ntxent():
+    """lightly's ``NTXentLoss`` class, the peer of B1, or ``None`` when lightly is missing."""
+    try:
+        from lightly.loss import NTXentLoss
+
+        return NTXentLoss
+    except ImportError:
+        return None
+
+
 def first_call(fn) -> float:
     """Seconds of the first call (tracing / compilation included)."""
     t0 = time.perf_counter()

@@ -39,16 +39,7 @@ import tensorflow as tf
 from benchmarks import harness as H  # noqa: E402
 from shared import losses as ref  # noqa: E402
 
-TAU = 0.5
-
-
-def _lightly():
-    try:
-        from lightly.loss import NTXentLoss
-
-        return NTXentLoss
-    except ImportError:
-        return None
+TAU = H.TAU
 
 
 # ----------------------------------------------------------------------------------------- B1
@@ -62,7 +53,7 @@ def _b1_row(n: int, dim: int, device: str, memory: bool) -> dict:
     from tf_impl.losses import nt_xent as tf_nt_xent
     from torch_impl.losses import nt_xent as pt_nt_xent
 
-    NTXentLoss = _lightly()
+    NTXentLoss = H.lightly_ntxent()
     rng = np.random.default_rng(n)
     z1, z2 = (rng.standard_normal((n, dim)).astype(np.float32) for _ in range(2))
     want = ref.nt_xent(z1, z2, TAU)
@@ -222,7 +213,7 @@ def probe(impl: str, n: int, dim: int) -> int:
 
             fn = lambda x, y: nt_xent(x, y, TAU)  # noqa: E731
         else:
-            fn = _lightly()(temperature=TAU)
+            fn = H.lightly_ntxent()(temperature=TAU)
         fn(torch.randn(4, dim, requires_grad=True), torch.randn(4, dim)).backward()
         a = torch.tensor(z1, requires_grad=True)
         b = torch.tensor(z2, requires_grad=True)
@@ -277,7 +268,7 @@ def _b2_loss_and_enqueue(q_np, k_np, queue_np) -> dict:
 
 def _b2_lightly(q_np, k_np, queue_np) -> dict:
     """lightly's NTXentLoss with a memory bank holding the same keys, checked then timed."""
-    NTXentLoss = _lightly()
+    NTXentLoss = H.lightly_ntxent()
     want = ref.info_nce(q_np, k_np, queue_np, 0.2)
     r = {}
     if NTXentLoss is not None:
@@ -379,7 +370,7 @@ def b3_simclr_torch(device: str) -> dict:
     from torch_impl.losses import nt_xent
     from torch_impl.simclr import SimCLR
 
-    NTXentLoss = _lightly()
+    NTXentLoss = H.lightly_ntxent()
     res, dev = {}, torch.device(device)
     for enc, bs, rep in (("small_cnn", 64, 7), ("resnet18_cifar", 32, 3)):
         for mode in ("fp32", "bf16_cl"):  # bf16_cl: channels_last + bf16 autocast
@@ -442,6 +433,10 @@ def b3_moco_tf_modes() -> dict:
             res[f"moco_{name}_first_call_s"] = H.first_call(lambda: step(xs, xs, *args).numpy())
             res[f"moco_{name}_small_cnn"] = H.measure(lambda: step(xs, xs, *args).numpy(), 2, 5)
             res[f"moco_{name}_small_cnn"]["batch"] = 64
+            if not jit:  # batch 8 too: eager's per-op cost against the kernels' (targets.py)
+                x8 = xs[:8]
+                res[f"moco_{name}_small_cnn_b8"] = H.measure(lambda: step(x8, x8, *args).numpy())
+                res[f"moco_{name}_small_cnn_b8"]["batch"] = 8
         finally:
             tf.config.run_functions_eagerly(False)
     return res

@@ -63,6 +63,42 @@ def test_loss_bad_input(call, match):
         call()
 
 
+def test_small_cnn_pool_then_relu_equals_relu_then_pool_bit_for_bit():
+    """As in torch: the pool-then-ReLU SmallCNN equals the textbook conv-BN-ReLU-pool order,
+    forward and gradients, exactly (constant half-images make exact ties in the windows)."""
+    from tf_impl.models import SmallCNN
+
+    tf.keras.utils.set_random_seed(0)
+    net = SmallCNN()
+    x0 = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
+    x0[:, :, :16] = 0.5
+    net(x0)
+    kinds = [type(m).__name__ for m in net.body[:5]]
+    assert kinds == ["Conv2D", "SplitBatchNorm", "MaxPooling2D", "ReLU", "Conv2D"]
+
+    def textbook(x, training):
+        for m in net.body:
+            if isinstance(m, tf.keras.layers.MaxPool2D):
+                continue
+            x = m(x, training=training) if type(m).__name__ == "SplitBatchNorm" else m(x)
+            if isinstance(m, tf.keras.layers.ReLU) and x.shape[1] > 4:
+                x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+        return tf.reduce_mean(x, axis=[1, 2])
+
+    weights = tf.linspace(-1.0, 1.0, net.feature_dim)
+    outs = []
+    for f in (net, textbook):
+        x = tf.constant(x0)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h = f(x, training=True)
+            loss = tf.reduce_sum(h * weights)
+        grads = tape.gradient(loss, [x, *net.trainable_weights])
+        outs.append([h, *grads])
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_queue_matches_numpy_ring_buffer_inside_tf_function():
     from tf_impl.moco import dequeue_and_enqueue
 

@@ -117,6 +117,50 @@ def test_model_shapes(name, size, feat):
     assert h1.shape == (2, feat) and z2.shape == (2, 128)
 
 
+def _pool_order_inputs():
+    """Random images whose left halves are constant: constant regions make exact ties inside
+    pooling windows, positive and negative, where the two orders could route differently."""
+    x = np.random.default_rng(0).random((4, 32, 32, 3))
+    x[:, :, :16] = 0.5
+    return x
+
+
+def test_small_cnn_pool_then_relu_equals_relu_then_pool_bit_for_bit():
+    """SmallCNN pools before its ReLU (faster); the textbook order must give the same h and the
+    same gradients, exactly."""
+    from torch_impl.models import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN().train()
+    mods = list(net.features)
+    assert [type(m).__name__ for m in mods[:5]] == [
+        "Conv2d",
+        "SplitBatchNorm",
+        "MaxPool2d",
+        "ReLU",
+        "Conv2d",
+    ]
+
+    def textbook(x):  # conv-BN-ReLU-pool
+        for m in mods:
+            if isinstance(m, torch.nn.MaxPool2d):
+                continue
+            x = m(x)
+            if isinstance(m, torch.nn.ReLU) and x.shape[-1] > 4:
+                x = torch.nn.functional.max_pool2d(x, 2)
+        return x.mean(dim=(2, 3))
+
+    outs = []
+    for f in (net, textbook):
+        x = torch.tensor(_pool_order_inputs()).permute(0, 3, 1, 2).float().requires_grad_()
+        net.zero_grad()
+        h = f(x)
+        (h * torch.linspace(-1, 1, h.shape[1])).sum().backward()
+        outs.append([h.detach(), x.grad, *[p.grad.clone() for p in net.parameters()]])
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.slow
 def test_resnet50_shapes():
     from torch_impl.simclr import SimCLR

@@ -4,7 +4,7 @@
 
 The same layers under the same names as ``torch_impl.models``:
 
-* :class:`SmallCNN` layer for layer (3x3 conv without bias, BN, ReLU, 2x2 max-pool, GAP) and
+* :class:`SmallCNN` layer for layer (3x3 conv without bias, BN, 2x2 max-pool, ReLU, GAP) and
   :class:`ResNet18Cifar` (the CIFAR stem: 3x3 stride-1 conv, no max-pool).
 * :class:`ProjectionHead`: ``head_layers - 1`` Dense-BN-ReLU blocks, then Dense.
 * :class:`EncoderWithHead`: f then g, ``call(x) -> (h, z)``.
@@ -120,7 +120,8 @@ def _bn(bn_splits: int, name=None):
 
 
 class SmallCNN(keras.Model):
-    """(B, 32, 32, 3) -> (B, 8w); layer for layer ``torch_impl.models.SmallCNN``."""
+    """(B, 32, 32, 3) -> (B, 8w); layer for layer ``torch_impl.models.SmallCNN``, including its
+    conv-BN-pool-ReLU order (equal to conv-BN-ReLU-pool, bit for bit; see the torch docstring)."""
 
     def __init__(self, width: int = 32, bn_splits: int = 1, **kw):
         super().__init__(**kw)
@@ -130,10 +131,9 @@ class SmallCNN(keras.Model):
             self.body += [
                 keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
                 _bn(bn_splits),
+                *([keras.layers.MaxPool2D(2)] if i < 3 else []),  # pool, then ReLU (exact)
                 keras.layers.ReLU(),
             ]
-            if i < 3:
-                self.body.append(keras.layers.MaxPool2D(2))
         self.feature_dim = chans[-1]
         self.input_size = 32
 

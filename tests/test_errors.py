@@ -254,14 +254,24 @@ def test_demo_trains_cells_at_once_and_starts_parity_after_the_first(monkeypatch
 
     monkeypatch.setattr(demo, "train_cell", fake_cell)
     monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
-    runs, after = demo.train_cells(demo.PAIR, tmp_path, None, 2, then=fake_parity)
+
+    def fake_figures(runs):
+        with lock:
+            events.append(("figures", None, None))
+        return sorted(runs)
+
+    runs, after, figs = demo.train_cells(
+        demo.PAIR, tmp_path, None, 2, then=fake_parity, after_cells=fake_figures
+    )
     assert list(runs) == ["SimCLR (torch)", "MoCo v2 (TF)"] and after == "parity-result"
+    assert figs == sorted(runs)
     kinds = [e[0] for e in events]
     assert kinds[:2] == ["start", "start"]  # both at once
     assert {e[2] for e in events if e[0] == "start"} == {1}  # 2 cores / 2 jobs
     assert kinds.index("parity") > kinds.index("end")  # after the first cell, not before
     assert events[kinds.index("end")][1] == "tensorflow"  # the shorter cell ended first
-    runs, _ = demo.train_cells(demo.PAIR, tmp_path, None, 1)
+    assert kinds.index("figures") > max(i for i, k in enumerate(kinds) if k == "end")
+    runs, _, _ = demo.train_cells(demo.PAIR, tmp_path, None, 1)
     assert {e[2] for e in events[-4:]} == {None}  # one job: every core, in turn
 
 

@@ -160,6 +160,37 @@ def test_linear_probe_separable_and_raw_pixel_floor():
     assert base["linear_c"] < 1.0  # 3,072 pixel features need more than the default C = 1
 
 
+def test_raw_pixel_baseline_is_computed_once_by_concurrent_callers(monkeypatch, tmp_path):
+    """Two evaluations asking at once (the demo's two cells): one computes, the other waits on
+    the lock and reads the cache; both get the same result."""
+    import threading
+    import time
+
+    monkeypatch.setenv("ROSETTA_CACHE", str(tmp_path))
+    calls = []
+    real = evaluation.evaluate
+
+    def slow_evaluate(*a):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for the second caller to arrive while this one computes
+        return real(*a)
+
+    monkeypatch.setattr(evaluation, "evaluate", slow_evaluate)
+    rng = np.random.default_rng(0)
+    imgs, labels = rng.integers(0, 256, (60, 4, 4, 3), dtype=np.uint8), np.arange(60) % 3
+    results = [None, None]
+
+    def ask(i):
+        results[i] = evaluation.raw_pixel_baseline(imgs[:40], labels[:40], imgs[40:], labels[40:])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results[0] == results[1] and results[0]["knn_k"] in (1, 5, 10, 20)
+
+
 def test_parity_compare_with_a_missing_or_foreign_file_is_one_line(tmp_path, capsys):
     import numpy as np
 

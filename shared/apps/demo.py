@@ -108,10 +108,14 @@ def train_cell(
     }
 
 
-def train_cells(cells, out: Path, epochs: int | None, jobs: int, then=None) -> tuple[dict, object]:
+def train_cells(
+    cells, out: Path, epochs: int | None, jobs: int, then=None, after_cells=None
+) -> tuple[dict, object, object]:
     """Every cell, ``jobs`` at a time, each with ``cores // jobs`` threads; then ``then()``
     (the parity checks), which starts as soon as a worker is free, so that it overlaps the
-    last cell. Returns the cells' results in ``cells`` order and ``then()``'s.
+    last cell; and ``after_cells(runs)`` (the figures), in this thread as soon as every cell
+    has finished, while ``then()`` may still run. Returns the cells' results in ``cells``
+    order, ``then()``'s and ``after_cells(runs)``'s.
 
     Raises:
         RuntimeError: a child failed (its own one-line error is already printed).
@@ -142,7 +146,8 @@ def train_cells(cells, out: Path, epochs: int | None, jobs: int, then=None) -> t
             for child in list(_CHILDREN):  # and the running ones: the demo has failed
                 child.terminate()
         runs = {label: fut.result() for label, fut in futures.items()}
-        return runs, (later[0].result() if later else None)
+        made = after_cells(runs) if after_cells is not None else None
+        return runs, (later[0].result() if later else None), made
 
 
 def _trained(cell: dict) -> dict:
@@ -402,8 +407,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cells = MATRIX if args.matrix else PAIR
     try:
-        runs, (rows, parity_ok, step_rows, step_ok) = train_cells(
-            cells, out, args.epochs, args.jobs, then=lambda: _parity(out)
+        runs, (rows, parity_ok, step_rows, step_ok), figs = train_cells(
+            cells,
+            out,
+            args.epochs,
+            args.jobs,
+            then=lambda: _parity(out),
+            after_cells=lambda runs: _figures(out, runs),  # while the parity checks finish
         )
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -416,7 +426,6 @@ def main(argv=None) -> int:
         f"(`rosetta parity --level step`): {'PASS' if step_ok else 'FAIL'}\n\n"
         + step_summary(step_rows)
     )
-    figs = _figures(out, runs)
     wall = time.perf_counter() - t0
     _report(out, runs, wall, parity_ok, parity_md, figs, args.matrix)
     n = len(rows) + len(step_rows)

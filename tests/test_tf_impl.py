@@ -74,7 +74,7 @@ def test_small_cnn_pool_then_relu_equals_relu_then_pool_bit_for_bit():
     x0[:, :, :16] = 0.5
     net(x0)
     kinds = [type(m).__name__ for m in net.body[:5]]
-    assert kinds == ["Conv2D", "SplitBatchNorm", "MaxPooling2D", "ReLU", "Conv2D"]
+    assert kinds == ["Conv2D", "SplitBatchNorm", "MaxPooling2D", "ReLU", "Conv3x3"]
 
     def textbook(x, training):
         for m in net.body:
@@ -97,6 +97,53 @@ def test_small_cnn_pool_then_relu_equals_relu_then_pool_bit_for_bit():
         outs.append([h, *grads])
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_conv3x3_input_gradient_as_a_forward_conv_equals_tfs_own():
+    """``Conv3x3`` computes dL/dx as a forward conv with the flipped kernel: the same numbers as
+    TF's ``Conv2DBackpropInput``, to float64 rounding (and the same y and dL/dkernel)."""
+    from tf_impl.models import _conv_same_3x3
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((3, 6, 6, 4)))
+    k = tf.constant(rng.standard_normal((3, 3, 4, 5)))
+    dy = tf.constant(rng.standard_normal((3, 6, 6, 5)))
+    outs = []
+    for conv in (_conv_same_3x3, lambda x, k: tf.nn.conv2d(x, k, 1, "SAME")):
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = conv(x, k)
+            loss = tf.reduce_sum(y * dy)
+        outs.append([y, *tape.gradient(loss, [x, k])])
+    for name, a, b in zip(("y", "dx", "dkernel"), *outs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("splits", [1, 2])
+def test_split_bn_fused_path_equals_the_composite_one(splits):
+    """float32 NHWC batches go through ``FusedBatchNormV3`` (faster); the composite path (the
+    float64 one) must agree: output, batch mean, *biased* batch variance and gradients."""
+    from tf_impl.models import SplitBatchNorm
+
+    bn = SplitBatchNorm(splits, momentum=0.9, epsilon=1e-5)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((8, 5, 5, 3)) * 3 + 1, tf.float32)
+    bn.build(x.shape)
+    bn.gamma.assign([0.5, 1.0, 2.0])
+    bn.beta.assign([0.1, -0.2, 0.3])
+    dy = tf.constant(rng.standard_normal((8, 5, 5, 3)), tf.float32)
+    outs = []
+    for path in (bn._fused, lambda x: bn._composite(x, False)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y, mean, var = path(x)
+            loss = tf.reduce_sum(y * dy)
+        outs.append([y, mean, var, *tape.gradient(loss, [x, bn.gamma, bn.beta])])
+    names = ("y", "mean", "biased variance", "dx", "dgamma", "dbeta")
+    for name, a, b in zip(names, *outs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-5, atol=2e-5, err_msg=name)
+    xs = x.numpy().reshape(splits, -1, 3)
+    np.testing.assert_allclose(outs[0][2], xs.var(axis=1).mean(0), rtol=2e-5)  # biased: / n
 
 
 def test_queue_matches_numpy_ring_buffer_inside_tf_function():

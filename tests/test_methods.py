@@ -295,3 +295,28 @@ def test_flip_flag_mirrors_about_half_the_views_or_none(framework, flip):
         x = x.numpy()
     flipped = int((x[:, :, :16].mean((1, 2, 3)) < x[:, :, 16:].mean((1, 2, 3))).sum())
     assert (16 <= flipped <= 48) if flip else flipped == 0
+
+
+def test_train_with_eval_writes_what_eval_writes(tmp_path):
+    """``train --eval`` (the demo's one process per cell) evaluates the run it trained: its
+    eval.json equals a separate ``eval --run-dir``'s; multi-process runs are refused first."""
+    import json
+
+    from torch_impl.__main__ import main
+
+    run = tmp_path / "run"
+    flags = ["--epochs", "1", "--batch-size", "16", "--limit-train", "48", "--knn-every", "0"]
+    assert main(["train", *flags, "--run-dir", str(run), "--no-progress", "--eval"]) == 0
+    first = json.loads((run / "eval.json").read_text())
+    assert set(first) == {"simclr", "random_init", "raw_pixels"}
+    assert main(["eval", "--run-dir", str(run)]) == 0
+    assert json.loads((run / "eval.json").read_text()) == first
+
+
+def test_train_with_eval_refuses_a_multi_process_run(monkeypatch, tmp_path, capsys):
+    from torch_impl.__main__ import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--eval"]) == 2
+    assert "eval: --eval evaluates in the training process" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written

@@ -68,6 +68,12 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
     add_config_args(tr, framework)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.add_argument(
+        "--eval",
+        action="store_true",
+        help="then evaluate, in this process, as `eval --run-dir` would (one process: the "
+        "framework is imported and the data loaded once); single-process runs only",
+    )
     ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
     ev.add_argument("--run-dir", required=True, help="a run directory written by train")
     ev.add_argument("--out", default=None, help="folder for eval.json and features.npz")
@@ -146,8 +152,17 @@ def cmd_train(pkg: str, args) -> int:
         world = int(os.environ.get("WORLD_SIZE", "1"))
     else:
         world = 1 if cfg.strategy == "none" else None
-    cfg.resolve(framework, world)
+    resolved = cfg.resolve(framework, world)
+    if args.eval and (world != 1 or resolved.strategy == "multi_worker"):
+        raise ValueError(
+            "eval: --eval evaluates in the training process, so it needs a single-process run; "
+            "run `eval --run-dir DIR` after a multi-process one"
+        )
     _mod(pkg, "train").train(cfg, progress=not args.no_progress)
+    if args.eval:
+        return cmd_eval(
+            pkg, argparse.Namespace(run_dir=resolved.run_dir, out=None, linear_eval=False)
+        )
     return 0
 
 

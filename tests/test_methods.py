@@ -320,3 +320,21 @@ def test_train_with_eval_refuses_a_multi_process_run(monkeypatch, tmp_path, caps
     assert main(["train", "--run-dir", str(tmp_path / "r"), "--eval"]) == 2
     assert "eval: --eval evaluates in the training process" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_one_epoch(tmp_path):
+    """``rosetta demo --epochs 1``: both cells train and evaluate in one process each, the
+    parity checks pass, and report.md / report.json / the three figures are written."""
+    import json
+
+    from shared.apps import demo
+
+    assert demo.main(["--epochs", "1", "--out", str(tmp_path)]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["parity_ok"] and set(rep["cells"]) == {"SimCLR (torch)", "MoCo v2 (TF)"}
+    for cell in rep["cells"].values():
+        assert cell["epochs"] == 1 and 0 < cell["train_wall_s"] < rep["wall_s"]
+        assert set(cell["eval"]) == {cell["method"], "random_init", "raw_pixels"}
+    for name in ("report.md", "curves.png", "similarity.png", "embeddings.png"):
+        assert (tmp_path / name).stat().st_size > 0

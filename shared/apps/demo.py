@@ -6,7 +6,7 @@
 2. both are evaluated by ``shared.evaluation`` beside the random-init and raw-pixel baselines;
 3. the parity checks run (``rosetta parity``, loss and step levels);
 4. ``runs/<timestamp>/report.md`` is written with PNG figures (loss curves, kNN per epoch,
-   a similarity heatmap of one batch, PCA embedding maps before/after, the tables);
+   a similarity heatmap of one batch, t-SNE maps of the test features before/after, the tables);
 5. a summary table is printed with the report's path.
 
 Frameworks run in subprocesses, so this module imports neither.
@@ -106,6 +106,7 @@ def train_cell(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     eps = metrics["epochs"]
     images = sum(e["images_per_s"] * e["time_s"] for e in eps)
+    features = dict(np.load(run_dir / "features.npz"))
     return {
         "framework": framework,
         "method": method,
@@ -113,8 +114,20 @@ def train_cell(
         "images_per_s": images / sum(e["time_s"] for e in eps),
         "metrics": metrics,
         "eval": json.loads((run_dir / "eval.json").read_text()),
-        "features": dict(np.load(run_dir / "features.npz")),
+        "features": features,
+        # embeddings.png's maps, made here so that a cell that ends first makes its own while
+        # the other cell still trains
+        "tsne": {key: tsne_2d(features[key]) for key in ("random_init", "trained")},
     }
+
+
+def tsne_2d(features: np.ndarray) -> np.ndarray:
+    """t-SNE (perplexity 30, PCA init, seed 0) of L2-normalised features: (N, F) -> (N, 2).
+    Normalising first gives the map the cosine geometry that kNN and the losses use."""
+    from sklearn.manifold import TSNE
+
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    return TSNE(2, perplexity=30, init="pca", random_state=0).fit_transform(x)
 
 
 def train_cells(
@@ -216,16 +229,11 @@ def _figures(out: Path, runs: dict) -> list[str]:
     figs.append("similarity.png")
     plt.close(fig)
 
-    from sklearn.manifold import TSNE
-
     fig, axes = plt.subplots(len(runs), 2, figsize=(9, 4.2 * len(runs)))
     for row, (label, r) in zip(np.atleast_2d(axes), runs.items()):
         f = r["features"]
         for ax, key in zip(row, ("random_init", "trained")):
-            x = f[key] / np.maximum(np.linalg.norm(f[key], axis=1, keepdims=True), 1e-12)
-            p = TSNE(2, perplexity=30, init="pca", random_state=0).fit_transform(
-                x
-            )  # cosine geometry
+            p = r["tsne"][key]  # tsne_2d, made when the cell ended
             sc = ax.scatter(p[:, 0], p[:, 1], c=f["test_labels"], cmap="tab10", s=8)
             ax.set(title=f"{label}: {key.replace('_', ' ')} encoder", xticks=[], yticks=[])
         fig.colorbar(sc, ax=row[-1], fraction=0.046, label="digit")

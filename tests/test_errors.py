@@ -292,3 +292,22 @@ def test_demo_skips_parity_when_a_cell_fails(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="exit 2"):
         demo.train_cells(demo.PAIR, tmp_path, None, 1, then=lambda: ran.append("parity"))
     assert ran == []
+
+
+def test_demo_parity_runs_on_one_thread_beside_a_training_cell(monkeypatch, tmp_path):
+    """With cells trained at once, the parity dumps get one thread (the freed core), so they
+    do not take the other core from the cell still training; with --jobs 1, every core."""
+    from shared.apps import demo
+
+    seen = []
+    monkeypatch.setattr(
+        demo.parity_cmd, "run", lambda out, d, env=None: seen.append(env) or ([], 1)
+    )
+    monkeypatch.setattr(
+        demo.parity_cmd, "run_step", lambda o, d, env=None: seen.append(env) or ([], 1)
+    )
+    demo._parity(tmp_path, 1)
+    assert [e["OMP_NUM_THREADS"] for e in seen] == ["1", "1"]
+    assert all(e["TF_NUM_INTRAOP_THREADS"] == "1" for e in seen)
+    demo._parity(tmp_path, None)
+    assert seen[2:] == [None, None]

@@ -117,17 +117,20 @@ def train_cell(
         "features": features,
         # embeddings.png's maps, made here so that a cell that ends first makes its own while
         # the other cell still trains
-        "tsne": {key: tsne_2d(features[key]) for key in ("random_init", "trained")},
+        "tsne": {key: tsne_2d(features[key], threads) for key in ("random_init", "trained")},
     }
 
 
-def tsne_2d(features: np.ndarray) -> np.ndarray:
-    """t-SNE (perplexity 30, PCA init, seed 0) of L2-normalised features: (N, F) -> (N, 2).
-    Normalising first gives the map the cosine geometry that kNN and the losses use."""
+def tsne_2d(features: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """t-SNE (perplexity 30, PCA init, seed 0) of L2-normalised features: (N, F) -> (N, 2),
+    on ``threads`` threads (``None``: every core). Normalising first gives the map the cosine
+    geometry that kNN and the losses use."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    return TSNE(2, perplexity=30, init="pca", random_state=0).fit_transform(x)
+    with threadpool_limits(threads):
+        return TSNE(2, perplexity=30, init="pca", random_state=0).fit_transform(x)
 
 
 def train_cells(
@@ -385,10 +388,15 @@ def _report(
         print(matrix_table(runs))
 
 
-def _parity(out: Path) -> tuple:
-    """The loss and step levels of ``rosetta parity``: (rows, ok, step rows, step ok)."""
-    rows, ok = parity_cmd.run(out / "parity", ["float64", "float32"])
-    step_rows, step_ok = parity_cmd.run_step(out / "parity" / "step", ["float64", "float32"])
+def _parity(out: Path, threads: int | None = None) -> tuple:
+    """The loss and step levels of ``rosetta parity``: (rows, ok, step rows, step ok).
+
+    ``threads``: the dumps' intra-op threads. With cells training at once the checks get the
+    core a finished cell freed, and one thread each, so that they do not slow the cell that
+    is still training (the demo's critical path)."""
+    env, dtypes = thread_env(threads), ["float64", "float32"]
+    rows, ok = parity_cmd.run(out / "parity", dtypes, env=env)
+    step_rows, step_ok = parity_cmd.run_step(out / "parity" / "step", dtypes, env=env)
     return rows, ok, step_rows, step_ok
 
 
@@ -429,7 +437,7 @@ def main(argv=None) -> int:
             out,
             args.epochs,
             args.jobs,
-            then=lambda: _parity(out),
+            then=lambda: _parity(out, 1 if args.jobs > 1 else None),
             after_cells=lambda runs: _figures(out, runs),  # while the parity checks finish
         )
     except RuntimeError as e:

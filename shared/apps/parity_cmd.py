@@ -110,9 +110,10 @@ def to_markdown(summary: list[dict]) -> str:
 
 
 def run(
-    out_dir: Path, dtypes, device: str = "cpu", random: int = 0, seed: int = 0
+    out_dir: Path, dtypes, device: str = "cpu", random: int = 0, seed: int = 0, env=None
 ) -> tuple[list[dict], bool]:
-    """The loss level: the goldens (and ``random`` random cases per loss from ``seed``)."""
+    """The loss level: the goldens (and ``random`` random cases per loss from ``seed``).
+    ``env``: the dump processes' environment (``None``: this one's)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = golden.expected_outputs()
     inputs = {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
@@ -143,7 +144,7 @@ def run(
             template,
             *extra,
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)  # one process per framework
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)  # one per framework
         if proc.returncode != 0:
             print(f"{label}: dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             return rows, False
@@ -153,15 +154,19 @@ def run(
     return rows, all(r["passed"] for r in rows)
 
 
-def dump_both(level: str, out_dir: Path, dtypes) -> bool:
-    """``parity-dump --level LEVEL`` in torch, then in TF, each in its own process, into
-    ``out_dir``. Torch goes first: it writes the shared inputs (initial weights, views) that TF
-    reads. False (with the child's error on stderr) when a dump fails."""
+def dump_both(level: str, out_dir: Path, dtypes, env=None) -> bool:
+    """``parity-dump --level LEVEL`` in torch, then in TF, each in its own process (with
+    ``env``, default this one's), into ``out_dir``. Torch goes first: it writes the shared
+    inputs (initial weights, views) that TF reads. False (with the child's error on stderr)
+    when a dump fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for module in BACKENDS.values():
         cmd = [sys.executable, "-m", module, "parity-dump", "--level", level]
         proc = subprocess.run(
-            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)], text=True, capture_output=True
+            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)],
+            text=True,
+            capture_output=True,
+            env=env,
         )
         if proc.returncode != 0:
             print(f"{module}: {level} dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -169,12 +174,12 @@ def dump_both(level: str, out_dir: Path, dtypes) -> bool:
     return True
 
 
-def run_step(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
+def run_step(out_dir: Path, dtypes, env=None) -> tuple[list[dict], bool]:
     """``--level step``: torch's dump (it writes the initial weights), then TF's, compared by
     ``shared.step_parity.compare_steps``."""
     from shared import step_parity as sp
 
-    if not dump_both("step", out_dir, dtypes):
+    if not dump_both("step", out_dir, dtypes, env):
         return [], False
     rows = []
     for case in sp.STEP_CASES:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared import parity
-from shared.tolerances import override
+from shared.tolerances import override, tolerance
 
 N = 8  # images per view batch
 STEP_CASES = {
@@ -56,7 +56,9 @@ def model_kwargs(case: str, dtype: str) -> dict:
 def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     """Rows (``shared.parity.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``,
     each name under its ``shared.parity.group_of`` tolerance."""
-    overrides = {"queue.after/queue": QUEUE_F32} if dtype == "float32" else {}
+    overrides = (
+        {"queue.after/queue": QUEUE_F32, **_stepped_weights(a)} if dtype == "float32" else {}
+    )
     rows = parity.compare_grouped(
         a, b, dtype=dtype, temperature=0.2, overrides=overrides, skip=("moving_variance",)
     )
@@ -64,6 +66,36 @@ def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     if STEP_CASES[case]["method"] == "simclr":  # one BN update per step: a closed form
         for k in (k for k in a if k.endswith("moving_variance")):
             out.append(_variance_row(k, a[k], b[k], dtype, case))
+    return out
+
+
+def _stepped_weights(a: dict) -> dict:
+    """float32 overrides for the weights after the step, where the step is large.
+
+    A weight after one SGD step is ``w - lr (g + wd w)``: it inherits ``lr`` times its
+    gradient's float32 rounding, which the grad row allows up to ``atol_g * max|g|``. When
+    ``lr max|g|`` is comparable to ``max|w|`` (the first conv: 0.1 x 2.3 against 0.33) that
+    exceeds the weight row's own ``atol_w * max|w|``, and the row failed or passed by the thread
+    count (measured: 1.18 of the allowance with one thread per framework, 0.94 with two). So
+    the weight's atol becomes ``atol_w + lr atol_g max|g| / max|w|``: the two rows' allowances
+    propagated through the update, not a loosened constant.
+    """
+    lr = OPTIMIZER[1]
+    w_tol, g_tol = tolerance("param", "float32"), tolerance("grad", "float32")
+    out = {}
+    for k, w in a.items():
+        g = a.get("grad/" + k[len("after/") :]) if k.startswith("after/") else None
+        if g is None or not np.size(w) or not np.max(np.abs(w)):
+            continue
+        atol = w_tol.atol + lr * g_tol.atol * float(np.max(np.abs(g)) / np.max(np.abs(w)))
+        if atol > w_tol.atol:
+            out[f"param.{k}"] = override(
+                "param",
+                "float32",
+                atol=atol,
+                reason=f"one step of lr {lr}: the weight carries lr x its gradient's fp32 "
+                "rounding (the grad row's atol x max|g|)",
+            )
     return out
 
 

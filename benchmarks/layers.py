@@ -5,10 +5,10 @@ in both frameworks, fp32, every core.
     python -m benchmarks.layers        # about 1 min; writes results/layers.{json,md}
 
 B5 measures SimCLR's step at 1.86x torch in TF, MoCo's at 1.17x. This table splits the encoder
-into its layers (conv 3x3 "same", BatchNorm in training mode, ReLU, 2x2 max-pool) and, for the
-convolution, TF's input gradient (``Conv2DBackpropInput``) against the same gradient written as
-a forward convolution with the flipped, transposed kernel (stride 1, "same": mathematically
-equal). Each "fwd + bwd" is one ``sum(y * y)`` loss through the layer alone, gradients for the
+into its layers (conv 3x3 "same", BatchNorm in training mode, ReLU, 2x2 max-pool). Two TF-only
+rows time what ``tf_impl.models`` now uses instead: ``Conv3x3``, whose input gradient is a
+forward convolution with the flipped, transposed kernel (mathematically equal to TF's
+``Conv2DBackpropInput``), and ``SplitBatchNorm``'s fused float32 kernel. Each "fwd + bwd" is one ``sum(y * y)`` loss through the layer alone, gradients for the
 input and the weights.
 """
 
@@ -28,6 +28,7 @@ import tensorflow as tf
 # isort: on
 
 from benchmarks import harness as H
+from tf_impl.models import SplitBatchNorm, _conv_same_3x3
 
 B = 128
 LAYERS = [(32, 3, 32), (16, 32, 64), (8, 64, 128), (4, 128, 256)]  # side, in, out channels
@@ -54,27 +55,6 @@ def _torch_fwd_bwd(fn, x):
     return go
 
 
-def _conv_via_forward(k):
-    """A 3x3 stride-1 "same" conv whose input gradient is a forward conv (flipped kernel)."""
-
-    @tf.custom_gradient
-    def conv(x):
-        def grad(dy, variables=None):
-            dx = tf.nn.conv2d(dy, tf.transpose(tf.reverse(k, [0, 1]), [0, 1, 3, 2]), 1, "SAME")
-            dk = tf.raw_ops.Conv2DBackpropFilter(
-                input=x,
-                filter_sizes=tf.shape(k),
-                out_backprop=dy,
-                strides=[1, 1, 1, 1],
-                padding="SAME",
-            )
-            return dx, [dk]
-
-        return tf.nn.conv2d(x, k, 1, "SAME"), grad
-
-    return conv
-
-
 def measure() -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
@@ -94,19 +74,25 @@ def measure() -> list[dict]:
         w = torch.nn.Parameter(torch.from_numpy(k_np).permute(3, 2, 0, 1).contiguous())
         bn_tf = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
         bn_tf.build(a.shape)
+        bn_fused = SplitBatchNorm(1, momentum=0.9, epsilon=1e-5)
+        bn_fused.build(a.shape)
         bn_pt = torch.nn.BatchNorm2d(cout).to(memory_format=torch.channels_last)
         cases = {
             "conv 3x3": (
                 _tf_fwd_bwd(lambda v: tf.nn.conv2d(v, k, 1, "SAME"), x, [k]),
                 _torch_fwd_bwd(lambda v: torch.nn.functional.conv2d(v, w, padding=1), xt),
             ),
-            "conv 3x3, input gradient as a forward conv (TF)": (
-                _tf_fwd_bwd(_conv_via_forward(k), x, [k]),
+            "conv 3x3, input gradient as a forward conv (TF: the model's Conv3x3)": (
+                _tf_fwd_bwd(lambda v: _conv_same_3x3(v, tf.convert_to_tensor(k)), x, [k]),
                 None,
             ),
             "BatchNorm (training)": (
                 _tf_fwd_bwd(lambda v: bn_tf(v, training=True), a, bn_tf.trainable_weights),
                 _torch_fwd_bwd(bn_pt, at),
+            ),
+            "BatchNorm, fused kernel (TF: the model's float32 path)": (
+                _tf_fwd_bwd(lambda v: bn_fused(v, training=True), a, bn_fused.trainable_weights),
+                None,
             ),
             "ReLU": (_tf_fwd_bwd(tf.nn.relu, a, []), _torch_fwd_bwd(torch.relu, at)),
         }

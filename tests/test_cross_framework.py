@@ -210,6 +210,7 @@ ALLOWED_DIFFERENCES = {
     "models.check_views": "torch validates eagerly in forward; TF's tf.function input_signature fixes the shapes",
     "models.ResNet18Cifar": "torchvision provides the ResNets (models._resnet); Keras has no CIFAR-stem ResNet",
     "models.SplitBatchNorm.get_config": "Keras layer serialisation; torch modules have none",
+    "models.Conv3x3": "TF's Conv2DBackpropInput is 2.4x torch's on the 4x4x256 conv; this Conv2D takes the same input gradient as a forward conv (benchmarks/results/layers.md); torch's own is fast",
     "optim.SGD": "torch.optim.SGD already does the documented update; Keras's does not (shared.optim.STOCK_DIFFERENCES)",
     "optim.Adam": "torch.optim.Adam already does the documented update; Keras's does not",
     "optim.param_groups": "torch fixes LARS's exclusions as parameter groups; TF applies the rank rule per variable",

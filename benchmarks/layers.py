@@ -4,7 +4,8 @@ in both frameworks, fp32, every core.
 
     python -m benchmarks.layers        # about 1 min; writes results/layers.{json,md}
 
-B5 measures SimCLR's step at 1.86x torch in TF, MoCo's at 1.17x. This table splits the encoder
+B5 measured SimCLR's step at 1.86x torch in TF, MoCo's at 1.17x; with this table's two fixes in
+``tf_impl.models`` (below), 1.58x and 0.86x (2026-12-01). This table splits the encoder
 into its layers (conv 3x3 "same", BatchNorm in training mode, ReLU, 2x2 max-pool). Two TF-only
 rows time what ``tf_impl.models`` now uses instead: ``Conv3x3``, whose input gradient is a
 forward convolution with the flipped, transposed kernel (mathematically equal to TF's

@@ -29,7 +29,7 @@ import tensorflow as tf
 # isort: on
 
 from benchmarks import harness as H
-from tf_impl.models import SplitBatchNorm, _conv_same_3x3
+from tf_impl.models import Conv3x3, SplitBatchNorm
 
 B = 128
 LAYERS = [(32, 3, 32), (16, 32, 64), (8, 64, 128), (4, 128, 256)]  # side, in, out channels
@@ -75,6 +75,9 @@ def measure() -> list[dict]:
         w = torch.nn.Parameter(torch.from_numpy(k_np).permute(3, 2, 0, 1).contiguous())
         bn_tf = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
         bn_tf.build(a.shape)
+        conv3x3 = Conv3x3(cout)
+        conv3x3.build(x.shape)
+        conv3x3.kernel.assign(k_np)
         bn_fused = SplitBatchNorm(1, momentum=0.9, epsilon=1e-5)
         bn_fused.build(a.shape)
         bn_pt = torch.nn.BatchNorm2d(cout).to(memory_format=torch.channels_last)
@@ -84,7 +87,7 @@ def measure() -> list[dict]:
                 _torch_fwd_bwd(lambda v: torch.nn.functional.conv2d(v, w, padding=1), xt),
             ),
             "conv 3x3, input gradient as a forward conv (TF: the model's Conv3x3)": (
-                _tf_fwd_bwd(lambda v: _conv_same_3x3(v, tf.convert_to_tensor(k)), x, [k]),
+                _tf_fwd_bwd(conv3x3, x, conv3x3.trainable_weights),
                 None,
             ),
             "BatchNorm (training)": (

@@ -30,8 +30,6 @@ other classes' images, and the noisy pixel space suffers most. So no k is fixed 
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 
@@ -258,7 +256,9 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
     for a in (train_images, train_labels, test_images, test_labels):
         h.update(np.ascontiguousarray(a).tobytes())
     path = cache_dir() / f"raw-pixel-baseline-{h.hexdigest()[:32]}.json"
-    with _exclusive(path.with_suffix(".lock")):
+    from shared.runlog import atomic_write_json, exclusive_lock
+
+    with exclusive_lock(path.with_suffix(".lock")):
         if path.exists():
             try:
                 return json.loads(path.read_text())
@@ -267,31 +267,10 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
         flat = lambda x: np.asarray(x, dtype=np.float64).reshape(len(x), -1) / 255.0  # noqa: E731
         res = evaluate(flat(train_images), train_labels, flat(test_images), test_labels)
         try:
-            from shared.runlog import atomic_write_json
-
             atomic_write_json(path, res)
         except OSError:
             pass  # a read-only cache is fine: the result is just recomputed next time
         return res
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path):
-    """An exclusive advisory lock (``fcntl.flock``) on ``lock_path`` for the ``with`` body; no
-    lock where that is impossible (no ``fcntl``, a read-only cache): only the sharing is lost."""
-    try:
-        import fcntl
-
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(lock_path, "a")  # noqa: SIM115 (closed below)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-    finally:
-        f.close()  # releases the lock
 
 
 def labelled_subset(split, fraction: float, seed: int = 0):

@@ -17,6 +17,7 @@ report reads both.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -61,6 +62,26 @@ def _umask() -> int:
 
 def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path):
+    """An exclusive advisory lock (``fcntl.flock``) on ``lock_path`` for the ``with`` body; no
+    lock where that is impossible (no ``fcntl``, a read-only cache): only the sharing is lost."""
+    try:
+        import fcntl
+
+        lock_path = Path(lock_path)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock_path, "a")  # noqa: SIM115 (closed below)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+    finally:
+        f.close()  # releases the lock
 
 
 RUN_FILES = ("config.json", "metrics.json", "eval.json", "features.npz")

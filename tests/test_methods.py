@@ -313,6 +313,20 @@ def test_train_with_eval_writes_what_eval_writes(tmp_path):
     assert json.loads((run / "eval.json").read_text()) == first
 
 
+def test_train_with_eval_accepts_tfs_one_process_mirrored_strategy(monkeypatch, tmp_path):
+    """``--strategy mirrored`` is one process (its devices are local): --eval is allowed."""
+    import tf_impl.train
+    from shared.apps import impl_cli
+
+    calls = []
+    monkeypatch.setattr(tf_impl.train, "train", lambda cfg, progress: calls.append("train"))
+    monkeypatch.setattr(impl_cli, "cmd_eval", lambda pkg, a: calls.append(a.run_dir) or 0)
+    run = str(tmp_path / "r")
+    argv = ["train", "--strategy", "mirrored", "--run-dir", run, "--eval"]
+    assert impl_cli.main("tensorflow", argv) == 0
+    assert calls == ["train", run]
+
+
 def test_train_with_eval_refuses_a_multi_process_run(monkeypatch, tmp_path, capsys):
     from torch_impl.__main__ import main
 

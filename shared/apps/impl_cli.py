@@ -153,7 +153,8 @@ def cmd_train(pkg: str, args) -> int:
     else:
         world = 1 if cfg.strategy == "none" else None
     resolved = cfg.resolve(framework, world)
-    if args.eval and (world != 1 or resolved.strategy == "multi_worker"):
+    # several processes: torchrun's WORLD_SIZE > 1, or TF's multi_worker (mirrored is one)
+    if args.eval and ((world or 1) > 1 or resolved.strategy == "multi_worker"):
         raise ValueError(
             "eval: --eval evaluates in the training process, so it needs a single-process run; "
             "run `eval --run-dir DIR` after a multi-process one"

@@ -45,14 +45,14 @@ format: $(STAMP)  ## ruff fix + format
 	$(VPY) -m ruff format .
 
 docs: $(STAMP)  ## regenerate every generated page of docs/ (each is tested against its generator)
-	$(VPY) -m benchmarks.catalogue > /dev/null
-	$(VPY) -m benchmarks.drift > /dev/null
-	$(VPY) -m shared.errata
-	$(VPY) -m shared.side_by_side
-	$(VPY) -m shared.tutorial
+	$(VPY) -m shared.docgen.catalogue > /dev/null
+	$(VPY) -m shared.docgen.drift > /dev/null
+	$(VPY) -m shared.docgen.errata
+	$(VPY) -m shared.docgen.side_by_side
+	$(VPY) -m shared.docgen.tutorial
 
-golden: $(STAMP)  ## rebuild shared/golden/ (the check runs in the tests)
-	$(VPY) -m shared.golden
+golden: $(STAMP)  ## rebuild shared/parity/golden/ (the check runs in the tests)
+	$(VPY) -m shared.parity.golden
 
 clean:  ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -6,7 +6,7 @@
 
 Results: ``benchmarks/results/<name>.json`` + ``.md`` (+ PNG plots for B4), and
 ``benchmarks/README.md`` is regenerated with the latest tables. Peers: ``lightly`` (the
-``bench`` extra). Every measured implementation is checked against ``shared.losses`` on the
+``bench`` extra). Every measured implementation is checked against ``shared.oracle.losses`` on the
 same inputs before it is timed. Import order: torch (and dynamo) before TensorFlow.
 """
 
@@ -37,7 +37,7 @@ import tensorflow as tf
 # isort: on
 
 from benchmarks import harness as H  # noqa: E402
-from shared import losses as ref  # noqa: E402
+from shared.oracle import losses as ref  # noqa: E402
 
 TAU = H.TAU
 
@@ -411,9 +411,10 @@ def b3_simclr_torch(device: str) -> dict:
 
 def b3_moco_tf_modes() -> dict:
     """The MoCo TF step with the training defaults (fp32): eager, tf.function, XLA."""
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
+    from tf_impl.methods import build_model
     from tf_impl.optim import build_optimizer
-    from tf_impl.train import build_model, compile_step
+    from tf_impl.train import compile_step
 
     res = {}
     xs = tf.random.uniform([64, 32, 32, 3], seed=1)
@@ -444,8 +445,8 @@ def b3_moco_tf_modes() -> dict:
 
 def b3_augmentation() -> dict:
     """Views per second: torchvision per image, our batched torch op, and the tf.data pipeline."""
-    from shared.config import TrainConfig
-    from shared.data import load_embedded
+    from shared.run.config import TrainConfig
+    from shared.run.data import load_embedded
     from tf_impl.train import make_dataset
     from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
 
@@ -482,7 +483,7 @@ def b3(quick: bool, device: str) -> dict:
         "## B3. Training throughput (images/s per training step, 2 views per image)",
         "",
         "SimCLR rows: fp32 NCHW, and channels-last + bf16 autocast (bf16 is fast only on CPUs with "
-        "native bf16; see `shared.hardware`). MoCo rows: the training defaults (symmetric loss, "
+        "native bf16; see `shared.run.hardware`). MoCo rows: the training defaults (symmetric loss, "
         "SplitBatchNorm, K = 512), fp32.",
         "",
         "| step | small CNN (batch 64) | ResNet-18 CIFAR stem (batch 32) |",
@@ -524,13 +525,13 @@ def b3(quick: bool, device: str) -> dict:
 # ----------------------------------------------------------------------------------------- B5
 def _cell_step(framework: str, method: str):
     """A zero-argument callable running one training step of the cell, with its defaults."""
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
 
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 64, 32, 32, 3), dtype=np.float32)
     if framework == "torch":
+        from torch_impl.methods import build_model
         from torch_impl.optim import build_optimizer
-        from torch_impl.train import build_model
 
         cfg = TrainConfig(method=method, amp=False).resolve("torch")
         torch.manual_seed(0)
@@ -542,8 +543,9 @@ def _cell_step(framework: str, method: str):
         )
         extra = {"key_momentum": cfg.key_momentum} if method == "moco" else {}
         return lambda: model.train_step(x1, x2, opt, **extra).item()
+    from tf_impl.methods import build_model
     from tf_impl.optim import build_optimizer
-    from tf_impl.train import build_model, compile_step
+    from tf_impl.train import compile_step
 
     cfg = TrainConfig(method=method, amp=False).resolve("tensorflow")
     tf.keras.utils.set_random_seed(0)

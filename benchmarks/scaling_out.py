@@ -61,10 +61,10 @@ def _torch_worker(method: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
     from torch_impl.distributed import init_from_env, world_size, wrap_ddp
+    from torch_impl.methods import build_model
     from torch_impl.optim import build_optimizer
-    from torch_impl.train import build_model
 
     where = init_from_env(torch.device("cpu"))
     counted = {"bytes": 0}
@@ -142,10 +142,11 @@ def _tf_worker(method: str, replicas: int) -> None:
 
     import tensorflow as tf
 
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
     from tf_impl.distributed import make_strategy
+    from tf_impl.methods import build_model
     from tf_impl.optim import build_optimizer
-    from tf_impl.train import build_model, compile_step
+    from tf_impl.train import compile_step
 
     strategy = make_strategy("mirrored" if replicas > 1 else "none", replicas)
     cfg = TrainConfig(method=method, amp=False, batch_size=N).resolve("tensorflow", replicas)

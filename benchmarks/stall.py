@@ -30,7 +30,8 @@ import tensorflow as tf
 def run(epochs: int, autotune: bool) -> dict:
     """``epochs`` MoCo epochs (training defaults, embedded data); per epoch the seconds of the
     whole epoch, of its steps, and of deleting its iterator."""
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
+    from tf_impl import methods as M
     from tf_impl import train as T
     from tf_impl.augment import BatchAugment
     from tf_impl.data import load_split
@@ -39,7 +40,7 @@ def run(epochs: int, autotune: bool) -> dict:
     cfg = TrainConfig(method="moco", amp=False, run_dir="-").resolve("tensorflow")
     tf.keras.utils.set_random_seed(0)
     images = load_split("embedded", "train", None, False, 32, 0).images
-    model = T.build_model(cfg)
+    model = M.build_model(cfg)
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     step = T.compile_step(model, opt)
     aug = tf.function(BatchAugment(**cfg.augment_kwargs()))

@@ -5,7 +5,7 @@ epochs, with the wall time each costs on this machine.
 
 * SimCLR (torch) at batch N in ``BATCHES``, its default 60 epochs (lr = 0.075 sqrt(N), LARS);
 * MoCo v2 (TF) at queue K in ``QUEUES``, its default 25 epochs;
-* every run records the kNN monitor every 5 epochs (``shared.evaluation.evaluate_knn``: k by
+* every run records the kNN monitor every 5 epochs (``shared.run.evaluation.evaluate_knn``: k by
   leave-one-out on the training split), so the epochs axis comes free.
 
 Writes ``benchmarks/results/tradeoffs.json`` and ``.md`` and ``docs/tradeoffs.png`` (kNN against

@@ -29,7 +29,6 @@ from dist_cases import (  # noqa: E402
     views,
 )
 
-from tf_impl.checkpoint import _entries, export_weights  # noqa: E402
 from tf_impl.distributed import local_rows, make_strategy  # noqa: E402
 from tf_impl.losses import nt_xent  # noqa: E402
 from tf_impl.moco import MoCo  # noqa: E402
@@ -37,6 +36,7 @@ from tf_impl.models import set_sync_bn  # noqa: E402
 from tf_impl.optim import SGD  # noqa: E402
 from tf_impl.simclr import SimCLR  # noqa: E402
 from tf_impl.train import compile_step  # noqa: E402
+from tf_impl.weights import entries, export_weights  # noqa: E402
 
 
 def one_step(case: str, strategy) -> dict:
@@ -65,7 +65,7 @@ def one_step(case: str, strategy) -> dict:
     opt.apply_gradients = record
     x1, x2 = (tf.constant(x) for x in views(case))
     loss = step(x1, x2, tf.constant([0, 7], tf.int32), tf.constant(KEY_MOMENTUM, tf.float64))
-    names = {v.path: n for n, v in _entries(model)}
+    names = {v.path: n for n, v in entries(model)}
     out = {"loss": loss.numpy()}
     for v, g in zip(variables, grads, strict=True):
         out[f"grad/{names[v.path]}"] = g.numpy()  # TF's layout is the canonical one

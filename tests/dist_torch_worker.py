@@ -28,13 +28,13 @@ from dist_cases import (  # noqa: E402
     views,
 )
 
-from shared.weights import to_canonical  # noqa: E402
-from torch_impl.checkpoint import _entries, export_weights  # noqa: E402
+from shared.parity.weights import to_canonical  # noqa: E402
 from torch_impl.distributed import concat_all_gather, init_from_env, wrap_ddp  # noqa: E402
 from torch_impl.losses import nt_xent  # noqa: E402
 from torch_impl.moco import MoCo  # noqa: E402
 from torch_impl.models import set_sync_bn  # noqa: E402
 from torch_impl.simclr import SimCLR  # noqa: E402
+from torch_impl.weights import entries, export_weights  # noqa: E402
 
 
 def one_step(case: str, single: bool, rank: int) -> dict:
@@ -57,7 +57,7 @@ def one_step(case: str, single: bool, rank: int) -> dict:
         loss /= dist.get_world_size()
     grads = {
         f"grad/{n}": to_canonical(k, r, t.grad.numpy(), "torch")
-        for n, k, r, t in _entries(model)
+        for n, k, r, t in entries(model)
         if t.grad is not None
     }
     after = {f"after/{n}": v for n, v in export_weights(model).items()}

@@ -2,7 +2,7 @@
 SimCLR augmentations give the same views.
 
 Both ``BatchAugment`` classes are two steps, ``sample`` (each framework's own RNG) and ``apply``
-(a pure function of images and parameters). One NumPy draw (``shared.augment_spec
+(a pure function of images and parameters). One NumPy draw (``shared.oracle.augment_spec
 .sample_params``) goes to both ``apply`` functions; the views are compared under the
 ``augment/float32`` row of the tolerance table. Each op is also compared alone, so a failure
 names the op. The differences ``tf.image`` would bring (crop grid, contrast, saturation) are
@@ -17,8 +17,8 @@ import torchvision  # noqa: E402,F401  (before TensorFlow)
 
 tf = pytest.importorskip("tensorflow")
 
-from shared import parity  # noqa: E402
-from shared.augment_spec import PARAM_KEYS, augment_spec, sample_params  # noqa: E402
+from shared.oracle.augment_spec import PARAM_KEYS, augment_spec, sample_params  # noqa: E402
+from shared.parity import compare as parity  # noqa: E402
 from tf_impl.augment import BatchAugment as TfAugment  # noqa: E402
 from torch_impl.augment import BatchAugment as TorchAugment  # noqa: E402
 

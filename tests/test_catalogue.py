@@ -1,7 +1,7 @@
-"""Each row of the framework-differences catalogue (``benchmarks/catalogue.py``) still holds:
+"""Each row of the framework-differences catalogue (``shared/docgen/catalogue.py``) still holds:
 the difference is still there when left unaligned, and the project's alignment removes it.
 A framework upgrade that changes a default makes the row's test fail, and the table is then
-regenerated (``python -m benchmarks.catalogue``) instead of rotting."""
+regenerated (``python -m shared.docgen.catalogue``) instead of rotting."""
 
 import math
 
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch", reason="PyTorch is not installed")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from benchmarks import catalogue as C  # noqa: E402
+from shared.docgen import catalogue as C  # noqa: E402
 
 # name -> (the least effect that proves the difference, the most residue after alignment)
 EXPECT = {

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from shared.config import METHOD_DEFAULTS, TrainConfig, load_config
+from shared.run.config import METHOD_DEFAULTS, TrainConfig, load_config
 
 BAD_CONFIGS = [
     ({"method": "byol"}, "method: expected one of"),

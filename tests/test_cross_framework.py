@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from shared import losses as ref  # noqa: E402
-from shared import parity  # noqa: E402
-from shared import queue as qref  # noqa: E402
-from shared.tolerances import natural_grad_scale  # noqa: E402
+from shared.oracle import losses as ref  # noqa: E402
+from shared.oracle import queue as qref  # noqa: E402
+from shared.parity import compare as parity  # noqa: E402
+from shared.parity.tolerances import natural_grad_scale  # noqa: E402
 
 pytestmark = pytest.mark.cross_framework
 
@@ -211,7 +211,7 @@ ALLOWED_DIFFERENCES = {
     "models.ResNet18Cifar": "torchvision provides the ResNets (models._resnet); Keras has no CIFAR-stem ResNet",
     "models.SplitBatchNorm.get_config": "Keras layer serialisation; torch modules have none",
     "models.Conv3x3": "TF's Conv2DBackpropInput is 2.4x torch's on the 4x4x256 conv; this Conv2D takes the same input gradient as a forward conv (benchmarks/results/layers.md); torch's own is fast",
-    "optim.SGD": "torch.optim.SGD already does the documented update; Keras's does not (shared.optim.STOCK_DIFFERENCES)",
+    "optim.SGD": "torch.optim.SGD already does the documented update; Keras's does not (shared.oracle.optim.STOCK_DIFFERENCES)",
     "optim.Adam": "torch.optim.Adam already does the documented update; Keras's does not",
     "optim.param_groups": "torch fixes LARS's exclusions as parameter groups; TF applies the rank rule per variable",
     "optim.LARS.step": "torch.optim.Optimizer's API; the TF optimisers share apply_gradients from their base class",

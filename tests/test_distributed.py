@@ -1,7 +1,7 @@
 """Two processes (torch DDP, gloo) or two replicas (tf.distribute, 2 logical CPUs) on the two
 halves of a batch take the same step as one process on the whole batch, in float64.
 
-Compared by canonical name, with the tolerance table of ``shared.tolerances``: the loss (the
+Compared by canonical name, with the tolerance table of ``shared.parity.tolerances``: the loss (the
 mean over ranks), every gradient (after the mean over ranks), and after the step every weight,
 BN running statistic and, for MoCo, the key encoder after the EMA, the queue and its pointer.
 BatchNorm is made exactly comparable: per-process BN over 2 processes against SplitBatchNorm
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import parity
+from shared.parity import compare as parity
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -89,13 +89,13 @@ def test_tf_mirrored_step_equals_one_replica(tf_results, case):
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_gathered_nt_xent_is_the_numpy_share_and_its_gradient(torch_results, tf_results, framework):
-    """Rank r's loss is ``shared.losses.nt_xent_shards``' entry r (NumPy), and the gradient on
+    """Rank r's loss is ``shared.oracle.losses.nt_xent_shards``' entry r (NumPy), and the gradient on
     its rows is W times the gradient of the one-process loss (``nt_xent_grad``): each rank's
     rows receive the sum over ranks of their losses' gradients, which DDP (or the mean over
     replicas) then divides by W."""
     from dist_cases import WORLD, projections
 
-    from shared.losses import nt_xent_grad, nt_xent_shards
+    from shared.oracle.losses import nt_xent_grad, nt_xent_shards
 
     path = torch_results[1] if framework == "torch" else tf_results
     got = _load(path / "shards.npz")
@@ -177,7 +177,7 @@ def test_multi_worker_without_tf_config_is_one_error_line(tmp_path):
 
 def test_resume_with_another_world_size_needs_consent():
     """The world size changes the BN groups, so it changes the trajectory: named, refused."""
-    from shared.config import TrainConfig, check_resume
+    from shared.run.config import TrainConfig, check_resume
 
     saved = TrainConfig(method="moco").resolve("torch", 2)
     with pytest.raises(ValueError, match="world_size: 2 -> 1 differ"):
@@ -199,8 +199,8 @@ def test_each_rank_loads_its_share_of_the_epoch(augment):
     ranks' batches are disjoint halves. With --augment batch each step's halves are exactly the
     one-process batch; per_sample draws its own order (DistributedSampler, set_epoch)."""
     pytest.importorskip("torch")
-    from shared.config import TrainConfig
-    from shared.data import Split
+    from shared.run.config import TrainConfig
+    from shared.run.data import Split
     from torch_impl.train import epoch_batches
 
     grey = (np.arange(32, dtype=np.uint8) * 7)[:, None, None, None]

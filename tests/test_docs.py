@@ -1,9 +1,9 @@
 """The generated pages of docs/ are what their generators write now, so they cannot drift.
 
-* docs/errata.md (``shared.errata``): each broken snippet still fails with the message the page
+* docs/errata.md (``shared.docgen.errata``): each broken snippet still fails with the message the page
   quotes, and each corrected one still gives its output. Only the step timing may differ
   between runs; its ratio must still show the contrastive step costing more.
-* docs/side_by_side.md (``shared.side_by_side``): every excerpt is still the source of its
+* docs/side_by_side.md (``shared.docgen.side_by_side``): every excerpt is still the source of its
   qualified name on both sides.
 """
 
@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from shared import errata, side_by_side
+from shared.docgen import errata, side_by_side
 
 TIMING = re.compile(r"supervised step [\d.]+ ms, SimCLR step [\d.]+ ms, ratio ([\d.]+)")
 
@@ -28,7 +28,7 @@ def test_errata_page_matches_the_code(built):
     committed = errata.OUT.read_text()
     assert TIMING.search(committed), "the committed page lost its measured step costs"
     assert TIMING.sub("<timing>", text) == TIMING.sub("<timing>", committed), (
-        "docs/errata.md is stale: run `python -m shared.errata` (make docs)"
+        "docs/errata.md is stale: run `python -m shared.docgen.errata` (make docs)"
     )
 
 
@@ -61,7 +61,7 @@ def test_self_positive_formula_prefers_views_that_disagree():
 
 def test_side_by_side_page_matches_the_source():
     assert side_by_side.markdown() == side_by_side.OUT.read_text(), (
-        "docs/side_by_side.md is stale: run `python -m shared.side_by_side` (make docs)"
+        "docs/side_by_side.md is stale: run `python -m shared.docgen.side_by_side` (make docs)"
     )
 
 
@@ -74,11 +74,11 @@ def test_side_by_side_excerpts_are_whole_definitions(tmp_path):
 
 
 def test_tutorial_page_matches_the_code():
-    from shared import tutorial
+    from shared.docgen import tutorial
 
     text = tutorial.markdown()
     assert text == tutorial.OUT.read_text(), (
-        "docs/tutorial.md is stale: run `python -m shared.tutorial` (make docs)"
+        "docs/tutorial.md is stale: run `python -m shared.docgen.tutorial` (make docs)"
     )
     # one section per numbered section of source 000, 1.1 to 9.5, in order
     numbers = re.findall(r"^#{3,4} (\d+\.\d+(?:\.\d+)?) ", text, flags=re.M)

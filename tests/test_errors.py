@@ -15,10 +15,10 @@ import zlib
 
 import pytest
 
-from shared.config import TrainConfig
-from shared.datasets import DatasetNotFound, read_image_folder
-from shared.health import HealthMonitor
-from shared.runlog import prepare_run_dir
+from shared.run.config import TrainConfig
+from shared.run.datasets import DatasetNotFound, read_image_folder
+from shared.run.health import HealthMonitor
+from shared.run.runlog import prepare_run_dir
 
 PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from shared.config import TrainConfig
+from shared.run.config import TrainConfig
 
 EPOCHS = 3
 SETUP = {"torch": "simclr", "tensorflow": "moco"}
@@ -106,10 +106,10 @@ def _has_checkpoint(framework, run_dir, epoch) -> bool:
 def _final_weights(framework, run_dir) -> dict:
     pkg = PACKAGES[framework]
     ck = __import__(f"{pkg}.checkpoint", fromlist=["x"])
-    build_model = __import__(f"{pkg}.train", fromlist=["x"]).build_model
+    build_model = __import__(f"{pkg}.methods", fromlist=["x"]).build_model
     model = build_model(_cfg(framework, run_dir).resolve(framework))
     assert ck.restore_checkpoint(run_dir, model) == EPOCHS
-    return ck.export_weights(model)
+    return __import__(f"{pkg}.weights", fromlist=["x"]).export_weights(model)
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
@@ -117,7 +117,7 @@ def test_kill_minus_9_then_resume_is_bit_identical(tmp_path, framework):
     pytest.importorskip(framework)
     pkg = PACKAGES[framework]
     train = __import__(f"{pkg}.train", fromlist=["x"]).train
-    export_weights = __import__(f"{pkg}.checkpoint", fromlist=["x"]).export_weights
+    export_weights = __import__(f"{pkg}.weights", fromlist=["x"]).export_weights
     straight = export_weights(train(_cfg(framework, tmp_path / "a"), progress=False)["model"])
 
     run = tmp_path / "b"

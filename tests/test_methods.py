@@ -1,7 +1,7 @@
 """Both methods in both frameworks, piece by piece against the NumPy oracle.
 
 Each test runs the same check on ``torch_impl`` and ``tf_impl`` (parametrised by framework):
-the loss a model computes equals ``shared.losses`` on the model's own projections (float64),
+the loss a model computes equals ``shared.oracle.losses`` on the model's own projections (float64),
 MoCo's step order (EMA before the gradient step, the queue read before the enqueue), the key
 encoder's exact copy, SplitBatchNorm against its closed form, float64 builds, one trace of the
 TF step, and bit-exact resume for the two new cells (MoCo in torch, SimCLR in TF).
@@ -13,10 +13,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from shared import losses as ref  # noqa: E402
-from shared import parity  # noqa: E402
-from shared import queue as qref  # noqa: E402
-from shared.config import TrainConfig  # noqa: E402
+from shared.oracle import losses as ref  # noqa: E402
+from shared.oracle import queue as qref  # noqa: E402
+from shared.parity import compare as parity  # noqa: E402
+from shared.run.config import TrainConfig  # noqa: E402
 
 FRAMEWORKS = ["torch", "tensorflow"]
 SMALL = dict(encoder="small_cnn", hidden_dim=16, proj_dim=8)
@@ -261,7 +261,7 @@ def test_eval_reads_the_method_from_config(tmp_path, framework):
 
 
 def test_the_key_momentum_schedule_is_the_oracle_s():
-    from shared.queue import cosine_momentum
+    from shared.oracle.queue import cosine_momentum
 
     cos = TrainConfig(method="moco", key_momentum_schedule="cosine", key_momentum=0.9).resolve(
         "torch"

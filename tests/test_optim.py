@@ -1,4 +1,4 @@
-"""Optimisers: torch's and ours in TF equal the NumPy reference ``shared.optim`` in float64,
+"""Optimisers: torch's and ours in TF equal the NumPy reference ``shared.oracle.optim`` in float64,
 over several steps with a learning rate that changes every step (warmup, then cosine).
 
 The stock Keras optimisers are also run, to show what they would have done instead: each
@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from shared import optim as ref  # noqa: E402
-from shared import parity  # noqa: E402
+from shared.oracle import optim as ref  # noqa: E402
+from shared.parity import compare as parity  # noqa: E402
 
 STEPS = 6
 LRS = [0.5 * ref.warmup_cosine(s, 2, STEPS) for s in range(STEPS)]  # changes every step

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from shared.config import TrainConfig, check_resume
-from shared.runlog import prepare_run_dir
+from shared.run.config import TrainConfig, check_resume
+from shared.run.runlog import prepare_run_dir
 
 FRAMEWORKS = ["torch", "tensorflow"]
 
@@ -125,7 +125,7 @@ def test_non_finite_stops_with_the_true_last_checkpoint_and_never_saves_it(tmp_p
 def test_orphan_temp_files_are_removed_and_run_files_follow_the_umask(tmp_path):
     import os
 
-    from shared.runlog import atomic_write_json
+    from shared.run.runlog import atomic_write_json
 
     run = tmp_path / "run"
     (run / "ckpt" / "ckpt-3_temp").mkdir(parents=True)

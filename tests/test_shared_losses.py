@@ -1,4 +1,4 @@
-"""shared.losses: vectorised vs loop oracles, finite differences, closed forms, properties, errors."""
+"""shared.oracle.losses: vectorised vs loop oracles, finite differences, closed forms, properties, errors."""
 
 import math
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import losses as L
+from shared.oracle import losses as L
 
 
 def rand(seed, *shape, scale=1.0):

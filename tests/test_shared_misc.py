@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from shared import data, evaluation, golden, parity, queue, tolerances
+from shared.oracle import queue
+from shared.parity import compare as parity
+from shared.parity import golden, tolerances
+from shared.run import data, evaluation
 
 
 def test_golden_files_are_up_to_date():
@@ -209,7 +212,7 @@ def test_keep_freed_memory_takes_effect_on_glibc_and_is_a_no_op_elsewhere(monkey
     import ctypes
     import platform
 
-    from shared.hardware import keep_freed_memory
+    from shared.run.hardware import keep_freed_memory
 
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert keep_freed_memory() is True

@@ -1,6 +1,6 @@
 """One whole training step is the same in PyTorch and TensorFlow (float64, ported weights).
 
-Setup: a torch model, its weights ported to TF (``shared.weights``), the same two views fed to
+Setup: a torch model, its weights ported to TF (``shared.parity.weights``), the same two views fed to
 both. Compared by canonical name: the features h and projections z, the loss, the gradient of
 every parameter, and after one optimiser step every weight, BN statistic and (MoCo) the key
 encoder after the EMA, the queue and its pointer.
@@ -16,14 +16,14 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from shared import parity  # noqa: E402
-from shared.tolerances import override  # noqa: E402
-from tf_impl import checkpoint as tck  # noqa: E402
+from shared.parity import compare as parity  # noqa: E402
+from shared.parity.tolerances import override  # noqa: E402
 from tf_impl import optim as topt  # noqa: E402
 from tf_impl import parity as tpar  # noqa: E402
-from torch_impl import checkpoint as pck  # noqa: E402
+from tf_impl import weights as tw  # noqa: E402
 from torch_impl import optim as popt  # noqa: E402
 from torch_impl import parity as ppar  # noqa: E402
+from torch_impl import weights as pw  # noqa: E402
 
 N = 8  # images per view batch
 
@@ -38,7 +38,7 @@ def _models(method, encoder, **kw):
     common = dict(encoder=encoder, hidden_dim=16, proj_dim=8, dtype="float64", **kw)
     pt = (PS if method == "simclr" else PM)(**common)
     tfm = (TS if method == "simclr" else TM)(**common)
-    tck.import_weights(tfm, pck.export_weights(pt))
+    tw.import_weights(tfm, pw.export_weights(pt))
     return pt, tfm
 
 
@@ -125,7 +125,7 @@ def test_one_step_float32_within_the_table(method):
     )
     pt = (PS if method == "simclr" else PM)(**common)
     tfm = (TS if method == "simclr" else TM)(**common)
-    tck.import_weights(tfm, pck.export_weights(pt))
+    tw.import_weights(tfm, pw.export_weights(pt))
     x1, x2 = (v.astype(np.float32) for v in _views(2))
     m = {"key_momentum": 0.9} if method == "moco" else {}
     a = ppar.step_outputs(pt, x1, x2, popt.build_optimizer(pt, "sgd", 0.1, 0.9, 1e-4), **m)
@@ -150,11 +150,11 @@ def test_one_step_float32_within_the_table(method):
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_twenty_step_drift_stays_bounded(method):
-    """The drift curve of ``benchmarks.drift`` (docs/step_drift.md). float64 stays at rounding
+    """The drift curve of ``shared.docgen.drift`` (docs/step_drift.md). float64 stays at rounding
     level for 20 steps. float32 starts at reduction-order noise (BN's beta gradient sums 16,384
     terms with cancellation: 1.6e-3 relative after one step) and then grows, as chaotic training
     does; only its first step is bounded here, the curve is reported in the docs."""
-    from benchmarks.drift import drift
+    from shared.docgen.drift import drift
 
     f64 = drift(method, "float64")
     assert max(r["loss_abs"] for r in f64) < 1e-10 and max(r["weights_rel"] for r in f64) < 1e-10, (
@@ -191,7 +191,7 @@ def test_rosetta_parity_level_step_passes(tmp_path):
     assert "**NO**" not in table
     import json
 
-    from shared.step_parity import summary_markdown
+    from shared.parity.step_parity import summary_markdown
 
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     compact = summary_markdown(rows)  # the demo report's step table
@@ -206,8 +206,8 @@ def test_rosetta_parity_random_cases_name_their_seed(tmp_path):
     import subprocess
     import sys
 
-    from shared import golden
-    from shared.losses import nt_xent
+    from shared.oracle.losses import nt_xent
+    from shared.parity import golden
 
     cmd = [sys.executable, "-m", "shared.apps.cli", "parity", "--random", "20", "--seed", "40"]
     res = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)

@@ -8,8 +8,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from shared import golden  # noqa: E402
-from shared import queue as ref  # noqa: E402
+from shared.oracle import queue as ref  # noqa: E402
+from shared.parity import golden  # noqa: E402
 from tf_impl import losses  # noqa: E402
 from tf_impl.parity import golden_outputs  # noqa: E402
 
@@ -187,7 +187,7 @@ def test_moco_init_copy_momentum_and_errors():
 
 
 def _cfg(tmp_path, **kw):
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
 
     base = dict(
         epochs=2,
@@ -338,7 +338,7 @@ def test_batch_augment_is_stateless_and_its_hue_is_tf_images():
 
 
 def test_linear_eval_frozen_and_finetune_arms():
-    from shared.data import Split
+    from shared.run.data import Split
     from tf_impl.evaluate import finetune, linear_eval
     from tf_impl.models import build_encoder
 
@@ -359,7 +359,7 @@ def test_make_dataset_turns_autotune_off(augment):
     """tf.data's autotuning stalled MoCo epochs (deleting an iterator waited up to 5 s for its
     thread; benchmarks/results/stall.md): the training pipeline keeps it off, and
     ``autotune=True`` (the benchmark's comparison) turns it back on."""
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
     from tf_impl.train import make_dataset
 
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)

@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 
-from shared import golden  # noqa: E402
-from shared.data import Split  # noqa: E402
+from shared.parity import golden  # noqa: E402
+from shared.run.data import Split  # noqa: E402
 from torch_impl import losses  # noqa: E402
 from torch_impl.parity import golden_outputs  # noqa: E402
 
@@ -24,8 +24,8 @@ def test_losses_and_autograd_match_goldens(dtype):
 
 @pytest.mark.parametrize("amp_dtype", [torch.bfloat16])
 def test_autocast_keeps_logits_in_float32(amp_dtype):
-    from shared.losses import nt_xent as ref
-    from shared.tolerances import tolerance
+    from shared.oracle.losses import nt_xent as ref
+    from shared.parity.tolerances import tolerance
 
     rng = np.random.default_rng(0)
     z1, z2 = rng.standard_normal((64, 32)), rng.standard_normal((64, 32))
@@ -185,7 +185,7 @@ def test_model_bad_views():
 
 
 def test_momentum_and_queue_match_numpy_reference():
-    from shared import queue as ref
+    from shared.oracle import queue as ref
     from torch_impl.moco import dequeue_and_enqueue, momentum_update
 
     q = torch.nn.Linear(3, 2)
@@ -206,7 +206,7 @@ def test_momentum_and_queue_match_numpy_reference():
 
 
 def _cfg(tmp_path, **kw):
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
 
     base = dict(
         epochs=2,
@@ -357,7 +357,7 @@ def test_batch_augment_shapes_seeding_and_ops_match_torchvision():
 
 
 def test_finetune_reports_both_arms_on_the_same_subset():
-    from shared.evaluation import labelled_subset
+    from shared.run.evaluation import labelled_subset
     from torch_impl.evaluate import finetune
     from torch_impl.models import build_encoder
 

@@ -1,6 +1,6 @@
 """Train parity: each framework's own training loop (``run_epoch``: learning-rate schedule,
 the method's optimiser, MoCo's key momentum and queue) from the same ported weights on the
-same views gives the same loss curve and the same weights in float64 (``shared.train_parity``;
+same views gives the same loss curve and the same weights in float64 (``shared.parity.train_parity``;
 ``rosetta parity --level train`` runs three epochs of it, each framework in its own process)."""
 
 import numpy as np
@@ -11,24 +11,25 @@ import torchvision  # noqa: E402,F401  (before TensorFlow)
 
 pytest.importorskip("tensorflow")
 
-from shared import train_parity as tp  # noqa: E402
-from shared.data import load_embedded  # noqa: E402
-from tf_impl import checkpoint as tck  # noqa: E402
+from shared.parity import train_parity as tp  # noqa: E402
+from shared.run.config import TrainConfig  # noqa: E402
+from shared.run.data import load_embedded  # noqa: E402
+from tf_impl import methods as tmeth  # noqa: E402
 from tf_impl import parity as tpar  # noqa: E402
-from tf_impl import train as ttrain  # noqa: E402
-from torch_impl import checkpoint as pck  # noqa: E402
+from tf_impl import weights as tw  # noqa: E402
+from torch_impl import methods as pmeth  # noqa: E402
 from torch_impl import parity as ppar  # noqa: E402
-from torch_impl import train as ptrain  # noqa: E402
+from torch_impl import weights as pw  # noqa: E402
 
 
 def _first_epoch(case: str, dtype: str) -> tuple[dict, dict]:
-    cfg = tp.config(case)
+    cfg = TrainConfig(**tp.config_kwargs(case)).resolve("torch")
     images = load_embedded().train.images[: tp.IMAGES]
     views = [ppar.train_views(cfg, images, tp.view_params(cfg, 0))]
     torch.manual_seed(cfg.seed)
-    pt = ptrain.build_model(cfg, dtype)
-    tfm = ttrain.build_model(cfg, dtype)
-    tck.import_weights(tfm, pck.export_weights(pt))
+    pt = pmeth.build_model(cfg, dtype)
+    tfm = tmeth.build_model(cfg, dtype)
+    tw.import_weights(tfm, pw.export_weights(pt))
     return ppar.train_run(cfg, pt, views), tpar.train_run(cfg, tfm, views)
 
 

@@ -1,4 +1,4 @@
-"""Weights that travel between the frameworks (``shared.weights``).
+"""Weights that travel between the frameworks (``shared.parity.weights``).
 
 Round trips torch -> TF -> torch and TF -> torch -> TF are bit-exact for both methods and
 both encoders, and a ported model computes the same features in float64: in eval mode (running
@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from shared import weights as W  # noqa: E402
-from tf_impl import checkpoint as tck  # noqa: E402
-from torch_impl import checkpoint as pck  # noqa: E402
+from shared.parity import weights as W  # noqa: E402
+from tf_impl import weights as tw  # noqa: E402
+from torch_impl import weights as pw  # noqa: E402
 
 CASES = [(m, e) for m in ("simclr", "moco") for e in ("small_cnn", "resnet18_cifar")]
 SMALL = dict(hidden_dim=16, proj_dim=8)
@@ -43,21 +43,21 @@ def test_round_trips_are_bit_exact(method, encoder):
     pt, tfm = _pair(method, encoder)
     for p in pt.parameters():  # non-trivial BN statistics and weights on both sides
         p.data.add_(torch.randn_like(p) * 0.01)
-    start = pck.export_weights(pt)
-    tck.import_weights(tfm, start)
-    pck.import_weights(pt, tck.export_weights(tfm))
-    _equal(start, pck.export_weights(pt))  # torch -> TF -> torch
+    start = pw.export_weights(pt)
+    tw.import_weights(tfm, start)
+    pw.import_weights(pt, tw.export_weights(tfm))
+    _equal(start, pw.export_weights(pt))  # torch -> TF -> torch
     pt2, tf2 = _pair(method, encoder)
-    start = tck.export_weights(tf2)
-    pck.import_weights(pt2, start)
-    tck.import_weights(tf2, pck.export_weights(pt2))
-    _equal(start, tck.export_weights(tf2))  # TF -> torch -> TF
+    start = tw.export_weights(tf2)
+    pw.import_weights(pt2, start)
+    tw.import_weights(tf2, pw.export_weights(pt2))
+    _equal(start, tw.export_weights(tf2))  # TF -> torch -> TF
 
 
 @pytest.mark.parametrize("method,encoder", CASES)
 def test_ported_model_computes_the_same_features_float64(method, encoder):
     pt, tfm = _pair(method, encoder)
-    tck.import_weights(tfm, pck.export_weights(pt))
+    tw.import_weights(tfm, pw.export_weights(pt))
     x = np.random.default_rng(0).random((4, 32, 32, 3))
     for training in (False, True):
         pt.train(training)
@@ -69,15 +69,15 @@ def test_ported_model_computes_the_same_features_float64(method, encoder):
 
 def test_bad_state_is_named_and_format_is_checked(tmp_path):
     pt, tfm = _pair("moco", "small_cnn")
-    state = pck.export_weights(pt)
+    state = pw.export_weights(pt)
     with pytest.raises(W.WeightsError, match="missing \\['queue'\\]"):
-        tck.import_weights(tfm, {k: v for k, v in state.items() if k != "queue"})
+        tw.import_weights(tfm, {k: v for k, v in state.items() if k != "queue"})
     bad = dict(state, **{"encoder_q/head/dense0/kernel": np.zeros((3, 3))})
     with pytest.raises(W.WeightsError, match="encoder_q/head/dense0/kernel has shape \\(3, 3\\)"):
-        pck.import_weights(pt, bad)
+        pw.import_weights(pt, bad)
     simclr, _ = _pair("simclr", "small_cnn")
     with pytest.raises(W.WeightsError, match="another method, encoder or head size"):
-        pck.import_weights(simclr, state)
+        pw.import_weights(simclr, state)
     path = W.save_weights(
         tmp_path / "w.npz", state, {"method": "moco", "encoder": "small_cnn", "framework": "torch"}
     )
@@ -93,7 +93,7 @@ def test_port_a_torch_run_to_tensorflow_and_eval_it(tmp_path):
     """export-weights (torch) -> import-weights (TF) -> eval: the same kNN on both sides."""
     import json
 
-    from shared.config import TrainConfig
+    from shared.run.config import TrainConfig
     from tf_impl.__main__ import main as tf_main
     from torch_impl.__main__ import main as pt_main
     from torch_impl.train import train

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from shared import worked_examples as W
+from shared.oracle import worked_examples as W
 
 
 def test_example_a_by_hand():
@@ -121,7 +121,7 @@ def test_example_h_chance_levels():
     v = W.example_h().values
     assert v["chance_simclr"] == pytest.approx(math.log(2 * v["n"] - 1), rel=1e-15)
     assert v["chance_moco"] == pytest.approx(math.log(v["k"] + 1), rel=1e-15)
-    from shared.losses import nt_xent
+    from shared.oracle.losses import nt_xent
 
     n = v["n"]  # orthogonal: z1 = z2 = the basis vectors, as in example (c)
     assert v["floor_simclr"] == pytest.approx(nt_xent(np.eye(n), np.eye(n), 0.2), rel=1e-9)
@@ -133,3 +133,18 @@ def test_example_h_chance_levels():
     ):
         curve = v["curves"][name]
         assert floor < min(curve) and curve[0] < chance and curve[-1] < curve[0]
+
+
+def test_example_h_uses_the_trained_configuration():
+    """The oracle sits below the run layer, so it restates the demo's settings; they must equal
+    what ``shared.run.config`` resolves for each method."""
+    from shared.run.config import TrainConfig
+
+    simclr = TrainConfig(method="simclr").resolve("torch")
+    moco = TrainConfig(method="moco").resolve("tensorflow")
+    assert W.DEMO_SETTINGS == {
+        "n": simclr.batch_size,
+        "k": moco.queue_size,
+        "tau_simclr": simclr.temperature,
+        "tau_moco": moco.temperature,
+    }

@@ -29,7 +29,7 @@ import math
 
 import tensorflow as tf
 
-from shared.augment_spec import augment_spec
+from shared.oracle.augment_spec import augment_spec
 
 __all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
@@ -123,7 +123,7 @@ class BatchAugment:
 
     ``BatchAugment(...)(images_uint8 (B, H, W, 3), seed) -> float32 (B, S, S, 3)``. Two steps,
     mirrored from torch: :meth:`sample` draws each image's stateless random parameters
-    (``shared.augment_spec.PARAM_KEYS``), :meth:`apply` is a pure function of images and
+    (``shared.oracle.augment_spec.PARAM_KEYS``), :meth:`apply` is a pure function of images and
     parameters. Given the same parameters the two frameworks give the same views
     (``tests/test_augment_parity.py``), because this class follows torchvision's formulas where
     ``tf.image`` has others (docs/framework_differences.md):
@@ -183,7 +183,7 @@ class BatchAugment:
     def apply(self, images, params: dict):
         """Augment a (B, H, W, 3) batch (uint8, or float in [0, 1]) with given parameters.
 
-        ``params``: tensors or NumPy arrays, as ``shared.augment_spec.PARAM_KEYS``.
+        ``params``: tensors or NumPy arrays, as ``shared.oracle.augment_spec.PARAM_KEYS``.
         Returns float32 (B, S, S, 3) in [0, 1].
         """
         p = {k: tf.convert_to_tensor(v) for k, v in params.items()}

@@ -17,15 +17,12 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from shared.runlog import checkpoint_write_error, remove_orphans
+from shared.run.runlog import checkpoint_write_error, remove_orphans
 
 __all__ = [
     "CheckpointError",
-    "export_weights",
-    "import_weights",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_trained",
     "restore_checkpoint",
     "save_checkpoint",
 ]
@@ -118,96 +115,3 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
             f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
         ) from None
     return int(epoch.numpy())
-
-
-def load_trained(run_dir):
-    """The model of a finished (or interrupted) run and its ``TrainConfig``.
-
-    SplitBatchNorm is merged back to one BN (evaluation and fine-tuning see ordinary batches).
-
-    Raises:
-        CheckpointError: no checkpoint in ``run_dir``. FileNotFoundError: no ``config.json``.
-    """
-    from shared.config import load_config
-    from tf_impl.models import merge_bn_splits
-    from tf_impl.train import build_model
-
-    cfg = load_config(run_dir)
-    model = build_model(cfg)
-    restore_checkpoint(run_dir, model)
-    merge_bn_splits(model.backbone)
-    return model, cfg
-
-
-# --- framework-neutral weights (shared.weights) ------------------------------------------------
-def _layers(module):
-    """``(kind, {role: variable})`` for each conv, dense and BN layer, in architecture order."""
-    keras = tf.keras
-    for layer in _depth_first(module):
-        if isinstance(layer, keras.layers.Conv2D):
-            yield (
-                "conv",
-                {"kernel": layer.kernel, **({"bias": layer.bias} if layer.use_bias else {})},
-            )
-        elif isinstance(layer, keras.layers.Dense):
-            yield (
-                "dense",
-                {"kernel": layer.kernel, **({"bias": layer.bias} if layer.use_bias else {})},
-            )
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            yield (
-                "bn",
-                {
-                    "gamma": layer.gamma,
-                    "beta": layer.beta,
-                    "moving_mean": layer.moving_mean,
-                    "moving_variance": layer.moving_variance,
-                },
-            )
-
-
-def _depth_first(layer):
-    """Sub-layers in construction order, depth first (Keras 3's recursive ``_flatten_layers``
-    visits a layer's children in reverse order)."""
-    for sub in layer._flatten_layers(include_self=False, recursive=False):
-        yield sub
-        yield from _depth_first(sub)
-
-
-def _entries(model):
-    from shared.weights import canonical_name, model_parts
-
-    for prefix, module in model_parts(model):
-        counts: dict[str, int] = {}
-        for kind, roles in _layers(module):
-            i = counts[kind] = counts.get(kind, -1) + 1
-            for role, v in roles.items():
-                yield canonical_name(prefix, kind, i, role), v
-
-
-def export_weights(model) -> dict:
-    """Every weight (BN statistics, MoCo's queue and pointer included) in the canonical layout."""
-    state = {name: v.numpy() for name, v in _entries(model)}  # TF's layout is the canonical one
-    if hasattr(model, "queue"):
-        state.update(queue=model.queue.numpy(), queue_ptr=model.queue_ptr.numpy())
-    return state
-
-
-def import_weights(model, state: dict) -> None:
-    """Load a canonical ``state`` (``shared.weights``) into ``model``, in place.
-
-    Raises:
-        shared.weights.WeightsError: an unknown, missing or misshapen entry, named.
-    """
-    from shared.weights import check_state
-
-    entries = list(_entries(model))
-    expected = {name: tuple(v.shape) for name, v in entries}
-    if hasattr(model, "queue"):
-        expected.update(queue=tuple(model.queue.shape), queue_ptr=())
-    check_state(expected, state)
-    for name, v in entries:
-        v.assign(tf.cast(state[name], v.dtype))
-    if hasattr(model, "queue"):
-        model.queue.assign(tf.cast(state["queue"], model.queue.dtype))
-        model.queue_ptr.assign(int(state["queue_ptr"]))

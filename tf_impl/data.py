@@ -1,6 +1,6 @@
 """Datasets for MoCo in TensorFlow: the embedded default, tfds (cifar10/100, stl10), folders.
 
-Every loader returns a ``shared.data.Split`` (uint8 NHWC images, int64 labels, -1 where
+Every loader returns a ``shared.run.data.Split`` (uint8 NHWC images, int64 labels, -1 where
 unlabeled), the layout ``torch_impl.data.load_split`` returns; ``tf_impl.train`` wraps it in a
 ``tf.data`` pipeline (``Dataset.from_tensor_slices`` + ``map`` with AUTOTUNE).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.data import Split
-from shared.datasets import DatasetNotFound, download_failed, load_local_split, missing_message
+from shared.run.data import Split
+from shared.run.datasets import DatasetNotFound, download_failed, load_local_split, missing_message
 
 __all__ = ["DatasetNotFound", "load_split"]
 

@@ -1,7 +1,7 @@
 """Evaluation of a MoCo encoder: shared kNN + linear probe, linear eval, fine-tuning.
 
 Mirrors ``torch_impl.evaluate`` (same functions, same arguments): features h go to
-``shared.evaluation``; :func:`linear_eval` trains a Dense layer on the frozen encoder and checks
+``shared.run.evaluation``; :func:`linear_eval` trains a Dense layer on the frozen encoder and checks
 afterwards that no backbone weight or BN moving statistic changed; :func:`finetune` trains the
 whole encoder on a labelled subset beside the same network trained from scratch.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from shared.evaluation import evaluate, labelled_subset
+from shared.run.evaluation import evaluate, labelled_subset
 from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.models import build_encoder
 
@@ -45,7 +45,7 @@ def extract_features(
 
 def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
     """Projections z of un-augmented uint8 NHWC images, in inference mode: (N, D) float32 NumPy
-    (``shared.health`` checks their spread after every epoch). ``device`` is unused: TF places."""
+    (``shared.run.health`` checks their spread after every epoch). ``device`` is unused: TF places."""
     net = model.net if hasattr(model, "net") else model.encoder_q
     dtype = net.weights[0].dtype
     x = tf.cast(tf.convert_to_tensor(images), dtype) / 255.0
@@ -65,7 +65,7 @@ def projection_batch(model, images: np.ndarray, cfg, seed: int = 1):
 
 
 def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
-    """kNN and linear-probe top-1 of the encoder's features (``shared.evaluation``)."""
+    """kNN and linear-probe top-1 of the encoder's features (``shared.run.evaluation``)."""
     return evaluate(
         extract_features(encoder, train.images),
         train.labels,

@@ -1,4 +1,4 @@
-"""InfoNCE and NT-Xent in TensorFlow, mirroring ``shared.losses`` and ``torch_impl.losses``.
+"""InfoNCE and NT-Xent in TensorFlow, mirroring ``shared.oracle.losses`` and ``torch_impl.losses``.
 
 Same names, argument names, conventions and normalisation: rows L2-normalised inside, NT-Xent
 averaged over the 2N anchors with self-similarity excluded, the queue as (K, D), one key per
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from shared.losses import check_temperature
+from shared.oracle.losses import check_temperature
 from tf_impl.distributed import gather_with_grad, rank, world_size
 
 __all__ = ["info_nce", "nt_xent"]

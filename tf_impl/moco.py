@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from shared.queue import init_queue
+from shared.oracle.queue import init_queue
 from tf_impl.distributed import (
     gather_chunks,
     mean_gradients,
@@ -61,7 +61,7 @@ def momentum_update(query_encoder, key_encoder, key_momentum) -> None:
 def dequeue_and_enqueue(queue: tf.Variable, ptr: tf.Variable, keys) -> None:
     """Write ``keys`` (B, D) into the (K, D) ring buffer at ``ptr``; advance ``ptr``. In place.
 
-    Exact FIFO for any B and K, like ``shared.queue.dequeue_and_enqueue``: wrap-around,
+    Exact FIFO for any B and K, like ``shared.oracle.queue.dequeue_and_enqueue``: wrap-around,
     K % B != 0, a partial last batch, and B > K (only the newest K keys are kept). A scatter of
     min(B, K) rows: O(B D), independent of K (under a ``tf.distribute`` strategy, whose
     mirrored variables have no scatter, the queue is rewritten: O(K D)).

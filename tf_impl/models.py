@@ -139,7 +139,7 @@ def _global_moments(xs, axes):
 def set_sync_bn(model) -> None:
     """Make every SplitBatchNorm of ``model`` (a SimCLR, a MoCo or a Keras model) a
     SyncBatchNorm (statistics of the global batch)."""
-    from shared.weights import model_parts
+    from shared.parity.weights import model_parts
 
     parts = [model] if hasattr(model, "_flatten_layers") else [m for _, m in model_parts(model)]
     for layer in (la for part in parts for la in _walk(part)):
@@ -175,7 +175,7 @@ def _conv_same_3x3(x, kernel):
 
 class Conv3x3(keras.layers.Conv2D):
     """A 3x3, stride-1, "same", bias-free ``Conv2D`` with :func:`_conv_same_3x3`'s input
-    gradient (a ``Conv2D`` still: checkpoints and ``shared.weights`` treat it as one)."""
+    gradient (a ``Conv2D`` still: checkpoints and ``shared.parity.weights`` treat it as one)."""
 
     def __init__(self, filters: int, **kw):
         super().__init__(filters, 3, padding="same", use_bias=False, **kw)

@@ -1,14 +1,14 @@
 """Optimisers and the learning-rate schedule, in TensorFlow.
 
-Keras's stock SGD and Adam do not perform torch's updates (``shared.optim.STOCK_DIFFERENCES``:
+Keras's stock SGD and Adam do not perform torch's updates (``shared.oracle.optim.STOCK_DIFFERENCES``:
 Keras folds the learning rate into SGD's velocity and puts Adam's epsilon on the uncorrected
 ``sqrt(v)``), and Keras has no LARS. So the three are written here as small ``tf.Module``s
-that do exactly the updates of ``shared.optim`` (and of ``torch_impl.optim``), tested equal to
+that do exactly the updates of ``shared.oracle.optim`` (and of ``torch_impl.optim``), tested equal to
 them in float64. Each runs inside ``tf.function``; its state (slots, step, learning rate) is
 made of ``tf.Variable``s that ``tf.train.Checkpoint`` saves.
 
 The learning rate is a variable that the training loop sets once per step from
-``shared.optim.warmup_cosine`` (:func:`set_learning_rate`), as the torch loop does: assigning a
+``shared.oracle.optim.warmup_cosine`` (:func:`set_learning_rate`), as the torch loop does: assigning a
 variable does not retrace the step.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from shared.optim import warmup_cosine
+from shared.oracle.optim import warmup_cosine
 
 __all__ = ["LARS", "SGD", "Adam", "build_optimizer", "set_learning_rate", "warmup_cosine"]
 

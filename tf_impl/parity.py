@@ -1,7 +1,7 @@
 """Run this framework's losses on the golden inputs; the ``parity`` command compares the outputs.
 
 ``golden_outputs(dtype)`` returns ``{loss: {case: {"loss", "per_anchor", "grad_<input>"}}}``
-with NumPy arrays in ``dtype``, the same layout as ``shared.golden``.
+with NumPy arrays in ``dtype``, the same layout as ``shared.parity.golden``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from shared import golden
+from shared.parity import golden
 from tf_impl.losses import info_nce, nt_xent
 
 FRAMEWORK = "tensorflow"
@@ -38,7 +38,7 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
 
 def golden_outputs(dtype: str = "float64", device: str = "cpu", cases=None) -> dict:
     """Every golden case's outputs, or those of ``cases`` (``{loss: {case: inputs}}``, e.g.
-    ``shared.golden.random_cases``)."""
+    ``shared.parity.golden.random_cases``)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     cases = cases or {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
@@ -59,7 +59,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
 
     Eager (no ``tf.function``), the same order of operations as ``MoCo.train_step``.
     """
-    from tf_impl.checkpoint import _entries, export_weights, import_weights
+    from tf_impl.weights import entries, export_weights, import_weights
 
     net = model.net if hasattr(model, "net") else model.encoder_q
     dtype = net.weights[0].dtype
@@ -69,7 +69,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     state = {k: np.array(v) for k, v in export_weights(model).items()}
     h1_train, z1_train = (t.numpy() for t in net(a, training=True))
     import_weights(model, state)
-    names = {id(v): n for n, v in _entries(model)}
+    names = {id(v): n for n, v in entries(model)}
     variables = net.trainable_weights
     if hasattr(model, "queue"):
         from tf_impl.moco import dequeue_and_enqueue, momentum_update
@@ -97,7 +97,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
 
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each step's two views, NHWC float32 NumPy, from uint8 NHWC ``images`` and the
-    ``shared.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
+    ``shared.parity.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
     from tf_impl.augment import BatchAugment
 
     aug = BatchAugment(**cfg.augment_kwargs())
@@ -110,9 +110,9 @@ def train_run(cfg, model, epochs: list) -> dict:
     ``epochs``: per epoch, the list of ``(x1, x2)`` NHWC NumPy views of its steps.
     Returns ``{"step_loss", "epoch_loss", "after/<name>"}``.
     """
-    from tf_impl.checkpoint import export_weights
     from tf_impl.optim import build_optimizer
     from tf_impl.train import compile_step, run_epoch
+    from tf_impl.weights import export_weights
 
     dtype = model.backbone.weights[0].dtype
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)

@@ -2,7 +2,7 @@
 
 Per epoch: a ``tf.data`` pipeline of two-view batches whose order and augmentation are pure
 functions of (seed, epoch, index); per step the loop sets the learning rate from
-``shared.optim.warmup_cosine`` and (MoCo) the key momentum, and calls one ``tf.function``
+``shared.oracle.optim.warmup_cosine`` and (MoCo) the key momentum, and calls one ``tf.function``
 (:func:`compile_step`) around the model's ``train_step``: the algorithm lives in
 ``tf_impl.simclr`` and ``tf_impl.moco``. The step is traced once per input signature (the
 batch dimension is ``None``); ``TRACE_COUNT`` counts traces for the tests.
@@ -26,16 +26,14 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from shared.config import TrainConfig, check_resume, load_config
-from shared.datasets import train_test_splits
-from shared.evaluation import evaluate_knn
-from shared.hardware import cpu_has_native_bf16
-from shared.health import HEALTH_IMAGES, HealthMonitor
-from shared.optim import warmup_cosine
-from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
+from shared.oracle.optim import warmup_cosine
+from shared.run.config import TrainConfig, check_resume, load_config
+from shared.run.datasets import train_test_splits
+from shared.run.evaluation import evaluate_knn
+from shared.run.health import HEALTH_IMAGES, HealthMonitor
+from shared.run.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
 from tf_impl.checkpoint import (
-    export_weights,
     latest_checkpoint,
     restore_checkpoint,
     save_checkpoint,
@@ -43,27 +41,14 @@ from tf_impl.checkpoint import (
 from tf_impl.data import load_split
 from tf_impl.distributed import local_rows, make_strategy
 from tf_impl.evaluate import extract_features, projections
-from tf_impl.moco import MoCo
+from tf_impl.methods import build_model, use_amp
 from tf_impl.optim import build_optimizer, set_learning_rate
 from tf_impl.simclr import SimCLR
+from tf_impl.weights import export_weights
 
-__all__ = ["TRACE_COUNT", "build_model", "compile_step", "make_dataset", "train"]
+__all__ = ["TRACE_COUNT", "compile_step", "make_dataset", "train"]
 
 TRACE_COUNT = {"train_step": 0}
-
-
-def use_amp(amp: bool | None) -> bool:
-    """``amp=None`` (auto): on with a GPU or a CPU with native bf16 (``shared.hardware``)."""
-    if amp is None:
-        return bool(tf.config.list_physical_devices("GPU")) or cpu_has_native_bf16()
-    return amp
-
-
-def build_model(cfg: TrainConfig, dtype: str | None = None):
-    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting."""
-    dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
-    model_cls = SimCLR if cfg.method == "simclr" else MoCo
-    return model_cls(**cfg.model_kwargs(), dtype=dtype)
 
 
 def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
@@ -154,7 +139,7 @@ def _fixed(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def knn_monitor(model, train, test, device="cpu") -> float:
-    """kNN top-1 of the backbone's features at the leave-one-out k (``shared.evaluation``'s
+    """kNN top-1 of the backbone's features at the leave-one-out k (``shared.run.evaluation``'s
     protocol); ``device`` as in ``extract_features``."""
     ftr, fte = (
         extract_features(model.backbone, train.images),

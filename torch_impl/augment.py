@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from shared.augment_spec import augment_spec
+from shared.oracle.augment_spec import augment_spec
 
 __all__ = ["BatchAugment", "TwoViews", "simclr_augment"]
 
@@ -98,7 +98,7 @@ class BatchAugment:
     Each image still gets its own random parameters (crop box, flip, jitter factors and order,
     grayscale, blur), but all images are processed by batched tensor ops, which is ~10x faster
     than the per-image ``v2.Compose`` on a 2-core CPU and runs on the GPU when the batch is
-    there. Two steps: :meth:`sample` draws the parameters (``shared.augment_spec.PARAM_KEYS``),
+    there. Two steps: :meth:`sample` draws the parameters (``shared.oracle.augment_spec.PARAM_KEYS``),
     :meth:`apply` is a pure function of images and parameters; ``tf_impl.augment.BatchAugment``
     has the same two, and ``tests/test_augment_parity.py`` feeds both one NumPy draw.
     Differences from :func:`simclr_augment`, by design:
@@ -161,7 +161,7 @@ class BatchAugment:
     def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
         """Augment a (B, 3, H, W) batch (uint8, or float in [0, 1]) with given parameters.
 
-        ``params``: tensors or NumPy arrays, as ``shared.augment_spec.PARAM_KEYS``.
+        ``params``: tensors or NumPy arrays, as ``shared.oracle.augment_spec.PARAM_KEYS``.
         Returns float32 (B, 3, S, S) in [0, 1].
         """
         from torchvision.ops import roi_align

@@ -15,15 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.runlog import atomic_write_bytes, checkpoint_write_error
+from shared.run.runlog import atomic_write_bytes, checkpoint_write_error
 
 __all__ = [
     "CheckpointError",
-    "export_weights",
-    "import_weights",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_trained",
     "restore_checkpoint",
     "save_checkpoint",
 ]
@@ -129,97 +126,3 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
             optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
     return int(state["epoch"])
-
-
-def load_trained(run_dir):
-    """The model of a finished (or interrupted) run, in eval mode, and its ``TrainConfig``.
-
-    SplitBatchNorm is merged back to one BN (evaluation and fine-tuning see ordinary batches).
-
-    Raises:
-        CheckpointError: no ``config.json`` or no checkpoint in ``run_dir``.
-    """
-    from shared.config import load_config
-    from torch_impl.models import merge_bn_splits
-    from torch_impl.train import build_model
-
-    cfg = load_config(run_dir)
-    model = build_model(cfg)
-    restore_checkpoint(run_dir, model)
-    merge_bn_splits(model.backbone)
-    return model.eval(), cfg
-
-
-# --- framework-neutral weights (shared.weights) ------------------------------------------------
-def _layers(module: torch.nn.Module):
-    """``(kind, {role: tensor})`` for each conv, dense and BN layer, in architecture order."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            yield "conv", {"kernel": m.weight, **({"bias": m.bias} if m.bias is not None else {})}
-        elif isinstance(m, torch.nn.Linear):
-            yield "dense", {"kernel": m.weight, **({"bias": m.bias} if m.bias is not None else {})}
-        elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            yield (
-                "bn",
-                {
-                    "gamma": m.weight,
-                    "beta": m.bias,
-                    "moving_mean": m.running_mean,
-                    "moving_variance": m.running_var,
-                },
-            )
-
-
-def _entries(model):
-    """``(canonical name, kind, role, tensor)`` for every weight of the model."""
-    from shared.weights import canonical_name, model_parts
-
-    for prefix, module in model_parts(model):
-        counts: dict[str, int] = {}
-        for kind, roles in _layers(module):
-            i = counts[kind] = counts.get(kind, -1) + 1
-            for role, t in roles.items():
-                yield canonical_name(prefix, kind, i, role), kind, role, t
-
-
-def export_weights(model) -> dict[str, np.ndarray]:
-    """Every weight (BN statistics, MoCo's queue and pointer included) in the canonical layout."""
-    from shared.weights import to_canonical
-
-    state = {
-        name: to_canonical(kind, role, t.detach().cpu().numpy(), "torch")
-        for name, kind, role, t in _entries(model)
-    }
-    if hasattr(model, "queue"):
-        state.update(
-            queue=model.queue.detach().cpu().numpy(), queue_ptr=np.asarray(int(model.queue_ptr))
-        )
-    return state
-
-
-@torch.no_grad()
-def import_weights(model, state: dict[str, np.ndarray]) -> None:
-    """Load a canonical ``state`` (``shared.weights``) into ``model``, in place.
-
-    Raises:
-        shared.weights.WeightsError: an unknown, missing or misshapen entry, named.
-    """
-    from shared.weights import check_state, from_canonical, to_canonical
-
-    entries = list(_entries(model))
-    expected = {
-        name: to_canonical(kind, role, np.empty(tuple(t.shape)), "torch").shape
-        for name, kind, role, t in entries
-    }
-    if hasattr(model, "queue"):
-        expected.update(queue=tuple(model.queue.shape), queue_ptr=())
-    check_state(expected, state)
-    for name, kind, role, t in entries:
-        t.copy_(
-            torch.from_numpy(
-                np.ascontiguousarray(from_canonical(kind, role, state[name], "torch"))
-            ).to(t.dtype)
-        )
-    if hasattr(model, "queue"):
-        model.queue.copy_(torch.from_numpy(state["queue"]).to(model.queue.dtype))
-        model.queue_ptr.fill_(int(state["queue_ptr"]))

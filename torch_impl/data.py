@@ -1,7 +1,7 @@
 """Datasets for SimCLR in PyTorch: the embedded default, torchvision's CIFAR/STL, image folders.
 
 Every loader returns uint8 NHWC images and int64 labels (``-1`` where unlabeled), the same
-layout as ``shared.data``, so training and evaluation code is shared by all sources.
+layout as ``shared.run.data``, so training and evaluation code is shared by all sources.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from shared.data import Split
-from shared.datasets import DatasetNotFound, download_failed, load_local_split, missing_message
+from shared.run.data import Split
+from shared.run.datasets import DatasetNotFound, download_failed, load_local_split, missing_message
 
 __all__ = ["DatasetNotFound", "TwoViewDataset", "load_split"]
 

@@ -1,6 +1,6 @@
 """Evaluation of a SimCLR encoder: shared kNN + linear probe, linear eval, fine-tuning.
 
-* :func:`evaluate_encoder`: features h (not z) into ``shared.evaluation`` (kNN top-1 and a
+* :func:`evaluate_encoder`: features h (not z) into ``shared.run.evaluation`` (kNN top-1 and a
   logistic-regression probe), the same evaluator ``tf_impl`` uses.
 * :func:`linear_eval`: the standard protocol: an ``nn.Linear`` trained on the frozen encoder
   in eval mode; afterwards it checks that no backbone weight and no BatchNorm statistic moved
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared.evaluation import evaluate, labelled_subset
+from shared.run.evaluation import evaluate, labelled_subset
 from torch_impl.augment import TwoViews, simclr_augment
 from torch_impl.models import build_encoder
 
@@ -55,7 +55,7 @@ def extract_features(
 @torch.no_grad()
 def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
     """Projections z of un-augmented uint8 NHWC images, in eval mode: (N, D) float32 NumPy
-    (``shared.health`` checks their spread after every epoch)."""
+    (``shared.run.health`` checks their spread after every epoch)."""
     net = model.net if hasattr(model, "net") else model.encoder_q
     was_training = net.training
     net.eval()
@@ -81,7 +81,7 @@ def projection_batch(model, images: np.ndarray, cfg, seed: int = 1):
 
 
 def evaluate_encoder(encoder, train, test, device="cpu") -> dict:
-    """kNN and linear-probe top-1 of the encoder's features (``shared.evaluation``)."""
+    """kNN and linear-probe top-1 of the encoder's features (``shared.run.evaluation``)."""
     ftr = extract_features(encoder, train.images, device=device)
     fte = extract_features(encoder, test.images, device=device)
     return evaluate(ftr, train.labels, fte, test.labels)

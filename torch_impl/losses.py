@@ -1,6 +1,6 @@
-"""NT-Xent and InfoNCE in PyTorch, mirroring ``shared.losses`` (same names, arguments, conventions).
+"""NT-Xent and InfoNCE in PyTorch, mirroring ``shared.oracle.losses`` (same names, arguments, conventions).
 
-Conventions (see ``shared.losses`` for the published alternatives and their factors): rows are
+Conventions (see ``shared.oracle.losses`` for the published alternatives and their factors): rows are
 L2-normalised inside; NT-Xent is the mean over all 2N anchors with self-similarity excluded;
 InfoNCE takes the queue as (K, D), one key per row, and averages over the N queries.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from shared.losses import check_temperature
+from shared.oracle.losses import check_temperature
 from torch_impl.distributed import gather_with_grad, rank, world_size
 
 __all__ = ["info_nce", "nt_xent"]

@@ -24,7 +24,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from shared.queue import init_queue
+from shared.oracle.queue import init_queue
 from torch_impl.distributed import (
     average_buffers,
     gather_chunks,
@@ -58,7 +58,7 @@ def dequeue_and_enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tens
     """Write ``keys`` (B, D) into the (K, D) ring buffer at ``ptr`` in place; advance ``ptr``.
 
     Exact FIFO for any B and K (wrap-around, K % B != 0, B > K keeps the newest K), as
-    ``shared.queue.dequeue_and_enqueue``. O(B D): only the written rows are touched.
+    ``shared.oracle.queue.dequeue_and_enqueue``. O(B D): only the written rows are touched.
 
     Raises:
         ValueError: ``keys`` is not (B, D) with the queue's D.

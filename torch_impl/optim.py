@@ -1,13 +1,13 @@
 """Optimisers and the learning-rate schedule, in PyTorch.
 
-Each does the update written in ``shared.optim`` and is tested equal to it in float64:
+Each does the update written in ``shared.oracle.optim`` and is tested equal to it in float64:
 
 * ``sgd``: ``torch.optim.SGD`` (momentum, coupled weight decay on every tensor);
 * ``lars``: :class:`LARS`, weights adapted and decayed, biases and BN parameters not;
 * ``adam``: ``torch.optim.Adam`` (L2 weight decay added to the gradient).
 
 The learning rate is set once per step by the training loop from
-``shared.optim.warmup_cosine`` (:func:`set_learning_rate`), the same function the TensorFlow
+``shared.oracle.optim.warmup_cosine`` (:func:`set_learning_rate`), the same function the TensorFlow
 loop calls, so there is no scheduler object whose state could drift.
 """
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from shared.optim import warmup_cosine
+from shared.oracle.optim import warmup_cosine
 
 __all__ = ["LARS", "build_optimizer", "param_groups", "set_learning_rate", "warmup_cosine"]
 
 
 class LARS(torch.optim.Optimizer):
-    """LARS (You et al. 2017) as SimCLR uses it; ``shared.optim.lars_step`` is its oracle.
+    """LARS (You et al. 2017) as SimCLR uses it; ``shared.oracle.optim.lars_step`` is its oracle.
 
     SGD with momentum whose step for each adapted tensor is scaled by the trust ratio
     ``eta ||w|| / (||g + wd w|| + eps)``. Parameter groups with ``lars=False`` (biases and

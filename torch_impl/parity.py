@@ -1,7 +1,7 @@
 """Run this framework's losses on the golden inputs; the ``parity`` command compares the outputs.
 
 ``golden_outputs(dtype)`` returns ``{loss: {case: {"loss", "per_anchor", "grad_<input>"}}}``
-with NumPy arrays in ``dtype``, the same layout as ``shared.golden``.
+with NumPy arrays in ``dtype``, the same layout as ``shared.parity.golden``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared import golden
+from shared.parity import golden
 from torch_impl.losses import info_nce, nt_xent
 
 FRAMEWORK = "torch"
@@ -37,7 +37,7 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
 
 def golden_outputs(dtype: str = "float64", device: str = "cpu", cases=None) -> dict:
     """Every golden case's outputs, or those of ``cases`` (``{loss: {case: inputs}}``, e.g.
-    ``shared.golden.random_cases``)."""
+    ``shared.parity.golden.random_cases``)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     cases = cases or {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
@@ -64,10 +64,10 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     ``v`` for Adam; h1 and z1 before the step, in eval mode and in train mode, BN's statistics
     restored after the train-mode pass so that they move only in the step; ``after`` is the whole
     exported state after the step: weights, BN statistics and, for MoCo, the key encoder, the
-    queue and its pointer), for ``shared.parity`` to compare with ``tf_impl.parity.step_outputs``.
+    queue and its pointer), for ``shared.parity.compare`` to compare with ``tf_impl.parity.step_outputs``.
     """
-    from shared.weights import to_canonical
-    from torch_impl.checkpoint import _entries, export_weights, import_weights
+    from shared.parity.weights import to_canonical
+    from torch_impl.weights import entries, export_weights, import_weights
 
     dtype = next(model.parameters()).dtype
     a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dtype) for x in (x1, x2))
@@ -91,7 +91,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     loss.backward()
     grads = {
         f"grad/{n}": to_canonical(k, r, t.grad.numpy(), "torch")
-        for n, k, r, t in _entries(model)
+        for n, k, r, t in entries(model)
         if t.grad is not None
     }
     optimizer.step()
@@ -102,7 +102,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     after = {f"after/{n}": v for n, v in export_weights(model).items()}
     slots = {
         f"slot/{n}/{SLOT_NAMES[key]}": to_canonical(k, r, value.numpy(), "torch")
-        for n, k, r, t in _entries(model)
+        for n, k, r, t in entries(model)
         for key, value in optimizer.state.get(t, {}).items()
         if key in SLOT_NAMES
     }
@@ -112,7 +112,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
 
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each step's two views, NHWC float32 NumPy, from uint8 NHWC ``images`` and the
-    ``shared.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
+    ``shared.parity.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""
     from torch_impl.augment import BatchAugment
 
     aug = BatchAugment(**cfg.augment_kwargs())
@@ -129,9 +129,9 @@ def train_run(cfg, model, epochs: list) -> dict:
     ``epochs``: per epoch, the list of ``(x1, x2)`` NHWC NumPy views of its steps.
     Returns ``{"step_loss", "epoch_loss", "after/<name>"}``.
     """
-    from torch_impl.checkpoint import export_weights
     from torch_impl.optim import build_optimizer
     from torch_impl.train import run_epoch
+    from torch_impl.weights import export_weights
 
     dtype = next(model.parameters()).dtype
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)

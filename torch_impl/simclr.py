@@ -27,7 +27,7 @@ class SimCLR(nn.Module):
     Args:
         encoder: an ``ENCODERS`` name.
         hidden_dim, proj_dim, head_layers: the projection head.
-        temperature: tau of NT-Xent (validated by ``shared.config``).
+        temperature: tau of NT-Xent (validated by ``shared.run.config``).
         bn_splits: SplitBatchNorm sub-batches in the encoder (1: ordinary BN).
         dtype: ``"float32"`` or ``"float64"`` (parity work).
 

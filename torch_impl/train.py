@@ -1,7 +1,7 @@
 """The training loop in PyTorch, one for both methods (``--method simclr|moco``).
 
 Per epoch: shuffle with a generator seeded by (seed, epoch), draw two augmented views of each
-image, set the learning rate from ``shared.optim.warmup_cosine`` and (MoCo) the key momentum,
+image, set the learning rate from ``shared.oracle.optim.warmup_cosine`` and (MoCo) the key momentum,
 and call the model's ``train_step``: the algorithm lives in ``torch_impl.simclr`` and
 ``torch_impl.moco``, not here. ``tf_impl.train`` is the same loop in TensorFlow.
 
@@ -10,7 +10,7 @@ Under ``torchrun --nproc_per_node W`` the same loop runs in W processes: each ta
 (``torch_impl.distributed``), the epoch loss is the mean over ranks, and rank 0 alone writes
 the run directory (``config.json`` records ``world_size``).
 
-Run directory (schema in ``shared.runlog``): ``config.json``, ``metrics.json``, TensorBoard
+Run directory (schema in ``shared.run.runlog``): ``config.json``, ``metrics.json``, TensorBoard
 events under ``tb/`` and ``ckpt-<epoch>.pt`` (``torch_impl.checkpoint``). ``resume=True``
 continues exactly: 2 epochs straight equal 1 epoch + resume + 1 epoch, bit for bit on CPU.
 """
@@ -28,16 +28,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from shared.config import TrainConfig, check_resume, load_config
-from shared.datasets import train_test_splits
-from shared.evaluation import evaluate_knn
-from shared.hardware import cpu_has_native_bf16, keep_freed_memory
-from shared.health import HEALTH_IMAGES, HealthMonitor
-from shared.optim import warmup_cosine
-from shared.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
+from shared.oracle.optim import warmup_cosine
+from shared.run.config import TrainConfig, check_resume, load_config
+from shared.run.datasets import train_test_splits
+from shared.run.evaluation import evaluate_knn
+from shared.run.hardware import cpu_has_native_bf16, keep_freed_memory
+from shared.run.health import HEALTH_IMAGES, HealthMonitor
+from shared.run.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
 from torch_impl.checkpoint import (
-    export_weights,
     latest_checkpoint,
     restore_checkpoint,
     save_checkpoint,
@@ -45,21 +44,11 @@ from torch_impl.checkpoint import (
 from torch_impl.data import TwoViewDataset, load_split
 from torch_impl.distributed import Dist, init_from_env, rank, world_size, wrap_ddp
 from torch_impl.evaluate import extract_features, projections
-from torch_impl.moco import MoCo
-from torch_impl.models import set_sync_bn
+from torch_impl.methods import build_model
 from torch_impl.optim import build_optimizer, set_learning_rate
-from torch_impl.simclr import SimCLR
+from torch_impl.weights import export_weights
 
-__all__ = ["build_model", "seed_everything", "train"]
-
-
-def build_model(cfg: TrainConfig, dtype: str = "float32"):
-    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config)."""
-    model_cls = SimCLR if cfg.method == "simclr" else MoCo
-    model = model_cls(**cfg.model_kwargs(), dtype=dtype)
-    if cfg.sync_bn:
-        set_sync_bn(model)
-    return model
+__all__ = ["seed_everything", "train"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -72,7 +61,7 @@ def resolve_device(device: str) -> torch.device:
 
 def amp_dtype_for(amp: bool | None, device: torch.device) -> torch.dtype | None:
     """bf16 autocast or ``None``. ``amp=None`` (auto): on for CUDA GPUs with bf16 and for CPUs
-    with native bf16 (``shared.hardware``), off otherwise."""
+    with native bf16 (``shared.run.hardware``), off otherwise."""
     if amp is None:
         amp = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
     if not amp or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
@@ -88,7 +77,7 @@ def seed_everything(seed: int) -> None:
 
 def knn_monitor(model, train, test, device="cpu") -> float:
     """kNN top-1 of the backbone's features on ``device``, at the k that leave-one-out on the
-    training split chooses (``shared.evaluation``'s protocol)."""
+    training split chooses (``shared.run.evaluation``'s protocol)."""
     ftr = extract_features(model.backbone, train.images, device=device)
     fte = extract_features(model.backbone, test.images, device=device)
     return evaluate_knn(ftr, train.labels, fte, test.labels)["knn_top1"]

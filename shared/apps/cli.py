@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "explain":
-        from shared.worked_examples import main as explain
+        from shared.oracle.worked_examples import main as explain
 
         return explain(args.which + rest)
     if args.cmd == "demo":

@@ -3,7 +3,7 @@
 1. SimCLR (torch) and MoCo v2 (TF), the design's pair, train on the embedded dataset, each in
    its own process (``--matrix``: all four cells, {SimCLR, MoCo} x {torch, TF}, with the same
    per-method hyperparameters, and a 2x2 table in ``matrix.md`` / ``matrix.json``);
-2. both are evaluated by ``shared.evaluation`` beside the random-init and raw-pixel baselines;
+2. both are evaluated by ``shared.run.evaluation`` beside the random-init and raw-pixel baselines;
 3. the parity checks run (``rosetta parity``, loss and step levels);
 4. ``runs/<timestamp>/report.md`` is written with PNG figures (loss curves, kNN per epoch,
    a similarity heatmap of one batch, t-SNE maps of the test features before/after, the tables);
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.apps import parity_cmd
-from shared.evaluation import KS, PROTOCOL
-from shared.step_parity import summary_markdown as step_summary
+from shared.parity.step_parity import summary_markdown as step_summary
+from shared.run.evaluation import KS, PROTOCOL
 
 PAIR = [("torch", "simclr"), ("tensorflow", "moco")]
 MATRIX = [("torch", "simclr"), ("tensorflow", "simclr"), ("torch", "moco"), ("tensorflow", "moco")]
@@ -317,7 +317,7 @@ def matrix_table(runs: dict) -> str:
 
 
 def _matrix_outputs(out: Path, runs: dict) -> list[str]:
-    from shared.runlog import atomic_write_json
+    from shared.run.runlog import atomic_write_json
 
     keep = ("framework", "method", "train_wall_s", "images_per_s", "eval")
     atomic_write_json(
@@ -370,7 +370,7 @@ def _report(
     if matrix:
         report += ["## The 2x2: both methods in both frameworks", "", *_matrix_outputs(out, runs)]
     report += [
-        "## Accuracy (one protocol for every representation: shared/evaluation.py)",
+        "## Accuracy (one protocol for every representation: shared/run/evaluation.py)",
         "",
         PROTOCOL,
         "",
@@ -390,7 +390,7 @@ def _report(
         *[f"![{f}]({f})" for f in figs],
     ]
     (out / "report.md").write_text("\n".join(report) + "\n")
-    from shared.runlog import atomic_write_json
+    from shared.run.runlog import atomic_write_json
 
     atomic_write_json(out / "report.json", report_json(runs, wall, parity_ok))
     print("\n".join(acc))

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.config import DEFAULT_METHOD, HELP, TrainConfig
-from shared.datasets import DatasetNotFound
+from shared.run.config import DEFAULT_METHOD, HELP, TrainConfig
+from shared.run.datasets import DatasetNotFound
 
 PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
@@ -90,7 +90,7 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         "export-weights", help="write a run's model as framework-neutral weights (.npz)"
     )
     ex.add_argument("--run-dir", required=True, help="a run directory written by train")
-    ex.add_argument("--out", required=True, help="the .npz to write (shared.weights format)")
+    ex.add_argument("--out", required=True, help="the .npz to write (shared.parity.weights format)")
     im = sub.add_parser(
         "import-weights", help="make a run directory of this framework from a weights file"
     )
@@ -108,14 +108,14 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         "--level",
         default="loss",
         choices=["loss", "step", "train"],
-        help="loss: the goldens; step: one training step of each shared.step_parity case; "
-        "train: a few epochs of each shared.train_parity case (--out is then a folder; the "
+        help="loss: the goldens; step: one training step of each shared.parity.step_parity case; "
+        "train: a few epochs of each shared.parity.train_parity case (--out is then a folder; the "
         "first framework writes the initial weights, and the views, there)",
     )
     pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
     pd.add_argument("--device", default="cpu", help="cpu or cuda")
     pd.add_argument(
-        "--random", type=int, default=0, help="also N random cases per loss (shared.golden)"
+        "--random", type=int, default=0, help="also N random cases per loss (shared.parity.golden)"
     )
     pd.add_argument("--seed", type=int, default=0, help="the first random case's seed")
     pd.add_argument(
@@ -174,10 +174,10 @@ def _splits(pkg: str, cfg):
 
 
 def cmd_eval(pkg: str, args) -> int:
-    from shared.evaluation import raw_pixel_baseline
-    from shared.runlog import atomic_write_json
+    from shared.run.evaluation import raw_pixel_baseline
+    from shared.run.runlog import atomic_write_json
 
-    model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
+    model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     ev = _mod(pkg, "evaluate")
     train, test = _splits(pkg, cfg)
     res = {
@@ -209,7 +209,7 @@ def cmd_finetune(pkg: str, args) -> int:
         raise ValueError(f"fraction: expected a labelled fraction in (0, 1], got {args.fraction}")
     if args.epochs < 1:
         raise ValueError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
-    model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
+    model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)
     res = _mod(pkg, "evaluate").finetune(
         model.backbone, cfg.encoder, train, test, args.fraction, args.epochs
@@ -219,9 +219,9 @@ def cmd_finetune(pkg: str, args) -> int:
 
 
 def cmd_export_weights(pkg: str, args) -> int:
-    from shared.weights import save_weights
+    from shared.parity.weights import save_weights
 
-    model, cfg = _mod(pkg, "checkpoint").load_trained(args.run_dir)
+    model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     meta = {
         "method": cfg.method,
         "encoder": cfg.encoder,
@@ -229,7 +229,7 @@ def cmd_export_weights(pkg: str, args) -> int:
         "version": _mod(pkg, "parity").framework_version(),
         "source": str(args.run_dir),
     }
-    path = save_weights(args.out, _mod(pkg, "checkpoint").export_weights(model), meta)
+    path = save_weights(args.out, _mod(pkg, "weights").export_weights(model), meta)
     print(f"wrote {path} ({cfg.method}, {cfg.encoder}, from {cfg.framework})")
     return 0
 
@@ -239,9 +239,9 @@ def cmd_import_weights(pkg: str, args) -> int:
     import shutil
     import tempfile
 
-    from shared.config import load_config
-    from shared.runlog import atomic_write_json
-    from shared.weights import WeightsError, load_weights
+    from shared.parity.weights import WeightsError, load_weights
+    from shared.run.config import load_config
+    from shared.run.runlog import atomic_write_json
 
     state, meta = load_weights(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
@@ -258,8 +258,8 @@ def cmd_import_weights(pkg: str, args) -> int:
     if out.exists() and ck.latest_checkpoint(out) is not None:
         raise ValueError(f"out: {out} already holds a checkpoint; choose a new directory")
     cfg = dataclasses.replace(cfg, framework=framework, run_dir=str(out), resume=False)
-    model = _mod(pkg, "train").build_model(cfg, "float32")
-    ck.import_weights(model, state)
+    model = _mod(pkg, "methods").build_model(cfg, "float32")
+    _mod(pkg, "weights").import_weights(model, state)
     atomic_write_json(out / "config.json", {**dataclasses.asdict(cfg), "amp": False})
     ck.save_checkpoint(out, cfg.epochs, model)
     print(f"wrote {out} ({cfg.method}, {cfg.encoder}, {meta['framework']} -> {framework})")
@@ -278,7 +278,7 @@ def cmd_parity_dump(pkg: str, args) -> int:
     for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
         outputs = parity.golden_outputs(dtype, args.device)
         if args.random:
-            from shared import golden
+            from shared.parity import golden
 
             rand = parity.golden_outputs(
                 dtype, args.device, golden.random_cases(args.random, args.seed)
@@ -304,13 +304,13 @@ def cmd_parity_dump(pkg: str, args) -> int:
 
 
 def _dump_steps(pkg: str, args) -> int:
-    """One training step per ``shared.step_parity`` case and dtype, from shared initial weights:
+    """One training step per ``shared.parity.step_parity`` case and dtype, from shared initial weights:
     ``DIR/init-<case>-<dtype>.npz`` is written by the first framework and read by the other."""
-    from shared import step_parity as sp
+    from shared.parity import step_parity as sp
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    parity, ck = _mod(pkg, "parity"), _mod(pkg, "checkpoint")
+    parity, ck = _mod(pkg, "parity"), _mod(pkg, "weights")
     opt_name, lr, momentum, wd = sp.OPTIMIZER
     for case, spec in sp.STEP_CASES.items():
         for dtype in args.dtype:
@@ -335,8 +335,8 @@ def _dump_steps(pkg: str, args) -> int:
 
 def _shared_init(ck, model, path: Path, meta: dict) -> None:
     """The parity dumps' common start: the first framework writes ``model``'s initial weights
-    to ``path`` (``shared.weights``), the other imports them into its own ``model``."""
-    from shared.weights import load_weights, save_weights
+    to ``path`` (``shared.parity.weights``), the other imports them into its own ``model``."""
+    from shared.parity.weights import load_weights, save_weights
 
     if path.exists():
         ck.import_weights(model, load_weights(path)[0])
@@ -345,18 +345,18 @@ def _shared_init(ck, model, path: Path, meta: dict) -> None:
 
 
 def _dump_train(pkg: str, args) -> int:
-    """A few epochs per ``shared.train_parity`` case and dtype. The first framework writes the
+    """A few epochs per ``shared.parity.train_parity`` case and dtype. The first framework writes the
     initial weights (``DIR/init-<case>-<dtype>.npz``) and the views (``DIR/views-<case>.npz``);
     the other reads them."""
-    from shared import train_parity as tp
-    from shared.data import load_embedded
+    from shared.parity import train_parity as tp
+    from shared.run.data import load_embedded
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    parity, ck, train = _mod(pkg, "parity"), _mod(pkg, "checkpoint"), _mod(pkg, "train")
+    parity, ck, methods = _mod(pkg, "parity"), _mod(pkg, "weights"), _mod(pkg, "methods")
     images = load_embedded().train.images[: tp.IMAGES]
     for case in tp.CASES:
-        cfg = tp.config(case)
+        cfg = TrainConfig(**tp.config_kwargs(case)).resolve("torch")
         views_file = out / f"views-{case}.npz"
         if not views_file.exists():
             epochs = range(cfg.epochs)
@@ -370,7 +370,7 @@ def _dump_train(pkg: str, args) -> int:
                 import torch
 
                 torch.manual_seed(cfg.seed)
-            model = train.build_model(cfg, dtype)
+            model = methods.build_model(cfg, dtype)
             meta = {"method": cfg.method, "encoder": cfg.encoder, "framework": pkg}
             _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta)
             res = parity.train_run(cfg, model, views)

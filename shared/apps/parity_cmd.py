@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import golden
-from shared.parity import compare
-from shared.tolerances import natural_grad_scale
+from shared.parity import compare, golden
+from shared.parity.tolerances import natural_grad_scale
 
 BACKENDS = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
@@ -176,8 +175,8 @@ def dump_both(level: str, out_dir: Path, dtypes, env=None) -> bool:
 
 def run_step(out_dir: Path, dtypes, env=None) -> tuple[list[dict], bool]:
     """``--level step``: torch's dump (it writes the initial weights), then TF's, compared by
-    ``shared.step_parity.compare_steps``."""
-    from shared import step_parity as sp
+    ``shared.parity.step_parity.compare_steps``."""
+    from shared.parity import step_parity as sp
 
     if not dump_both("step", out_dir, dtypes, env):
         return [], False
@@ -192,9 +191,9 @@ def run_step(out_dir: Path, dtypes, env=None) -> tuple[list[dict], bool]:
 
 def run_train(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
     """``--level train``: torch's run (it writes the initial weights and the views), then
-    TF's, compared by ``shared.train_parity.compare_runs``; also writes ``train_curves.md``,
+    TF's, compared by ``shared.parity.train_parity.compare_runs``; also writes ``train_curves.md``,
     ``train_curves.json`` and ``train_curves.png`` (both loss curves per case and dtype)."""
-    from shared import train_parity as tp
+    from shared.parity import train_parity as tp
 
     if not dump_both("train", out_dir, dtypes):
         return [], False

@@ -2,7 +2,7 @@
 of the other, which ``eval`` accepts.
 
 Each framework runs in its own process: the source exports its model as framework-neutral
-weights (``shared.weights``), the target imports them into the same architecture and writes a
+weights (``shared.parity.weights``), the target imports them into the same architecture and writes a
 run directory (``config.json`` and one checkpoint).
 """
 

@@ -2,7 +2,7 @@
 
 Both ``torch_impl.data`` and ``tf_impl.data`` accept the same ``--dataset`` names:
 
-* ``embedded``: the default, rendered from scikit-learn's digits (``shared.data``); no download.
+* ``embedded``: the default, rendered from scikit-learn's digits (``shared.run.data``); no download.
 * ``cifar10``, ``cifar100``, ``stl10``: through torchvision / tfds with a ``root`` / ``data_dir``;
   downloaded only on request (``--download``). Offline and absent raises
   :class:`DatasetNotFound`, which the CLIs print as one clear line (no traceback).
@@ -45,12 +45,12 @@ def download_failed(name: str, root, error: BaseException) -> str:
 def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int = 0):
     """The framework-neutral part of both ``load_split``: ``embedded`` and ``folder:PATH``.
 
-    Validates ``dataset`` and ``split``; returns a ``shared.data.Split``, or ``None`` for the
+    Validates ``dataset`` and ``split``; returns a ``shared.run.data.Split``, or ``None`` for the
     remote datasets, which each framework loads with its own library.
     """
     import logging
 
-    from shared.data import Split, load_embedded
+    from shared.run.data import Split, load_embedded
 
     check_name(dataset)
     splits = ("train", "test", "unlabeled") if dataset == "stl10" else ("train", "test")

@@ -12,7 +12,7 @@ Everything is drawn from ``numpy.random.default_rng(seed)``, so the same seed gi
 bytes. Position, scale and brightness vary independently of the class, so raw pixels are a weak
 representation while the digit shape is still fully there to be learned: the invariances
 SimCLR's crops teach. How weak depends on the protocol: weighted kNN on raw pixels scores
-53.5 % at the k that leave-one-out on the training split picks (k = 5, ``shared.evaluation``),
+53.5 % at the k that leave-one-out on the training split picks (k = 5, ``shared.run.evaluation``),
 and 33.7 % only at the CIFAR convention k = 200, which flatters every learned representation.
 
 Harder renderings were tried, with SimCLR's horizontal flip still on

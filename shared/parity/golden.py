@@ -1,10 +1,10 @@
 """Golden vectors: deterministic float64 inputs and oracle outputs for a grid of shapes.
 
-    python -m shared.golden            # (re)write shared/golden/*.npz
-    python -m shared.golden --check    # exit 1 if the files are missing or stale
+    python -m shared.parity.golden            # (re)write shared/parity/golden/*.npz
+    python -m shared.parity.golden --check    # exit 1 if the files are missing or stale
 
 Each case stores its inputs, the loss, the per-anchor losses and the analytic gradients from
-``shared.losses``. The grid covers the extremes: N = 2, D = 1, K = 1, tau = 0.01 and 10, input
+``shared.oracle.losses``. The grid covers the extremes: N = 2, D = 1, K = 1, tau = 0.01 and 10, input
 norms 1e-3 and 1e4, near-duplicate rows and collapsed embeddings.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import losses
+from shared.oracle import losses
 
 GOLDEN_DIR = Path(__file__).with_name("golden")
 
@@ -141,7 +141,7 @@ def load(loss: str) -> dict[str, dict[str, np.ndarray]]:
     """The stored goldens of one loss as {case: {field: array}}."""
     path = GOLDEN_DIR / f"{loss}.npz"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `python -m shared.golden`")
+        raise FileNotFoundError(f"{path} is missing; run `python -m shared.parity.golden`")
     out: dict[str, dict[str, np.ndarray]] = {}
     with np.load(path) as z:
         for key in z.files:

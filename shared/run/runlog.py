@@ -1,6 +1,6 @@
 """The run-directory schema both frameworks write, and atomic file writes.
 
-A run directory holds ``config.json`` (the resolved ``shared.config.TrainConfig``),
+A run directory holds ``config.json`` (the resolved ``shared.run.config.TrainConfig``),
 ``metrics.json`` (one record per epoch), ``eval.json`` (written by ``eval``), TensorBoard event
 files and checkpoints. Both ``torch_impl`` and ``tf_impl`` write the same schema, so one
 report reads both.
@@ -11,7 +11,7 @@ report reads both.
      "method": "simclr" | "moco", "dataset": str,
      "epochs": [{"epoch": int, "loss": float, "lr": float, "images_per_s": float,
                  "time_s": float, "knn_top1": float | null,
-                 "z_spread": float, "weight_norm": float}, ...],   # shared.health
+                 "z_spread": float, "weight_norm": float}, ...],   # shared.run.health
      "config_changes": [{"at_epoch": int, "fields": [str, ...]}, ...]}   # --allow-config-change
 """
 

@@ -34,7 +34,7 @@ Published conventions (see :data:`CONVENTIONS`, each with a tested conversion):
   rescaled by the same factor, which is why MoCo v3 tunes its learning rate with it).
 
 Seed 002's formula, which puts raw cosine similarities into the ratio (no exp, no tau), is
-*not* a loss: see :func:`seed002_raw_cosine_ratio` and ``shared.worked_examples``.
+*not* a loss: see :func:`seed002_raw_cosine_ratio` and ``shared.oracle.worked_examples``.
 
 Zero rows: an all-zero row has no direction, so normalisation is undefined. We raise
 ``ValueError`` rather than add a silent epsilon (torch's ``F.normalize`` clamps the norm at

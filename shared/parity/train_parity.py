@@ -5,7 +5,7 @@ training loop, and both loss curves.
 What runs is each framework's ``train.run_epoch``: per step the warm-up + cosine learning
 rate, MoCo's cosine key momentum, then ``model.train_step`` (the method's optimiser, LARS for
 SimCLR and SGD for MoCo, with their weight-decay exclusions; MoCo's EMA and queue). The initial
-weights are written by the first framework (``shared.weights``) and imported by the other.
+weights are written by the first framework (``shared.parity.weights``) and imported by the other.
 
 The views are generated once and read by both: the first framework draws each step's
 augmentation parameters with NumPy (:func:`view_params`) and applies its own
@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.augment_spec import augment_spec, sample_params
-from shared.config import TrainConfig
-from shared.tolerances import tolerance
+from shared.oracle.augment_spec import augment_spec, sample_params
+from shared.parity.tolerances import tolerance
 
 IMAGES = 256  # the first training images of the embedded dataset
 BATCH = 32
@@ -51,27 +50,30 @@ LOSS_F64_RTOL = tolerance("loss", "float64").rtol
 F32_EPOCH_LOSS_RTOL = 0.02
 
 
-def config(case: str) -> TrainConfig:
-    """The resolved training config of one case (the same object for both frameworks)."""
-    kw = {**CASES[case], **MODEL}
-    cfg = TrainConfig(
-        dataset="embedded",
-        batch_size=BATCH,
-        epochs=EPOCHS,
-        warmup_epochs=1,
-        amp=False,
-        knn_every=0,
-        run_dir="-",
-        **kw,
-    )
-    return cfg.resolve("torch")
+def config_kwargs(case: str) -> dict:
+    """The ``TrainConfig`` arguments of one case, the same for both frameworks.
+
+    The harness sits below the run layer, so the caller builds the config:
+    ``TrainConfig(**config_kwargs(case)).resolve("torch")``.
+    """
+    return {
+        "dataset": "embedded",
+        "batch_size": BATCH,
+        "epochs": EPOCHS,
+        "warmup_epochs": 1,
+        "amp": False,
+        "knn_every": 0,
+        "run_dir": "-",
+        **CASES[case],
+        **MODEL,
+    }
 
 
 def steps_per_epoch() -> int:
     return IMAGES // BATCH
 
 
-def view_params(cfg: TrainConfig, epoch: int) -> list[tuple[np.ndarray, dict, dict]]:
+def view_params(cfg, epoch: int) -> list[tuple[np.ndarray, dict, dict]]:
     """Per step of ``epoch``: the image indices and the parameters of the two views."""
     rng = np.random.default_rng([cfg.seed, epoch])
     order = rng.permutation(IMAGES)
@@ -110,7 +112,7 @@ def load_views(path: Path) -> list:
 def compare_runs(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     """Rows comparing torch's run ``a`` with TF's ``b`` (``{"step_loss", "epoch_loss",
     "after/<name>"}``); BN running variances are left out (n / (n - 1), the catalogue's row)."""
-    from shared import parity
+    from shared.parity import compare as parity
 
     rows = []
     if dtype == "float64":
@@ -144,7 +146,7 @@ def _row(name: str, want, got, tol: float, dtype: str, case: str) -> dict:
         "scale": 1.0,
         "worst_margin": err / tol,
         "passed": bool(err <= tol),
-        "reason": f"the loss curve, max rel {what}; shared.train_parity",
+        "reason": f"the loss curve, max rel {what}; shared.parity.train_parity",
         "case": case,
     }
 

@@ -1,6 +1,6 @@
 """docs/tutorial.md: the course, one section per numbered section of source document 000.
 
-    python -m shared.tutorial           # rewrites docs/tutorial.md (also ``make docs``)
+    python -m shared.docgen.tutorial           # rewrites docs/tutorial.md (also ``make docs``)
 
 Source 000 (a Chinese outline, not shipped with the project) lists nine chapters, 1.1 to 9.5.
 Each section here explains the idea, points to the code or worked example that demonstrates
@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared import worked_examples as W
+from shared.oracle import worked_examples as W
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "tutorial.md"
 RESULTS = W.RESULTS  # one path for the committed results, shared with example (h)
 BENCH = ROOT / "benchmarks" / "results" / "bench_cpu.json"
@@ -31,8 +31,8 @@ class Facts:
     """Every number the course quotes, computed or read once."""
 
     def __init__(self):
-        from shared import data, evaluation
-        from shared.config import TrainConfig
+        from shared.run import data, evaluation
+        from shared.run.config import TrainConfig
 
         ds = data.load_embedded()
         flat = lambda s: s.images.reshape(len(s), -1) / 255.0  # noqa: E731
@@ -136,7 +136,7 @@ learning is *self-supervised*: the labels are made from the data (which views co
 same image), and nothing is reconstructed; the encoder only has to keep what tells images
 apart and survives the augmentations.
 
-On this project's embedded dataset, under one evaluation protocol (`shared/evaluation.py`:
+On this project's embedded dataset, under one evaluation protocol (`shared/run/evaluation.py`:
 k for kNN chosen by leave-one-out on the training split, the probe's regularisation by
 cross-validation), the demo measured:
 
@@ -165,7 +165,7 @@ with a loss whose minimum needs both: the softmax of section 2.3.3.
 A positive pair is two random augmentations of the same image, never an image with itself
 (source 002 gets this wrong: docs/errata.md, erratum 2). The augmentation decides what the
 encoder learns to ignore. Here it is `simclr_augment` in `torch_impl/augment.py` and
-`tf_impl/augment.py`, built from one spec (`shared/augment_spec.py`): a random resized crop
+`tf_impl/augment.py`, built from one spec (`shared/oracle/augment_spec.py`): a random resized crop
 of area {f.simclr.crop_scale[0]:g} to {f.simclr.crop_scale[1]:g} of the image, colour jitter
 of strength {f.simclr.color_strength:g} with p = 0.8 and grayscale with p = 0.2. SimCLR also
 flips each view horizontally with p = 0.5; on the embedded digits the flip is off by default
@@ -211,7 +211,7 @@ def chapter3(f: Facts) -> list[str]:
             f"""
 The default dataset is embedded, so nothing is downloaded: scikit-learn's 1,797 real 8x8
 handwritten digits, rendered onto 32x32 grey canvases at a random size, position, brightness
-and illumination (`shared/data.py`, deterministic and checksummed): {f.n_train} training and
+and illumination (`shared/run/data.py`, deterministic and checksummed): {f.n_train} training and
 {f.n_test} test images, about {f.n_train // 10} per class. Position and scale vary
 independently of the class, so raw pixels are a weak representation: kNN on raw pixels scores
 {pct(f.pixels["knn_top1"])} at its leave-one-out k = {f.pixels["knn_k"]}. CIFAR-10/100, STL-10
@@ -237,7 +237,7 @@ method classes in `*/simclr.py` and `*/moco.py` add the loss and the step.
 three, then global average pooling to 256 features) or a CIFAR-style
 ResNet-18 (`--encoder resnet18_cifar`), in `torch_impl/models.py` and `tf_impl/models.py`
 with the same canonical weight names, so weights port between the frameworks
-(`rosetta port`, `shared/weights.py`).
+(`rosetta port`, `shared/parity/weights.py`).
 """,
         ),
         section(
@@ -257,7 +257,7 @@ change (SimCLR, section 4.2 of the paper). Worked example f runs one on a 3-pixe
             "The loss in the model",
             """
 `nt_xent(z1, z2, temperature)` (SimCLR) and `info_nce(q, k, queue, temperature)` (MoCo) in
-`*/losses.py`, each checked against the NumPy oracle `shared/losses.py` in float64 and
+`*/losses.py`, each checked against the NumPy oracle `shared/oracle/losses.py` in float64 and
 float32 (`rosetta parity`).
 """,
         ),
@@ -295,7 +295,7 @@ the self-similarity excluded; the official SimCLR TF code reports twice this val
             "模型参数更新",
             "The parameter update",
             f"""
-SimCLR uses LARS (layer-wise trust ratio, `*/optim.py`, NumPy formula in `shared/optim.py`)
+SimCLR uses LARS (layer-wise trust ratio, `*/optim.py`, NumPy formula in `shared/oracle/optim.py`)
 at lr {f.simclr.lr:g} with warm-up and cosine decay; MoCo uses SGD with momentum at lr
 {f.moco.lr:g}. TensorFlow gets the project's own SGD, LARS and Adam so that the update
 formulas are torch's (docs/framework_differences.md lists why Keras' differ).
@@ -307,7 +307,7 @@ formulas are torch's (docs/framework_differences.md lists why Keras' differ).
             "Downstream evaluation and fine-tuning",
             """
 Three ways to use the trained encoder, all in `*/evaluate.py` with the one evaluator of
-`shared/evaluation.py`: weighted kNN on frozen features, a linear probe (logistic regression)
+`shared/run/evaluation.py`: weighted kNN on frozen features, a linear probe (logistic regression)
 on frozen features, and fine-tuning the whole encoder on a labelled fraction
 (`python -m torch_impl finetune --run-dir DIR --fraction 0.1`). The protocol chooses every
 setting on the training split and applies the same rule to the baselines.
@@ -445,7 +445,7 @@ TF against {f.b5["moco/torch"]:.0f} ms in torch (B5, both cores).
             "The queue",
             f"""
 A (K, D) variable of unit keys and a pointer; `dequeue_and_enqueue` writes a batch of keys at
-the pointer, wrapping around (`tf_impl/moco.py`; NumPy reference `shared/queue.py`). Worked
+the pointer, wrapping around (`tf_impl/moco.py`; NumPy reference `shared/oracle/queue.py`). Worked
 example e runs K = 4 with batches of 3: after three steps the queue is
 {e[2]["queue"].tolist()} and the pointer {e[2]["ptr"]}; the second step wraps into rows
 {e[1]["rows"]}.
@@ -631,10 +631,10 @@ self-distillation with Vision Transformers (DINO, MoCo v3).
             f"""
 Shortcuts: the encoder learns whatever tells images apart most easily. This project met it
 twice. An early version of the dataset tinted each image with a random colour, and both
-methods learned to match tints and stayed at chance (`shared/data.py`). Random clutter strokes,
+methods learned to match tints and stayed at chance (`shared/run/data.py`). Random clutter strokes,
 tried to make raw pixels weaker, did the same: the strokes are identical in both views and
 unique per image. Collapse: an encoder that maps everything to one point scores the chance
-loss; `shared/health.py` warns when the projections' spread falls. Evaluation: k = 200 for kNN
+loss; `shared/run/health.py` warns when the projections' spread falls. Evaluation: k = 200 for kNN
 is made for 5,000 images per class; with about {f.n_train // 10} it flattered every method,
 so this project chooses k by leave-one-out on the training split.
 """,
@@ -729,7 +729,7 @@ def flip_text(f: Facts) -> str:
         [
             "A mirrored 2 is not a 2, so SimCLR's horizontal flip teaches the encoder an "
             "invariance the digits do not have. Measured with the demo's settings, one run "
-            "each; the decision (`shared.config.flip_default`) rests on the training split "
+            "each; the decision (`shared.run.config.flip_default`) rests on the training split "
             "alone, and the test split agrees:",
             "",
             "| cell | kNN, leave-one-out on the training split, with the flip | without | "
@@ -766,7 +766,7 @@ def markdown(f: Facts | None = None) -> str:
     f = f or Facts()
     parts = [
         "# Contrastive learning, from the first idea to running code\n",
-        "Generated by `python -m shared.tutorial` (`make docs`): every number is computed by "
+        "Generated by `python -m shared.docgen.tutorial` (`make docs`): every number is computed by "
         "the project's code or read from its committed results. The sections follow source "
         "document 000, a Chinese outline that is not shipped with the project; its section "
         "titles are quoted in the original.\n",

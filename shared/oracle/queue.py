@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.losses import l2_normalize
+from shared.oracle.losses import l2_normalize
 
 
 def check_momentum(momentum: float) -> float:

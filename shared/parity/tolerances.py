@@ -62,7 +62,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("ptr", "int"): Tolerance(0.0, 0.0, "integer pointer: exact"),
     ("ema", "float32"): Tolerance(1e-5, 1e-6, "one fp32 rounding per step, 100 steps"),
     ("ema", "float64"): Tolerance(1e-12, 1e-13, "one fp64 rounding per step, 100 steps"),
-    # Optimiser updates against shared.optim, several steps: the trust ratio's two norms
+    # Optimiser updates against shared.oracle.optim, several steps: the trust ratio's two norms
     # (sums of squares in another order) and Adam's sqrt are the only non-elementwise parts.
     ("param", "float64"): Tolerance(1e-12, 1e-13, "fp64 norms summed in another order"),
     # One float32 training step of a whole network in two frameworks: the conv and matmul

@@ -242,7 +242,7 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
     """:func:`evaluate` on flattened pixels scaled to [0, 1]: the floor every encoder must beat.
 
     The result depends only on the data, so it is memoised on disk (keyed by a SHA-256 of the
-    inputs and the protocol) under ``shared.data.cache_dir()``: both frameworks' evaluations share it.
+    inputs and the protocol) under ``shared.run.data.cache_dir()``: both frameworks' evaluations share it.
     The probe's cross-validation on 3,072 pixel features takes about 14 s on one core, and the
     demo evaluates its two cells at about the same time, so the first process computes while
     an exclusive lock on the cache file's ``.lock`` makes the second wait, then read.
@@ -250,13 +250,13 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
     import hashlib
     import json
 
-    from shared.data import cache_dir
+    from shared.run.data import cache_dir
 
     h = hashlib.sha256(PROTOCOL.encode())
     for a in (train_images, train_labels, test_images, test_labels):
         h.update(np.ascontiguousarray(a).tobytes())
     path = cache_dir() / f"raw-pixel-baseline-{h.hexdigest()[:32]}.json"
-    from shared.runlog import atomic_write_json, exclusive_lock
+    from shared.run.runlog import atomic_write_json, exclusive_lock
 
     with exclusive_lock(path.with_suffix(".lock")):
         if path.exists():
@@ -274,7 +274,7 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
 
 
 def labelled_subset(split, fraction: float, seed: int = 0):
-    """A class-stratified ``fraction`` of a ``shared.data.Split`` (at least one image per class).
+    """A class-stratified ``fraction`` of a ``shared.run.data.Split`` (at least one image per class).
 
     Both frameworks fine-tune on exactly this subset.
     """

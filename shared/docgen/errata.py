@@ -1,6 +1,6 @@
 """The errors of source document 002, each with its correction, generated into docs/errata.md.
 
-    python -m shared.errata            # rewrites docs/errata.md (also ``make docs``)
+    python -m shared.docgen.errata            # rewrites docs/errata.md (also ``make docs``)
 
 Source 002 is a long-form Chinese article on contrastive learning that the project's course
 follows in part. Its known errors (listed by the people steering the project) are corrected here
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "errata.md"
+OUT = Path(__file__).resolve().parents[2] / "docs" / "errata.md"
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Erratum:
 
 def run_snippet(code: str, timeout: int = 120) -> str:
     """Run ``code`` in a fresh interpreter; return what it printed, or its error's last line."""
-    root = Path(__file__).resolve().parents[1]  # so that the snippets import the project
+    root = Path(__file__).resolve().parents[2]  # so that the snippets import the project
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=root
     )
@@ -70,7 +70,7 @@ def seed_self_positive_loss(z1: np.ndarray, z2: np.ndarray, tau: float) -> float
 def self_positive_pair() -> str:
     """Two encoders on N = 4 images: one maps both views of an image to the same point, the
     other maps them to opposite points. Seed 002's formula prefers the second."""
-    from shared.losses import nt_xent
+    from shared.oracle.losses import nt_xent
 
     eye = np.eye(4)
     lines = ["N = 4 images, tau = 0.5; z1 = the 4 basis vectors", ""]
@@ -101,7 +101,7 @@ print(contrastive_loss(torch.randn(32, 10), torch.randint(0, 10, (32,))))
 
 FIXED_LOSS = """
 import numpy as np
-from shared.losses import nt_xent
+from shared.oracle.losses import nt_xent
 
 rng = np.random.default_rng(0)
 z1, z2 = rng.standard_normal((32, 128)), rng.standard_normal((32, 128))  # two views' projections
@@ -155,8 +155,8 @@ print(split.images.shape, split.images.dtype, split.labels[:8])
 STEP_COST = """
 import time, torch
 import torch.nn.functional as F
-from shared.config import TrainConfig
-from torch_impl.train import build_model
+from shared.run.config import TrainConfig
+from torch_impl.methods import build_model
 torch.manual_seed(0)
 model = build_model(TrainConfig(method="simclr").resolve("torch"))
 head = torch.nn.LazyLinear(10)
@@ -214,7 +214,7 @@ def errata() -> list[Erratum]:
             "below keeps the exponential and temperature (so that only this error is shown) "
             "and scores two encoders: the formula prefers the one whose views disagree; "
             "NT-Xent prefers the one whose views agree.",
-            [Run("The self-positive formula against NT-Xent (shared.losses.nt_xent)", "")],
+            [Run("The self-positive formula against NT-Xent (shared.oracle.losses.nt_xent)", "")],
         ),
         Erratum(
             "3. Raw cosines in the ratio: not a probability",
@@ -225,7 +225,7 @@ def errata() -> list[Erratum]:
             "not a probability and its log can be undefined. InfoNCE (van den Oord et al. 2018) "
             "and NT-Xent (Chen et al. 2020, eq. 1) use a softmax over exp(sim / tau). The "
             "worked example `rosetta explain d` runs the formula on two 2-D vectors:",
-            [Run("rosetta explain d (shared.worked_examples.example_d)", "")],
+            [Run("rosetta explain d (shared.oracle.worked_examples.example_d)", "")],
         ),
         Erratum(
             "4. The code does not run",
@@ -243,7 +243,7 @@ def errata() -> list[Erratum]:
             "beside the project's working counterpart.",
             [
                 Run("Seed 002's `contrastive_loss`, as written", SEED_LOSS),
-                Run("Corrected: NT-Xent on two views (shared.losses.nt_xent)", FIXED_LOSS),
+                Run("Corrected: NT-Xent on two views (shared.oracle.losses.nt_xent)", FIXED_LOSS),
                 Run(
                     "Seed 002's training loop: the names it reads and never binds", UNDEFINED_NAMES
                 ),
@@ -305,12 +305,12 @@ def _levels_at_batch_32() -> str:
 
 def build() -> list[Erratum]:
     """Every erratum with its runs' outputs filled in (the snippets run now)."""
-    from shared.worked_examples import example_d
+    from shared.oracle.worked_examples import example_d
 
     items = errata()
     local = {
-        "The self-positive formula against NT-Xent (shared.losses.nt_xent)": self_positive_pair,
-        "rosetta explain d (shared.worked_examples.example_d)": lambda: example_d().text(),
+        "The self-positive formula against NT-Xent (shared.oracle.losses.nt_xent)": self_positive_pair,
+        "rosetta explain d (shared.oracle.worked_examples.example_d)": lambda: example_d().text(),
         "The levels at the seed's batch of 32 (NumPy)": _levels_at_batch_32,
     }
     for item in items:
@@ -323,7 +323,7 @@ def markdown(items: list[Erratum]) -> str:
     out = [
         "# Errata: source document 002, corrected",
         "",
-        "Generated by `python -m shared.errata` (`make docs`); `tests/test_errata.py` checks "
+        "Generated by `python -m shared.docgen.errata` (`make docs`); `tests/test_errata.py` checks "
         "that every output below is still what the code gives. Source 002 is a long-form "
         "Chinese article on contrastive learning; it is quoted here, not linked, and each "
         "quote is followed by an English translation.",

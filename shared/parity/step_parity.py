@@ -2,7 +2,7 @@
 from the same (ported) weights on the same views, compared by canonical name.
 
 ``rosetta parity --level step`` runs ``python -m torch_impl parity-dump --level step`` (which
-builds each case's model, writes its initial weights in the ``shared.weights`` format and the
+builds each case's model, writes its initial weights in the ``shared.parity.weights`` format and the
 step's outputs) and then the TF dump (which imports those weights), each in its own process,
 and compares them here. ``tests/test_step_parity.py`` runs the same comparison in one process.
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared import parity
-from shared.tolerances import override, tolerance
+from shared.parity import compare as parity
+from shared.parity.tolerances import override, tolerance
 
 N = 8  # images per view batch
 STEP_CASES = {
@@ -54,8 +54,8 @@ def model_kwargs(case: str, dtype: str) -> dict:
 
 
 def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
-    """Rows (``shared.parity.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``,
-    each name under its ``shared.parity.group_of`` tolerance."""
+    """Rows (``shared.parity.compare.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``,
+    each name under its ``shared.parity.compare.group_of`` tolerance."""
     overrides = (
         {"queue.after/queue": QUEUE_F32, **_stepped_weights(a)} if dtype == "float32" else {}
     )

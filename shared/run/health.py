@@ -1,6 +1,6 @@
 """Training health, checked after every epoch in both frameworks: collapse and exploding weights.
 
-Neither stops a run (the non-finite guard in ``shared.runlog`` does that); both print a warning
+Neither stops a run (the non-finite guard in ``shared.run.runlog`` does that); both print a warning
 and are recorded in ``metrics.json`` so that a run that "finished" can still be seen to have
 failed.
 
@@ -27,7 +27,7 @@ HEALTH_IMAGES = 256  # the first training images, un-augmented, give the project
 COLLAPSE_SPREAD = 0.1  # ten times below an even spread over the sphere...
 COLLAPSE_DROP = 4.0  # ...and fallen to a quarter of the highest spread seen
 WEIGHT_GROWTH = 100.0  # two orders of magnitude over the starting norm
-LEARNABLE = ("kernel", "bias", "gamma", "beta")  # canonical suffixes (shared.weights)
+LEARNABLE = ("kernel", "bias", "gamma", "beta")  # canonical suffixes (shared.parity.weights)
 
 
 def projection_spread(z: np.ndarray) -> float:

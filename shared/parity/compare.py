@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from shared.tolerances import Tolerance, scale_for, tolerance
+from shared.parity.tolerances import Tolerance, scale_for, tolerance
 
 
 @dataclass
@@ -149,7 +149,7 @@ def compare(
 ) -> list[Row]:
     """Compare nested outputs leaf by leaf. ``overrides`` maps a dotted name to a Tolerance.
 
-    ``grad_floor`` (see ``shared.tolerances.natural_grad_scale``) sets the least gradient scale.
+    ``grad_floor`` (see ``shared.parity.tolerances.natural_grad_scale``) sets the least gradient scale.
     """
     fe, fa = flatten(expected), flatten(actual)
     missing = sorted(set(fe) ^ set(fa))

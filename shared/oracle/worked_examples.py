@@ -1,7 +1,7 @@
 """Worked examples with numbers small enough to follow by hand (seed 000, section 4.4).
 
-    python -m shared.worked_examples            # all of them
-    python -m shared.worked_examples a          # one: a to h
+    python -m shared.oracle.worked_examples            # all of them
+    python -m shared.oracle.worked_examples a          # one: a to h
 
 (a) NT-Xent for N = 2 pairs in 3-D at tau = 0.5, every intermediate printed.
 (b) InfoNCE for one query, its positive key and a queue of 3 negative keys at tau = 0.2.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.losses import info_nce_terms, nt_xent, nt_xent_terms, seed002_raw_cosine_ratio
+from shared.oracle.losses import info_nce_terms, nt_xent, nt_xent_terms, seed002_raw_cosine_ratio
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.json"  # the committed results
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results.json"  # the committed results
 
 
 @dataclass
@@ -261,7 +261,7 @@ def example_e() -> Example:
 
 
 def _dequeue_and_enqueue(queue, ptr, keys):
-    from shared.queue import dequeue_and_enqueue
+    from shared.oracle.queue import dequeue_and_enqueue
 
     return dequeue_and_enqueue(queue, ptr, keys)
 
@@ -318,14 +318,17 @@ def example_g() -> Example:
     return ex
 
 
+# The demo's settings: batch N, queue K and each method's temperature. The oracle cannot import
+# the run configuration (it sits above), so tests/test_worked_examples.py checks these against
+# ``shared.run.config``'s resolved defaults.
+DEMO_SETTINGS = {"n": 64, "k": 512, "tau_simclr": 0.2, "tau_moco": 0.1}
+
+
 def example_h() -> Example:
     """What loss value is normal: chance (collapse) and orthogonal negatives, demo settings."""
-    from shared.config import TrainConfig
-
     ex = Example("h", "(h) What loss value is normal (the demo's settings)")
-    simclr = TrainConfig(method="simclr").resolve("torch")
-    moco = TrainConfig(method="moco").resolve("tensorflow")
-    n, k, tau_s, tau_m = simclr.batch_size, moco.queue_size, simclr.temperature, moco.temperature
+    n, k = DEMO_SETTINGS["n"], DEMO_SETTINGS["k"]
+    tau_s, tau_m = DEMO_SETTINGS["tau_simclr"], DEMO_SETTINGS["tau_moco"]
     chance_s, chance_m = math.log(2 * n - 1), math.log(k + 1)
     floor_s = math.log1p((2 * n - 2) * math.exp(-1 / tau_s))  # positives 1, negatives 0
     floor_m = math.log1p(k * math.exp(-1 / tau_m))
@@ -340,7 +343,7 @@ def example_h() -> Example:
     ex.add("anchors, which cannot hold for all anchors at once: the mean pairwise cosine of M unit")
     ex.add(f"vectors is at least -1/(M - 1). Seed 002's log ends at 0.008, {floor_s / 0.008:.0f}x")
     ex.add("below SimCLR's orthogonal value: an illustration, not a target. A loss stuck at chance")
-    ex.add("means collapse (the health warning in shared/health.py).")
+    ex.add("means collapse (the health warning in shared/run/health.py).")
     curves = _demo_loss_curves()
     if curves:
         ex.add("A real run (the demo, docs/results.json), mean loss per epoch:")

@@ -24,10 +24,10 @@ import math
 import warnings
 from dataclasses import dataclass, fields, replace
 
-from shared.augment_spec import augment_spec
-from shared.hardware import cpu_has_native_bf16
-from shared.optim import OPTIMIZERS, default_lr
-from shared.queue import check_momentum, cosine_momentum
+from shared.oracle.augment_spec import augment_spec
+from shared.oracle.optim import OPTIMIZERS, default_lr
+from shared.oracle.queue import check_momentum, cosine_momentum
+from shared.run.hardware import cpu_has_native_bf16
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -205,7 +205,7 @@ class TrainConfig:
         return self.resolve(self.framework, world_size)
 
     def _validate(self) -> None:
-        from shared.losses import check_temperature
+        from shared.oracle.losses import check_temperature
 
         check_temperature(self.temperature)
         check_momentum(self.key_momentum)
@@ -321,7 +321,7 @@ class TrainConfig:
 
     def augment_kwargs(self) -> dict:
         """The keyword arguments of ``BatchAugment(...)``, ``simclr_augment(...)`` and
-        ``shared.augment_spec.augment_spec(...)``, the same in both frameworks.
+        ``shared.oracle.augment_spec.augment_spec(...)``, the same in both frameworks.
 
         Example:
             >>> TrainConfig().resolve("torch").augment_kwargs()
@@ -366,7 +366,7 @@ class TrainConfig:
         )
 
     def key_momentum_at(self, step: int, total_steps: int) -> float:
-        """MoCo's m at ``step``: constant, or ``shared.queue.cosine_momentum`` (both loops call this).
+        """MoCo's m at ``step``: constant, or ``shared.oracle.queue.cosine_momentum`` (both loops call this).
 
         Example:
             >>> cfg = TrainConfig(method="moco", key_momentum_schedule="cosine", key_momentum=0.9)

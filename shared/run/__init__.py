@@ -1,0 +1,1 @@
+"""The framework-neutral run infrastructure: the one configuration, the datasets, the evaluator, the run directory and its log, health checks and the hardware probes. Imports the oracle and the parity harness, never a framework."""

@@ -1,0 +1,47 @@
+"""The two methods in TensorFlow: build the model a configuration describes, or load a trained one.
+
+``torch_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from shared.run.config import TrainConfig, load_config
+from shared.run.hardware import cpu_has_native_bf16
+from tf_impl.checkpoint import restore_checkpoint
+from tf_impl.moco import MoCo
+from tf_impl.models import merge_bn_splits
+from tf_impl.simclr import SimCLR
+
+__all__ = ["METHODS", "build_model", "load_trained", "use_amp"]
+
+METHODS = {"simclr": SimCLR, "moco": MoCo}  # the keys are shared.run.config.METHODS
+
+
+def use_amp(amp: bool | None) -> bool:
+    """``amp=None`` (auto): on with a GPU or a CPU with native bf16 (``shared.run.hardware``)."""
+    if amp is None:
+        return bool(tf.config.list_physical_devices("GPU")) or cpu_has_native_bf16()
+    return amp
+
+
+def build_model(cfg: TrainConfig, dtype: str | None = None):
+    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting."""
+    dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
+    return METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
+
+
+def load_trained(run_dir):
+    """The model of a finished (or interrupted) run and its ``TrainConfig``.
+
+    SplitBatchNorm is merged back to one BN (evaluation and fine-tuning see ordinary batches).
+
+    Raises:
+        CheckpointError: no checkpoint in ``run_dir``. FileNotFoundError: no ``config.json``.
+    """
+    cfg = load_config(run_dir)
+    model = build_model(cfg)
+    restore_checkpoint(run_dir, model)
+    merge_bn_splits(model.backbone)
+    return model, cfg

@@ -1,0 +1,39 @@
+"""The two methods in PyTorch: build the model a configuration describes, or load a trained one.
+
+``tf_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
+"""
+
+from __future__ import annotations
+
+from shared.run.config import TrainConfig, load_config
+from torch_impl.checkpoint import restore_checkpoint
+from torch_impl.moco import MoCo
+from torch_impl.models import merge_bn_splits, set_sync_bn
+from torch_impl.simclr import SimCLR
+
+__all__ = ["METHODS", "build_model", "load_trained"]
+
+METHODS = {"simclr": SimCLR, "moco": MoCo}  # the keys are shared.run.config.METHODS
+
+
+def build_model(cfg: TrainConfig, dtype: str = "float32"):
+    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config)."""
+    model = METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
+    if cfg.sync_bn:
+        set_sync_bn(model)
+    return model
+
+
+def load_trained(run_dir):
+    """The model of a finished (or interrupted) run, in eval mode, and its ``TrainConfig``.
+
+    SplitBatchNorm is merged back to one BN (evaluation and fine-tuning see ordinary batches).
+
+    Raises:
+        CheckpointError: no ``config.json`` or no checkpoint in ``run_dir``.
+    """
+    cfg = load_config(run_dir)
+    model = build_model(cfg)
+    restore_checkpoint(run_dir, model)
+    merge_bn_splits(model.backbone)
+    return model.eval(), cfg

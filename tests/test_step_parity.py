@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
 from shared.parity import compare as parity  # noqa: E402
+from shared.parity import step_parity as sp  # noqa: E402
 from shared.parity.tolerances import override  # noqa: E402
 from tf_impl import optim as topt  # noqa: E402
 from tf_impl import parity as tpar  # noqa: E402
@@ -141,27 +142,39 @@ def test_one_step_float32_within_the_table(method):
         b,
         dtype="float32",
         temperature=0.2,
-        overrides={"queue.after/queue": keys},
+        overrides={"queue.after/queue": keys, **sp.stepped_weights(a, lr=0.1)},
         skip=("moving_variance",),
     )
     assert ("ptr.after/queue_ptr" in {r.name for r in rows}) == (method == "moco")
     parity.raise_if_failed(rows, f"{method} float32")
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco"])
-def test_twenty_step_drift_stays_bounded(method):
-    """The drift curve of ``shared.docgen.drift`` (docs/step_drift.md). float64 stays at rounding
-    level for 20 steps. float32 starts at reduction-order noise (BN's beta gradient sums 16,384
-    terms with cancellation: 1.6e-3 relative after one step) and then grows, as chaotic training
-    does; only its first step is bounded here, the curve is reported in the docs."""
+def _float64_drift_is_rounding(method: str, steps: int) -> None:
     from shared.docgen.drift import drift
 
-    f64 = drift(method, "float64")
+    f64 = drift(method, "float64", steps=steps)
+    assert len(f64) == steps
     assert max(r["loss_abs"] for r in f64) < 1e-10 and max(r["weights_rel"] for r in f64) < 1e-10, (
         f64
     )
-    first = drift(method, "float32", steps=1)[0]
-    assert first["loss_abs"] < 1e-4 and first["weights_rel"] < 1e-2, first
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_five_step_float64_drift_stays_at_rounding(method):
+    """The drift curve of ``shared.docgen.drift`` (docs/step_drift.md) in float64: five steps
+    of each framework's optimiser from the same ported weights stay at rounding level. float32
+    is not bounded here: its first step is :func:`test_one_step_float32_within_the_table`, and
+    after that the two float32 trajectories separate as chaotic training does (the docs report
+    the curve; its size depends on the CPU's kernels)."""
+    _float64_drift_is_rounding(method, 5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_twenty_step_float64_drift_stays_at_rounding(method):
+    """The docs page's 20 steps; :func:`test_five_step_float64_drift_stays_at_rounding` runs
+    the same code path for five."""
+    _float64_drift_is_rounding(method, 20)
 
 
 def test_rosetta_parity_level_step_passes(tmp_path):

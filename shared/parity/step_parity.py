@@ -57,7 +57,9 @@ def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     """Rows (``shared.parity.compare.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``,
     each name under its ``shared.parity.compare.group_of`` tolerance."""
     overrides = (
-        {"queue.after/queue": QUEUE_F32, **_stepped_weights(a)} if dtype == "float32" else {}
+        {"queue.after/queue": QUEUE_F32, **stepped_weights(a, OPTIMIZER[1])}
+        if dtype == "float32"
+        else {}
     )
     rows = parity.compare_grouped(
         a, b, dtype=dtype, temperature=0.2, overrides=overrides, skip=("moving_variance",)
@@ -69,8 +71,9 @@ def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     return out
 
 
-def _stepped_weights(a: dict) -> dict:
-    """float32 overrides for the weights after the step, where the step is large.
+def stepped_weights(a: dict, lr: float) -> dict:
+    """float32 overrides for the weights after one SGD step of learning rate ``lr``, where the
+    step is large.
 
     A weight after one SGD step is ``w - lr (g + wd w)``: it inherits ``lr`` times its
     gradient's float32 rounding, which the grad row allows up to ``atol_g * max|g|``. When
@@ -78,9 +81,9 @@ def _stepped_weights(a: dict) -> dict:
     exceeds the weight row's own ``atol_w * max|w|``, and the row failed or passed by the thread
     count (measured: 1.18 of the allowance with one thread per framework, 0.94 with two). So
     the weight's atol becomes ``atol_w + lr atol_g max|g| / max|w|``: the two rows' allowances
-    propagated through the update, not a loosened constant.
+    propagated through the update, not a loosened constant. A weight that starts at zero (BN's
+    beta) is all step: its allowance becomes the grad row's.
     """
-    lr = OPTIMIZER[1]
     w_tol, g_tol = tolerance("param", "float32"), tolerance("grad", "float32")
     out = {}
     for k, w in a.items():

@@ -14,6 +14,7 @@ IMPORT_NOISE = (
     "cuda_platform.cc",
     "cuda_executor.cc",
     "failed call to cuInit",
+    "oneDNN custom operations are on",  # port.cc, on CPUs where oneDNN picks its own kernels
 )
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.parity import compare, golden
+from shared.parity import golden
+from shared.parity.compare import compare
 from shared.parity.tolerances import natural_grad_scale
 
 BACKENDS = {"torch": "torch_impl", "tensorflow": "tf_impl"}

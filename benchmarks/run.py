@@ -50,7 +50,6 @@ def b1(ns, dim: int, device: str, mem_ns) -> dict:
 
 def _b1_row(n: int, dim: int, device: str, memory: bool) -> dict:
     """Every NT-Xent implementation at one N, checked against the oracle, then timed."""
-    from tf_impl.losses import nt_xent as tf_nt_xent
     from torch_impl.losses import nt_xent as pt_nt_xent
 
     NTXentLoss = H.lightly_ntxent()
@@ -80,32 +79,13 @@ def _b1_row(n: int, dim: int, device: str, memory: bool) -> dict:
         peer = torch_step(NTXentLoss(temperature=TAU))
         H.check_against("lightly NTXentLoss", peer().item(), want)
         r["lightly"] = H.measure(peer)
-    ta, tb = tf.constant(z1), tf.constant(z2)
-
-    @tf.function
-    def tf_step():
-        with tf.GradientTape() as tape:
-            tape.watch([ta, tb])
-            loss = tf_nt_xent(ta, tb, TAU)
-        return loss, tape.gradient(loss, [ta, tb])
-
+    tf_step = _tf_nt_xent_step(z1, z2)
     H.check_against("tf nt_xent", float(tf_step()[0]), want)
     r["tf_function"] = H.measure(lambda: tf_step()[1][0].numpy())
     r["numpy_forward"] = H.measure(
         lambda: ref.nt_xent(z1, z2, TAU), warmup=1, repeat=3 if n >= 2048 else 5
     )
-    # GEMM floor: the products the loss cannot avoid: S = U U^T forward, and G U, G^T U back.
-    u = torch.tensor(np.concatenate([z1, z2]), device=dev)
-    g = torch.randn(2 * n, 2 * n, device=dev)
-
-    def floor():
-        u @ u.T
-        g @ u
-        g.T @ u
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    r["gemm_floor"] = H.measure(floor)
+    r["gemm_floor"] = H.measure(_gemm_floor(z1, z2, device))
     if memory:
         for impl in ("torch", "lightly", "tf"):
             if impl == "lightly" and NTXentLoss is None:
@@ -116,6 +96,40 @@ def _b1_row(n: int, dim: int, device: str, memory: bool) -> dict:
         flush=True,
     )
     return r
+
+
+def _tf_nt_xent_step(z1: np.ndarray, z2: np.ndarray):
+    """A ``tf.function`` of our TF NT-Xent forward and backward on (N, D) views; it returns
+    ``(loss, [dL/dz1, dL/dz2])``."""
+    from tf_impl.losses import nt_xent as tf_nt_xent
+
+    ta, tb = tf.constant(z1), tf.constant(z2)
+
+    @tf.function
+    def tf_step():
+        with tf.GradientTape() as tape:
+            tape.watch([ta, tb])
+            loss = tf_nt_xent(ta, tb, TAU)
+        return loss, tape.gradient(loss, [ta, tb])
+
+    return tf_step
+
+
+def _gemm_floor(z1: np.ndarray, z2: np.ndarray, device: str):
+    """The products NT-Xent cannot avoid on (N, D) views: S = U U^T forward, G U and G^T U
+    backward, with U the (2N, D) rows and G a (2N, 2N) stand-in gradient."""
+    dev = torch.device(device)
+    u = torch.tensor(np.concatenate([z1, z2]), device=dev)
+    g = torch.randn(2 * len(z1), 2 * len(z1), device=dev)
+
+    def floor():
+        u @ u.T
+        g @ u
+        g.T @ u
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return floor
 
 
 def _b1_markdown(rows: list[dict], dim: int) -> str:
@@ -642,7 +656,7 @@ def b4(b1res: dict, b2res: dict) -> dict:
     return {"exponents": out, "md": "\n".join(md) + "\n"}
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
     )
@@ -653,35 +667,26 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args._probe:
-        print(probe(args._probe[0], int(args._probe[1]), int(args._probe[2])))
-        return 0
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
-        return 2
-    only = {s.strip().upper() for s in args.only.split(",")}
-    full = args.full
-    info = H.machine_info(args.threads, args.device)
-    print(
-        f"machine: {info['cpu']}, {info['cores']} cores, {args.threads} threads, device {args.device}"
-    )
-    t0 = time.perf_counter()
-    sections, payload = [], {"machine": info, "mode": "full" if full else "quick"}
+    return ap
+
+
+def run_sections(only: set[str], full: bool, device: str, payload: dict) -> list[str]:
+    """Run the benchmarks named in ``only`` (B1 to B6, T), store their results in ``payload``
+    and return their Markdown sections, the targets (T) first."""
+    sections = []
     b1res = b2res = None
     if "B1" in only or "B4" in only:
         ns = [64, 256, 1024, 2048, 4096] if full else [64, 256, 1024, 2048]
-        b1res = b1(ns, 128, args.device, mem_ns=[2048, 4096] if full else [2048])
+        b1res = b1(ns, 128, device, mem_ns=[2048, 4096] if full else [2048])
         payload["B1"] = b1res["rows"]
         sections.append(b1res["md"])
     if "B2" in only or "B4" in only:
         ks = [4096, 16384, 65536] + ([262144] if full else [])
-        b2res = b2(ks, 256, 128, args.device)
+        b2res = b2(ks, 256, 128, device)
         payload["B2"] = b2res["rows"]
         sections.append(b2res["md"])
     if "B3" in only:
-        b3res = b3(not full, args.device)
+        b3res = b3(not full, device)
         payload["B3"] = b3res["results"]
         sections.append(b3res["md"])
     if "B5" in only:
@@ -698,24 +703,52 @@ def main(argv=None) -> int:
         b4res = b4(b1res, b2res)
         payload["B4"] = b4res["exponents"]
         sections.append(b4res["md"])
-    if "T" in only:  # issue 13's targets, read from the sections above, first in the report
+    if "T" in only:  # the speed targets, read from the sections above
         from benchmarks import targets
 
         payload["probes"] = targets.probes()
         payload["targets"] = targets.evaluate(payload)
         sections.insert(0, targets.markdown(payload["targets"]))
-    wall = time.perf_counter() - t0
+    return sections
+
+
+def write_report(name: str, payload: dict, sections: list[str], threads: int, wall: float) -> str:
+    """Write ``results/<name>.json`` and ``.md`` and the results part of benchmarks/README.md;
+    return the Markdown."""
+    info = payload["machine"]
     header = (
-        f"Machine: {info['cpu']}; {info['cores']} cores, {args.threads} threads; device "
-        f"{args.device}; torch {info['torch']}, tensorflow {info['tensorflow']}, lightly "
+        f"Machine: {info['cpu']}; {info['cores']} cores, {threads} threads; device "
+        f"{info['device']}; torch {info['torch']}, tensorflow {info['tensorflow']}, lightly "
         f"{info['lightly']}, numpy {info['numpy']}. Mode: {payload['mode']}; wall time {wall:.0f} s.\n"
     )
-    name = f"bench_{args.device}"
     md = f"# Benchmark results ({time.strftime('%Y-%m-%d')})\n\n{header}\n" + "\n".join(sections)
     H.write(name, payload, md)
     readme = Path(__file__).with_name("README.md")
     intro = readme.read_text().split("<!-- results -->")[0] if readme.exists() else ""
     readme.write_text(intro.rstrip() + "\n\n<!-- results -->\n\n" + md)
+    return md
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args._probe:
+        print(probe(args._probe[0], int(args._probe[1]), int(args._probe[2])))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    only = {s.strip().upper() for s in args.only.split(",")}
+    info = H.machine_info(args.threads, args.device)
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {args.threads} threads, device {args.device}"
+    )
+    t0 = time.perf_counter()
+    payload = {"machine": info, "mode": "full" if args.full else "quick"}
+    sections = run_sections(only, args.full, args.device, payload)
+    wall = time.perf_counter() - t0
+    name = f"bench_{args.device}"
+    md = write_report(name, payload, sections, args.threads, wall)
     print(md)
     print(f"wrote benchmarks/results/{name}.json and .md in {wall:.0f} s")
     return 0

@@ -1,4 +1,4 @@
-"""Measured trade-offs (issue 12, seed 000 section 9.4): kNN against batch size, queue size and
+"""Measured trade-offs (seed 000, section 9.4): kNN against batch size, queue size and
 epochs, with the wall time each costs on this machine.
 
     python -m benchmarks.tradeoffs          # about 16 min on 2 CPU cores; not in `make bench`

@@ -5,6 +5,11 @@
   between runs; its ratio must still show the contrastive step costing more.
 * docs/side_by_side.md (``shared.docgen.side_by_side``): every excerpt is still the source of its
   qualified name on both sides.
+* docs/tutorial.md (``shared.docgen.tutorial``): byte for byte, one section per section of
+  source 000.
+* docs/framework_differences.md (``shared.docgen.catalogue``) and docs/step_drift.md
+  (``shared.docgen.drift``): everything but the numbers that are float rounding, which follow
+  the CPU's kernels and the thread count; each test's docstring says what it compares.
 """
 
 import re
@@ -84,3 +89,89 @@ def test_tutorial_page_matches_the_code():
     numbers = re.findall(r"^#{3,4} (\d+\.\d+(?:\.\d+)?) ", text, flags=re.M)
     assert numbers[0] == "1.1" and numbers[-1] == "9.5" and len(numbers) == 56  # as in source 000
     assert numbers == sorted(numbers, key=lambda n: [int(p) for p in n.split(".")])
+
+
+NUMBER_3G = re.compile(r"\d+(\.\d+)?(e[+-]\d\d)?")  # a non-negative float printed with %.3g
+NUMBER_1E = re.compile(r"\d\.\de[+-]\d\d")  # printed with %.1e
+
+
+def _split_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """A page's lines outside its tables' data rows, and each data row's cells."""
+    frame, rows = [], []
+    for line in text.splitlines():
+        is_row = line.startswith("| ") and not line.startswith(("| step |", "| difference |"))
+        if is_row:
+            rows.append(line[2:-2].split(" | "))
+        else:
+            frame.append(line)
+    return frame, rows
+
+
+def test_framework_differences_page_matches_the_catalogue():
+    """docs/framework_differences.md against ``shared.docgen.catalogue.measure()`` run now.
+
+    Compared exactly: every line outside the table's rows (title, introduction, header); the
+    rows' number and order; in each row the four text cells (the difference, torch's and TF's
+    conventions with init_scale's seeded stds, how the project aligns it); the effect of each
+    difference left unaligned (a measured gap printed to 3 significant figures, far above
+    rounding).
+    Compared by format and bound: the residues after alignment and the effects of the two
+    agreement rows are float rounding (0 to 2e-6 here) and follow the CPU's kernels, so in both
+    pages each prints with %.3g and stays at or below 1e-5, the loosest residue bound of
+    ``tests/test_catalogue.py`` (which bounds each row's live value more tightly).
+    """
+    from shared.docgen import catalogue as C
+
+    fresh_frame, fresh = _split_table(C.markdown(C.measure()))
+    committed_frame, committed = _split_table(C.OUT.read_text())
+    stale = "docs/framework_differences.md is stale: run `python -m shared.docgen.catalogue`"
+    assert fresh_frame == committed_frame, stale
+    assert len(fresh) == len(committed) == len(C.ROWS), stale
+    for row, new, old in zip(C.ROWS, fresh, committed):
+        assert len(new) == len(old) == 6, (new, old)
+        name, torch_text, tf_text, effect, aligned, how = zip(new, old)
+        assert name[0] == name[1] and torch_text[0] == torch_text[1], (stale, name)
+        assert tf_text[0] == tf_text[1] and how[0] == how[1], (stale, name)
+        agreement = row.__name__ in C.AGREEMENTS
+        if not agreement:
+            assert effect[0] == effect[1], (stale, name, effect)
+        for values in (aligned, effect) if agreement else (aligned,):
+            assert all(NUMBER_3G.fullmatch(v) and float(v) <= 1e-5 for v in values), (name, values)
+
+
+def test_step_drift_page_matches_the_generator():
+    """docs/step_drift.md against ``shared.docgen.drift`` run now for its first 4 steps, torch on
+    one thread as in ``make docs`` (about 10 s; the page's 20 steps take 25 s on 2 idle cores,
+    and ``tests/test_step_parity.py`` bounds the float64 curve itself).
+
+    Compared exactly: every line outside the tables' rows (title, introduction, method
+    headings, table headers), the title's step count aside; the committed page's step numbers
+    (1 to 20 per method) and the fresh run's (1 to 4).
+    Compared by bound: the float64 columns are rounding, and change with the CPU's kernels and
+    the thread count, so in both pages every float64 value prints with %.1e and stays below
+    1e-10 (the bound of ``tests/test_step_parity.py``).
+    Compared for format only (%.1e): the float32 columns, which grow chaotically from float32
+    rounding and so differ between hosts and thread counts by orders of magnitude.
+    """
+    import torch
+
+    from shared.docgen import drift as D
+
+    steps, threads = 4, torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on busy shared cores take 5x longer
+    try:
+        fresh_frame, fresh = _split_table(D.markdown(D.measure(steps)))
+    finally:
+        torch.set_num_threads(threads)
+    committed_frame, committed = _split_table(D.OUT.read_text())
+    stale = "docs/step_drift.md is stale: run `python -m shared.docgen.drift` (make docs)"
+    title = f"{D.STEPS} steps from the same weights"
+    assert title in committed_frame[0], stale
+    committed_frame[0] = committed_frame[0].replace(title, f"{steps} steps from the same weights")
+    assert fresh_frame == committed_frame, stale
+    numbers = list(range(1, D.STEPS + 1)) * len(D.METHODS)
+    assert [int(r[0]) for r in committed] == numbers, stale
+    assert [int(r[0]) for r in fresh] == list(range(1, steps + 1)) * len(D.METHODS)
+    for cells in fresh + committed:
+        assert len(cells) == 5 and all(NUMBER_1E.fullmatch(v) for v in cells[1:]), cells
+        assert float(cells[1]) < 1e-10 and float(cells[2]) < 1e-10, cells  # float64

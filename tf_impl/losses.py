@@ -8,8 +8,8 @@ Both functions are pure tensor code and run inside ``tf.function`` and XLA.
 Differences from the NumPy oracle: only static checks (ndim, static shapes, temperature) run
 here, since value checks would need a host sync. A zero row becomes a zero vector instead of
 raising. The clamp matches torch's ``F.normalize`` (norm >= 1e-12): ``tf.math.l2_normalize``'s
-default clamps the *squared* norm at 1e-12, i.e. rows shorter than 1e-6 were silently not
-normalised (the parity suite found this at D = 1, scale 1e-3), so we pass ``epsilon=1e-24``.
+default clamps the *squared* norm at 1e-12, which leaves rows shorter than 1e-6 unnormalised;
+``epsilon=1e-24`` clamps the norm itself at 1e-12.
 """
 
 from __future__ import annotations
@@ -39,6 +39,18 @@ def _check(name: str, x, min_rows: int) -> tf.Tensor:
 def _check_reduction(reduction: str) -> None:
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+
+
+def _check_views(z1, z2, reduction: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """NT-Xent's static checks: two (N, D) float tensors of one shape, N >= 2, and the reduction;
+    returns both as tensors."""
+    z1, z2 = _check("z1", z1, 2), _check("z2", z2, 2)
+    if z1.shape.is_fully_defined() and z2.shape.is_fully_defined() and z1.shape != z2.shape:
+        raise ValueError(
+            f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}"
+        )
+    _check_reduction(reduction)
+    return z1, z2
 
 
 def _unit(x):
@@ -78,12 +90,7 @@ def nt_xent(
         True
     """
     t = check_temperature(temperature)
-    z1, z2 = _check("z1", z1, 2), _check("z2", z2, 2)
-    if z1.shape.is_fully_defined() and z2.shape.is_fully_defined() and z1.shape != z2.shape:
-        raise ValueError(
-            f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}"
-        )
-    _check_reduction(reduction)
+    z1, z2 = _check_views(z1, z2, reduction)
     dtype = _logit_dtype(z1, z2)
     n = tf.shape(z1)[0]
     u1, u2 = _unit(tf.cast(z1, dtype)), _unit(tf.cast(z2, dtype))  # (n, D) each

@@ -42,6 +42,17 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
 
 
+def _check_views(z1, z2, reduction: str) -> None:
+    """NT-Xent's input checks: two (N, D) float tensors of one shape, N >= 2, and the reduction."""
+    _check("z1", z1, 2)
+    _check("z2", z2, 2)
+    if z1.shape != z2.shape:
+        raise ValueError(
+            f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}"
+        )
+    _check_reduction(reduction)
+
+
 def _logit_dtype(*xs: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
 
@@ -83,13 +94,7 @@ def nt_xent(
         True
     """
     t = check_temperature(temperature)
-    _check("z1", z1, 2)
-    _check("z2", z2, 2)
-    if z1.shape != z2.shape:
-        raise ValueError(
-            f"z2: expected the same shape as z1 {tuple(z1.shape)}, got {tuple(z2.shape)}"
-        )
-    _check_reduction(reduction)
+    _check_views(z1, z2, reduction)
     n = z1.shape[0]
     dtype = _logit_dtype(z1, z2)
     with torch.autocast(device_type=z1.device.type, enabled=False):

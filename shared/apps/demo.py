@@ -259,7 +259,7 @@ def _figures(out: Path, runs: dict) -> list[str]:
     return figs
 
 
-QUALITY_KNN, QUALITY_GAIN = 0.75, 20.0  # issue 13's bar: kNN >= 75 %, >= 20 points over baselines
+QUALITY_KNN, QUALITY_GAIN = 0.75, 20.0  # the quality bar: kNN >= 75 %, >= 20 points over baselines
 
 
 def _sweep(by_k: dict) -> str:

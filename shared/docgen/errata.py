@@ -7,7 +7,7 @@ follows in part. Its known errors (listed by the people steering the project) ar
 openly. Each erratum quotes the claim (in the original and in English), says why it is wrong
 with a citation, and, where the error is in code or a formula, runs a pair: the broken version
 and the corrected one, each with the output it really gives. The broken code runs in a child
-process (``python -c``), so this module imports no framework; ``tests/test_errata.py`` checks
+process (``python -c``), so this module imports no framework; ``tests/test_docs.py`` checks
 that every output still is what the page says.
 """
 
@@ -179,119 +179,155 @@ print(f"batch 64, small CNN, 2 CPU threads: supervised step {s:.1f} ms, SimCLR s
 """
 
 
+def _history() -> Erratum:
+    """Erratum 1: the dating of SimCLR."""
+    return Erratum(
+        "1. History: SimCLR is from 2020, not the 1960s",
+        "对比学习最早可以追溯到1960年代，当时提出的SimCLR（Simple Contrastive Learning）方法"
+        "便是一种对比学习算法。",
+        "Contrastive learning can be traced back to the 1960s, when the SimCLR (Simple "
+        "Contrastive Learning) method was proposed as a contrastive learning algorithm.",
+        "SimCLR is Chen, Kornblith, Norouzi and Hinton, *A Simple Framework for Contrastive "
+        "Learning of Visual Representations*, ICML 2020 (arXiv:2002.05709); its name is "
+        "*A Simple Framework for Contrastive Learning of visual Representations*. MoCo is He, "
+        "Fan, Wu, Xie and Girshick, *Momentum Contrast for Unsupervised Visual "
+        "Representation Learning*, CVPR 2020 (arXiv:1911.05722). The contrastive loss goes "
+        "back to Hadsell, Chopra and LeCun, *Dimensionality Reduction by Learning an "
+        "Invariant Mapping*, CVPR 2006, and InfoNCE to van den Oord, Li and Vinyals, "
+        "*Representation Learning with Contrastive Predictive Coding*, 2018 "
+        "(arXiv:1807.03748). The same paragraph credits the revival to Transformers (BERT, "
+        "GPT); SimCLR and MoCo use ResNets (see erratum 6).",
+    )
+
+
+def _self_positive() -> Erratum:
+    """Erratum 2: the positive pair of a vector with itself."""
+    return Erratum(
+        "2. The positive pair is two views of one image, not a vector with itself",
+        "其中 P(z_1, z_1) 表示正样本之间的相似度，P(z_2_i, z_1) 表示负样本 z_2_i 与正样本 z_1 "
+        "之间的相似度。",
+        "Here P(z_1, z_1) is the similarity between the positive samples, and P(z_2_i, z_1) "
+        "the similarity between the negative sample z_2_i and the positive sample z_1.",
+        "P(z_1, z_1) compares a vector with itself: it is 1 for every encoder, so the "
+        "numerator carries no information. The positive of SimCLR (Chen et al. 2020, eq. 1) "
+        "and MoCo (He et al. 2020, eq. 1) is the *other augmented view of the same image*; "
+        "the negatives are the other images (or the queue). The document also counts that "
+        "other view among the negatives (its z_2_i with i = the anchor's own image), so the "
+        "formula rewards an encoder that pulls the two views of one image *apart*. The run "
+        "below keeps the exponential and temperature (so that only this error is shown) "
+        "and scores two encoders: the formula prefers the one whose views disagree; "
+        "NT-Xent prefers the one whose views agree.",
+        [Run("The self-positive formula against NT-Xent (shared.oracle.losses.nt_xent)", "")],
+    )
+
+
+def _raw_cosines() -> Erratum:
+    """Erratum 3: a ratio of raw cosine similarities."""
+    return Erratum(
+        "3. Raw cosines in the ratio: not a probability",
+        "L(x) = -log( P(z_1, z_1) / (P(z_1, z_1) + sum_i P(z_2_i, z_1)) ), with P the "
+        "cosine similarity s(z_1, z_2_i).",
+        "The loss is minus the log of the ratio of raw cosine similarities.",
+        "Cosines lie in [-1, 1]: the denominator can be zero or negative, so the ratio is "
+        "not a probability and its log can be undefined. InfoNCE (van den Oord et al. 2018) "
+        "and NT-Xent (Chen et al. 2020, eq. 1) use a softmax over exp(sim / tau). The "
+        "worked example `rosetta explain d` runs the formula on two 2-D vectors:",
+        [Run("rosetta explain d (shared.oracle.worked_examples.example_d)", "")],
+    )
+
+
+def _code_does_not_run() -> Erratum:
+    """Erratum 4: the article's code, run as written beside the project's counterparts."""
+    return Erratum(
+        "4. The code does not run",
+        "from transformers import VGGFeatureExtractor, VGGImageModel ... "
+        "datasets.ImageNet(root='data', train=True, download=True, transform=transform)",
+        "The article's PyTorch code: a VGG from `transformers`, a `contrastive_loss` over "
+        "logits and class labels, a training loop, and ImageNet through torchvision.",
+        "`transformers` has no VGG model at all: its `src/transformers/models/` has no `vgg` "
+        "folder in any version; VGG lives in torchvision (`torchvision.models.vgg11`). "
+        "`contrastive_loss` reshapes a (B, C) tensor into (B, C, 4C), which has 4C times "
+        "more elements, and it uses supervised class labels, which self-supervised learning "
+        "does not have. The training loop reads `step`, which is never defined. "
+        "torchvision's `ImageNet` takes `split=`, not `train=`, and cannot download: "
+        "ImageNet's licence requires a manual download. Each is run below as written, "
+        "beside the project's working counterpart.",
+        [
+            Run("Seed 002's `contrastive_loss`, as written", SEED_LOSS),
+            Run("Corrected: NT-Xent on two views (shared.oracle.losses.nt_xent)", FIXED_LOSS),
+            Run("Seed 002's training loop: the names it reads and never binds", UNDEFINED_NAMES),
+            Run("Seed 002's ImageNet loader", SEED_IMAGENET),
+            Run("Corrected: a loader that needs no download", FIXED_DATA),
+        ],
+    )
+
+
+def _not_cheap() -> Erratum:
+    """Erratum 5: the claim that contrastive learning is computationally cheap."""
+    return Erratum(
+        "5. Contrastive learning is not computationally cheap",
+        "计算效率高：相比监督学习，对比学习不依赖标注数据，可以更高效地训练模型。",
+        "Computationally efficient: compared with supervised learning, contrastive learning "
+        "does not depend on labelled data and can train models more efficiently.",
+        "Needing no labels saves annotation, not compute. SimCLR's best results used "
+        "batches of 4,096 images (8,192 views) on 128 TPU v3 cores, trained for hundreds "
+        "of epochs (Chen et al. 2020); MoCo keeps a queue of 65,536 keys because "
+        "good negatives need many samples (He et al. 2020, section 3.2). Each step encodes "
+        "two views and compares all pairs, and the schedules are long. On this project's "
+        "small CNN, one SimCLR step costs the ratio below of one supervised step on the same "
+        "batch (two views through the encoder and the head, then a 2N x 2N similarity), "
+        "and the demo runs 60 such epochs.",
+        [Run("One step, supervised vs SimCLR (torch, same encoder and batch)", STEP_COST)],
+    )
+
+
+def _no_self_attention() -> Erratum:
+    """Erratum 6: self-attention as part of contrastive learning."""
+    return Erratum(
+        "6. Self-attention is not part of contrastive learning",
+        "模型复杂度高：对比学习需要引入自注意力机制和对比损失，增加了模型的复杂度和计算量。",
+        "High model complexity: contrastive learning needs a self-attention mechanism and a "
+        "contrastive loss, which add to the model's complexity and compute.",
+        "SimCLR and MoCo use ResNet-50 encoders with no attention anywhere (Chen et al. "
+        "2020, section 2.1; He et al. 2020, section 4). Attention enters only when the "
+        "encoder is chosen to be a Vision Transformer, as in MoCo v3 (Chen, Xie and He, "
+        "ICCV 2021) or DINO (Caron et al., ICCV 2021). This project's encoders, a small CNN "
+        "and ResNet-18, have none.",
+    )
+
+
+def _illustrative_log() -> Erratum:
+    """Erratum 7: the training log that falls to 0.008."""
+    return Erratum(
+        "7. The loss log falling to 0.008 is not a real output",
+        "Train step 10, loss 0.5042 ... Epoch 1, train loss: 0.1041 ... loss 0.0402 ... "
+        "(falling to 0.008)",
+        "The article prints a training log whose loss falls from 0.50 to 0.008.",
+        "The code that would print it cannot run (erratum 4), so the log is illustrative. "
+        "It does not look like a real run either. At its batch of 32 images NT-Xent's "
+        "chance level, where every encoder starts, is log(2N - 1) = log 63 = 4.14; the log "
+        "reads 0.50 after 10 steps. Perfectly orthogonal negatives leave "
+        "log(1 + 62 e^(-1/tau)): below 0.008 only for tau under about 0.11 (table below). A "
+        "real run starts near chance and levels off far above its orthogonal value (worked "
+        "example h; the demo's report has the curves). Do not use 0.008 as a target.",
+        [Run("The levels at the seed's batch of 32 (NumPy)", "")],
+    )
+
+
+ERRATA = (
+    _history,
+    _self_positive,
+    _raw_cosines,
+    _code_does_not_run,
+    _not_cheap,
+    _no_self_attention,
+    _illustrative_log,
+)
+
+
 def errata() -> list[Erratum]:
     """The errata, in the order of the known-errors list; outputs are filled by :func:`build`."""
-    return [
-        Erratum(
-            "1. History: SimCLR is from 2020, not the 1960s",
-            "对比学习最早可以追溯到1960年代，当时提出的SimCLR（Simple Contrastive Learning）方法"
-            "便是一种对比学习算法。",
-            "Contrastive learning can be traced back to the 1960s, when the SimCLR (Simple "
-            "Contrastive Learning) method was proposed as a contrastive learning algorithm.",
-            "SimCLR is Chen, Kornblith, Norouzi and Hinton, *A Simple Framework for Contrastive "
-            "Learning of Visual Representations*, ICML 2020 (arXiv:2002.05709); its name is "
-            "*A Simple Framework for Contrastive Learning of visual Representations*. MoCo is He, "
-            "Fan, Wu, Xie and Girshick, *Momentum Contrast for Unsupervised Visual "
-            "Representation Learning*, CVPR 2020 (arXiv:1911.05722). The contrastive loss goes "
-            "back to Hadsell, Chopra and LeCun, *Dimensionality Reduction by Learning an "
-            "Invariant Mapping*, CVPR 2006, and InfoNCE to van den Oord, Li and Vinyals, "
-            "*Representation Learning with Contrastive Predictive Coding*, 2018 "
-            "(arXiv:1807.03748). The same paragraph credits the revival to Transformers (BERT, "
-            "GPT); SimCLR and MoCo use ResNets (see erratum 6).",
-        ),
-        Erratum(
-            "2. The positive pair is two views of one image, not a vector with itself",
-            "其中 P(z_1, z_1) 表示正样本之间的相似度，P(z_2_i, z_1) 表示负样本 z_2_i 与正样本 z_1 "
-            "之间的相似度。",
-            "Here P(z_1, z_1) is the similarity between the positive samples, and P(z_2_i, z_1) "
-            "the similarity between the negative sample z_2_i and the positive sample z_1.",
-            "P(z_1, z_1) compares a vector with itself: it is 1 for every encoder, so the "
-            "numerator carries no information. The positive of SimCLR (Chen et al. 2020, eq. 1) "
-            "and MoCo (He et al. 2020, eq. 1) is the *other augmented view of the same image*; "
-            "the negatives are the other images (or the queue). The document also counts that "
-            "other view among the negatives (its z_2_i with i = the anchor's own image), so the "
-            "formula rewards an encoder that pulls the two views of one image *apart*. The run "
-            "below keeps the exponential and temperature (so that only this error is shown) "
-            "and scores two encoders: the formula prefers the one whose views disagree; "
-            "NT-Xent prefers the one whose views agree.",
-            [Run("The self-positive formula against NT-Xent (shared.oracle.losses.nt_xent)", "")],
-        ),
-        Erratum(
-            "3. Raw cosines in the ratio: not a probability",
-            "L(x) = -log( P(z_1, z_1) / (P(z_1, z_1) + sum_i P(z_2_i, z_1)) ), with P the "
-            "cosine similarity s(z_1, z_2_i).",
-            "The loss is minus the log of the ratio of raw cosine similarities.",
-            "Cosines lie in [-1, 1]: the denominator can be zero or negative, so the ratio is "
-            "not a probability and its log can be undefined. InfoNCE (van den Oord et al. 2018) "
-            "and NT-Xent (Chen et al. 2020, eq. 1) use a softmax over exp(sim / tau). The "
-            "worked example `rosetta explain d` runs the formula on two 2-D vectors:",
-            [Run("rosetta explain d (shared.oracle.worked_examples.example_d)", "")],
-        ),
-        Erratum(
-            "4. The code does not run",
-            "from transformers import VGGFeatureExtractor, VGGImageModel ... "
-            "datasets.ImageNet(root='data', train=True, download=True, transform=transform)",
-            "The article's PyTorch code: a VGG from `transformers`, a `contrastive_loss` over "
-            "logits and class labels, a training loop, and ImageNet through torchvision.",
-            "`transformers` has no VGG model at all: its `src/transformers/models/` has no `vgg` "
-            "folder in any version; VGG lives in torchvision (`torchvision.models.vgg11`). "
-            "`contrastive_loss` reshapes a (B, C) tensor into (B, C, 4C), which has 4C times "
-            "more elements, and it uses supervised class labels, which self-supervised learning "
-            "does not have. The training loop reads `step`, which is never defined. "
-            "torchvision's `ImageNet` takes `split=`, not `train=`, and cannot download: "
-            "ImageNet's licence requires a manual download. Each is run below as written, "
-            "beside the project's working counterpart.",
-            [
-                Run("Seed 002's `contrastive_loss`, as written", SEED_LOSS),
-                Run("Corrected: NT-Xent on two views (shared.oracle.losses.nt_xent)", FIXED_LOSS),
-                Run(
-                    "Seed 002's training loop: the names it reads and never binds", UNDEFINED_NAMES
-                ),
-                Run("Seed 002's ImageNet loader", SEED_IMAGENET),
-                Run("Corrected: a loader that needs no download", FIXED_DATA),
-            ],
-        ),
-        Erratum(
-            "5. Contrastive learning is not computationally cheap",
-            "计算效率高：相比监督学习，对比学习不依赖标注数据，可以更高效地训练模型。",
-            "Computationally efficient: compared with supervised learning, contrastive learning "
-            "does not depend on labelled data and can train models more efficiently.",
-            "Needing no labels saves annotation, not compute. SimCLR's best results used "
-            "batches of 4,096 images (8,192 views) on 128 TPU v3 cores, trained for hundreds "
-            "of epochs (Chen et al. 2020); MoCo keeps a queue of 65,536 keys because "
-            "good negatives need many samples (He et al. 2020, section 3.2). Each step encodes "
-            "two views and compares all pairs, and the schedules are long. On this project's "
-            "small CNN, one SimCLR step costs the ratio below of one supervised step on the same "
-            "batch (two views through the encoder and the head, then a 2N x 2N similarity), "
-            "and the demo runs 60 such epochs.",
-            [Run("One step, supervised vs SimCLR (torch, same encoder and batch)", STEP_COST)],
-        ),
-        Erratum(
-            "6. Self-attention is not part of contrastive learning",
-            "模型复杂度高：对比学习需要引入自注意力机制和对比损失，增加了模型的复杂度和计算量。",
-            "High model complexity: contrastive learning needs a self-attention mechanism and a "
-            "contrastive loss, which add to the model's complexity and compute.",
-            "SimCLR and MoCo use ResNet-50 encoders with no attention anywhere (Chen et al. "
-            "2020, section 2.1; He et al. 2020, section 4). Attention enters only when the "
-            "encoder is chosen to be a Vision Transformer, as in MoCo v3 (Chen, Xie and He, "
-            "ICCV 2021) or DINO (Caron et al., ICCV 2021). This project's encoders, a small CNN "
-            "and ResNet-18, have none.",
-        ),
-        Erratum(
-            "7. The loss log falling to 0.008 is not a real output",
-            "Train step 10, loss 0.5042 ... Epoch 1, train loss: 0.1041 ... loss 0.0402 ... "
-            "(falling to 0.008)",
-            "The article prints a training log whose loss falls from 0.50 to 0.008.",
-            "The code that would print it cannot run (erratum 4), so the log is illustrative. "
-            "It does not look like a real run either. At its batch of 32 images NT-Xent's "
-            "chance level, where every encoder starts, is log(2N - 1) = log 63 = 4.14; the log "
-            "reads 0.50 after 10 steps. Perfectly orthogonal negatives leave "
-            "log(1 + 62 e^(-1/tau)): below 0.008 only for tau under about 0.11 (table below). A "
-            "real run starts near chance and levels off far above its orthogonal value (worked "
-            "example h; the demo's report has the curves). Do not use 0.008 as a target.",
-            [Run("The levels at the seed's batch of 32 (NumPy)", "")],
-        ),
-    ]
+    return [f() for f in ERRATA]
 
 
 def _levels_at_batch_32() -> str:
@@ -323,7 +359,7 @@ def markdown(items: list[Erratum]) -> str:
     out = [
         "# Errata: source document 002, corrected",
         "",
-        "Generated by `python -m shared.docgen.errata` (`make docs`); `tests/test_errata.py` checks "
+        "Generated by `python -m shared.docgen.errata` (`make docs`); `tests/test_docs.py` checks "
         "that every output below is still what the code gives. Source 002 is a long-form "
         "Chinese article on contrastive learning; it is quoted here, not linked, and each "
         "quote is followed by an English translation.",

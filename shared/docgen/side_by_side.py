@@ -4,7 +4,7 @@
 
 Every excerpt is cut from the source by its qualified name (``module.Class.method``) with
 ``ast``, so the page cannot drift from the code, and this module imports neither framework.
-The differences under each pair are one line each; ``tests/test_side_by_side.py`` checks that
+The differences under each pair are one line each; ``tests/test_docs.py`` checks that
 the page is what this module writes now and that every name still exists on both sides. The
 per-step times come from the committed benchmark results (B5, ``benchmarks/results``).
 """

@@ -107,10 +107,14 @@ docs/errata.md corrects source document 002.
 
 
 def chapter2(f: Facts) -> list[str]:
+    return ["## 2. Core concepts\n", *_definition_and_comparison(f), *_core_idea(f)]
+
+
+def _definition_and_comparison(f: Facts) -> list[str]:
+    """Sections 2.1 and 2.2: what contrastive learning is, and the demo's measured comparison."""
     ex_h = f.ex["h"]
     sim, moco = f.cell("simclr"), f.cell("moco")
     return [
-        "## 2. Core concepts\n",
         section(
             "2.1",
             "对比学习的定义",
@@ -148,6 +152,13 @@ cross-validation), the demo measured:
 | MoCo v2, TF, {moco["epochs"]} epochs, no labels | {pct(moco["eval"]["moco"]["knn_top1"])} | {pct(moco["eval"]["moco"]["linear_top1"])} |
 """,
         ),
+    ]
+
+
+def _core_idea(f: Facts) -> list[str]:
+    """Sections 2.3 to 2.3.3: positives, negatives and the loss."""
+    ex_h = f.ex["h"]
+    return [
         section(
             "2.3",
             "对比学习的核心思想",
@@ -201,9 +212,17 @@ SimCLR at N = {ex_h["n"]}, {ex_h["chance_moco"]:.4f} for MoCo at K = {ex_h["k"]}
 
 
 def chapter3(f: Facts) -> list[str]:
-    ex_a = f.ex["a"]
     return [
         "## 3. The algorithm step by step\n",
+        *_data(f),
+        *_model(f),
+        *_training_and_use(f),
+    ]
+
+
+def _data(f: Facts) -> list[str]:
+    """Section 3.1: the embedded dataset and its raw-pixel baseline."""
+    return [
         section(
             "3.1",
             "数据准备与预处理",
@@ -219,6 +238,12 @@ independently of the class, so raw pixels are a weak representation: kNN on raw 
 the same `load_split` in both frameworks.
 """,
         ),
+    ]
+
+
+def _model(f: Facts) -> list[str]:
+    """Sections 3.2 to 3.2.3: the encoder, the head and the loss in the model."""
+    return [
         section(
             "3.2",
             "构建对比学习模型",
@@ -261,6 +286,13 @@ change (SimCLR, section 4.2 of the paper). Worked example f runs one on a 3-pixe
 float32 (`rosetta parity`).
 """,
         ),
+    ]
+
+
+def _training_and_use(f: Facts) -> list[str]:
+    """Sections 3.3 to 3.4: one training step, its loss and update, then downstream use."""
+    ex_a = f.ex["a"]
+    return [
         section(
             "3.3",
             "模型训练",
@@ -317,9 +349,13 @@ setting on the training split and applies the same rule to the baselines.
 
 
 def chapter4(f: Facts) -> list[str]:
-    a, b, c, fx = f.ex["a"], f.ex["b"], f.ex["c"], f.ex["f"]
+    return ["## 4. The math, with numbers\n", *_encoder_and_head_math(f), *_loss_math(f)]
+
+
+def _encoder_and_head_math(f: Facts) -> list[str]:
+    """Sections 4.1 and 4.2: worked example f through the encoder and the head."""
+    fx = f.ex["f"]
     return [
-        "## 4. The math, with numbers\n",
         section(
             "4.1",
             "编码器网络的数学表示",
@@ -339,6 +375,13 @@ z = g(h) = W2 ReLU(W1 h) (with BN after W1 here), then z / |z|. In worked exampl
 z = {fx["z"].tolist()} and the loss sees {[round(v, 4) for v in fx["u"].tolist()]}.
 """,
         ),
+    ]
+
+
+def _loss_math(f: Facts) -> list[str]:
+    """Sections 4.3 to 4.4: InfoNCE and NT-Xent with worked examples a, b and c."""
+    a, b, c = f.ex["a"], f.ex["b"], f.ex["c"]
+    return [
         section(
             "4.3",
             "对比损失函数的数学推导",
@@ -386,10 +429,13 @@ embeddings give log(1 + (2N - 2) e^(-1/tau)), which goes to 0 as tau goes to 0.
 
 
 def chapter5(f: Facts) -> list[str]:
-    sim, moco = f.cell("simclr"), f.cell("moco")
-    e = f.ex["e"]["steps"]
+    return ["## 5. The code\n", *_simclr_in_torch(f), *_moco_in_tf(f), *_finetuning(f)]
+
+
+def _simclr_in_torch(f: Facts) -> list[str]:
+    """Sections 5.1 to 5.1.5: SimCLR in PyTorch, piece by piece, with the demo's numbers."""
+    sim = f.cell("simclr")
     return [
-        "## 5. The code\n",
         section(
             "5.1",
             "基于PyTorch实现SimCLR",
@@ -427,6 +473,14 @@ of the 2 CPU cores (the demo trains both of its cells at once, one thread each),
             "Training loop",
             "`SimCLR.train_step` in `torch_impl/simclr.py`; `train` in `torch_impl/train.py` adds checkpoints, resume, the non-finite guard and the health warnings.",
         ),
+    ]
+
+
+def _moco_in_tf(f: Facts) -> list[str]:
+    """Sections 5.2 to 5.2.5: MoCo in TensorFlow, with worked example e."""
+    moco = f.cell("moco")
+    e = f.ex["e"]["steps"]
+    return [
         section(
             "5.2",
             "基于TensorFlow实现MoCo",
@@ -479,6 +533,12 @@ theta_k <- m theta_k + (1 - m) theta_q with m = {f.moco.key_momentum:g}
             "Training loop",
             "`MoCo.train_step` is MoCo's Algorithm 1 in order; docs/side_by_side.md shows it beside the PyTorch one.",
         ),
+    ]
+
+
+def _finetuning(f: Facts) -> list[str]:
+    """Section 5.3: the fine-tuning command."""
+    return [
         section(
             "5.3",
             "下游任务微调案例",
@@ -543,9 +603,13 @@ sentence as the positive pair and the batch as negatives, the NT-Xent recipe for
 
 
 def chapter7(f: Facts) -> list[str]:
+    return ["## 7. Tools and resources\n", *_frameworks(f), *_resources(f)]
+
+
+def _frameworks(f: Facts) -> list[str]:
+    """Sections 7.1 to 7.1.2: the two frameworks, at the versions the benchmarks ran."""
     machine = json.loads(BENCH.read_text())["machine"]
     return [
-        "## 7. Tools and resources\n",
         section(
             "7.1",
             "主流深度学习框架",
@@ -574,6 +638,12 @@ TensorFlow {machine["tensorflow"]} here, Keras 3 layers. Training steps are `tf.
 scales them.
 """,
         ),
+    ]
+
+
+def _resources(f: Facts) -> list[str]:
+    """Sections 7.2 to 7.4: model zoos, datasets and papers."""
+    return [
         section(
             "7.2",
             "预训练模型库",
@@ -652,10 +722,11 @@ verify number by number.
     ]
 
 
-def chapter9(f: Facts) -> list[str]:
-    sim = f.cell("simclr")
+def few_labels_text(f: Facts) -> str:
+    """Section 9.5's measurement: fine-tuning on a tenth of the labels against training from
+    scratch on the same images."""
     few = f.results.get("finetune")
-    few_text = (
+    return (
         f"With a tenth of the labels ({few['n_labelled']} images), fine-tuning the demo's SimCLR "
         f"encoder (torch) reaches {pct(few['finetune_top1'])} on the test split against "
         f"{pct(few['scratch_top1'])} for the same network trained from scratch on the same "
@@ -663,6 +734,10 @@ def chapter9(f: Facts) -> list[str]:
         if few
         else "Not measured yet."
     )
+
+
+def chapter9(f: Facts) -> list[str]:
+    sim = f.cell("simclr")
     return [
         "## 9. FAQ\n",
         section(
@@ -711,7 +786,7 @@ in TF (B5, 2 CPU cores); the demo trains SimCLR for {sim["epochs"]} epochs in
 {tradeoffs_text(f)}
 """,
         ),
-        section("9.5", "对比学习能否应用于小样本场景？", "Few labels", few_text),
+        section("9.5", "对比学习能否应用于小样本场景？", "Few labels", few_labels_text(f)),
     ]
 
 

@@ -26,8 +26,9 @@ Published conventions (see :data:`CONVENTIONS`, each with a tested conversion):
 * ``lightly``: ``lightly.loss.NTXentLoss`` without a memory bank averages over the 2N anchors and
   excludes self-similarity: ``1 x`` ours.
 * ``keras_io``: the keras-io SimCLR example uses only the N x N *cross-view* similarities
-  (z1 against z2); same-view negatives are left out. This is a different quantity, with
-  2N - 1 - 1 = N - 1 negatives per anchor instead of 2N - 2; see :func:`nt_xent_cross_view`.
+  (z1 against z2); same-view negatives are left out. This is a different quantity: anchor
+  z1_i is compared with the N rows z2_j, one of which is its positive, so it has N - 1
+  negatives instead of 2N - 2; see :func:`nt_xent_cross_view`.
   Collapsed embeddings give log(N) there and log(2N - 1) here.
 * ``moco_v3``: MoCo v3 multiplies each direction's cross-view cross-entropy by ``2 tau`` and
   sums both directions, so it equals ``4 tau x`` the keras-io value (and its gradients are

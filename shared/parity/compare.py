@@ -81,58 +81,45 @@ def compare_leaf(
     quantity: str | None = None,
     grad_floor: float = 0.0,
 ) -> Row:
+    """Compare one leaf under the tolerance of its quantity.
+
+    Args:
+        name: dotted name of the leaf, from which the quantity is inferred.
+        expected: the reference array (any shape), compared in float64.
+        actual: the array under test, of the same shape.
+        dtype: the dtype whose tolerance applies ("float32", "float64", ...).
+        temperature: tau, for the quantities whose scale depends on it.
+        tol: a tolerance to use instead of the table's.
+        quantity: the tolerance-table quantity, instead of the one inferred from ``name``.
+        grad_floor: the least gradient scale (``shared.parity.tolerances.natural_grad_scale``).
+
+    Returns:
+        A :class:`Row`; a shape mismatch or a non-finite actual value is a failed row with
+        infinite differences.
+    """
     q = quantity or quantity_of(name)
-    tdtype = "int" if q == "ptr" else dtype
-    tol = tol or tolerance(q, tdtype)
+    tol = tol or tolerance(q, "int" if q == "ptr" else dtype)
     e = np.asarray(expected, dtype=np.float64)
     a_raw = np.asarray(actual)
     if e.shape != a_raw.shape:
-        return Row(
-            name,
-            q,
-            dtype,
-            tuple(a_raw.shape),
-            np.inf,
-            np.inf,
-            np.inf,
-            tol.rtol,
-            tol.atol,
-            1.0,
-            np.inf,
-            False,
-            f"shape mismatch: expected {e.shape}, got {a_raw.shape}",
-        )
+        reason = f"shape mismatch: expected {e.shape}, got {a_raw.shape}"
+        return _failed_row(name, q, dtype, tuple(a_raw.shape), tol, 1.0, reason)
     a = a_raw.astype(np.float64)
     scale = scale_for(q, e, temperature, grad_floor)
     if not np.all(np.isfinite(a)):
-        return Row(
-            name,
-            q,
-            dtype,
-            e.shape,
-            np.inf,
-            np.inf,
-            np.inf,
-            tol.rtol,
-            tol.atol,
-            scale,
-            np.inf,
-            False,
-            "non-finite values in actual",
-        )
+        return _failed_row(name, q, dtype, e.shape, tol, scale, "non-finite values in actual")
     diff = np.abs(a - e)
     allowed = tol.atol * scale + tol.rtol * np.abs(e)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(np.abs(e) > 0, diff / np.abs(e), np.where(diff > 0, np.inf, 0.0))
         margin = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
-    max_abs = float(diff.max()) if diff.size else 0.0
     worst = float(margin.max()) if margin.size else 0.0
     return Row(
         name,
         q,
         dtype,
         e.shape,
-        max_abs,
+        float(diff.max()) if diff.size else 0.0,
         float(rel.max()) if rel.size else 0.0,
         _ulps(a_raw if a_raw.dtype.kind == "f" else a, e),
         tol.rtol,
@@ -142,6 +129,14 @@ def compare_leaf(
         worst <= 1.0,
         tol.reason,
     )
+
+
+def _failed_row(
+    name: str, q: str, dtype: str, shape: tuple, tol: Tolerance, scale: float, reason: str
+) -> Row:
+    """A row that fails before any element is compared: every difference infinite."""
+    inf = np.inf
+    return Row(name, q, dtype, shape, inf, inf, inf, tol.rtol, tol.atol, scale, inf, False, reason)
 
 
 def compare(

@@ -2,7 +2,7 @@
 
 * docs/errata.md (``shared.docgen.errata``): each broken snippet still fails with the message the page
   quotes, and each corrected one still gives its output. Only the step timing may differ
-  between runs; its ratio must still show the contrastive step costing more.
+  between runs, and it is not asserted (timings are measured in benchmarks/, never in tests).
 * docs/side_by_side.md (``shared.docgen.side_by_side``): every excerpt is still the source of its
   qualified name on both sides.
 * docs/tutorial.md (``shared.docgen.tutorial``): byte for byte, one section per section of
@@ -28,8 +28,7 @@ def built():
 
 def test_errata_page_matches_the_code(built):
     text = errata.markdown(built)
-    ratio = float(TIMING.search(text).group(1))
-    assert ratio > 1.0  # two views and a 2N x 2N similarity cost more than one supervised pass
+    assert TIMING.search(text), "the errata page no longer measures the two step costs"
     committed = errata.OUT.read_text()
     assert TIMING.search(committed), "the committed page lost its measured step costs"
     assert TIMING.sub("<timing>", text) == TIMING.sub("<timing>", committed), (

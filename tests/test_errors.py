@@ -1,12 +1,16 @@
-"""Errors instead of tracebacks, and warnings where a run fails without an error (issue 14).
+"""Expected failures as one line, bugs with their traceback, and warnings where a run fails
+without an error.
 
-Each expected failure ends in one ``error: ...`` line that names the argument or file and says
-what to do, with exit status 2. The bad *values* of flags are tabled in ``test_config.py``;
-this file covers what goes wrong in the world: the network, the disk, the files.
+Each expected failure (a ``shared.RosettaError``) ends in one ``error: ...`` line that names the
+argument or file and says what to do, with exit status 2; any other exception keeps Python's
+traceback, and ``--traceback`` shows it for the expected ones too. The bad *values* of flags are
+tabled in ``test_config.py``; this file covers what goes wrong in the world: the network, the
+disk, the files.
 """
 
 import errno
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -311,3 +315,130 @@ def test_demo_parity_runs_on_one_thread_beside_a_training_cell(monkeypatch, tmp_
     assert all(e["TF_NUM_INTRAOP_THREADS"] == "1" for e in seen)
     demo._parity(tmp_path, None)
     assert seen[2:] == [None, None]
+
+
+# --- expected errors are one line; bugs keep their traceback; --traceback shows both --------
+
+
+def test_garbage_config_json_names_the_file(tmp_path, capsys):
+    """``eval`` of a run whose config.json is not JSON: one line that names the file."""
+    from shared.apps.impl_cli import main
+
+    (tmp_path / "config.json").write_text("{garbage")
+    assert main("torch", ["eval", "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {tmp_path / 'config.json'}: not a readable config.json (")
+    (tmp_path / "config.json").write_text(json.dumps({"method": "moco", "epochs": 0}))
+    assert main("torch", ["eval", "--run-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'config.json'}: epochs: expected an integer >= 1, got 0"
+    )
+
+
+def test_import_weights_names_its_config_file(tmp_path, capsys):
+    """``--config`` names any file: its errors name that file, not a temporary copy."""
+    from shared.apps.impl_cli import main
+    from shared.parity.weights import save_weights
+
+    weights = save_weights(tmp_path / "w.npz", {}, {"method": "simclr", "encoder": "small_cnn"})
+    config = tmp_path / "exported.json"
+    config.write_text('{"method": "simclr", "bogus": 1}')
+    argv = ["import-weights", "--weights", str(weights), "--out", str(tmp_path / "out")]
+    assert main("torch", [*argv, "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {config}: not a config of this version (unknown fields ['bogus'])"
+    assert main("torch", [*argv, "--config", str(tmp_path / "none.json")]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: config: no file {tmp_path}")
+
+
+def test_garbage_metrics_and_weights_name_their_files(tmp_path):
+    from shared.parity.weights import WeightsError, load_weights
+    from shared.run.errors import FileFormatError
+    from shared.run.runlog import RunLog
+
+    (tmp_path / "metrics.json").write_text('{"epochs": [{"loss": 1.0}]}')
+    cfg = TrainConfig(run_dir=str(tmp_path)).resolve("torch")
+    with pytest.raises(FileFormatError, match=r"metrics.json: not a metrics.json of schema"):
+        RunLog.resume(tmp_path, cfg, 1)
+    (tmp_path / "metrics.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(FileFormatError, match=r"metrics.json: not a readable metrics.json"):
+        RunLog.resume(tmp_path, cfg, 1)
+    import numpy as np
+
+    np.savez(tmp_path / "w.npz", __meta__="{not json")
+    with pytest.raises(WeightsError, match=r"w.npz has a __meta__ entry that is not JSON"):
+        load_weights(tmp_path / "w.npz")
+
+
+def test_a_bug_deep_inside_keeps_its_traceback(tmp_path):
+    """A plain RuntimeError raised deep inside training (here: when the run log starts) is no
+    expected failure: Python's traceback and exit status 1, not one line and 2."""
+    code = (
+        "import sys\n"
+        "import shared.run.lifecycle as lc\n"
+        "def broken(self, start_epoch):\n"
+        "    raise RuntimeError('boom deep inside')\n"
+        "lc.RunLifecycle.start = broken\n"
+        "from torch_impl.__main__ import main\n"
+        "raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    argv = ["train", "--epochs", "1", "--limit-train", "32", "--batch-size", "16"]
+    argv += ["--knn-every", "0", "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "in broken" in proc.stderr  # the frame that raised it
+    assert proc.stderr.strip().endswith("RuntimeError: boom deep inside")
+    assert "error: boom" not in proc.stderr
+
+
+def test_an_unexpected_exception_in_a_command_propagates(monkeypatch, capsys):
+    from shared.apps import impl_cli
+
+    def broken(pkg, args):
+        return [][0]  # IndexError: a bug
+
+    monkeypatch.setattr(impl_cli, "cmd_finetune", broken)
+    with pytest.raises(IndexError):
+        impl_cli.main("torch", ["finetune", "--run-dir", "x"])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_flag_shows_an_expected_error_too(monkeypatch, capsys, where):
+    from shared.apps.impl_cli import main
+    from shared.run.errors import ConfigError
+
+    monkeypatch.setenv("ROSETTA_TRACEBACK", "")
+    argv = ["finetune", "--run-dir", "x", "--fraction", "2"]
+    assert main("torch", argv) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: fraction: expected a labelled fraction in (0, 1], got 2.0\n"
+    )
+    argv = ["--traceback", *argv] if where == "before" else [*argv, "--traceback"]
+    with pytest.raises(ConfigError, match=r"fraction: expected a labelled fraction"):
+        main("torch", argv)
+
+
+def test_rosetta_cli_one_line_or_traceback(tmp_path, monkeypatch, capsys):
+    """``rosetta port`` of a run with a garbage config.json: one line naming it, exit 2;
+    ``--traceback`` (before or after the command) raises it and tells the children too."""
+    from shared.apps.cli import main
+    from shared.run.errors import FileFormatError
+
+    monkeypatch.setenv("ROSETTA_TRACEBACK", "")
+    (tmp_path / "config.json").write_text("[1, 2")
+    argv = ["port", str(tmp_path), "--to", "torch", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'config.json'}: not a readable config.json (")
+    assert len(err.strip().splitlines()) == 1
+    for flagged in (["--traceback", *argv], [*argv, "--traceback"]):
+        with pytest.raises(FileFormatError, match="not a readable config.json"):
+            main(flagged)
+        assert os.environ["ROSETTA_TRACEBACK"] == "1"
+        monkeypatch.setenv("ROSETTA_TRACEBACK", "")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from shared import RosettaError
 from shared.run.runlog import checkpoint_write_error, remove_orphans
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RosettaError, RuntimeError):
     """A checkpoint could not be read or does not fit the model; the message says which."""
 
 

@@ -27,6 +27,8 @@ import os
 
 import tensorflow as tf
 
+from shared.run.errors import ConfigError
+
 __all__ = [
     "all_reduce_with_grad",
     "concat_all_gather",
@@ -52,11 +54,11 @@ def make_strategy(name: str, cpu_devices: int = 1):
     parallelism on a machine without GPUs); it must run before TensorFlow touches a device.
 
     Raises:
-        ValueError: an unknown name, or ``cpu_devices`` asked for after TF initialised.
-        RuntimeError: ``multi_worker`` without a ``TF_CONFIG`` cluster description.
+        ConfigError: an unknown name, ``cpu_devices`` asked for after TF initialised, or
+            ``multi_worker`` without a valid ``TF_CONFIG`` cluster description.
     """
     if name not in STRATEGIES:
-        raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
+        raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
     if cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
         try:
@@ -65,7 +67,7 @@ def make_strategy(name: str, cpu_devices: int = 1):
             )
         except RuntimeError:  # already initialised: fine if it already has the devices
             if len(tf.config.list_logical_devices("CPU")) != cpu_devices:
-                raise ValueError(
+                raise ConfigError(
                     f"cpu_devices: {cpu_devices} logical CPUs must be set before TensorFlow "
                     "initialises; start a new process"
                 ) from None
@@ -73,11 +75,14 @@ def make_strategy(name: str, cpu_devices: int = 1):
         return None
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise RuntimeError(
+            raise ConfigError(
                 "strategy multi_worker: TF_CONFIG is not set; give each worker "
                 '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}'
             )
-        json.loads(os.environ["TF_CONFIG"])  # a clear JSON error here, not deep inside TF
+        try:  # a clear error here, not deep inside TF
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as e:
+            raise ConfigError(f"TF_CONFIG: expected a JSON cluster description ({e})") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]

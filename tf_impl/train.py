@@ -10,7 +10,9 @@ batch dimension is ``None``); ``TRACE_COUNT`` counts traces for the tests.
 
 ``--strategy mirrored|multi_worker``: the model and optimiser live in the strategy's scope, and
 the one ``tf.function`` runs ``strategy.run`` on every replica with its share of the global
-batch (``tf_impl.distributed``); the chief alone writes the run directory.
+batch (``tf_impl.distributed``); the chief alone writes the run directory. What happens to
+it (the lock, the checks, the logs, the monitors, the checkpoints) is ``shared.run.lifecycle``'s,
+the same for both frameworks.
 """
 
 from __future__ import annotations
@@ -18,26 +20,18 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.config import TrainConfig, check_resume, load_config
-from shared.run.datasets import train_test_splits
+from shared.run.config import TrainConfig
+from shared.run.errors import ConfigError
 from shared.run.evaluation import evaluate_knn
-from shared.run.health import HEALTH_IMAGES, HealthMonitor
-from shared.run.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
+from shared.run.lifecycle import EpochTally, Hooks, RunLifecycle, ScalarWriter, epoch_bar
+from tf_impl import checkpoint
 from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
-from tf_impl.checkpoint import (
-    latest_checkpoint,
-    restore_checkpoint,
-    save_checkpoint,
-)
 from tf_impl.data import load_split
 from tf_impl.distributed import local_rows, make_strategy
 from tf_impl.evaluate import extract_features, projections
@@ -161,16 +155,8 @@ def run_epoch(
     """One pass: per step, set lr (and m), then the compiled step. Returns the epoch record.
 
     ``on_step``: called with each step's loss (a float), e.g. to record the curve."""
-    t0, total, seen = time.perf_counter(), 0.0, 0
-    bar = tqdm(
-        dataset,
-        total=steps,
-        desc=f"tf/{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
-        leave=False,
-        disable=not progress,
-        file=sys.stderr,
-        mininterval=0.5,
-    )
+    tally = EpochTally(on_step)
+    bar = epoch_bar(dataset, steps, f"tf/{cfg.method}", epoch, cfg.epochs, progress)
     for i, (x1, x2) in enumerate(bar):
         step = epoch * steps + i
         lr = cfg.lr * warmup_cosine(step, cfg.warmup_epochs * steps, cfg.epochs * steps)
@@ -179,100 +165,46 @@ def run_epoch(
         loss = float(
             step_fn(x1, x2, tf.constant([cfg.seed, step], tf.int32), tf.constant(m, tf.float64))
         )
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
-        if on_step is not None:
-            on_step(loss)
-        total, seen = total + loss * int(x1.shape[0]), seen + int(x1.shape[0])  # global batch
+        tally.add(loss, int(x1.shape[0]), i + 1)  # the global batch
         bar.set_postfix(loss=f"{loss:.3f}")
-    elapsed = time.perf_counter() - t0
-    return {
-        "epoch": epoch + 1,
-        "loss": total / seen,
-        "lr": lr,
-        "images_per_s": seen / elapsed,
-        "time_s": elapsed,
-    }
+    return tally.record(epoch, lr)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train ``cfg.method``; return ``{"run_dir", "epochs", "final_loss", "model"}``.
+    """Train ``cfg.method`` under ``cfg.strategy``; ``{"run_dir", "epochs", "final_loss",
+    "model"}``. The lock, checks, logs, monitors and checkpoints are ``shared.run.lifecycle``'s.
 
     Raises:
-        ValueError: bad configuration. DatasetNotFound: missing data. CheckpointError: a
-        checkpoint that cannot be restored on ``resume``.
+        ConfigError: bad configuration, or ``multi_worker`` without a valid ``TF_CONFIG``; and
+        the lifecycle's errors (RunDirError, DatasetNotFound, CheckpointError, NonFiniteError).
     """
     cfg = cfg.resolve("tensorflow", None)
     strategy = make_strategy(cfg.strategy, cfg.cpu_devices)  # before TF touches a device
     cfg = cfg.for_world(strategy.num_replicas_in_sync if strategy else 1)
     if cfg.device == "cuda" and not tf.config.list_physical_devices("GPU"):
-        raise ValueError("device: 'cuda' was asked for but TensorFlow sees no GPU")
+        raise ConfigError("device: 'cuda' was asked for but TensorFlow sees no GPU")
     tf.keras.utils.set_random_seed(cfg.seed)
     cfg.amp = use_amp(cfg.amp)  # config.json records what ran
-    run_dir = Path(cfg.run_dir)
-    chief = _is_chief(strategy)
-    if chief:
-        prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before anything is written
-    changed = (
-        check_resume(load_config(run_dir), cfg)
-        if cfg.resume and (run_dir / "config.json").exists()
-        else []
-    )
-    train_split, test_split = train_test_splits(load_split, cfg)
-    steps = len(train_split) // cfg.batch_size
-    if steps < 1:
-        raise ValueError(
-            f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
-        )
-    with strategy.scope() if strategy else contextlib.nullcontext():
-        model = build_model(cfg)
-        optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-        # one tf.function (around strategy.run when distributed); slots built before a restore
-        step_fn = compile_step(model, optimizer, cfg.jit_compile, strategy)
-        start_epoch = 0
-        if cfg.resume and latest_checkpoint(run_dir) is not None:
-            start_epoch = restore_checkpoint(run_dir, model, optimizer)
-            print(
-                f"[tensorflow/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}",
-                flush=True,
+    # a non-chief worker saves its checkpoints to a scratch folder: saving is collective in MWMS
+    with RunLifecycle(cfg, _is_chief(strategy), collective_save=True) as life:
+        train_split, _, steps = life.open(load_split)  # before anything is written
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = build_model(cfg)
+            optimizer = build_optimizer(
+                model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
             )
-    ctx = {
-        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed) if chief else None,
-        "device": cfg.device,
-        "writer": tf.summary.create_file_writer(str(run_dir / "tb")) if chief else None,
-        "splits": (train_split, test_split),
-        "health": HealthMonitor(
-            projections(model, train_split.images[:HEALTH_IMAGES]), export_weights(model)
-        )
-        if chief
-        else None,
-        "chief": chief,
-    }
-    aug = tf.function(BatchAugment(**cfg.augment_kwargs()))
-    record = {"loss": float("nan")}
-    for epoch in range(start_epoch, cfg.epochs):
-        dataset = make_dataset(train_split.images, cfg, epoch, aug)
-        try:
-            record = run_epoch(
-                step_fn,
-                optimizer,
-                cfg,
-                dataset,
-                epoch,
-                steps,
-                progress and sys.stderr.isatty() and chief,
-            )
-        except FloatingPointError as e:  # a non-finite loss: stop before anything is checkpointed
-            raise non_finite_error(str(e), epoch + 1, latest_checkpoint(run_dir)) from None
-        finish_epoch(model, optimizer, cfg, record, epoch, ctx)
-    if chief:
-        ctx["writer"].close()
-    return {
-        "run_dir": str(run_dir),
-        "epochs": cfg.epochs,
-        "final_loss": record["loss"],
-        "model": model,
-    }
+            # one tf.function (around strategy.run when distributed); slots built before a restore
+            step_fn = compile_step(model, optimizer, cfg.jit_compile, strategy)
+            start_epoch = life.restore(HOOKS, model, optimizer, cfg.device)
+        life.start(start_epoch)
+        aug = tf.function(BatchAugment(**cfg.augment_kwargs()))
+        shown = progress and sys.stderr.isatty() and life.main
+
+        def one_epoch(epoch: int) -> dict:
+            dataset = make_dataset(train_split.images, cfg, epoch, aug)
+            return run_epoch(step_fn, optimizer, cfg, dataset, epoch, steps, shown)
+
+        return life.result(life.run_epochs(start_epoch, one_epoch))
 
 
 def _is_chief(strategy) -> bool:
@@ -286,31 +218,16 @@ def _is_chief(strategy) -> bool:
     )
 
 
-def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
-    """After an epoch: refuse non-finite weights, the kNN monitor, the logs, then the checkpoint."""
-    run_dir = Path(cfg.run_dir)
-    state = export_weights(model)
-    bad = first_non_finite(state)
-    if bad is not None:  # never checkpoint non-finite state
-        raise non_finite_error(
-            f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
-        )
-    if not ctx["chief"]:  # a non-chief worker writes its checkpoint to a scratch directory
-        with tempfile.TemporaryDirectory() as scratch:  # (saving is collective in MWMS)
-            save_checkpoint(scratch, epoch + 1, model, optimizer)
-        return
-    train_split, test_split = ctx["splits"]
-    z = projections(model, train_split.images[:HEALTH_IMAGES], ctx["device"])
-    record.update(ctx["health"].check(z, state, epoch + 1))
-    monitor = test_split is not None and cfg.knn_due(epoch)
-    record["knn_top1"] = (
-        knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
-    )
-    with ctx["writer"].as_default():
-        for key in ("loss", "lr", "knn_top1", "z_spread", "weight_norm"):
-            if record[key] is not None:
-                tf.summary.scalar(key, record[key], step=epoch + 1)
-    ctx["writer"].flush()
-    # metrics first: resume drops the rows past the last checkpoint
-    print(ctx["runlog"].epoch(**record), flush=True)
-    save_checkpoint(run_dir, epoch + 1, model, optimizer)
+def _scalar_writer(run_dir: Path) -> ScalarWriter:
+    """TF's TensorBoard writer under ``run_dir/tb``."""
+    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+
+    def scalar(key: str, value: float, step: int) -> None:
+        with writer.as_default():
+            tf.summary.scalar(key, value, step=step)
+
+    return ScalarWriter(scalar, writer.flush, writer.close)
+
+
+# what shared.run.lifecycle calls: checkpoints, canonical weights, the monitors, TensorBoard
+HOOKS = Hooks(checkpoint, export_weights, projections, knn_monitor, _scalar_writer)

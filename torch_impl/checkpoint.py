@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shared import RosettaError
 from shared.run.runlog import atomic_write_bytes, checkpoint_write_error
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RosettaError, RuntimeError):
     """A checkpoint could not be read or does not fit the model; the message says which."""
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from shared.run.errors import ConfigError
+
 __all__ = [
     "Dist",
     "all_reduce_with_grad",
@@ -68,7 +70,7 @@ def init_from_env(device: torch.device) -> Dist:
     nccl on CUDA), or return a one-process ``Dist`` when ``WORLD_SIZE`` is unset or 1.
 
     Raises:
-        RuntimeError: ``WORLD_SIZE`` > 1 but a rendezvous variable is missing (the message
+        ConfigError: ``WORLD_SIZE`` > 1 but a rendezvous variable is missing (the message
             names it and says to start the job with ``torchrun``).
     """
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -76,7 +78,7 @@ def init_from_env(device: torch.device) -> Dist:
         return Dist(device=device)
     missing = [v for v in RENDEZVOUS_VARS if v not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise ConfigError(
             f"WORLD_SIZE={size} but these are not set: {', '.join(missing)}; start multi-process "
             "training with torchrun --nproc_per_node N -m torch_impl train ..."
         )

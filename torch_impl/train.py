@@ -11,7 +11,9 @@ Under ``torchrun --nproc_per_node W`` the same loop runs in W processes: each ta
 the run directory (``config.json`` records ``world_size``).
 
 Run directory (schema in ``shared.run.runlog``): ``config.json``, ``metrics.json``, TensorBoard
-events under ``tb/`` and ``ckpt-<epoch>.pt`` (``torch_impl.checkpoint``). ``resume=True``
+events under ``tb/`` and ``ckpt-<epoch>.pt`` (``torch_impl.checkpoint``), locked by ``.lock``
+while a run writes it. What happens to it (the lock, the checks, the logs, the monitors, the
+checkpoints) is ``shared.run.lifecycle``'s, the same for both frameworks. ``resume=True``
 continues exactly: 2 epochs straight equal 1 epoch + resume + 1 epoch, bit for bit on CPU.
 """
 
@@ -19,28 +21,21 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.config import TrainConfig, check_resume, load_config
-from shared.run.datasets import train_test_splits
+from shared.run.config import TrainConfig
+from shared.run.errors import ConfigError, RosettaError, RunDirError
 from shared.run.evaluation import evaluate_knn
 from shared.run.hardware import cpu_has_native_bf16, keep_freed_memory
-from shared.run.health import HEALTH_IMAGES, HealthMonitor
-from shared.run.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
+from shared.run.lifecycle import EpochTally, Hooks, RunLifecycle, ScalarWriter, epoch_bar
+from torch_impl import checkpoint
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
-from torch_impl.checkpoint import (
-    latest_checkpoint,
-    restore_checkpoint,
-    save_checkpoint,
-)
 from torch_impl.data import TwoViewDataset, load_split
 from torch_impl.distributed import Dist, init_from_env, rank, world_size, wrap_ddp
 from torch_impl.evaluate import extract_features, projections
@@ -55,7 +50,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is visible")
+        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is visible")
     return torch.device(device)
 
 
@@ -125,16 +120,8 @@ def run_epoch(
 
     ``on_step``: called with each step's loss (a float), e.g. to record the curve."""
     model.train()
-    t0, total, seen = time.perf_counter(), 0.0, 0
-    bar = tqdm(
-        batches,
-        total=steps,
-        desc=f"torch/{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
-        leave=False,
-        disable=not ctx["progress"],
-        file=sys.stderr,
-        mininterval=0.5,
-    )
+    tally = EpochTally(on_step)
+    bar = epoch_bar(batches, steps, f"torch/{cfg.method}", epoch, cfg.epochs, ctx["progress"])
     for i, (x1, x2) in enumerate(bar):
         step = epoch * steps + i
         lr = cfg.lr * warmup_cosine(step, cfg.warmup_epochs * steps, cfg.epochs * steps)
@@ -149,20 +136,9 @@ def run_epoch(
             x1, x2, optimizer, amp_dtype=ctx["amp_dtype"], ddp=ctx["ddp"], **extra
         )
         loss = _global_mean(loss).item()  # the same value on every rank: all stop together
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at step {i + 1}")
-        if on_step is not None:
-            on_step(loss)
-        total, seen = total + loss * cfg.batch_size, seen + cfg.batch_size
+        tally.add(loss, cfg.batch_size, i + 1)
         bar.set_postfix(loss=f"{loss:.3f}")
-    elapsed = time.perf_counter() - t0
-    return {
-        "epoch": epoch + 1,
-        "loss": total / seen,
-        "lr": lr,
-        "images_per_s": seen / elapsed,
-        "time_s": elapsed,
-    }
+    return tally.record(epoch, lr)
 
 
 def _global_mean(loss: torch.Tensor) -> torch.Tensor:
@@ -174,11 +150,14 @@ def _global_mean(loss: torch.Tensor) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train ``cfg.method``; return ``{"run_dir", "epochs", "final_loss", "model"}``.
+    """Train ``cfg.method`` in this process (or in each of torchrun's); return
+    ``{"run_dir", "epochs", "final_loss", "model"}``.
 
     Raises:
-        ValueError: bad configuration. DatasetNotFound: missing data. CheckpointError: a
-        checkpoint that cannot be restored on ``resume``.
+        ConfigError: bad configuration, or ``WORLD_SIZE`` without torchrun's other variables.
+        RunDirError, DatasetNotFound, CheckpointError, NonFiniteError: as
+        ``shared.run.lifecycle.RunLifecycle`` says (a locked or occupied run directory,
+        missing data, a checkpoint that does not restore, a NaN or infinite loss or weight).
     """
     cfg = cfg.resolve("torch", None)
     where = init_from_env(resolve_device(cfg.device))  # one process, or torchrun's group
@@ -194,105 +173,53 @@ def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
     device = where.device
     keep_freed_memory()  # glibc: reuse the step's large buffers, no page faults (6 % a step)
     seed_everything(cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    _on_main_first(prepare_run_dir, run_dir, cfg.resume, cfg.overwrite)  # before any write
-    changed = (
-        check_resume(load_config(run_dir), cfg)
-        if cfg.resume and (run_dir / "config.json").exists()
-        else []
-    )
-    train_split, test_split = train_test_splits(load_split, cfg)
-    steps = len(train_split) // cfg.batch_size
-    if steps < 1:
-        raise ValueError(
-            f"batch_size: expected <= the {len(train_split)} training images, got {cfg.batch_size}"
-        )
-    model = build_model(cfg).to(device, memory_format=torch.channels_last)  # NHWC: ~1.5x on CPU
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-    start_epoch = 0
-    if cfg.resume and latest_checkpoint(run_dir) is not None:
-        start_epoch = restore_checkpoint(run_dir, model, optimizer)
-        if where.is_main:
-            print(f"[torch/{cfg.method}] resumed from epoch {start_epoch} in {run_dir}", flush=True)
-    if where.world_size > 1:  # each rank its own augmentation stream (the weights are rank 0's)
-        torch.manual_seed(cfg.seed * 100_003 + start_epoch * 1_009 + where.rank)
-    amp_dtype = amp_dtype_for(cfg.amp, device)
-    cfg.amp = amp_dtype is not None  # config.json records what ran
-    ctx = {
-        "device": device,
-        "amp_dtype": amp_dtype,
-        "progress": progress and sys.stderr.isatty() and where.is_main,
-        "runlog": RunLog.resume(run_dir, cfg, start_epoch, changed) if where.is_main else None,
-        "writer": _summary_writer(run_dir) if where.is_main else None,
-        "splits": (train_split, test_split),
-        "health": HealthMonitor(
-            projections(model, train_split.images[:HEALTH_IMAGES], device), export_weights(model)
-        )
-        if where.is_main
-        else None,
-        "ddp": wrap_ddp(model, where),
-        "main": where.is_main,
-    }
-    record = {"loss": float("nan")}
-    for epoch in range(start_epoch, cfg.epochs):
-        batches = epoch_batches(cfg, train_split, epoch, steps, where.rank)
-        try:
-            record = run_epoch(model, optimizer, cfg, batches, epoch, steps, ctx)
-        except FloatingPointError as e:  # a non-finite loss: stop before anything is checkpointed
-            raise non_finite_error(str(e), epoch + 1, latest_checkpoint(run_dir)) from None
-        finish_epoch(model, optimizer, cfg, record, epoch, ctx)
-    if ctx["writer"] is not None:
-        ctx["writer"].close()
-    return {
-        "run_dir": str(run_dir),
-        "epochs": cfg.epochs,
-        "final_loss": record["loss"],
-        "model": model,
-    }
+    with RunLifecycle(cfg, where.is_main) as life:
+        train_split, _, steps = life.open(load_split, _on_main_first)  # before any write
+        model = build_model(cfg).to(device, memory_format=torch.channels_last)  # NHWC: ~1.5x
+        optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        start_epoch = life.restore(HOOKS, model, optimizer, device)
+        if where.world_size > 1:  # each rank its own augmentation stream (the weights: rank 0's)
+            torch.manual_seed(cfg.seed * 100_003 + start_epoch * 1_009 + where.rank)
+        amp_dtype = amp_dtype_for(cfg.amp, device)
+        cfg.amp = amp_dtype is not None  # config.json records what ran
+        life.start(start_epoch)
+        ctx = {
+            "device": device,
+            "amp_dtype": amp_dtype,
+            "progress": progress and sys.stderr.isatty() and where.is_main,
+            "ddp": wrap_ddp(model, where),
+        }
+
+        def one_epoch(epoch: int) -> dict:
+            batches = epoch_batches(cfg, train_split, epoch, steps, where.rank)
+            return run_epoch(model, optimizer, cfg, batches, epoch, steps, ctx)
+
+        return life.result(life.run_epochs(start_epoch, one_epoch))
 
 
-def _on_main_first(fn, *args) -> None:
-    """``fn(*args)`` on rank 0 while the others wait; if it raises, every rank raises it."""
+def _on_main_first(fn) -> None:
+    """``fn()`` on rank 0 while the others wait; if it raises, every rank raises: the project's
+    errors with rank 0's message (one line each), anything else as a ``RuntimeError`` naming it
+    (rank 0 itself raises the original, with its traceback)."""
     err = None
     if rank() == 0:
         try:
-            fn(*args)
-        except (ValueError, OSError, RuntimeError) as e:
+            fn()
+        except Exception as e:  # noqa: BLE001 - raised below, once the other ranks are told
             err = e
     if world_size() > 1:
-        box = [None if err is None else str(err)]
+        box = [None if err is None else (isinstance(err, RosettaError), str(err))]
         dist.broadcast_object_list(box, src=0)
         if err is None and box[0] is not None:
-            raise ValueError(box[0])
+            expected, message = box[0]
+            raise RunDirError(message) if expected else RuntimeError(f"rank 0 failed: {message}")
     if err is not None:
         raise err
 
 
-def finish_epoch(model, optimizer, cfg: TrainConfig, record: dict, epoch: int, ctx: dict) -> None:
-    """After an epoch: refuse non-finite weights, the kNN monitor, the logs, then the checkpoint."""
-    run_dir = Path(cfg.run_dir)
-    state = export_weights(model)
-    bad = first_non_finite(state)
-    if bad is not None:  # never checkpoint non-finite state
-        raise non_finite_error(
-            f"weight {bad} became non-finite", epoch + 1, latest_checkpoint(run_dir)
-        )
-    if not ctx["main"]:
-        return  # rank 0 alone monitors, logs and checkpoints
-    train_split, test_split = ctx["splits"]
-    z = projections(model, train_split.images[:HEALTH_IMAGES], ctx["device"])
-    record.update(ctx["health"].check(z, state, epoch + 1))
-    monitor = test_split is not None and cfg.knn_due(epoch)
-    record["knn_top1"] = (
-        knn_monitor(model, train_split, test_split, ctx["device"]) if monitor else None
-    )
-    for key in ("loss", "lr", "knn_top1", "z_spread", "weight_norm"):
-        if record[key] is not None:
-            ctx["writer"].add_scalar(key, record[key], epoch + 1)
-    ctx["writer"].flush()
-    # metrics first: resume drops the rows past the last checkpoint
-    print(ctx["runlog"].epoch(**record), flush=True)
-    save_checkpoint(run_dir, epoch + 1, model, optimizer)
+def _scalar_writer(run_dir: Path) -> ScalarWriter:
+    writer = _summary_writer(run_dir)
+    return ScalarWriter(writer.add_scalar, writer.flush, writer.close)
 
 
 def _summary_writer(run_dir: Path):
@@ -311,3 +238,7 @@ def _summary_writer(run_dir: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run_dir / "tb"))
+
+
+# what shared.run.lifecycle calls: checkpoints, canonical weights, the monitors, TensorBoard
+HOOKS = Hooks(checkpoint, export_weights, projections, knn_monitor, _scalar_writer)

@@ -8,17 +8,25 @@
 
 Framework work is dispatched to ``python -m torch_impl`` and ``python -m tf_impl`` in
 subprocesses, so this module (and all of ``shared``) never imports a framework.
+
+An expected failure (``shared.RosettaError``) is one ``error:`` line and exit status 2; anything
+else shows its traceback. ``--traceback`` (anywhere on the line) shows it for expected failures
+too, here and in the framework processes started (``ROSETTA_TRACEBACK=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+
+from shared.apps.impl_cli import add_traceback_flag, run_guarded
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta", description=__doc__.splitlines()[0])
+    add_traceback_flag(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("explain", help="print the worked examples")
     ex.add_argument("which", nargs="*", help="a to h (default: all)")
@@ -29,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("port", help="a run of one framework becomes a run of the other", add_help=False)
     sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
     args, rest = ap.parse_known_args(argv)
+    if "--traceback" in rest:  # after the command: the commands' own parsers do not know it
+        rest = [a for a in rest if a != "--traceback"]
+        args.traceback = True
+    if args.traceback:
+        os.environ["ROSETTA_TRACEBACK"] = "1"  # the framework processes started inherit it
+    return run_guarded(_dispatch, args, rest, traceback=args.traceback)
+
+
+def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     if args.cmd == "explain":
         from shared.oracle.worked_examples import main as explain
 

@@ -9,8 +9,10 @@
 Arguments are parsed before the framework is imported, so ``--help`` and argument errors
 answer at once. Each framework package provides the same modules (``train``, ``evaluate``,
 ``checkpoint``, ``data``, ``parity``) with the same functions, which is what lets one CLI serve
-both. Expected failures (bad input, missing data, a bad checkpoint) print one ``error:`` line
-and exit with status 2.
+both. Expected failures (``shared.RosettaError``: bad input, missing data, a bad checkpoint, a
+run directory in use) print one ``error:`` line and exit with status 2; anything else is a bug
+and shows its traceback. ``--traceback`` (before or after the command; or ``ROSETTA_TRACEBACK=1``
+in the environment) shows the traceback of expected failures too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import RosettaError
 from shared.run.config import DEFAULT_METHOD, HELP, TrainConfig
-from shared.run.datasets import DatasetNotFound
+from shared.run.errors import ConfigError, MissingFileError, RunDirError
 
 PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
@@ -64,6 +67,7 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         prog=f"python -m {pkg}", description=f"SimCLR and MoCo v2 in {framework}."
     )
     ap.add_argument("--verbose", action="store_true", help="show the frameworks' own C++ log lines")
+    add_traceback_flag(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
     add_config_args(tr, framework)
@@ -103,7 +107,15 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     im.add_argument(
         "--out", required=True, help="the new run directory (must not hold a checkpoint)"
     )
-    pd = sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
+    _add_parity_dump(
+        sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
+    )
+    for command in sub.choices.values():  # also after the command: `train ... --traceback`
+        add_traceback_flag(command, default=argparse.SUPPRESS)
+    return ap
+
+
+def _add_parity_dump(pd: argparse.ArgumentParser) -> None:
     pd.add_argument(
         "--level",
         default="loss",
@@ -121,7 +133,18 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     pd.add_argument(
         "--out", required=True, help="an .npz path; use '{dtype}' in it for several dtypes"
     )
-    return ap
+
+
+TRACEBACK_HELP = (
+    "on an expected failure, show the full traceback instead of the one error line "
+    "(unexpected ones always show it)"
+)
+
+
+def add_traceback_flag(parser: argparse.ArgumentParser, default=False) -> None:
+    """``--traceback``; a subcommand's copy defaults to ``SUPPRESS`` so that it does not reset
+    the top-level flag."""
+    parser.add_argument("--traceback", action="store_true", default=default, help=TRACEBACK_HELP)
 
 
 def main(framework: str, argv=None) -> int:
@@ -136,7 +159,7 @@ def main(framework: str, argv=None) -> int:
         "export-weights": cmd_export_weights,
         "import-weights": cmd_import_weights,
     }
-    return run_guarded(cmds[args.cmd], PACKAGES[framework], args)
+    return run_guarded(cmds[args.cmd], PACKAGES[framework], args, traceback=args.traceback)
 
 
 def _mod(pkg: str, name: str):
@@ -155,7 +178,7 @@ def cmd_train(pkg: str, args) -> int:
     resolved = cfg.resolve(framework, world)
     # several processes: torchrun's WORLD_SIZE > 1, or TF's multi_worker (mirrored is one)
     if args.eval and ((world or 1) > 1 or resolved.strategy == "multi_worker"):
-        raise ValueError(
+        raise ConfigError(
             "eval: --eval evaluates in the training process, so it needs a single-process run; "
             "run `eval --run-dir DIR` after a multi-process one"
         )
@@ -206,9 +229,9 @@ def cmd_eval(pkg: str, args) -> int:
 
 def cmd_finetune(pkg: str, args) -> int:
     if not 0 < args.fraction <= 1:
-        raise ValueError(f"fraction: expected a labelled fraction in (0, 1], got {args.fraction}")
+        raise ConfigError(f"fraction: expected a labelled fraction in (0, 1], got {args.fraction}")
     if args.epochs < 1:
-        raise ValueError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
+        raise ConfigError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)
     res = _mod(pkg, "evaluate").finetune(
@@ -236,17 +259,11 @@ def cmd_export_weights(pkg: str, args) -> int:
 
 def cmd_import_weights(pkg: str, args) -> int:
     """A run directory of this framework holding the imported weights as its checkpoint."""
-    import shutil
-    import tempfile
-
     from shared.parity.weights import WeightsError, load_weights
-    from shared.run.config import load_config
     from shared.run.runlog import atomic_write_json
 
     state, meta = load_weights(args.weights)
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(args.config, Path(tmp) / "config.json")
-        cfg = load_config(tmp)
+    cfg = _config_file(args.config)
     if (meta["method"], meta["encoder"]) != (cfg.method, cfg.encoder):
         raise WeightsError(
             f"weights: {args.weights} holds {meta['method']}/{meta['encoder']}, "
@@ -256,7 +273,7 @@ def cmd_import_weights(pkg: str, args) -> int:
     out = Path(args.out)
     ck = _mod(pkg, "checkpoint")
     if out.exists() and ck.latest_checkpoint(out) is not None:
-        raise ValueError(f"out: {out} already holds a checkpoint; choose a new directory")
+        raise RunDirError(f"out: {out} already holds a checkpoint; choose a new directory")
     cfg = dataclasses.replace(cfg, framework=framework, run_dir=str(out), resume=False)
     model = _mod(pkg, "methods").build_model(cfg, "float32")
     _mod(pkg, "weights").import_weights(model, state)
@@ -266,6 +283,30 @@ def cmd_import_weights(pkg: str, args) -> int:
     return 0
 
 
+def _config_file(path) -> TrainConfig:
+    """The config a ``config.json`` at any ``path`` holds (``load_config`` reads a run
+    directory's); its errors name ``path``.
+
+    Raises:
+        MissingFileError: no file at ``path``. FileFormatError, ConfigError: as ``load_config``.
+    """
+    import shutil
+    import tempfile
+
+    from shared.run.config import load_config
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"config: no file {path}; expected the config.json of a run")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(path, Path(tmp) / "config.json")
+        try:
+            return load_config(tmp)
+        except RosettaError as e:
+            named = str(e).replace(str(Path(tmp) / "config.json"), str(path))
+            raise type(e)(named) from None
+
+
 def cmd_parity_dump(pkg: str, args) -> int:
     """Run the framework's losses on the goldens for each ``--dtype``; one .npz each."""
     if args.level == "step":
@@ -273,7 +314,7 @@ def cmd_parity_dump(pkg: str, args) -> int:
     if args.level == "train":
         return _dump_train(pkg, args)
     if len(args.dtype) > 1 and "{dtype}" not in args.out:
-        raise ValueError("out: with several --dtype values, expected a path containing '{dtype}'")
+        raise ConfigError("out: with several --dtype values, expected a path containing '{dtype}'")
     parity = _mod(pkg, "parity")
     for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
         outputs = parity.golden_outputs(dtype, args.device)
@@ -380,18 +421,15 @@ def _dump_train(pkg: str, args) -> int:
     return 0
 
 
-def run_guarded(fn, *args) -> int:
-    """Run a subcommand; expected failures (missing data, bad input, a bad checkpoint) become
-    one ``error: ...`` line and exit status 2, never a traceback."""
+def run_guarded(fn, *args, traceback: bool = False) -> int:
+    """``fn(*args)``, a subcommand. An expected failure (a ``shared.RosettaError``: bad input,
+    missing data, a bad checkpoint, a run directory in use) becomes one ``error: ...`` line and
+    exit status 2; with ``traceback`` (or ``ROSETTA_TRACEBACK=1``) it propagates, traceback
+    and all. Any other exception is a bug: it always propagates."""
     try:
         return fn(*args)
-    except (
-        DatasetNotFound,
-        FileNotFoundError,
-        ValueError,
-        RuntimeError,
-        FloatingPointError,
-        OSError,
-    ) as e:
+    except RosettaError as e:
+        if traceback or os.environ.get("ROSETTA_TRACEBACK", "") not in ("", "0"):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from shared.run.errors import FileFormatError
+
 PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
 
@@ -31,7 +33,10 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    source = json.loads(config.read_text()).get("framework")
+    try:
+        source = json.loads(config.read_text()).get("framework")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise FileFormatError(f"{config}: not a readable config.json ({e})") from None
     if source not in PACKAGES:
         print(f"error: {config}: unknown framework {source!r}", file=sys.stderr)
         return 2

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import RosettaError
+
 __all__ = [
     "FORMAT",
     "ROLES",
@@ -53,7 +55,7 @@ ROLES = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(RosettaError, ValueError):
     """A weights file or state that does not fit: the message names the entry."""
 
 
@@ -135,7 +137,11 @@ def load_weights(path) -> tuple[dict[str, np.ndarray], dict]:
         raise WeightsError(
             f"weights: {path} has no __meta__ entry; it was not written by export_weights"
         )
-    meta = json.loads(str(data.pop("__meta__")))
+    try:
+        meta = json.loads(str(data.pop("__meta__")))
+    except ValueError as e:
+        raise WeightsError(f"weights: {path} has a __meta__ entry that is not JSON ({e})") from None
+    meta = meta if isinstance(meta, dict) else {}
     if meta.get("format") != FORMAT:
         raise WeightsError(
             f"weights: {path} is format {meta.get('format')!r}; this version reads {FORMAT!r}"

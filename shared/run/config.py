@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields, replace
 from shared.oracle.augment_spec import augment_spec
 from shared.oracle.optim import OPTIMIZERS, default_lr
 from shared.oracle.queue import check_momentum, cosine_momentum
+from shared.run.errors import ConfigError, FileFormatError, MissingFileError
 from shared.run.hardware import cpu_has_native_bf16
 
 __all__ = [
@@ -174,9 +175,9 @@ class TrainConfig:
         is not known yet (the checks that need it then wait for :meth:`for_world`).
         """
         if framework not in FRAMEWORKS:
-            raise ValueError(f"framework: expected one of {FRAMEWORKS}, got {framework!r}")
+            raise ConfigError(f"framework: expected one of {FRAMEWORKS}, got {framework!r}")
         if self.method not in METHODS:
-            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+            raise ConfigError(f"method: expected one of {METHODS}, got {self.method!r}")
         filled = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
         cfg = replace(self, framework=framework, crop_scale=tuple(self.crop_scale), **filled)
         if cfg.lr is None:
@@ -207,8 +208,11 @@ class TrainConfig:
     def _validate(self) -> None:
         from shared.oracle.losses import check_temperature
 
-        check_temperature(self.temperature)
-        check_momentum(self.key_momentum)
+        try:
+            check_temperature(self.temperature)
+            check_momentum(self.key_momentum)
+        except ValueError as e:  # the oracle's checks name the argument: a bad flag
+            raise ConfigError(str(e)) from None
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("augment", self.augment, ("batch", "per_sample"))
         _choice(
@@ -236,7 +240,7 @@ class TrainConfig:
         _positive("lr", self.lr)
         _finite_at_least("weight_decay", self.weight_decay, 0.0)
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"momentum: expected the optimiser momentum in [0, 1), got {self.momentum}"
             )
         self._validate_batch()
@@ -244,21 +248,21 @@ class TrainConfig:
 
     def _validate_batch(self) -> None:
         if self.method == "simclr" and self.batch_size < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size: expected >= 2 for simclr (NT-Xent needs negatives), got {self.batch_size}"
             )
         if self.batch_size % self.bn_splits:
-            raise ValueError(
+            raise ConfigError(
                 f"bn_splits: expected a divisor of batch_size {self.batch_size}, got {self.bn_splits}"
             )
         if self.batch_size // self.bn_splits < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size: expected >= 2 images per BatchNorm split, got {self.batch_size} "
                 f"image(s) in {self.bn_splits} split(s)"
             )
         self._validate_world()
         if self.jit_compile and self.framework != "tensorflow":
-            raise ValueError(
+            raise ConfigError(
                 "jit_compile: XLA compilation is a TensorFlow option; torch has none here"
             )
         keys_per_step = self.batch_size * (2 if self.symmetric else 1)
@@ -274,17 +278,17 @@ class TrainConfig:
         _at_least("cpu_devices", self.cpu_devices, 1)
         if self.framework != "tensorflow" and (self.strategy != "none" or self.cpu_devices != 1):
             flag = "strategy" if self.strategy != "none" else "cpu_devices"
-            raise ValueError(
+            raise ConfigError(
                 f"{flag}: tf.distribute options are TensorFlow's; torch runs one process per "
                 "device under torchrun --nproc_per_node N"
             )
         if self.sync_bn and self.method == "moco":
-            raise ValueError(
+            raise ConfigError(
                 "sync_bn: with moco, the keys would share BatchNorm statistics with their "
                 "queries' images, the leak Shuffle-BN prevents; expected --no-sync-bn"
             )
         if self.sync_bn and self.bn_splits != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"sync_bn: SyncBN normalises the whole global batch; expected bn_splits 1, "
                 f"got {self.bn_splits}"
             )
@@ -293,17 +297,17 @@ class TrainConfig:
             return
         _at_least("world_size", w, 1)
         if self.batch_size % w:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size: expected a multiple of the world size {w} (each process takes "
                 f"batch_size / {w} images), got {self.batch_size}"
             )
         if (self.batch_size // w) % self.bn_splits or self.batch_size // w // self.bn_splits < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"bn_splits: expected a divisor of the {self.batch_size // w} images per process "
                 f"leaving >= 2 per split, got {self.bn_splits}"
             )
         if self.method == "moco" and self.shuffle_keys and self.bn_splits * w == 1:
-            raise ValueError(
+            raise ConfigError(
                 "shuffle_keys: Shuffle-BN needs more than one BatchNorm group, got bn_splits 1 "
                 "in one process; pass --no-shuffle-keys, --bn-splits > 1, or run several processes"
             )
@@ -317,7 +321,7 @@ class TrainConfig:
                 .replace("scale:", "crop_scale:", 1)
                 .replace("strength:", "color_strength:", 1)
             )
-            raise ValueError(msg) from None
+            raise ConfigError(msg) from None
 
     def augment_kwargs(self) -> dict:
         """The keyword arguments of ``BatchAugment(...)``, ``simclr_augment(...)`` and
@@ -428,13 +432,13 @@ def check_resume(saved: TrainConfig, new: TrainConfig) -> list[str]:
     broken = [n for n in changed if n in SHAPE_FIELDS]
     if broken:
         diff = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(new, n)!r}" for n in broken)
-        raise ValueError(
+        raise ConfigError(
             f"resume: the checkpoint in {new.run_dir} was trained with other {diff}; "
             "train into a new --run-dir instead"
         )
     if changed and not new.allow_config_change:
         diff = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(new, n)!r}" for n in changed)
-        raise ValueError(
+        raise ConfigError(
             f"resume: {diff} differ from the saved config.json; pass --allow-config-change "
             "to continue with them (the change is recorded in metrics.json)"
         )
@@ -458,41 +462,48 @@ def load_config(run_dir) -> TrainConfig:
     """The resolved ``TrainConfig`` saved in ``run_dir/config.json``.
 
     Raises:
-        FileNotFoundError: no ``config.json`` (the message says how to make one).
-        ValueError: a config written by another version (an unknown or missing field).
+        MissingFileError: no ``config.json`` (the message says how to make one).
+        FileFormatError: not JSON, or a config written by another version (an unknown or
+            missing field). ConfigError: a field's value is refused. Each names the file.
     """
     import json
     from pathlib import Path
 
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"run_dir: no config.json in {run_dir}; train a model there first")
-    saved = json.loads(path.read_text())
+        raise MissingFileError(f"run_dir: no config.json in {run_dir}; train a model there first")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise FileFormatError(f"{path}: not a readable config.json ({e})") from None
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(saved) - known)
-    if unknown or "method" not in saved:
-        raise ValueError(f"{path}: not a config of this version (unknown fields {unknown})")
+    unknown = sorted(set(saved) - known) if isinstance(saved, dict) else []
+    if not isinstance(saved, dict) or unknown or "method" not in saved:
+        raise FileFormatError(f"{path}: not a config of this version (unknown fields {unknown})")
     framework = saved.pop("framework", None)
     world = saved.pop("world_size", 1)
     saved.setdefault("flip", True)  # written before the flag existed: every view was flipped
-    return TrainConfig(**saved).resolve(framework or "torch", world)
+    try:
+        return TrainConfig(**saved).resolve(framework or "torch", world)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def _choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        raise ConfigError(f"{name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 def _at_least(name: str, value, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 def _positive(name: str, value) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+        raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
 
 
 def _finite_at_least(name: str, value, low: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
-        raise ValueError(f"{name}: expected a finite number >= {low}, got {value!r}")
+        raise ConfigError(f"{name}: expected a finite number >= {low}, got {value!r}")

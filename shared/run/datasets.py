@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.run.errors import ConfigError, FileFormatError, MissingFileError
+
 REMOTE = ("cifar10", "cifar100", "stl10")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(MissingFileError):
     """The dataset is not on disk and downloading was not requested (or is impossible)."""
 
 
@@ -55,13 +57,15 @@ def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int =
     check_name(dataset)
     splits = ("train", "test", "unlabeled") if dataset == "stl10" else ("train", "test")
     if split not in splits:
-        raise ValueError(f"split: expected one of {', '.join(splits)} for {dataset}, got {split!r}")
+        raise ConfigError(
+            f"split: expected one of {', '.join(splits)} for {dataset}, got {split!r}"
+        )
     if dataset == "embedded":
         ds = load_embedded(seed)
         return ds.train if split == "train" else ds.test
     if dataset.startswith("folder:"):
         if split == "test":
-            raise ValueError("split: an image folder is unlabeled and has only a 'train' split")
+            raise ConfigError("split: an image folder is unlabeled and has only a 'train' split")
         f = read_image_folder(dataset[len("folder:") :], image_size)
         if f.skipped:
             logging.getLogger(__name__).warning(
@@ -76,7 +80,7 @@ def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int =
 def check_name(dataset: str) -> str:
     if dataset == "embedded" or dataset in REMOTE or dataset.startswith("folder:"):
         return dataset
-    raise ValueError(
+    raise ConfigError(
         f"dataset: expected 'embedded', one of {list(REMOTE)} or 'folder:PATH', got {dataset!r}"
     )
 
@@ -119,11 +123,11 @@ def read_image_folder(root, image_size: int = 32) -> FolderImages:
     return FolderImages(np.stack(images), paths, skipped)
 
 
-def _bomb_error(path: Path, error: Exception) -> ValueError:
+def _bomb_error(path: Path, error: Exception) -> FileFormatError:
     """Pillow refuses to decode an image over ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb:
     a small file that expands to gigabytes). Name the file instead of a traceback; skipping it
     silently would hide that the folder holds something unexpected."""
-    return ValueError(
+    return FileFormatError(
         f"dataset: {path} is refused by Pillow as a possible decompression bomb ({error}). "
         "Remove it from the folder, or shrink it to the training size first"
     )

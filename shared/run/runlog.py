@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json`` (the resolved ``shared.run.config.TrainConfig``),
 ``metrics.json`` (one record per epoch), ``eval.json`` (written by ``eval``), TensorBoard event
-files and checkpoints. Both ``torch_impl`` and ``tf_impl`` write the same schema, so one
+files and checkpoints, and ``.lock``, which the run writing the directory holds
+(:func:`lock_run_dir`). Both ``torch_impl`` and ``tf_impl`` write the same schema, so one
 report reads both.
 
 ``metrics.json``::
@@ -23,6 +24,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+from shared.run.errors import CheckpointWriteError, FileFormatError, NonFiniteError, RunDirError
 
 SCHEMA = "rosetta.metrics/v1"
 EPOCH_KEYS = (
@@ -65,9 +68,14 @@ def atomic_write_json(path, obj) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(lock_path):
+def exclusive_lock(lock_path, blocking: bool = True):
     """An exclusive advisory lock (``fcntl.flock``) on ``lock_path`` for the ``with`` body; no
-    lock where that is impossible (no ``fcntl``, a read-only cache): only the sharing is lost."""
+    lock where that is impossible (no ``fcntl``, a read-only cache): only the sharing is lost.
+
+    ``blocking=False``: raise ``BlockingIOError`` at once when another open file holds it.
+    The kernel releases the lock when its holder closes the file or dies, so a lock file left
+    by a killed process locks nothing.
+    """
     try:
         import fcntl
 
@@ -78,7 +86,7 @@ def exclusive_lock(lock_path):
         yield
         return
     try:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield
     finally:
         f.close()  # releases the lock
@@ -86,6 +94,30 @@ def exclusive_lock(lock_path):
 
 RUN_FILES = ("config.json", "metrics.json", "eval.json", "features.npz")
 RUN_DIRS = ("ckpt", "tb")
+LOCK_FILE = ".lock"  # held by the run writing the directory (lock_run_dir); never deleted
+
+
+def lock_run_dir(run_dir) -> contextlib.ExitStack:
+    """Take ``run_dir/.lock`` exclusively, without waiting; the returned stack holds it until
+    it is closed (``with lock_run_dir(d): ...``). Creates ``run_dir`` first.
+
+    The lock file itself stays: deleting it would let a third run lock a new file while the
+    second still holds the old one. It does not count as a run (:func:`holds_a_run`).
+
+    Raises:
+        RunDirError: another process holds the lock, or ``run_dir`` is a file or not writable.
+    """
+    d = Path(run_dir)
+    _check_usable(d)
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(exclusive_lock(d / LOCK_FILE, blocking=False))
+    except BlockingIOError:
+        raise RunDirError(
+            f"run_dir: {d} is in use: another run holds its lock ({d / LOCK_FILE}); wait for "
+            "it to finish or choose another --run-dir"
+        ) from None
+    return stack
 
 
 def holds_a_run(run_dir) -> bool:
@@ -101,20 +133,18 @@ def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
     checkpoints, metrics and logs are deleted first), and refused otherwise.
 
     Raises:
-        ValueError: ``run_dir`` holds a run and neither flag was given, is a file, or cannot be
+        RunDirError: ``run_dir`` holds a run and neither flag was given, is a file, or cannot be
             written.
     """
     import shutil
 
     d = Path(run_dir)
-    if d.exists() and not d.is_dir():
-        raise ValueError(f"run_dir: {d} is a file, expected a directory")
-    _check_writable(d)
+    _check_usable(d)
     remove_orphans(d)
     if not holds_a_run(d) or resume:
         return
     if not overwrite:
-        raise ValueError(
+        raise RunDirError(
             f"run_dir: {d} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
     for name in RUN_FILES:
@@ -125,17 +155,19 @@ def prepare_run_dir(run_dir, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(d / name, ignore_errors=True)
 
 
-def _check_writable(d: Path) -> None:
-    """Create ``d`` and write a probe file in it, so that a read-only or full folder is named
-    here, before a minute of training, rather than at the first checkpoint."""
+def _check_usable(d: Path) -> None:
+    """Refuse a file; create ``d`` and write a probe file in it, so that a read-only or full
+    folder is named here, before a minute of training, rather than at the first checkpoint."""
     import tempfile
 
+    if d.exists() and not d.is_dir():
+        raise RunDirError(f"run_dir: {d} is a file, expected a directory")
     try:
         d.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=d, prefix=".write-probe.", suffix=".tmp"):
             pass
     except OSError as e:
-        raise ValueError(
+        raise RunDirError(
             f"run_dir: {d} is not writable ({e.strerror or e}); choose another --run-dir"
         ) from None
 
@@ -154,7 +186,7 @@ def first_non_finite(state: dict):
     )
 
 
-def non_finite_error(what: str, epoch: int, last_checkpoint) -> FloatingPointError:
+def non_finite_error(what: str, epoch: int, last_checkpoint) -> NonFiniteError:
     """The one-line error for a non-finite loss or weight: where, and the true last finite
     checkpoint (checkpoints are only written after the weights were checked)."""
     where = (
@@ -162,12 +194,12 @@ def non_finite_error(what: str, epoch: int, last_checkpoint) -> FloatingPointErr
         if last_checkpoint
         else "no checkpoint was written yet"
     )
-    return FloatingPointError(
+    return NonFiniteError(
         f"{what} in epoch {epoch}; {where}. Lower --lr or raise --temperature, then --resume or --overwrite"
     )
 
 
-def checkpoint_write_error(path, error: BaseException, previous) -> OSError:
+def checkpoint_write_error(path, error: BaseException, previous) -> CheckpointWriteError:
     """The one-line error for a checkpoint that could not be written (a full disk, a read-only
     folder). Writes are atomic, so the previous checkpoint, if any, is whole."""
     # TF's message ends "...; No space left on device [Op:SaveV2]": keep that last clause
@@ -176,7 +208,7 @@ def checkpoint_write_error(path, error: BaseException, previous) -> OSError:
     kept = (
         f"the previous checkpoint {previous} is intact" if previous else "no checkpoint exists yet"
     )
-    return OSError(
+    return CheckpointWriteError(
         f"checkpoint {path} could not be written ({reason}); {kept}. "
         "Free some space (or choose another --run-dir), then rerun with --resume"
     )
@@ -196,6 +228,28 @@ def remove_orphans(d: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def read_metrics(path) -> dict:
+    """A ``metrics.json`` (the schema above), checked enough to be continued.
+
+    Raises:
+        FileFormatError: not JSON, or not this schema's layout (the message names the file).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise FileFormatError(f"{path}: not a readable metrics.json ({e})") from None
+    epochs = data.get("epochs", []) if isinstance(data, dict) else None
+    if not isinstance(epochs, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("epoch"), int) for e in epochs
+    ):
+        raise FileFormatError(
+            f"{path}: not a metrics.json of schema {SCHEMA} (expected an 'epochs' list of "
+            "records with an integer 'epoch'); move it away or pass --overwrite"
+        )
+    return data
 
 
 class RunLog:
@@ -218,7 +272,7 @@ class RunLog:
         """A log that keeps the records of the first ``epochs_done`` epochs already written, and
         records the config fields that ``changed`` on this resume."""
         path = Path(run_dir) / "metrics.json"
-        old = json.loads(path.read_text()) if epochs_done and path.exists() else {}
+        old = read_metrics(path) if epochs_done and path.exists() else {}
         log = cls(run_dir, config)
         log.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= epochs_done]
         log.data["config_changes"] = old.get("config_changes", [])

@@ -188,6 +188,8 @@ MODULES = [
     "models",
     "simclr",
     "moco",
+    "methods",
+    "weights",
     "optim",
     "checkpoint",
     "data",
@@ -220,8 +222,8 @@ ALLOWED_DIFFERENCES = {
     "train.epoch_batches": "torch's batch generator; TF's is the tf.data pipeline train.make_dataset",
     "train.seed_everything": "torch seeds three global RNGs; TF's augmentation and shuffles are stateless",
     "train.resolve_device": "torch moves tensors to a device; TF places ops itself",
-    "train.amp_dtype_for": "torch picks an autocast dtype; TF picks a dtype policy (train.use_amp)",
-    "train.use_amp": "TF's counterpart of train.amp_dtype_for",
+    "train.amp_dtype_for": "torch picks an autocast dtype per step; TF builds the model under a dtype policy (methods.use_amp)",
+    "methods.use_amp": "TF's counterpart of train.amp_dtype_for: build_model picks the dtype policy",
     "data.TwoViewDataset": "a torch Dataset for --augment per_sample; TF maps TwoViews in tf.data",
 }
 ALLOWED_SIGNATURE_DIFFERENCES = {

@@ -208,7 +208,7 @@ def test_train_step_traces_once_key_encoder_gets_no_gradient(tmp_path):
     from tf_impl.optim import SGD
     from tf_impl.train import TRACE_COUNT, compile_step
 
-    m = MoCo(queue_size=40)
+    m = MoCo(queue_size=40, symmetric=False)  # one direction: B keys enqueued per step
     opt = SGD(0.1, momentum=0.9)
     k_before = [w.numpy().copy() for w in m.encoder_k.trainable_weights]
     q_before = [w.numpy().copy() for w in m.encoder_q.trainable_weights]

@@ -204,6 +204,34 @@ def test_model_defaults_are_the_trained_configuration(framework, method):
         assert trained["shuffle_keys"] and trained["symmetric"]
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_build_model_honours_fast_kernels_and_sync_bn(framework, monkeypatch):
+    """``--fast-kernels`` reaches each framework's ``fast_kernels.apply`` (TF swaps its layers;
+    torch sets malloc), off by default; ``--sync-bn`` reaches every SplitBatchNorm."""
+    pkg = "torch_impl" if framework == "torch" else "tf_impl"
+    methods = __import__(f"{pkg}.methods", fromlist=["x"])
+    fast = __import__(f"{pkg}.fast_kernels", fromlist=["x"])
+    models = __import__(f"{pkg}.models", fromlist=["x"])
+    applied = []
+    real_apply = fast.apply
+    monkeypatch.setattr(fast, "apply", lambda m: applied.append(m) or real_apply(m))
+    small = dict(hidden_dim=16, proj_dim=8, amp=False)
+    plain = methods.build_model(TrainConfig(**small).resolve(framework))
+    assert applied == [] and TrainConfig().fast_kernels is False
+    model = methods.build_model(TrainConfig(fast_kernels=True, **small).resolve(framework))
+    assert applied == [model]
+    if framework == "tensorflow":
+        kinds = {type(la).__name__ for la in model.net._flatten_layers()}
+        assert {"Conv3x3", "FusedSplitBatchNorm"} <= kinds
+        assert not {"Conv3x3", "FusedSplitBatchNorm"} & {
+            type(la).__name__ for la in plain.net._flatten_layers()
+        }
+    synced = methods.build_model(TrainConfig(sync_bn=True, **small).resolve(framework))
+    layers = synced.net.modules() if framework == "torch" else synced.net._flatten_layers()
+    bns = [la for la in layers if isinstance(la, models.SplitBatchNorm)]
+    assert bns and all(la.sync for la in bns)
+
+
 def _split_bn_reference(x_nhwc, splits, eps=1e-5):
     """Closed form: each contiguous sub-batch normalised by its own mean and biased variance."""
     out = []

@@ -32,7 +32,7 @@ from shared.oracle.optim import warmup_cosine
 from shared.run.config import TrainConfig, check_resume, load_config
 from shared.run.datasets import train_test_splits
 from shared.run.evaluation import evaluate_knn
-from shared.run.hardware import cpu_has_native_bf16, keep_freed_memory
+from shared.run.hardware import cpu_has_native_bf16
 from shared.run.health import HEALTH_IMAGES, HealthMonitor
 from shared.run.runlog import RunLog, first_non_finite, non_finite_error, prepare_run_dir
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
@@ -192,7 +192,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
 def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
     device = where.device
-    keep_freed_memory()  # glibc: reuse the step's large buffers, no page faults (6 % a step)
     seed_everything(cfg.seed)
     run_dir = Path(cfg.run_dir)
     _on_main_first(prepare_run_dir, run_dir, cfg.resume, cfg.overwrite)  # before any write

@@ -104,6 +104,9 @@ HELP = {
     "parallelism without GPUs)",
     "symmetric": "moco: both directions (q1,k2) and (q2,k1), averaged",
     "jit_compile": "tensorflow: compile the step with XLA (torch: not available)",
+    "fast_kernels": "the speed-ups of {torch,tf}_impl/fast_kernels.py (TF: Conv3x3's input "
+    "gradient as a forward conv, fused per-split BatchNorm; torch: glibc malloc keeps freed "
+    "blocks): the same function, TF's float32 rounding differs; off: plain torch.nn and Keras",
     "amp": "bfloat16 compute, float32 weights; the loss stays float32. Unset: on for GPUs "
     "and for CPUs with native bf16 (AVX512-BF16/AMX), off otherwise (emulated bf16 is ~12x slower)",
     "device": "auto, cpu or cuda",
@@ -154,6 +157,7 @@ class TrainConfig:
     strategy: str = "none"
     cpu_devices: int = 1
     jit_compile: bool = False
+    fast_kernels: bool = False
     amp: bool | None = None
     device: str = "auto"
     num_workers: int = 0
@@ -428,6 +432,8 @@ FREE_FIELDS = (
     "strategy",
     "cpu_devices",
 )
+# fast_kernels is not free: like jit_compile it changes TF's float32 rounding, so a resume that
+# flips it continues on another trajectory (allowed with allow_config_change, and recorded).
 
 
 def check_resume(saved: TrainConfig, new: TrainConfig) -> list[str]:

@@ -4,13 +4,14 @@ in both frameworks, fp32, every core.
 
     python -m benchmarks.layers        # about 1 min; writes results/layers.{json,md}
 
-B5 measured SimCLR's step at 1.86x torch in TF, MoCo's at 1.17x; with this table's two fixes in
-``tf_impl.models`` (below), 1.58x and 0.86x (2026-12-01). This table splits the encoder
-into its layers (conv 3x3 "same", BatchNorm in training mode, ReLU, 2x2 max-pool). Two TF-only
-rows time what ``tf_impl.models`` now uses instead: ``Conv3x3``, whose input gradient is a
-forward convolution with the flipped, transposed kernel (mathematically equal to TF's
-``Conv2DBackpropInput``), and ``SplitBatchNorm``'s fused float32 kernel. Each "fwd + bwd" is one ``sum(y * y)`` loss through the layer alone, gradients for the
-input and the weights.
+B5 measured SimCLR's step at 1.86x torch in TF, MoCo's at 1.17x; with this table's two kernels
+(below, ``tf_impl.fast_kernels``) in the model, 1.58x and 0.86x (2026-12-01). This table
+splits the encoder into its layers (conv 3x3 "same", BatchNorm in training mode, ReLU, 2x2
+max-pool). Two TF-only rows time what ``--fast-kernels`` swaps in: ``fast_kernels.Conv3x3``,
+whose input gradient is a forward convolution with the flipped, transposed kernel
+(mathematically equal to TF's ``Conv2DBackpropInput``), and
+``fast_kernels.FusedSplitBatchNorm``, TF's fused float32 kernel. Each "fwd + bwd" is one
+``sum(y * y)`` loss through the layer alone, gradients for the input and the weights.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tensorflow as tf
 # isort: on
 
 from benchmarks import harness as H
-from tf_impl.models import Conv3x3, SplitBatchNorm
+from tf_impl.fast_kernels import Conv3x3, FusedSplitBatchNorm
 
 B = 128
 LAYERS = [(32, 3, 32), (16, 32, 64), (8, 64, 128), (4, 128, 256)]  # side, in, out channels
@@ -78,7 +79,7 @@ def measure() -> list[dict]:
         conv3x3 = Conv3x3(cout)
         conv3x3.build(x.shape)
         conv3x3.kernel.assign(k_np)
-        bn_fused = SplitBatchNorm(1, momentum=0.9, epsilon=1e-5)
+        bn_fused = FusedSplitBatchNorm(1, momentum=0.9, epsilon=1e-5)
         bn_fused.build(a.shape)
         bn_pt = torch.nn.BatchNorm2d(cout).to(memory_format=torch.channels_last)
         cases = {
@@ -86,7 +87,7 @@ def measure() -> list[dict]:
                 _tf_fwd_bwd(lambda v: tf.nn.conv2d(v, k, 1, "SAME"), x, [k]),
                 _torch_fwd_bwd(lambda v: torch.nn.functional.conv2d(v, w, padding=1), xt),
             ),
-            "conv 3x3, input gradient as a forward conv (TF: the model's Conv3x3)": (
+            "conv 3x3, input gradient as a forward conv (TF: fast_kernels.Conv3x3)": (
                 _tf_fwd_bwd(conv3x3, x, conv3x3.trainable_weights),
                 None,
             ),
@@ -94,7 +95,7 @@ def measure() -> list[dict]:
                 _tf_fwd_bwd(lambda v: bn_tf(v, training=True), a, bn_tf.trainable_weights),
                 _torch_fwd_bwd(bn_pt, at),
             ),
-            "BatchNorm, fused kernel (TF: the model's float32 path)": (
+            "BatchNorm, fused kernel (TF: fast_kernels.FusedSplitBatchNorm)": (
                 _tf_fwd_bwd(lambda v: bn_fused(v, training=True), a, bn_fused.trainable_weights),
                 None,
             ),

@@ -15,6 +15,7 @@ WORLD = 2
 SHUFFLE_SEED = 123  # the global torch seed set before the step (the key shuffle's permutation)
 
 SHUFFLED = {"shuffle_keys": True, "symmetric": True}  # both view chunks regrouped and shuffled
+PLAIN = {"shuffle_keys": False, "symmetric": False}  # one direction, keys in batch order
 COMMON = {"encoder": "small_cnn", "hidden_dim": 16, "proj_dim": 8, "dtype": "float64"}
 CASES = {
     "simclr_bn": (
@@ -37,8 +38,8 @@ CASES = {
     ),
     "moco_plain": (
         "moco",
-        {"queue_size": 12, "temperature": 0.2, "bn_splits": WORLD, "symmetric": False},
-        {"queue_size": 12, "temperature": 0.2, "bn_splits": 1, "symmetric": False},
+        {"queue_size": 12, "temperature": 0.2, "bn_splits": WORLD, **PLAIN},
+        {"queue_size": 12, "temperature": 0.2, "bn_splits": 1, **PLAIN},
         False,
     ),
 }

@@ -110,18 +110,54 @@ def test_config_round_trip(tmp_path):
         load_config(tmp_path / "missing")
 
 
-def test_help_answers_without_importing_a_framework():
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_help_answers_without_importing_a_framework(framework):
+    """Both command lines answer ``train --help`` at once, with the same default method."""
     code = (
         "import sys\n"
         "from shared.apps.impl_cli import main\n"
-        "try:\n    main('torch', ['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        f"try:\n    main({framework!r}, ['train', '--help'])\nexcept SystemExit:\n    pass\n"
         "bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert "--method" in out and "simclr (NT-Xent" in out and "(default: simclr)" in out
+    method = out[out.index("  --method") : out.index("  --dataset")]  # its help entry
+    assert "simclr (NT-Xent" in method and "(default: simclr)" in method
+    assert "--fast-kernels" in out and "plain torch.nn and Keras" in out
+
+
+def test_same_command_line_same_run_in_both_frameworks():
+    """No flag differs by framework: ``train`` parses to the same config in both."""
+    from shared.apps.impl_cli import build_parser, config_from_args
+
+    cfgs = [
+        config_from_args(build_parser(fw).parse_args(["train"])) for fw in ("torch", "tensorflow")
+    ]
+    assert cfgs[0] == cfgs[1] == TrainConfig() and cfgs[0].method == "simclr"
+
+
+def test_fast_kernels_is_off_recorded_and_a_trajectory_field(tmp_path):
+    """``fast_kernels`` defaults to the plain layers, is written to config.json, and, since it
+    changes TF's float32 rounding, a resume that flips it needs ``--allow-config-change``."""
+    import dataclasses
+
+    from shared.run.config import FREE_FIELDS, check_resume
+
+    saved = TrainConfig(method="moco").resolve("tensorflow")
+    assert saved.fast_kernels is False and "fast_kernels" not in FREE_FIELDS
+    on = TrainConfig(method="moco", fast_kernels=True).resolve("tensorflow")
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(on)))
+    assert json.loads((tmp_path / "config.json").read_text())["fast_kernels"] is True
+    assert load_config(tmp_path).fast_kernels is True
+    with pytest.raises(ValueError, match="resume: fast_kernels: False -> True differ"):
+        check_resume(saved, on)
+    allowed = dataclasses.replace(on, allow_config_change=True)
+    assert check_resume(saved, allowed) == ["fast_kernels"]
+    old = {k: v for k, v in dataclasses.asdict(saved).items() if k != "fast_kernels"}
+    (tmp_path / "config.json").write_text(json.dumps(old))  # a run from before the field
+    assert load_config(tmp_path).fast_kernels is False
 
 
 def test_cli_bad_flag_is_one_line_and_exit_2(capsys):

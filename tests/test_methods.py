@@ -4,7 +4,8 @@ Each test runs the same check on ``torch_impl`` and ``tf_impl`` (parametrised by
 the loss a model computes equals ``shared.oracle.losses`` on the model's own projections (float64),
 MoCo's step order (EMA before the gradient step, the queue read before the enqueue), the key
 encoder's exact copy, SplitBatchNorm against its closed form, float64 builds, one trace of the
-TF step, and bit-exact resume for the two new cells (MoCo in torch, SimCLR in TF).
+TF step, bit-exact resume for MoCo in torch and SimCLR in TF, and the model classes' defaults
+(the trained configuration's, read back from the built models).
 """
 
 import numpy as np
@@ -107,7 +108,9 @@ def test_moco_loss_is_the_oracle_on_its_own_queries_keys_and_queue(framework, sy
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_moco_step_order_ema_first_then_gradient_then_enqueue(framework):
     """One step: k' = m k + (1 - m) q (q *before* its update), q moves, queue gets the keys."""
-    m = _model(framework, "moco", queue_size=12, shuffle_keys=True, dtype="float64")
+    m = _model(
+        framework, "moco", queue_size=12, shuffle_keys=True, symmetric=False, dtype="float64"
+    )
     if framework == "torch":
         assert all(
             torch.equal(a, b)
@@ -143,6 +146,90 @@ def test_moco_step_order_ema_first_then_gradient_then_enqueue(framework):
     assert int(_np(m.queue_ptr)) == 6
     np.testing.assert_array_equal(_np(m.queue)[6:], queue0[6:])  # untouched rows
     assert not np.array_equal(_np(m.queue)[:6], queue0[:6])
+
+
+def _effective_hyperparameters(framework, method, m) -> dict:
+    """What a built model computes with, read from its layers and buffers (not its arguments)."""
+    net = m.net if method == "simclr" else m.encoder_q
+    if framework == "torch":
+        from torch_impl.models import SplitBatchNorm
+
+        layers = list(net.modules())
+        widths = [la.out_features for la in net.head.modules() if isinstance(la, torch.nn.Linear)]
+    else:
+        from tf_impl.models import SplitBatchNorm
+
+        layers = net._flatten_layers()
+        widths = [la.units for la in (*net.head.dense, net.head.out)]
+    splits = {la.num_splits for la in layers if isinstance(la, SplitBatchNorm)}
+    assert len(splits) == 1, splits
+    got = {
+        "encoder": m.encoder_name,
+        "hidden_dim": widths[0],
+        "proj_dim": widths[-1],
+        "head_layers": len(widths),
+        "temperature": m.temperature,
+        "bn_splits": splits.pop(),
+    }
+    if method == "moco":
+        queue = _np(m.queue)
+        seeds = [s for s in range(4) if np.array_equal(queue, qref.init_queue(*queue.shape, s))]
+        got.update(
+            queue_size=queue.shape[0],
+            shuffle_keys=m.shuffle_keys,
+            symmetric=m.symmetric,
+            seed=seeds[0] if seeds else None,
+        )
+    return got
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_model_defaults_are_the_trained_configuration(framework, method):
+    """``SimCLR()`` and ``MoCo()`` with no arguments build what ``train --method M`` trains: tau,
+    K, BN splits, key shuffle, symmetric loss and the head equal ``TrainConfig``'s resolved
+    ``model_kwargs()``, in both frameworks."""
+    from shared.run.config import model_defaults
+
+    pkg = "torch_impl" if framework == "torch" else "tf_impl"
+    cls = __import__(f"{pkg}.methods", fromlist=["x"]).METHODS[method]
+    trained = TrainConfig(method=method).resolve(framework).model_kwargs()
+    assert _effective_hyperparameters(framework, method, cls()) == trained == model_defaults(method)
+    if method == "moco":  # the values the old defaults (0.2, 4096, 1 split, off, off) lacked
+        assert (trained["temperature"], trained["queue_size"], trained["bn_splits"]) == (
+            0.1,
+            512,
+            2,
+        )
+        assert trained["shuffle_keys"] and trained["symmetric"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_build_model_honours_fast_kernels_and_sync_bn(framework, monkeypatch):
+    """``--fast-kernels`` reaches each framework's ``fast_kernels.apply`` (TF swaps its layers;
+    torch sets malloc), off by default; ``--sync-bn`` reaches every SplitBatchNorm."""
+    pkg = "torch_impl" if framework == "torch" else "tf_impl"
+    methods = __import__(f"{pkg}.methods", fromlist=["x"])
+    fast = __import__(f"{pkg}.fast_kernels", fromlist=["x"])
+    models = __import__(f"{pkg}.models", fromlist=["x"])
+    applied = []
+    real_apply = fast.apply
+    monkeypatch.setattr(fast, "apply", lambda m: applied.append(m) or real_apply(m))
+    small = dict(hidden_dim=16, proj_dim=8, amp=False)
+    plain = methods.build_model(TrainConfig(**small).resolve(framework))
+    assert applied == [] and TrainConfig().fast_kernels is False
+    model = methods.build_model(TrainConfig(fast_kernels=True, **small).resolve(framework))
+    assert applied == [model]
+    if framework == "tensorflow":
+        kinds = {type(la).__name__ for la in model.net._flatten_layers()}
+        assert {"Conv3x3", "FusedSplitBatchNorm"} <= kinds
+        assert not {"Conv3x3", "FusedSplitBatchNorm"} & {
+            type(la).__name__ for la in plain.net._flatten_layers()
+        }
+    synced = methods.build_model(TrainConfig(sync_bn=True, **small).resolve(framework))
+    layers = synced.net.modules() if framework == "torch" else synced.net._flatten_layers()
+    bns = [la for la in layers if isinstance(la, models.SplitBatchNorm)]
+    assert bns and all(la.sync for la in bns)
 
 
 def _split_bn_reference(x_nhwc, splits, eps=1e-5):
@@ -252,7 +339,7 @@ def test_eval_reads_the_method_from_config(tmp_path, framework):
     pkg = "torch_impl" if framework == "torch" else "tf_impl"
     train = __import__(f"{pkg}.train", fromlist=["x"]).train
     main = __import__(f"{pkg}.__main__", fromlist=["x"]).main
-    other = "moco" if framework == "torch" else "simclr"  # the non-default method of each side
+    other = "moco"  # not the default method (simclr in both frameworks)
     train(_cfg(tmp_path, other, epochs=1), progress=False)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == other
     assert main(["eval", "--run-dir", str(tmp_path / "run")]) == 0

@@ -206,19 +206,3 @@ def test_parity_compare_with_a_missing_or_foreign_file_is_one_line(tmp_path, cap
         assert (
             err.startswith(f"error: compare: {bad} is not a parity dump") and "Traceback" not in err
         )
-
-
-def test_keep_freed_memory_takes_effect_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
-    import ctypes
-    import platform
-
-    from shared.run.hardware import keep_freed_memory
-
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert keep_freed_memory() is True
-
-    def no_libc(*a, **k):
-        raise OSError("no such library")
-
-    monkeypatch.setattr(ctypes, "CDLL", no_libc)
-    assert keep_freed_memory() is False

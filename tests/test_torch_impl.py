@@ -369,3 +369,36 @@ def test_finetune_reports_both_arms_on_the_same_subset():
     out = finetune(build_encoder("small_cnn"), "small_cnn", tr, te, fraction=0.25, epochs=1)
     assert out["n_labelled"] == 20 and set(out) >= {"finetune_top1", "scratch_top1"}
     assert 0 <= out["finetune_top1"] <= 1 and 0 <= out["scratch_top1"] <= 1
+
+
+def test_keep_freed_memory_takes_effect_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
+    import ctypes
+    import platform
+
+    from torch_impl.fast_kernels import keep_freed_memory
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+
+    def no_libc(*a, **k):
+        raise OSError("no such library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert keep_freed_memory() is False
+
+
+def test_fast_kernels_apply_leaves_the_model_bit_for_bit():
+    """torch's switch is the allocator only: the model is returned as it was, and computes the
+    same numbers, bit for bit."""
+    from torch_impl import fast_kernels
+    from torch_impl.simclr import SimCLR
+
+    torch.manual_seed(0)
+    m = SimCLR(hidden_dim=16, proj_dim=8)
+    x1, x2 = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    before = m.contrastive_loss(x1, x2)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    assert fast_kernels.apply(m) is m
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
+    m.load_state_dict(state)  # the BN statistics as before the first pass
+    assert torch.equal(m.contrastive_loss(x1, x2), before)

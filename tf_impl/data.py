@@ -1,4 +1,5 @@
-"""Datasets for MoCo in TensorFlow: the embedded default, tfds (cifar10/100, stl10), folders.
+"""Datasets in TensorFlow, for both methods: the embedded default, tfds (cifar10/100, stl10),
+image folders.
 
 Every loader returns a ``shared.run.data.Split`` (uint8 NHWC images, int64 labels, -1 where
 unlabeled), the layout ``torch_impl.data.load_split`` returns; ``tf_impl.train`` wraps it in a

@@ -1,4 +1,4 @@
-"""Evaluation of a MoCo encoder: shared kNN + linear probe, linear eval, fine-tuning.
+"""Evaluation of a SimCLR or MoCo encoder: shared kNN + linear probe, linear eval, fine-tuning.
 
 Mirrors ``torch_impl.evaluate`` (same functions, same arguments): features h go to
 ``shared.run.evaluation``; :func:`linear_eval` trains a Dense layer on the frozen encoder and checks

@@ -1,6 +1,6 @@
 """The two methods in TensorFlow: build the model a configuration describes, or load a trained one.
 
-``torch_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
+``torch_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` and ``fast_kernels`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import tensorflow as tf
 
 from shared.run.config import TrainConfig, load_config
 from shared.run.hardware import cpu_has_native_bf16
+from tf_impl import fast_kernels
 from tf_impl.checkpoint import restore_checkpoint
 from tf_impl.moco import MoCo
-from tf_impl.models import merge_bn_splits
+from tf_impl.models import merge_bn_splits, set_sync_bn
 from tf_impl.simclr import SimCLR
 
 __all__ = ["METHODS", "build_model", "load_trained", "use_amp"]
@@ -27,9 +28,13 @@ def use_amp(amp: bool | None) -> bool:
 
 
 def build_model(cfg: TrainConfig, dtype: str | None = None):
-    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting."""
+    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting.
+    With ``cfg.fast_kernels``, ``tf_impl.fast_kernels.apply`` swaps its kernels in."""
     dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
-    return METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
+    model = METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
+    if cfg.sync_bn:
+        set_sync_bn(model)
+    return fast_kernels.apply(model) if cfg.fast_kernels else model
 
 
 def load_trained(run_dir):

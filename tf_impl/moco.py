@@ -22,6 +22,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from shared.oracle.queue import init_queue
+from shared.run.config import model_defaults
 from tf_impl.distributed import (
     gather_chunks,
     mean_gradients,
@@ -33,6 +34,8 @@ from tf_impl.losses import info_nce
 from tf_impl.models import EncoderWithHead, dtype_policy, normalize
 
 __all__ = ["MoCo", "dequeue_and_enqueue", "momentum_update"]
+
+TRAINED = model_defaults("moco")  # the defaults: the configuration that trains
 
 
 def momentum_update(query_encoder, key_encoder, key_momentum) -> None:
@@ -93,7 +96,9 @@ def dequeue_and_enqueue(queue: tf.Variable, ptr: tf.Variable, keys) -> None:
 class MoCo(tf.Module):
     """Query and key encoders (each f + g), the queue (K, D) and its pointer.
 
-    Args: as ``torch_impl.moco.MoCo``; ``dtype`` may also be ``"mixed_bfloat16"``.
+    Args: as ``torch_impl.moco.MoCo``, with the same defaults (the trained configuration's,
+    ``shared.run.config.model_defaults("moco")``); ``dtype`` may also be
+    ``"mixed_bfloat16"``.
 
     Example:
         >>> m = MoCo(encoder="small_cnn", queue_size=8, proj_dim=4, hidden_dim=8)
@@ -103,16 +108,16 @@ class MoCo(tf.Module):
 
     def __init__(
         self,
-        encoder: str = "small_cnn",
-        queue_size: int = 4096,
-        proj_dim: int = 128,
-        hidden_dim: int = 512,
-        head_layers: int = 2,
-        temperature: float = 0.2,
-        bn_splits: int = 1,
-        shuffle_keys: bool = False,
-        symmetric: bool = False,
-        seed: int = 0,
+        encoder: str = TRAINED["encoder"],
+        queue_size: int = TRAINED["queue_size"],
+        proj_dim: int = TRAINED["proj_dim"],
+        hidden_dim: int = TRAINED["hidden_dim"],
+        head_layers: int = TRAINED["head_layers"],
+        temperature: float = TRAINED["temperature"],
+        bn_splits: int = TRAINED["bn_splits"],
+        shuffle_keys: bool = TRAINED["shuffle_keys"],
+        symmetric: bool = TRAINED["symmetric"],
+        seed: int = TRAINED["seed"],
         dtype: str = "float32",
     ):
         super().__init__(name="moco")

@@ -11,10 +11,9 @@ The same layers under the same names as ``torch_impl.models``:
 * :class:`SplitBatchNorm`: training statistics per sub-batch (``bn_splits``), the
   single-device stand-in for MoCo's Shuffle-BN.
 
-Two speed-ups that compute the same numbers (each tested against the plain form): float32
-feature maps go through TF's fused BatchNorm kernel, and :class:`Conv3x3` (the 2nd to 4th
-convs of SmallCNN) takes its input gradient as a forward conv. Together they cut a MoCo step
-from about 430 to 350 ms on one core of this project's CPU.
+Plain Keras layers only: ``Conv2D``, ``BatchNormalization`` (per split), ``Dense``. The
+speed-ups (a custom-gradient conv, TF's fused BatchNorm kernel) live in
+``tf_impl.fast_kernels``, which swaps them into a built model under ``--fast-kernels``.
 
 Conventions that differ from torch (named, and kept): Keras BN momentum 0.9 is torch's 0.1;
 eps 1e-5 on both sides (Keras's default is 1e-3, so it is set); the moving variance is the
@@ -66,27 +65,18 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
 
     def call(self, x, training=None):
         replicas = world_size()
-        sync = self.sync and replicas > 1
-        fused = x.dtype != tf.float64 and len(x.shape) == 4 and not sync
-        if not training or (self.num_splits == 1 and replicas == 1 and not fused):
-            return super().call(x, training=training)
+        if not training or (self.num_splits == 1 and replicas == 1):
+            return super().call(x, training=training)  # Keras's own BatchNormalization
         in_dtype = x.dtype
         x = x if x.dtype == tf.float64 else tf.cast(x, tf.float32)  # stats in fp32 under bf16
-        y, batch_mean, batch_var = self._fused(x) if fused else self._composite(x, sync)
-        if replicas > 1:  # the same update on every replica's copy
-            batch_mean, batch_var = (
-                tf.stop_gradient(all_reduce_with_grad(t) / replicas)
-                for t in (batch_mean, batch_var)
-            )
-        m = self.momentum
-        self.moving_mean.assign(m * self.moving_mean + (1 - m) * batch_mean)
-        self.moving_variance.assign(m * self.moving_variance + (1 - m) * batch_var)
+        y, batch_mean, batch_var = self._normalize(x, self.sync and replicas > 1)
+        self._update_moving(batch_mean, batch_var)
         return tf.cast(y, in_dtype)
 
-    def _composite(self, x, sync: bool):
-        """Per-split moments with ``tf.nn.moments`` (any rank and dtype; float64 parity work,
-        SyncBN): ``(y, batch mean, biased batch variance)``, the latter two averaged over
-        the splits."""
+    def _normalize(self, x, sync: bool):
+        """Per-split moments with ``tf.nn.moments`` (any rank and dtype), or the global batch's
+        (``sync``): ``(y, batch mean, biased batch variance)``, the latter two (C,) averaged
+        over the splits."""
         shape = tf.shape(x)
         xs = tf.reshape(x, tf.concat([[self.num_splits, -1], shape[1:]], 0))  # (S, B/S, ...)
         axes = list(range(1, len(x.shape)))  # all but the split and channel axes of xs
@@ -100,28 +90,18 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
         batch_var = tf.reshape(tf.reduce_mean(var, 0), [-1])
         return y, batch_mean, batch_var
 
-    def _fused(self, x):
-        """The same as :meth:`_composite` for float32 NHWC, with TF's fused kernel per split
-        (``FusedBatchNormV3`` and its gradient): about 40 % less time than the composite ops
-        on one CPU core (BatchNorm was 2.7x torch's in ``benchmarks/layers.py``).
-
-        The kernel returns the *unbiased* batch variance (Bessel-corrected, as torch stores);
-        it is scaled by (n - 1) / n back to the biased variance that this layer's moving
-        variance keeps (the module docstring's convention). ``tests/test_tf_impl.py`` checks
-        this path against :meth:`_composite`.
-        """
-        gamma, beta = (tf.cast(v, tf.float32) for v in (self.gamma, self.beta))
-        ys, means, variances = [], [], []
-        for xi in tf.split(x, self.num_splits) if self.num_splits > 1 else [x]:
-            y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-                xi, gamma, beta, epsilon=self.epsilon, is_training=True
+    def _update_moving(self, batch_mean, batch_var) -> None:
+        """Move the moving statistics towards the batch's (C,) moments; with several replicas,
+        towards the replicas' mean of them (the same update on every replica's copy)."""
+        replicas = world_size()
+        if replicas > 1:
+            batch_mean, batch_var = (
+                tf.stop_gradient(all_reduce_with_grad(t) / replicas)
+                for t in (batch_mean, batch_var)
             )
-            n = tf.cast(tf.reduce_prod(tf.shape(xi)[:3]), tf.float32)
-            ys.append(y)
-            means.append(mean)
-            variances.append(unbiased * (n - 1) / n)
-        y = tf.concat(ys, 0) if len(ys) > 1 else ys[0]
-        return y, tf.add_n(means) / len(means), tf.add_n(variances) / len(variances)
+        m = self.momentum
+        self.moving_mean.assign(m * self.moving_mean + (1 - m) * batch_mean)
+        self.moving_variance.assign(m * self.moving_variance + (1 - m) * batch_var)
 
     def get_config(self):
         return {**super().get_config(), "num_splits": self.num_splits}
@@ -152,38 +132,6 @@ def set_sync_bn(model) -> None:
             layer.sync = True
 
 
-@tf.custom_gradient
-def _conv_same_3x3(x, kernel):
-    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` for a 3x3 kernel, whose input gradient is a
-    forward conv of dy with the kernel flipped in space and transposed in channels.
-
-    That is the same number (correlation's adjoint is convolution with the flipped kernel;
-    "SAME" pads 1 on every side, so the shapes match), computed by a faster kernel: TF's
-    ``Conv2DBackpropInput`` took 53 ms against torch's 22 for the 4x4x256 layer, the forward
-    conv 24 (``benchmarks/results/layers.md``). The filter gradient is TF's own.
-    """
-    y = tf.nn.conv2d(x, kernel, 1, "SAME")
-
-    def grad(dy):
-        flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # (3, 3, out, in)
-        dx = tf.nn.conv2d(dy, flipped, 1, "SAME")
-        dk = tf.compat.v1.nn.conv2d_backprop_filter(x, tf.shape(kernel), dy, [1, 1, 1, 1], "SAME")
-        return dx, dk
-
-    return y, grad
-
-
-class Conv3x3(keras.layers.Conv2D):
-    """A 3x3, stride-1, "same", bias-free ``Conv2D`` with :func:`_conv_same_3x3`'s input
-    gradient (a ``Conv2D`` still: checkpoints and ``shared.parity.weights`` treat it as one)."""
-
-    def __init__(self, filters: int, **kw):
-        super().__init__(filters, 3, padding="same", use_bias=False, **kw)
-
-    def convolution_op(self, inputs, kernel):
-        return _conv_same_3x3(inputs, tf.cast(kernel, inputs.dtype))  # a tensor, not a Variable
-
-
 def _bn(bn_splits: int, name=None):
     return SplitBatchNorm(bn_splits, momentum=0.9, epsilon=1e-5, name=name)
 
@@ -198,8 +146,7 @@ class SmallCNN(keras.Model):
         self.body = []  # one flat list: nested lists are not tracked reliably by tf.train.Checkpoint
         for i, c in enumerate(chans):
             self.body += [
-                # the first conv needs no input gradient: TF's own layer
-                Conv3x3(c) if i else keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
+                keras.layers.Conv2D(c, 3, padding="same", use_bias=False),
                 _bn(bn_splits),
                 *([keras.layers.MaxPool2D(2)] if i < 3 else []),  # pool, then ReLU (exact)
                 keras.layers.ReLU(),

@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from shared.run.config import model_defaults
 from tf_impl.distributed import mean_gradients
 from tf_impl.losses import nt_xent
 from tf_impl.models import EncoderWithHead, dtype_policy
 
 __all__ = ["SimCLR"]
 
+TRAINED = model_defaults("simclr")  # the defaults: the configuration that trains
+
 
 class SimCLR(tf.Module):
     """Encoder f and projection head g, and the NT-Xent step.
 
-    Args: as ``torch_impl.simclr.SimCLR``; ``dtype`` may also be ``"mixed_bfloat16"``.
+    Args: as ``torch_impl.simclr.SimCLR``, with the same defaults (the trained configuration's,
+    ``shared.run.config.model_defaults("simclr")``); ``dtype`` may also be
+    ``"mixed_bfloat16"``.
 
     Example:
         >>> m = SimCLR(encoder="small_cnn", hidden_dim=16, proj_dim=8)
@@ -34,12 +39,12 @@ class SimCLR(tf.Module):
 
     def __init__(
         self,
-        encoder: str = "small_cnn",
-        hidden_dim: int = 512,
-        proj_dim: int = 128,
-        head_layers: int = 2,
-        temperature: float = 0.2,
-        bn_splits: int = 1,
+        encoder: str = TRAINED["encoder"],
+        hidden_dim: int = TRAINED["hidden_dim"],
+        proj_dim: int = TRAINED["proj_dim"],
+        head_layers: int = TRAINED["head_layers"],
+        temperature: float = TRAINED["temperature"],
+        bn_splits: int = TRAINED["bn_splits"],
         dtype: str = "float32",
     ):
         super().__init__(name="simclr")

@@ -1,4 +1,4 @@
-"""Datasets for SimCLR in PyTorch: the embedded default, torchvision's CIFAR/STL, image folders.
+"""Datasets in PyTorch, for both methods: the embedded default, torchvision's CIFAR/STL, folders.
 
 Every loader returns uint8 NHWC images and int64 labels (``-1`` where unlabeled), the same
 layout as ``shared.run.data``, so training and evaluation code is shared by all sources.

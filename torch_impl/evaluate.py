@@ -1,4 +1,4 @@
-"""Evaluation of a SimCLR encoder: shared kNN + linear probe, linear eval, fine-tuning.
+"""Evaluation of a SimCLR or MoCo encoder: shared kNN + linear probe, linear eval, fine-tuning.
 
 * :func:`evaluate_encoder`: features h (not z) into ``shared.run.evaluation`` (kNN top-1 and a
   logistic-regression probe), the same evaluator ``tf_impl`` uses.

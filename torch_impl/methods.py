@@ -1,11 +1,12 @@
 """The two methods in PyTorch: build the model a configuration describes, or load a trained one.
 
-``tf_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
+``tf_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` and ``fast_kernels`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
 """
 
 from __future__ import annotations
 
 from shared.run.config import TrainConfig, load_config
+from torch_impl import fast_kernels
 from torch_impl.checkpoint import restore_checkpoint
 from torch_impl.moco import MoCo
 from torch_impl.models import merge_bn_splits, set_sync_bn
@@ -17,11 +18,12 @@ METHODS = {"simclr": SimCLR, "moco": MoCo}  # the keys are shared.run.config.MET
 
 
 def build_model(cfg: TrainConfig, dtype: str = "float32"):
-    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config)."""
+    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config); with
+    ``cfg.fast_kernels``, ``torch_impl.fast_kernels.apply`` (the process's malloc setting)."""
     model = METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
     if cfg.sync_bn:
         set_sync_bn(model)
-    return model
+    return fast_kernels.apply(model) if cfg.fast_kernels else model
 
 
 def load_trained(run_dir):

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from shared.oracle.queue import init_queue
+from shared.run.config import model_defaults
 from torch_impl.distributed import (
     average_buffers,
     gather_chunks,
@@ -36,6 +37,8 @@ from torch_impl.losses import info_nce
 from torch_impl.models import EncoderWithHead, amp_context, check_views, normalize, torch_dtype
 
 __all__ = ["MoCo", "dequeue_and_enqueue", "momentum_update"]
+
+TRAINED = model_defaults("moco")  # the defaults: the configuration that trains
 
 
 @torch.no_grad()
@@ -95,6 +98,10 @@ class MoCo(nn.Module):
         seed: seed of the queue's random initial keys.
         dtype: ``"float32"`` or ``"float64"``.
 
+    The defaults are the trained MoCo's (``shared.run.config.model_defaults("moco")``, from
+    ``METHOD_DEFAULTS`` and ``TrainConfig``): tau 0.1, K 512, two BN splits, shuffled keys and
+    the symmetric loss, so ``MoCo()`` is the model ``train --method moco`` trains.
+
     Example:
         >>> m = MoCo(encoder="small_cnn", queue_size=8, proj_dim=4, hidden_dim=8)
         >>> m.queue.shape, int(m.queue_ptr)
@@ -103,16 +110,16 @@ class MoCo(nn.Module):
 
     def __init__(
         self,
-        encoder: str = "small_cnn",
-        queue_size: int = 4096,
-        proj_dim: int = 128,
-        hidden_dim: int = 512,
-        head_layers: int = 2,
-        temperature: float = 0.2,
-        bn_splits: int = 1,
-        shuffle_keys: bool = False,
-        symmetric: bool = False,
-        seed: int = 0,
+        encoder: str = TRAINED["encoder"],
+        queue_size: int = TRAINED["queue_size"],
+        proj_dim: int = TRAINED["proj_dim"],
+        hidden_dim: int = TRAINED["hidden_dim"],
+        head_layers: int = TRAINED["head_layers"],
+        temperature: float = TRAINED["temperature"],
+        bn_splits: int = TRAINED["bn_splits"],
+        shuffle_keys: bool = TRAINED["shuffle_keys"],
+        symmetric: bool = TRAINED["symmetric"],
+        seed: int = TRAINED["seed"],
         dtype: str = "float32",
     ):
         super().__init__()

@@ -14,11 +14,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from shared.run.config import model_defaults
 from torch_impl.distributed import average_buffers
 from torch_impl.losses import nt_xent
 from torch_impl.models import EncoderWithHead, amp_context, check_views, torch_dtype
 
 __all__ = ["SimCLR"]
+
+TRAINED = model_defaults("simclr")  # the defaults: the configuration that trains
 
 
 class SimCLR(nn.Module):
@@ -31,6 +34,9 @@ class SimCLR(nn.Module):
         bn_splits: SplitBatchNorm sub-batches in the encoder (1: ordinary BN).
         dtype: ``"float32"`` or ``"float64"`` (parity work).
 
+    The defaults are the trained SimCLR's (``shared.run.config.model_defaults("simclr")``):
+    tau 0.2 and one BN group.
+
     Example:
         >>> m = SimCLR(encoder="small_cnn", hidden_dim=16, proj_dim=8)
         >>> [t.shape[1] for t in m(torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32))]
@@ -39,12 +45,12 @@ class SimCLR(nn.Module):
 
     def __init__(
         self,
-        encoder: str = "small_cnn",
-        hidden_dim: int = 512,
-        proj_dim: int = 128,
-        head_layers: int = 2,
-        temperature: float = 0.2,
-        bn_splits: int = 1,
+        encoder: str = TRAINED["encoder"],
+        hidden_dim: int = TRAINED["hidden_dim"],
+        proj_dim: int = TRAINED["proj_dim"],
+        head_layers: int = TRAINED["head_layers"],
+        temperature: float = TRAINED["temperature"],
+        bn_splits: int = TRAINED["bn_splits"],
         dtype: str = "float32",
     ):
         super().__init__()

@@ -32,7 +32,7 @@ from shared.oracle.optim import warmup_cosine
 from shared.run.config import TrainConfig
 from shared.run.errors import ConfigError, RosettaError, RunDirError
 from shared.run.evaluation import evaluate_knn
-from shared.run.hardware import cpu_has_native_bf16, keep_freed_memory
+from shared.run.hardware import cpu_has_native_bf16
 from shared.run.lifecycle import EpochTally, Hooks, RunLifecycle, ScalarWriter, epoch_bar
 from torch_impl import checkpoint
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
@@ -171,7 +171,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
 def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
     device = where.device
-    keep_freed_memory()  # glibc: reuse the step's large buffers, no page faults (6 % a step)
     seed_everything(cfg.seed)
     with RunLifecycle(cfg, where.is_main) as life:
         train_split, _, steps = life.open(load_split, _on_main_first)  # before any write

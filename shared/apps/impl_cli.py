@@ -1,7 +1,7 @@
 """``python -m torch_impl`` and ``python -m tf_impl``: one command line for both frameworks.
 
     python -m torch_impl train [--method simclr|moco] ...   (default method: simclr)
-    python -m tf_impl train [--method simclr|moco] ...      (default method: moco)
+    python -m tf_impl train [--method simclr|moco] ...      (default method: simclr)
     python -m <impl> eval --run-dir DIR                     (method read from DIR/config.json)
     python -m <impl> finetune --run-dir DIR
     python -m <impl> parity-dump --out F.npz
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import RosettaError
-from shared.run.config import DEFAULT_METHOD, HELP, TrainConfig
+from shared.run.config import HELP, TrainConfig
 from shared.run.errors import ConfigError, MissingFileError, RunDirError
 
 PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
@@ -39,7 +39,7 @@ def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:
     for f in dataclasses.fields(TrainConfig):
         if f.name not in TrainConfig.flag_names():
             continue
-        default = DEFAULT_METHOD[framework] if f.name == "method" else f.default
+        default = f.default
         flag = "--" + f.name.replace("_", "-")
         shown = "per method" if default is None else default
         said = "(default:" in HELP[f.name]  # the text already explains a per-method default

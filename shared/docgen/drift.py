@@ -53,7 +53,11 @@ def drift(
     from torch_impl.simclr import SimCLR as PS
 
     torch.manual_seed(0)
-    extra = dict(queue_size=32, bn_splits=2, symmetric=True) if method == "moco" else {}
+    extra = (
+        dict(queue_size=32, bn_splits=2, symmetric=True, shuffle_keys=False)
+        if method == "moco"
+        else {}
+    )
     common = dict(
         encoder="small_cnn", hidden_dim=16, proj_dim=8, temperature=0.2, dtype=dtype, **extra
     )

@@ -486,7 +486,7 @@ def _moco_in_tf(f: Facts) -> list[str]:
             "基于TensorFlow实现MoCo",
             "MoCo in TensorFlow",
             f"""
-`python -m tf_impl train` trains MoCo v2 by default: queue, momentum update and loss inside one
+`python -m tf_impl train --method moco` trains MoCo v2: queue, momentum update and loss inside one
 `tf.function` step (`tf_impl/train.py`, `compile_step`). The demo's run: {moco["epochs"]}
 epochs, {moco["images_per_s"]:.0f} images/s on one core, kNN
 {pct(moco["eval"]["moco"]["knn_top1"])}. One step measures {f.b5["moco/tensorflow"]:.0f} ms in

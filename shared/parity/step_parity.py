@@ -28,7 +28,7 @@ STEP_CASES = {
     "simclr": {"method": "simclr", "kwargs": {}},
     "moco": {
         "method": "moco",
-        "kwargs": {"queue_size": 12, "bn_splits": 2, "symmetric": True},
+        "kwargs": {"queue_size": 12, "bn_splits": 2, "symmetric": True, "shuffle_keys": False},
     },
 }
 COMMON = {"encoder": "small_cnn", "hidden_dim": 16, "proj_dim": 8, "temperature": 0.2}

@@ -31,26 +31,26 @@ from shared.run.errors import ConfigError, FileFormatError, MissingFileError
 from shared.run.hardware import cpu_has_native_bf16
 
 __all__ = [
-    "DEFAULT_METHOD",
     "FRAMEWORKS",
     "METHODS",
     "METHOD_DEFAULTS",
     "TrainConfig",
     "load_config",
+    "model_defaults",
 ]
 
 METHODS = ("simclr", "moco")
 FRAMEWORKS = ("torch", "tensorflow")
-DEFAULT_METHOD = {"torch": "simclr", "tensorflow": "moco"}  # the design's headline pair
 
-# Tuned on the embedded dataset, 2 CPU cores. lr None: default_lr(optimizer, B). MoCo, torch, 22
-# epochs, kNN k=200 (this session's sweep, torch-style SGD): lr 0.12 33.4 %, 0.06 52.4 %, 0.03
-# 57.7 %, 0.015 57.9 %; at lr 0.03: tau 0.2 52.1 %, tau 0.07 53.2 %, key momentum 0.95 worse,
-# bn_splits 4 57.7 %, weight decay 1e-4 57.1 %; 25 epochs 59.3 %. Since BN groups are per
-# device (this session, for exact multi-process equivalence) and each view has its own pass,
-# 25 epochs, torch / TF: bn_splits 8 (8 images per group) 56.5 % / -, 4 (16 per group) 58.5 % /
-# 57.4 %, 2 (32 per group) 58.2 % / 61.8 %; both views of an image in one BN group: 49.9 % (torch).
-# These sweeps read the test split's kNN: the protocol fix is issue 13's.
+# Tuned on the embedded dataset, 2 CPU cores. lr None: default_lr(optimizer, B). MoCo, torch,
+# 22 epochs, kNN top-1 with k = 200 on the test split, torch-style SGD: lr 0.12 33.4 %, 0.06
+# 52.4 %, 0.03 57.7 %, 0.015 57.9 %; at lr 0.03: tau 0.2 52.1 %, tau 0.07 53.2 %, key momentum
+# 0.95 worse, bn_splits 4 57.7 %, weight decay 1e-4 57.1 %; 25 epochs 59.3 %. With BN groups per
+# device (each view its own pass, as several processes would split it), 25 epochs, torch / TF:
+# bn_splits 8 (8 images per group) 56.5 % / -, 4 (16 per group) 58.5 % / 57.4 %, 2 (32 per
+# group) 58.2 % / 61.8 %; both views of an image in one BN group: 49.9 % (torch). One run per
+# value, each read on the test split, so the test split took part in choosing these values;
+# shared.run.evaluation picks its k on the training split, these values were not re-chosen there.
 METHOD_DEFAULTS = {
     "simclr": {
         "epochs": 60,
@@ -105,6 +105,9 @@ HELP = {
     "parallelism without GPUs)",
     "symmetric": "moco: both directions (q1,k2) and (q2,k1), averaged",
     "jit_compile": "tensorflow: compile the step with XLA (torch: not available)",
+    "fast_kernels": "the speed-ups of {torch,tf}_impl/fast_kernels.py (TF: Conv3x3's input "
+    "gradient as a forward conv, fused per-split BatchNorm; torch: glibc malloc keeps freed "
+    "blocks): the same function, TF's float32 rounding differs; off: plain torch.nn and Keras",
     "amp": "bfloat16 compute, float32 weights; the loss stays float32. Unset: on for GPUs "
     "and for CPUs with native bf16 (AVX512-BF16/AMX), off otherwise (emulated bf16 is ~12x slower)",
     "device": "auto, cpu or cuda",
@@ -155,6 +158,7 @@ class TrainConfig:
     strategy: str = "none"
     cpu_devices: int = 1
     jit_compile: bool = False
+    fast_kernels: bool = False
     amp: bool | None = None
     device: str = "auto"
     num_workers: int = 0
@@ -389,6 +393,23 @@ class TrainConfig:
 
 RUNTIME_FIELDS = ("framework", "world_size")  # recorded in config.json, not flags
 
+
+def model_defaults(method: str) -> dict:
+    """The keyword arguments of the trained ``SimCLR(...)`` or ``MoCo(...)``: the defaults the
+    model classes of both frameworks take, so that ``MoCo()`` builds the MoCo that trains.
+
+    Example:
+        >>> kw = model_defaults("moco")
+        >>> kw["temperature"], kw["queue_size"], kw["bn_splits"], kw["shuffle_keys"]
+        (0.1, 512, 2, True)
+        >>> model_defaults("simclr") == TrainConfig(method="simclr").resolve("torch").model_kwargs()
+        True
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    return TrainConfig(method=method).resolve("torch").model_kwargs()
+
+
 # Fields whose change makes the saved checkpoint unusable, and fields that may change on resume.
 SHAPE_FIELDS = (
     "method",
@@ -415,6 +436,8 @@ FREE_FIELDS = (
     "strategy",
     "cpu_devices",
 )
+# fast_kernels is not free: like jit_compile it changes TF's float32 rounding, so a resume that
+# flips it continues on another trajectory (allowed with allow_config_change, and recorded).
 
 
 def check_resume(saved: TrainConfig, new: TrainConfig) -> list[str]:

@@ -40,6 +40,9 @@ LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "torch", "tensorflow": 
 # number comes from the evaluation anyway. Saves 7 s of the demo's critical path.
 KNN_EVERY = 10
 
+# Whether the demo's cells train with --fast-kernels (docs/performance.md: the demo A/B).
+FAST_KERNELS = False
+
 _CHILDREN: set = set()  # live children of train_cells, stopped when a sibling fails
 
 
@@ -72,16 +75,22 @@ def thread_env(threads: int | None) -> dict | None:
 
 
 def train_cell(
-    framework: str, method: str, out: Path, epochs: int | None, threads: int | None = None
+    framework: str,
+    method: str,
+    out: Path,
+    epochs: int | None,
+    threads: int | None = None,
+    fast_kernels: bool = False,
 ) -> dict:
     """Train and evaluate one cell in one subprocess (``train --eval``); return its metrics,
     eval and timings.
 
     ``threads``: the intra-op threads of the cell's process (``None``: the frameworks'
-    default, every core)."""
+    default, every core). ``fast_kernels``: train with ``--fast-kernels``."""
     py, pkg, env = sys.executable, PACKAGE[framework], thread_env(threads)
     run_dir = out / f"{framework}-{method}"
     extra = ["--epochs", str(epochs)] if epochs is not None else []
+    extra += ["--fast-kernels"] if fast_kernels else []
     t_start = time.time()  # wall clock: compared with a file's modification time
     _run(
         [
@@ -135,7 +144,13 @@ def tsne_2d(features: np.ndarray, threads: int | None = None) -> np.ndarray:
 
 
 def train_cells(
-    cells, out: Path, epochs: int | None, jobs: int, then=None, after_cells=None
+    cells,
+    out: Path,
+    epochs: int | None,
+    jobs: int,
+    then=None,
+    after_cells=None,
+    fast_kernels: bool = False,
 ) -> tuple[dict, object, object]:
     """Every cell, ``jobs`` at a time, each with ``cores // jobs`` threads; then ``then()``
     (the parity checks), which starts as soon as a worker is free, so that it overlaps the
@@ -152,7 +167,9 @@ def train_cells(
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
         futures = {
-            f"{LABEL[m]} ({LABEL[f]})": pool.submit(train_cell, f, m, out, epochs, threads)
+            f"{LABEL[m]} ({LABEL[f]})": pool.submit(
+                train_cell, f, m, out, epochs, threads, fast_kernels
+            )
             for f, m in cells
         }
         later: list = []  # then(), submitted when the first cell succeeds
@@ -356,6 +373,7 @@ def _report(
     parity_md: str,
     figs: list[str],
     matrix: bool,
+    fast_kernels: bool = False,
 ) -> None:
     acc, bar = _accuracy_tables(runs)
     epochs = ", ".join(
@@ -364,7 +382,8 @@ def _report(
     report = [
         f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Wall time {wall:.0f} s on the embedded dataset; {epochs}.",
+        f"Wall time {wall:.0f} s on the embedded dataset; {epochs}; "
+        + ("--fast-kernels on." if fast_kernels else "the plain kernels (--fast-kernels off)."),
         "",
     ]
     if matrix:
@@ -392,7 +411,9 @@ def _report(
     (out / "report.md").write_text("\n".join(report) + "\n")
     from shared.run.runlog import atomic_write_json
 
-    atomic_write_json(out / "report.json", report_json(runs, wall, parity_ok))
+    atomic_write_json(
+        out / "report.json", {**report_json(runs, wall, parity_ok), "fast_kernels": fast_kernels}
+    )
     print("\n".join(acc))
     print("\n".join(bar))
     if matrix:
@@ -424,12 +445,20 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
     ap.add_argument(
+        "--fast-kernels",
+        action=argparse.BooleanOptionalAction,
+        default=FAST_KERNELS,
+        help="train every cell with --fast-kernels (TF's Conv3x3 input gradient and fused "
+        f"BatchNorm, torch's malloc setting; default {'on' if FAST_KERNELS else 'off'}: "
+        "docs/performance.md has the A/B)",
+    )
+    ap.add_argument(
         "--jobs",
         type=int,
         default=2,
         help="cells trained at once, each with cores / jobs threads (default 2: on 2 cores, "
         "two 1-thread processes finish the pair sooner than one 2-thread process after the "
-        "other; see the README)",
+        "other; docs/performance.md)",
     )
     args = ap.parse_args(argv)
     if args.jobs < 1:
@@ -451,6 +480,7 @@ def main(argv=None) -> int:
             args.jobs,
             then=lambda: _parity(out, 1 if args.jobs > 1 else None),
             after_cells=lambda runs: _figures(out, runs),  # while the parity checks finish
+            fast_kernels=args.fast_kernels,
         )
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -464,7 +494,7 @@ def main(argv=None) -> int:
         + step_summary(step_rows)
     )
     wall = time.perf_counter() - t0
-    _report(out, runs, wall, parity_ok, parity_md, figs, args.matrix)
+    _report(out, runs, wall, parity_ok, parity_md, figs, args.matrix, args.fast_kernels)
     n = len(rows) + len(step_rows)
     print(f"parity: {'PASS' if parity_ok else 'FAIL'} ({n} comparisons, loss and step levels)")
     print(f"report: {out / 'report.md'}  (wall time {wall:.0f} s)")

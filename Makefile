@@ -24,11 +24,11 @@ $(VENV)/.bench: $(STAMP)
 demo: $(STAMP)  ## train SimCLR (torch) + MoCo (TF), evaluate, check parity, write runs/<ts>/report.md
 	$(VPY) -m shared.apps.cli demo
 
-test: $(STAMP)  ## the test suite (unit + cross-framework), slow tests excluded
-	$(VPY) -m pytest -q
+test: $(STAMP)  ## the test suite (unit + cross-framework), slow tests excluded; the 15 slowest listed
+	$(VPY) -m pytest -q --durations=15
 
-test-all: $(STAMP)  ## every test, slow ones included
-	$(VPY) -m pytest -q -m ""
+test-all: $(STAMP)  ## every test, slow ones included; the 15 slowest listed
+	$(VPY) -m pytest -q -m "" --durations=15
 
 bench: $(VENV)/.bench  ## quick benchmark set (about 10 min on 2 cores); results in benchmarks/results/
 	$(VPY) -m benchmarks.run --quick

@@ -1,9 +1,11 @@
 """The TF side of the 2-replica equivalence test: ``python THIS OUT``.
 
-Splits the CPU into 2 logical devices, then runs each case's step twice, in one replica on the
-whole batch and under ``MirroredStrategy`` with 2 replicas (each taking its half), both inside
-``tf_impl.train.compile_step``. Writes ``OUT/<case>-single.npz`` and ``OUT/<case>-dist.npz``:
-loss, gradients (replica 0's, after the mean over replicas) and the exported state after.
+Splits the CPU into 2 logical devices, then runs each case's step under ``MirroredStrategy``
+with 2 replicas (each taking its half of the batch) inside ``tf_impl.train.compile_step``, and
+writes ``OUT/<case>-dist.npz``: loss, gradients (replica 0's, after the mean over replicas) and
+the exported state after. :func:`write_single` (the test calls it in its own process, which
+needs no logical devices) writes the same step in one replica on the whole batch,
+``OUT/<case>-single.npz``.
 """
 
 import contextlib
@@ -97,12 +99,17 @@ def shards(strategy) -> dict:
     }
 
 
+def write_single(out: Path) -> None:
+    """Every case's step in one replica on the whole batch, written to ``out/<case>-single.npz``."""
+    for case in sorted(CASES):
+        np.savez(out / f"{case}-single.npz", **one_step(case, None))
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     strategy = make_strategy("mirrored", cpu_devices=WORLD)
     assert strategy.num_replicas_in_sync == WORLD, strategy.num_replicas_in_sync
     for case in sorted(CASES):
-        np.savez(out / f"{case}-single.npz", **one_step(case, None))
         np.savez(out / f"{case}-dist.npz", **one_step(case, strategy))
     np.savez(out / "shards.npz", **shards(strategy))
 

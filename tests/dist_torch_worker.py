@@ -1,8 +1,9 @@
 """One torch process of the 2-process equivalence test: ``torchrun --nproc_per_node 2 THIS OUT``.
 
-Also ``python THIS OUT --single``: the same step in one process on the whole batch. Each run
-writes ``OUT/<case>.npz`` (rank 0): loss (the mean over ranks), DDP-averaged gradients and the
-whole exported state after the step, by canonical name.
+Also ``python THIS OUT --single`` (or :func:`write_single` in the test's process): the same step
+in one process on the whole batch. Each run writes ``OUT/<case>.npz`` (rank 0): loss (the mean
+over ranks), DDP-averaged gradients and the whole exported state after the step, by canonical
+name.
 """
 
 import sys
@@ -76,17 +77,25 @@ def shards(rank: int) -> dict:
     }
 
 
+def write_single(out: Path) -> None:
+    """Every case's one-process step on the whole batch, written to ``out/<case>.npz``."""
+    for case in sorted(CASES):
+        np.savez(out / f"{case}.npz", **one_step(case, True, 0))
+
+
 def main() -> None:
     out, single = Path(sys.argv[1]), "--single" in sys.argv
+    if single:
+        write_single(out)
+        return
     d = init_from_env(torch.device("cpu"))
     for case in sorted(CASES):
-        res = one_step(case, single, d.rank)
+        res = one_step(case, False, d.rank)
         if d.is_main:
             np.savez(out / f"{case}.npz", **res)
-    if not single:
-        res = shards(d.rank)
-        if d.is_main:
-            np.savez(out / "shards.npz", **res)
+    res = shards(d.rank)
+    if d.is_main:
+        np.savez(out / "shards.npz", **res)
     if dist.is_initialized():
         dist.destroy_process_group()
 

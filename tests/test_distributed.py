@@ -7,8 +7,9 @@ BN running statistic and, for MoCo, the key encoder after the EMA, the queue and
 BatchNorm is made exactly comparable: per-process BN over 2 processes against SplitBatchNorm
 with 2 splits in one process, SyncBatchNorm against BN over the whole batch. The cases are in
 ``tests/dist_cases.py``; the workers are ``tests/dist_torch_worker.py`` and
-``tests/dist_tf_worker.py`` (their own processes: a process group, and logical devices that
-must be set before TensorFlow starts).
+``tests/dist_tf_worker.py``. The 2-process and 2-replica sides run in their own processes (a
+process group, and logical devices that must be set before TensorFlow starts); the one-process
+sides run in the test's process meanwhile.
 """
 
 import os
@@ -26,10 +27,27 @@ sys.path.insert(0, str(HERE))
 from dist_cases import CASES  # noqa: E402
 
 
+def _env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+
+
+def _wait(proc: subprocess.Popen, timeout: int = 240) -> None:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+
+
 def _run(args: list[str], timeout: int = 240) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    _wait(_start(args), timeout)
 
 
 def _compare(single: dict, dist: dict, context: str) -> list:
@@ -39,30 +57,31 @@ def _compare(single: dict, dist: dict, context: str) -> list:
 
 @pytest.fixture(scope="module")
 def torch_results(tmp_path_factory):
+    """The two ranks under torchrun; meanwhile the one-process side runs in this process
+    (``one_step`` needs no process group)."""
     pytest.importorskip("torch")
+    import dist_torch_worker
+
     single, dist = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("dist")
     worker = str(HERE / "dist_torch_worker.py")
-    _run([sys.executable, worker, str(single), "--single"])
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",  # a free port on localhost
-            "--nproc_per_node",
-            "2",
-            worker,
-            str(dist),
-        ]
-    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]  # a free port
+    proc = _start([*torchrun, "--nproc_per_node", "2", worker, str(dist)])
+    dist_torch_worker.write_single(single)
+    _wait(proc)
     return single, dist
 
 
 @pytest.fixture(scope="module")
 def tf_results(tmp_path_factory):
+    """The two replicas in a process of their own (its logical CPUs are set before TensorFlow
+    starts); meanwhile the one-replica side runs in this process."""
     pytest.importorskip("tensorflow")
+    import dist_tf_worker
+
     out = tmp_path_factory.mktemp("tf")
-    _run([sys.executable, str(HERE / "dist_tf_worker.py"), str(out)])
+    proc = _start([sys.executable, str(HERE / "dist_tf_worker.py"), str(out)])
+    dist_tf_worker.write_single(out)
+    _wait(proc)
     return out
 
 
@@ -120,8 +139,10 @@ def test_every_rank_enqueued_every_key(torch_results, tf_results, case):
 
 
 # The command lines a user runs: a 2-process (or 2-replica) epoch, then the same run resumed
-# with the other world size (the queue does not depend on it: every rank holds all of it).
-TRAIN = ["--epochs", "1", "--limit-train", "256", "--batch-size", "32", "--knn-every", "0"]
+# with the other world size (the queue does not depend on it: every rank holds all of it). The
+# one-process legs run in this process (the same CLI, ``main``); the 2-process and 2-replica
+# legs need their own processes (a process group; logical CPUs set before TensorFlow starts).
+TRAIN = ["--epochs", "1", "--limit-train", "64", "--batch-size", "16", "--knn-every", "0"]
 
 
 def _world(run_dir: Path) -> int:
@@ -138,29 +159,40 @@ def _epochs(run_dir: Path) -> list[int]:
 
 def test_torchrun_trains_and_resumes_in_one_process(tmp_path):
     pytest.importorskip("torch")
+    from torch_impl.__main__ import main
+
     run = tmp_path / "run"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    base = ["-m", "torch_impl", "train", "--method", "moco", "--run-dir", str(run), *TRAIN]
-    _run([*torchrun, "--nproc_per_node", "2", *base])
+    args = ["train", "--method", "moco", "--run-dir", str(run), *TRAIN, "--no-progress"]
+    _run([*torchrun, "--nproc_per_node", "2", "-m", "torch_impl", *args])
     assert _world(run) == 2 and sorted(p.name for p in run.glob("ckpt-*")) == ["ckpt-0001.pt"]
     more = ["--epochs", "2", "--resume", "--allow-config-change"]  # world size 2 -> 1
-    _run([sys.executable, *base, *more])
+    assert main([*args, *more]) == 0
     assert _world(run) == 1 and _epochs(run) == [1, 2]
     more = ["--epochs", "3", "--resume", "--allow-config-change"]  # and back: 1 -> 2
-    _run([*torchrun, "--nproc_per_node", "2", *base, *more])
+    _run([*torchrun, "--nproc_per_node", "2", "-m", "torch_impl", *args, *more])
     assert _world(run) == 2 and _epochs(run) == [1, 2, 3]
 
 
-def test_tf_mirrored_trains_and_resumes_in_one_replica(tmp_path):
+def test_tf_mirrored_trains_and_resumes_in_one_replica(tmp_path, early_child):
     pytest.importorskip("tensorflow")
+    from tf_impl.__main__ import main
+
     run = tmp_path / "run"
-    base = [sys.executable, "-m", "tf_impl", "train", "--method", "simclr", "--run-dir", str(run)]
-    _run([*base, *TRAIN, "--strategy", "mirrored", "--cpu-devices", "2"])
+    args = ["train", "--method", "simclr", "--run-dir", str(run), *TRAIN, "--no-progress"]
+    two = ["--strategy", "mirrored", "--cpu-devices", "2"]
+    more = ["--epochs", "3", "--resume", "--allow-config-change", *two]  # and back: 1 -> 2
+    back = early_child(  # imports TensorFlow now (no device yet), trains after the other legs
+        "import tf_impl.train\nfrom tf_impl.__main__ import main",
+        f"main({[*args, *more]!r})",
+        _env(),
+    )
+    _run([sys.executable, "-m", "tf_impl", *args, *two])
     assert _world(run) == 2 and (run / "ckpt").is_dir()
-    _run([*base, *TRAIN, "--epochs", "2", "--resume", "--allow-config-change"])
+    assert main([*args, "--epochs", "2", "--resume", "--allow-config-change"]) == 0
     assert _world(run) == 1 and _epochs(run) == [1, 2]
-    two = ["--strategy", "mirrored", "--cpu-devices", "2"]  # and back: 1 -> 2
-    _run([*base, *TRAIN, "--epochs", "3", "--resume", "--allow-config-change", *two])
+    res = back.wait(timeout=240)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert _world(run) == 2 and _epochs(run) == [1, 2, 3]
 
 
@@ -184,13 +216,16 @@ def test_resume_with_another_world_size_needs_consent():
         check_resume(saved, TrainConfig(method="moco", resume=True).resolve("torch", 1))
 
 
-def test_missing_rendezvous_is_one_error_line(tmp_path):
+def test_missing_rendezvous_is_one_error_line(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
-    base = [sys.executable, "-m", "torch_impl", "train", "--run-dir", str(tmp_path), *TRAIN]
-    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost"}
-    res = subprocess.run(base, capture_output=True, text=True, env=env)
-    assert res.returncode == 2
-    assert "error: WORLD_SIZE=2 but these are not set: MASTER_PORT" in res.stderr
+    from torch_impl.__main__ import main
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert main(["train", "--run-dir", str(tmp_path), *TRAIN]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: WORLD_SIZE=2 but these are not set: MASTER_PORT" in err[0]
 
 
 @pytest.mark.parametrize("augment", ["batch", "per_sample"])

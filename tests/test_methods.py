@@ -320,30 +320,33 @@ def test_torch_moco_resume_is_bit_exact_queue_and_pointer_included(tmp_path):
     )  # 2 epochs x 3 steps x 2N keys (symmetric)
 
 
-def test_tf_simclr_traces_once_and_resume_is_bit_exact(tmp_path):
+def test_tf_simclr_traces_once_and_resume_is_bit_exact(tmp_path, trained_run):
+    """Two epochs in one call trace the step once; the session's one-epoch run, resumed for a
+    second epoch, ends with the same weights, bit for bit."""
     from tf_impl.train import TRACE_COUNT, train
 
     before = TRACE_COUNT["train_step"]
     a = train(_cfg(tmp_path / "a", "simclr"), progress=False)["model"]
     assert TRACE_COUNT["train_step"] - before == 1
-    train(_cfg(tmp_path / "b", "simclr", epochs=1), progress=False)
+    trained_run("tensorflow", _cfg(tmp_path / "b", "simclr", epochs=1))
     b = train(_cfg(tmp_path / "b", "simclr", resume=True), progress=False)["model"]
     for x, y in zip(a.net.get_weights(), b.net.get_weights(), strict=True):
         np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_eval_reads_the_method_from_config(tmp_path, framework):
+def test_eval_reads_the_method_from_config(tmp_path, framework, trained_run, small_eval):
+    """``eval --run-dir`` of a run of the framework's non-default method evaluates that method
+    (the session's one-epoch run; ``small_eval``)."""
     import json
 
     pkg = "torch_impl" if framework == "torch" else "tf_impl"
-    train = __import__(f"{pkg}.train", fromlist=["x"]).train
     main = __import__(f"{pkg}.__main__", fromlist=["x"]).main
     other = "moco"  # not the default method (simclr in both frameworks)
-    train(_cfg(tmp_path, other, epochs=1), progress=False)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == other
-    assert main(["eval", "--run-dir", str(tmp_path / "run")]) == 0
-    res = json.loads((tmp_path / "run" / "eval.json").read_text())
+    run = trained_run(framework, _cfg(tmp_path, other, epochs=1))
+    assert json.loads((run / "config.json").read_text())["method"] == other
+    assert main(["eval", "--run-dir", str(run)]) == 0
+    res = json.loads((run / "eval.json").read_text())
     assert set(res) == {other, "random_init", "raw_pixels"} and 0 <= res[other]["knn_top1"] <= 1
 
 
@@ -384,9 +387,10 @@ def test_flip_flag_mirrors_about_half_the_views_or_none(framework, flip):
     assert (16 <= flipped <= 48) if flip else flipped == 0
 
 
-def test_train_with_eval_writes_what_eval_writes(tmp_path):
+def test_train_with_eval_writes_what_eval_writes(tmp_path, small_eval):
     """``train --eval`` (the demo's one process per cell) evaluates the run it trained: its
-    eval.json equals a separate ``eval --run-dir``'s; multi-process runs are refused first."""
+    eval.json equals a separate ``eval --run-dir``'s; multi-process runs are refused first
+    (``small_eval``)."""
     import json
 
     from torch_impl.__main__ import main

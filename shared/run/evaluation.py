@@ -47,12 +47,20 @@ def _check(name: str, feats, labels):
 
 KS = (1, 5, 10, 20, 50, 200)
 PROBE_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-PROBE_FOLDS = 3
-PROTOCOL = (
-    f"kNN (cosine, exp(sim/0.1) votes) at k in {list(KS)}; headline k by leave-one-out on the "
-    f"training split. Linear probe: C in {list(PROBE_CS)} by {PROBE_FOLDS}-fold CV on the "
-    "training split. Every representation, baselines included, at its own chosen setting."
-)
+PROBE_FOLDS = 3  # PROBE_CS and PROBE_FOLDS are read when the probe runs: tests set fewer
+
+
+def protocol() -> str:
+    """The protocol in words, from the current ``KS``, ``PROBE_CS`` and ``PROBE_FOLDS`` (the
+    raw-pixel baseline's cache is keyed by it)."""
+    return (
+        f"kNN (cosine, exp(sim/0.1) votes) at k in {list(KS)}; headline k by leave-one-out on the "
+        f"training split. Linear probe: C in {list(PROBE_CS)} by {PROBE_FOLDS}-fold CV on the "
+        "training split. Every representation, baselines included, at its own chosen setting."
+    )
+
+
+PROTOCOL = protocol()
 
 
 def _unit(f: np.ndarray) -> np.ndarray:
@@ -188,11 +196,14 @@ def linear_probe(
     return float((clf.predict(scaler.transform(fte)) == yte).mean())
 
 
-def probe_cv(train_features, train_labels, cs=PROBE_CS, folds=PROBE_FOLDS, seed=0) -> dict:
+def probe_cv(train_features, train_labels, cs=None, folds=None, seed=0) -> dict:
     """Stratified k-fold cross-validated accuracy of :func:`linear_probe` at each C, on the
-    training split alone: ``{C: mean accuracy over the folds}``."""
+    training split alone: ``{C: mean accuracy over the folds}``. ``cs`` and ``folds`` default
+    to ``PROBE_CS`` and ``PROBE_FOLDS``."""
     from sklearn.model_selection import StratifiedKFold
 
+    cs = PROBE_CS if cs is None else cs
+    folds = PROBE_FOLDS if folds is None else folds
     ftr, ytr = _check("train", train_features, train_labels)
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ftr, ytr)
     scores = dict.fromkeys(cs, 0.0)
@@ -252,7 +263,7 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
 
     from shared.run.data import cache_dir
 
-    h = hashlib.sha256(PROTOCOL.encode())
+    h = hashlib.sha256(protocol().encode())
     for a in (train_images, train_labels, test_images, test_labels):
         h.update(np.ascontiguousarray(a).tobytes())
     path = cache_dir() / f"raw-pixel-baseline-{h.hexdigest()[:32]}.json"

@@ -329,7 +329,12 @@ def test_short_run_lowers_loss(tmp_path):
     assert m["epochs"][1]["knn_top1"] is not None
 
 
+@pytest.mark.slow
 def test_resume_is_exact_weights_queue_pointer(tmp_path):
+    """Covered in the default run by ``tests/test_kill_resume.py``'s
+    ``test_kill_minus_9_then_resume_is_bit_identical[tensorflow]``: TF MoCo resumed (twice, after
+    a SIGKILL) ends with every canonical weight of the straight run, both encoders, the queue and
+    its pointer included."""
     from tf_impl.train import train
 
     a = train(_cfg(tmp_path / "a"), progress=False)["model"]

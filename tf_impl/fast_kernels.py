@@ -10,7 +10,7 @@ plain Keras layers, computed by faster kernels.
   on one CPU core.
 
 One MoCo training step (the training defaults, batch 64, one thread, 20 steps of each,
-alternating, on this project's shared 2-core CPU): 377 ms plain, 263 ms with both, 1.44x.
+alternating, on this project's shared 2-core CPU): 377 ms plain, 263 ms with both, 1.43x.
 The numbers agree with the plain layers' to float32 rounding, not bit for bit:
 ``tests/test_tf_impl.py`` checks each kernel against the layer it replaces, and a model with
 them against the plain model with the same weights.

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
+from shared.run.config import PACKAGES
+
 SMALL_TRAIN, SMALL_TEST = 200, 100  # about 20 training and 10 test images per class
 
 

@@ -19,12 +19,10 @@ import zlib
 
 import pytest
 
-from shared.run.config import TrainConfig
+from shared.run.config import PACKAGES, TrainConfig
 from shared.run.datasets import DatasetNotFound, read_image_folder
 from shared.run.health import HealthMonitor
 from shared.run.runlog import prepare_run_dir
-
-PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
 
 class ReachedNetwork(Exception):

@@ -28,13 +28,12 @@ import time
 import numpy as np
 import pytest
 
-from shared.run.config import TrainConfig
+from shared.run.config import PACKAGES, TrainConfig
 
 EPOCHS = 3
 IMAGES, BATCH = 64, 16
 STEPS = IMAGES // BATCH  # per epoch
 SETUP = {"torch": "simclr", "tensorflow": "moco"}
-PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
 # Runs in the child: after step STEPS + STEPS // 2 (the middle of epoch 2) it creates MARK and
 # waits to be killed; a step is the model's train_step (torch) or the compiled step (TF).

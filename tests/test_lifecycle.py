@@ -20,13 +20,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from shared.run.config import TrainConfig
+from shared.run.config import PACKAGES, TrainConfig
 from shared.run.data import Split
 from shared.run.errors import ConfigError, NonFiniteError, RunDirError
 from shared.run.lifecycle import EpochTally, Hooks, RunLifecycle, ScalarWriter
 from shared.run.runlog import LOCK_FILE, holds_a_run, lock_run_dir, prepare_run_dir
 
-PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 ROOT = Path(__file__).resolve().parents[1]
 LOCKED = r"run_dir: .* is in use: another run holds its lock \(.*\.lock\)"
 

@@ -27,11 +27,11 @@ import numpy as np
 
 from shared.apps import parity_cmd
 from shared.parity.step_parity import summary_markdown as step_summary
+from shared.run.config import PACKAGES
 from shared.run.evaluation import KS, PROTOCOL
 
 PAIR = [("torch", "simclr"), ("tensorflow", "moco")]
 MATRIX = [("torch", "simclr"), ("tensorflow", "simclr"), ("torch", "moco"), ("tensorflow", "moco")]
-PACKAGE = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "torch", "tensorflow": "TF"}
 
 
@@ -89,7 +89,7 @@ def train_cell(
 
     ``threads``: the intra-op threads of the cell's process (``None``: the frameworks'
     default, every core). ``fast_kernels``: train with ``--fast-kernels``."""
-    py, pkg, env = sys.executable, PACKAGE[framework], thread_env(threads)
+    py, pkg, env = sys.executable, PACKAGES[framework], thread_env(threads)
     run_dir = out / f"{framework}-{method}"
     extra = ["--epochs", str(epochs)] if epochs is not None else []
     extra += ["--fast-kernels"] if fast_kernels else []

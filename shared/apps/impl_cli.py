@@ -28,10 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from shared import RosettaError
-from shared.run.config import HELP, TrainConfig
+from shared.run.config import HELP, PACKAGES, TrainConfig
 from shared.run.errors import ConfigError, MissingFileError, RunDirError
-
-PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
 
 def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:

@@ -26,8 +26,7 @@ import numpy as np
 from shared.parity import golden
 from shared.parity.compare import compare
 from shared.parity.tolerances import natural_grad_scale
-
-BACKENDS = {"torch": "torch_impl", "tensorflow": "tf_impl"}
+from shared.run.config import PACKAGES
 
 
 def load_dump(path) -> tuple[dict, dict]:
@@ -129,7 +128,7 @@ def run(
             )
     extra = ["--random", str(random), "--seed", str(seed)] if random else []
     rows = []
-    for label, module in BACKENDS.items():
+    for label, module in PACKAGES.items():
         template = str(out_dir / f"{label}-{{dtype}}.npz")
         cmd = [
             sys.executable,
@@ -160,7 +159,7 @@ def dump_both(level: str, out_dir: Path, dtypes, env=None) -> bool:
     inputs (initial weights, views) that TF reads. False (with the child's error on stderr)
     when a dump fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for module in BACKENDS.values():
+    for module in PACKAGES.values():
         cmd = [sys.executable, "-m", module, "parity-dump", "--level", level]
         proc = subprocess.run(
             [*cmd, "--dtype", *dtypes, "--out", str(out_dir)],
@@ -184,7 +183,7 @@ def run_step(out_dir: Path, dtypes, env=None) -> tuple[list[dict], bool]:
     rows = []
     for case in sp.STEP_CASES:
         for dtype in dtypes:
-            a, b = (dict(np.load(out_dir / f"{fw}-{case}-{dtype}.npz")) for fw in BACKENDS)
+            a, b = (dict(np.load(out_dir / f"{fw}-{case}-{dtype}.npz")) for fw in PACKAGES)
             for r in sp.compare_steps(a, b, dtype, case):
                 rows.append({**r, "backend": f"{case}: tensorflow vs torch"})
     return rows, all(r["passed"] for r in rows)
@@ -201,7 +200,7 @@ def run_train(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
     rows, curves = [], {}
     for case in tp.CASES:
         for dtype in dtypes:
-            a, b = (tp.load_run(out_dir / f"{fw}-train-{case}-{dtype}.npz") for fw in BACKENDS)
+            a, b = (tp.load_run(out_dir / f"{fw}-train-{case}-{dtype}.npz") for fw in PACKAGES)
             curves[(case, dtype)] = (a, b)
             for r in tp.compare_runs(a, b, dtype, case):
                 rows.append({**r, "backend": f"{case}: tensorflow vs torch"})

@@ -15,9 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from shared.run.config import PACKAGES
 from shared.run.errors import FileFormatError
-
-PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}
 
 
 def main(argv=None) -> int:

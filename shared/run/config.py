@@ -32,6 +32,7 @@ from shared.run.hardware import cpu_has_native_bf16
 
 __all__ = [
     "FRAMEWORKS",
+    "PACKAGES",
     "METHODS",
     "METHOD_DEFAULTS",
     "TrainConfig",
@@ -41,6 +42,7 @@ __all__ = [
 
 METHODS = ("simclr", "moco")
 FRAMEWORKS = ("torch", "tensorflow")
+PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}  # each framework's package
 
 # Tuned on the embedded dataset, 2 CPU cores. lr None: default_lr(optimizer, B). MoCo, torch,
 # 22 epochs, kNN top-1 with k = 200 on the test split, torch-style SGD: lr 0.12 33.4 %, 0.06

@@ -32,7 +32,7 @@ from shared.run.config import HELP, PACKAGES, TrainConfig
 from shared.run.errors import ConfigError, MissingFileError, RunDirError
 
 
-def add_config_args(parser: argparse.ArgumentParser, framework: str) -> None:
+def add_config_args(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per ``TrainConfig`` field, with its help text and default."""
     for f in dataclasses.fields(TrainConfig):
         if f.name not in TrainConfig.flag_names():
@@ -68,7 +68,7 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     add_traceback_flag(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
-    add_config_args(tr, framework)
+    add_config_args(tr)
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.add_argument(
         "--eval",
@@ -76,7 +76,21 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         help="then evaluate, in this process, as `eval --run-dir` would (one process: the "
         "framework is imported and the data loaded once); single-process runs only",
     )
-    ev = sub.add_parser("eval", help="kNN + linear probe of the trained encoder vs baselines")
+    _add_run_commands(sub)
+    _add_parity_dump(
+        sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
+    )
+    for command in sub.choices.values():  # also after the command: `train ... --traceback`
+        add_traceback_flag(command, default=argparse.SUPPRESS)
+    return ap
+
+
+def _add_run_commands(sub) -> None:
+    """The commands that read or write a finished run: eval, finetune, export/import-weights."""
+    ev = sub.add_parser(
+        "eval",
+        help="kNN (and with --linear-eval a linear probe) of the trained encoder vs baselines",
+    )
     ev.add_argument("--run-dir", required=True, help="a run directory written by train")
     ev.add_argument("--out", default=None, help="folder for eval.json and features.npz")
     ev.add_argument(
@@ -105,12 +119,6 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     im.add_argument(
         "--out", required=True, help="the new run directory (must not hold a checkpoint)"
     )
-    _add_parity_dump(
-        sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
-    )
-    for command in sub.choices.values():  # also after the command: `train ... --traceback`
-        add_traceback_flag(command, default=argparse.SUPPRESS)
-    return ap
 
 
 def _add_parity_dump(pd: argparse.ArgumentParser) -> None:

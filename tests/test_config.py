@@ -182,3 +182,31 @@ def test_flip_defaults_by_dataset_and_old_runs_keep_theirs(tmp_path):
     del saved["flip"]  # a run written before the flag existed flipped every view
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert load_config(tmp_path).flip is True
+
+
+def test_data_seed_fixes_the_split_for_any_seed(tmp_path):
+    """``--seed`` varies training only; ``--data-seed`` picks the dataset and its split."""
+    import dataclasses
+
+    import numpy as np
+
+    from shared.run.datasets import load_local_split as load
+    from shared.run.datasets import train_test_splits
+
+    def splits(**kw):
+        cfg = TrainConfig(knn_every=1, **kw).resolve("torch")
+        return train_test_splits(lambda d, s, *a: load(d, s, *a[2:]), cfg)
+
+    (tr0, te0), (tr7, te7) = splits(seed=0), splits(seed=7)
+    assert np.array_equal(tr0.images, tr7.images) and np.array_equal(te0.labels, te7.labels)
+    tr_d, _ = splits(seed=0, data_seed=1)
+    assert not np.array_equal(tr0.images, tr_d.images)  # another rendering and split
+    from shared.run.config import HELP
+
+    assert "not of the dataset" in HELP["seed"] and "train/test split" in HELP["data_seed"]
+    saved = dataclasses.asdict(TrainConfig(seed=3).resolve("torch"))
+    del saved["data_seed"]  # a run written before the flag: its --seed chose the data
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert load_config(tmp_path).data_seed == 3
+    with pytest.raises(Exception, match="data_seed"):
+        TrainConfig(data_seed=-1).resolve("torch")

@@ -198,7 +198,7 @@ def cmd_train(pkg: str, args) -> int:
 
 def _splits(pkg: str, cfg):
     load_split = _mod(pkg, "data").load_split
-    common = (cfg.root, False, cfg.image_size, cfg.seed)
+    common = (cfg.root, False, cfg.image_size, cfg.data_seed)
     return load_split(cfg.dataset, "train", *common), load_split(cfg.dataset, "test", *common)
 
 

@@ -114,7 +114,9 @@ HELP = {
     "and for CPUs with native bf16 (AVX512-BF16/AMX), off otherwise (emulated bf16 is ~12x slower)",
     "device": "auto, cpu or cuda",
     "num_workers": "torch DataLoader workers for --augment per_sample (tf.data autotunes)",
-    "seed": "seed of initialisation, data order and augmentation",
+    "seed": "seed of initialisation, data order and augmentation (not of the dataset: --data-seed)",
+    "data_seed": "seed of the dataset: the embedded set's rendering and its train/test split, "
+    "fixed across --seed so that a seed study varies training only",
     "run_dir": "where checkpoints and metrics go (default: runs/<framework>-<method>)",
     "resume": "continue from the newest checkpoint in run_dir",
     "overwrite": "replace the run already in run_dir (its checkpoints, metrics and logs are deleted)",
@@ -165,6 +167,7 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     seed: int = 0
+    data_seed: int = 0
     run_dir: str | None = None
     resume: bool = False
     overwrite: bool = False
@@ -239,7 +242,7 @@ class TrainConfig:
             "image_size",
         ):
             _at_least(name, getattr(self, name), 1)
-        for name in ("warmup_epochs", "knn_every", "num_workers"):
+        for name in ("warmup_epochs", "knn_every", "num_workers", "data_seed"):
             _at_least(name, getattr(self, name), 0)
         if self.limit_train is not None:
             _at_least("limit_train", self.limit_train, 2)
@@ -508,6 +511,7 @@ def load_config(run_dir) -> TrainConfig:
     framework = saved.pop("framework", None)
     world = saved.pop("world_size", 1)
     saved.setdefault("flip", True)  # written before the flag existed: every view was flipped
+    saved.setdefault("data_seed", saved.get("seed", 0))  # before the flag: --seed chose the data
     try:
         return TrainConfig(**saved).resolve(framework or "torch", world)
     except ConfigError as e:

@@ -137,7 +137,7 @@ def train_test_splits(load_split, cfg):
     """The training split (optionally cut to ``cfg.limit_train``) and, when a kNN monitor is
     asked for and the data is labelled, the test split. ``load_split`` is the framework's own
     (``torch_impl.data.load_split`` or ``tf_impl.data.load_split``)."""
-    args = (cfg.root, cfg.download, cfg.image_size, cfg.seed)
+    args = (cfg.root, cfg.download, cfg.image_size, cfg.data_seed)
     train = load_split(cfg.dataset, cfg.train_split, *args)
     if cfg.limit_train:
         train = type(train)(train.images[: cfg.limit_train], train.labels[: cfg.limit_train])

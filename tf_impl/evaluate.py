@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from shared.oracle.optim import warmup_cosine
 from shared.run.evaluation import evaluate, labelled_subset
 from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.models import build_encoder
+from tf_impl.optim import SGD, set_learning_rate
 
 __all__ = [
     "evaluate_encoder",
@@ -93,19 +95,23 @@ def _accuracy(encoder, head, images, labels) -> float:
     return float((np.concatenate(pred) == labels).mean())
 
 
-def _fit(encoder, head, variables, images, labels, epochs, lr, batch_size, seed, encoder_training):
+def _fit(
+    encoder, head, variables, images, labels, epochs, lr, batch_size, seed, encoder_training, flip
+):
+    """The project's SGD (``tf_impl.optim.SGD``: torch's update, momentum 0.9, weight decay
+    1e-4 on every tensor) under a per-step cosine from ``lr`` to 0
+    (``shared.oracle.optim.warmup_cosine``, no warmup): the update and schedule of
+    ``torch_impl.evaluate._fit``. ``flip``: as there."""
     rng = np.random.default_rng(seed)
-    steps = epochs * max(1, len(labels) // batch_size)
-    opt = tf.keras.optimizers.SGD(
-        tf.keras.optimizers.schedules.CosineDecay(lr, steps), momentum=0.9
-    )
+    steps, step_i = epochs * max(1, len(labels) // batch_size), 0
+    opt = SGD(lr, momentum=0.9, weight_decay=1e-4)
+    opt.build(variables)
 
     @tf.function(reduce_retracing=True)
     def step(x, y):
         with tf.GradientTape() as tape:
             logits = head(encoder(x, training=encoder_training))
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-            loss += 0.5 * 1e-4 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
     for _ in range(epochs):
@@ -113,15 +119,25 @@ def _fit(encoder, head, variables, images, labels, epochs, lr, batch_size, seed,
         for s in range(0, max(1, len(order) - batch_size + 1), batch_size):
             idx = order[s : s + batch_size]
             x = tf.convert_to_tensor(images[idx], tf.float32) / 255.0
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 and flip:  # the draw is made either way: the same order
                 x = x[:, :, ::-1]  # horizontal flip
+            set_learning_rate(opt, lr * warmup_cosine(step_i, 0, steps))
             step(x, tf.convert_to_tensor(labels[idx]))
+            step_i += 1
 
 
 def linear_eval(
-    encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128, seed: int = 0
+    encoder,
+    train,
+    test,
+    epochs: int = 30,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    seed: int = 0,
+    flip: bool = False,
 ) -> dict:
     """Train a Dense layer on the frozen encoder; verify the encoder did not change.
+    ``flip``: horizontal flips of half the batches (pass the run's ``cfg.flip``).
 
     Raises:
         RuntimeError: if any backbone weight or BN moving statistic changed.
@@ -141,6 +157,7 @@ def linear_eval(
         batch_size,
         seed,
         encoder_training=False,
+        flip=flip,
     )
     changed = [w.path for w, b in zip(encoder.weights, before) if not np.array_equal(w.numpy(), b)]
     if changed:
@@ -160,9 +177,11 @@ def finetune(
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
+    flip: bool = False,
 ) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
-    architecture from scratch on the same subset; return both test accuracies."""
+    architecture from scratch on the same subset; return both test accuracies. ``flip``: as
+    :func:`linear_eval`."""
     sub = labelled_subset(train, fraction, seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
@@ -184,6 +203,7 @@ def finetune(
             min(batch_size, len(sub)),
             seed,
             encoder_training=True,
+            flip=flip,
         )
         results[name] = _accuracy(enc, head, test.images, test.labels)
     return results

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from shared.oracle.optim import warmup_cosine
 from shared.run.evaluation import evaluate, labelled_subset
 from torch_impl.augment import TwoViews, simclr_augment
 from torch_impl.models import build_encoder
@@ -112,33 +113,43 @@ def _accuracy(model, images, labels, batch: int = 512) -> float:
     return correct / len(labels)
 
 
-def _fit(model, params, images, labels, epochs, lr, batch_size, seed, train_mode_fn):
+def _fit(model, params, images, labels, epochs, lr, batch_size, seed, train_mode_fn, flip):
+    """SGD (momentum 0.9, weight decay 1e-4 on every tensor) under a per-step cosine from
+    ``lr`` to 0 (``shared.oracle.optim.warmup_cosine``, no warmup): the update and schedule of
+    ``tf_impl.evaluate._fit``. ``flip``: mirror half the batches horizontally (the run's
+    ``cfg.flip``: off for digits, where a mirrored 2 is not a 2)."""
     rng = np.random.default_rng(seed)
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, epochs * max(1, len(labels) // batch_size)
-    )
+    steps, step = epochs * max(1, len(labels) // batch_size), 0
     for _ in range(epochs):
         train_mode_fn()
         order = rng.permutation(len(labels))
-        for s in range(
-            0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size
-        ):
+        for s in range(0, max(1, len(order) - batch_size + 1), batch_size):
             idx = order[s : s + batch_size]
             x = _to_tensor(images[idx])
-            if rng.random() < 0.5:  # light augmentation: horizontal flip
+            if rng.random() < 0.5 and flip:  # the draw is made either way: the same order
                 x = x.flip(3)
+            for group in opt.param_groups:
+                group["lr"] = lr * warmup_cosine(step, 0, steps)
             loss = F.cross_entropy(model(x), torch.from_numpy(labels[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
 
 
 def linear_eval(
-    encoder, train, test, epochs: int = 30, lr: float = 0.1, batch_size: int = 128, seed: int = 0
+    encoder,
+    train,
+    test,
+    epochs: int = 30,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    seed: int = 0,
+    flip: bool = False,
 ) -> dict:
     """Train ``nn.Linear`` on the frozen encoder; verify the encoder did not change.
+    ``flip``: horizontal flips of half the batches (pass the run's ``cfg.flip``).
 
     Raises:
         RuntimeError: if any backbone weight or BN running statistic changed during training.
@@ -165,6 +176,7 @@ def linear_eval(
         batch_size,
         seed,
         train_mode,
+        flip,
     )
     after = encoder.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -187,9 +199,11 @@ def finetune(
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
+    flip: bool = False,
 ) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
-    architecture from scratch on the same subset; return both test accuracies."""
+    architecture from scratch on the same subset; return both test accuracies. ``flip``: as
+    :func:`linear_eval`."""
     sub = labelled_subset(train, fraction, seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
@@ -208,6 +222,7 @@ def finetune(
             min(batch_size, len(sub)),
             seed,
             model.train,
+            flip,
         )
         results[name] = _accuracy(model, test.images, test.labels)
     return results

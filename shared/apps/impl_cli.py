@@ -215,7 +215,7 @@ def cmd_eval(pkg: str, args) -> int:
         "raw_pixels": raw_pixel_baseline(train.images, train.labels, test.images, test.labels),
     }
     if args.linear_eval:
-        res[cfg.method].update(ev.linear_eval(model.backbone, train, test))
+        res[cfg.method].update(ev.linear_eval(model.backbone, train, test, flip=cfg.flip))
     print(json.dumps(res, indent=2))
     out = Path(args.out or args.run_dir)
     atomic_write_json(out / "eval.json", res)
@@ -241,7 +241,7 @@ def cmd_finetune(pkg: str, args) -> int:
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)
     res = _mod(pkg, "evaluate").finetune(
-        model.backbone, cfg.encoder, train, test, args.fraction, args.epochs
+        model.backbone, cfg.encoder, train, test, args.fraction, args.epochs, flip=cfg.flip
     )
     print(json.dumps(res, indent=2))
     return 0

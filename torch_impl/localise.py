@@ -104,22 +104,27 @@ def capture(model, x: np.ndarray, seed: int = 0) -> dict:
             h.remove()
         model.train(was_training)
         import_weights(model, state)
+    return _records(layers, seen, heads, seed)
+
+
+def _records(layers: dict, seen: dict, heads: dict, seed: int) -> dict:
+    """:func:`capture`'s records from the hooks' ``(input, output)`` and each net's head output."""
     rng, records = np.random.default_rng(seed), {}
+    last = {layer.split("/")[0]: layer for layer in layers}  # each net's last layer
     for layer, (kind, m, roles) in layers.items():
         xin, yout = seen[layer]
-        before = {
-            r: to_canonical(kind, r, t.detach().numpy(), "torch").copy() for r, t in roles.items()
-        }
-        y = _canonical(yout)
         records[layer] = {
             "kind": kind,
             "config": _config(kind, m, xin),
             "x": _canonical(xin),
-            "gy": rng.standard_normal(y.shape),
-            "before": before,
+            "gy": rng.standard_normal(_canonical(yout).shape),
+            "before": {
+                r: to_canonical(kind, r, t.detach().numpy(), "torch").copy()
+                for r, t in roles.items()
+            },
         }
         net = layer.split("/")[0]
-        if layer == [n for n in layers if n.startswith(net + "/")][-1]:
+        if layer == last[net]:
             z = _canonical(heads[net])
             zp = np.concatenate([z, z[:1] * PROBE])
             records[f"{net}/normalize"] = {

@@ -219,12 +219,7 @@ def main(argv=None) -> int:
 
         return localise([a for a in argv if a != "--localise"])
     ap = argparse.ArgumentParser(prog="rosetta parity", description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--localise",
-        action="store_true",
-        help="torch vs TF layer by layer on one batch: name the first layer over tolerance "
-        "(its options: rosetta parity --localise --help; shared/apps/localise_cmd.py)",
-    )
+    ap.add_argument("--localise", action="store_true", help="see rosetta parity --localise -h")
     ap.add_argument(
         "--level",
         default="loss",

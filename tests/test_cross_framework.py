@@ -197,6 +197,7 @@ MODULES = [
     "evaluate",
     "train",
     "parity",
+    "localise",
     "distributed",
 ]
 ALLOWED_DIFFERENCES = {
@@ -228,6 +229,8 @@ ALLOWED_DIFFERENCES = {
     "train.amp_dtype_for": "torch picks an autocast dtype per step; TF builds the model under a dtype policy (methods.use_amp)",
     "methods.use_amp": "TF's counterpart of train.amp_dtype_for: build_model picks the dtype policy",
     "data.TwoViewDataset": "a torch Dataset for --augment per_sample; TF maps TwoViews in tf.data",
+    "localise.capture": "the localiser feeds both frameworks torch's captured layer inputs",
+    "localise.inject_model": "fault injection leaves a catalogue row unaligned in the TF model only",
 }
 ALLOWED_SIGNATURE_DIFFERENCES = {
     "train.run_epoch": "torch passes the model and a context (device, autocast); TF passes the compiled step",
@@ -250,6 +253,8 @@ ALLOWED_SIGNATURE_DIFFERENCES = {
     "models.ProjectionHead.__init__": "in_dim: torch's Linear needs it up front; Keras infers it when built",
     "models.SplitBatchNorm.__init__": "num_features: torch's BatchNorm2d needs it; Keras infers it",
     "optim.LARS.__init__": "torch takes the parameters (groups) up front; TF takes a module name and its variables at apply time",
+    "localise.layer_outputs": "TF: inject (the normalisation clamp left unaligned); torch is the reference",
+    "localise.optimizer_step": "TF: inject (Keras's stock SGD or Adam); torch is the reference",
 }
 
 

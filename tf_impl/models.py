@@ -182,9 +182,12 @@ class _BasicBlock(keras.layers.Layer):
             self.proj = keras.layers.Conv2D(filters, 1, stride, use_bias=False)  # 1x1: no padding
             self.bp = _bn(bn_splits)
 
+    def pad_input(self, x):
+        """``c1``'s input: x, padded by 1 pixel on every side at stride 2 (torch's padding=1)."""
+        return x if self.stride == 1 else tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+
     def call(self, x, training=False):
-        padded = x if self.stride == 1 else tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        y = tf.nn.relu(self.b1(self.c1(padded), training=training))
+        y = tf.nn.relu(self.b1(self.c1(self.pad_input(x)), training=training))
         y = self.b2(self.c2(y), training=training)
         sc = x if self.proj is None else self.bp(self.proj(x), training=training)
         return tf.nn.relu(y + sc)

@@ -5,6 +5,7 @@
     rosetta parity --level step              # one training step, torch vs TF, ported weights
     rosetta parity --level train             # 3 epochs in both, ported weights, both curves
     rosetta parity --random 10000            # + random cases; the worst one is named (r<seed>)
+    rosetta parity --localise                # the first layer where torch and TF disagree
 
 Each backend writes its values, per-anchor losses and gradients to an ``.npz``
 (``python -m torch_impl parity-dump`` / ``python -m tf_impl parity-dump``); this module never
@@ -212,7 +213,13 @@ def run_train(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--localise" in argv:
+        from shared.apps.localise_cmd import main as localise
+
+        return localise([a for a in argv if a != "--localise"])
     ap = argparse.ArgumentParser(prog="rosetta parity", description=__doc__.splitlines()[0])
+    ap.add_argument("--localise", action="store_true", help="see rosetta parity --localise -h")
     ap.add_argument(
         "--level",
         default="loss",

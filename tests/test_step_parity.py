@@ -1,7 +1,9 @@
 """One whole training step is the same in PyTorch and TensorFlow (float64, ported weights).
 
 Setup: a torch model, its weights ported to TF (``shared.parity.weights``), the same two views fed to
-both. Compared by canonical name: the features h and projections z, the loss, the gradient of
+both. The step is each framework's training step (``step_outputs`` calls torch's
+``train_step``, and TF's ``tf.function`` of ``tf_impl.train.compile_step``);
+:func:`test_step_outputs_follow_a_change_to_the_real_step` checks that. Compared by canonical name: the features h and projections z, the loss, the gradient of
 every parameter, and after one optimiser step every weight, BN statistic and (MoCo) the key
 encoder after the EMA, the queue and its pointer.
 
@@ -161,6 +163,58 @@ def test_one_step_float32_within_the_table(method):
     )
     assert ("ptr.after/queue_ptr" in {r.name for r in rows}) == (method == "moco")
     parity.raise_if_failed(rows, f"{method} float32")
+
+
+def _halved_update(framework: str, method: str):
+    """``(class, name, replacement)``: the real step's update piece (``apply_gradients``) of
+    ``method`` in ``framework``, changed to apply half of each gradient."""
+    if framework == "torch":
+        from torch_impl.moco import MoCo
+        from torch_impl.simclr import SimCLR
+    else:
+        from tf_impl.moco import MoCo
+        from tf_impl.simclr import SimCLR
+    cls = SimCLR if method == "simclr" else MoCo
+    real = cls.apply_gradients
+
+    def halved(self, optimizer, grads, *keys):
+        return real(self, optimizer, [0.5 * g for g in grads], *keys)
+
+    return cls, "apply_gradients", halved
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_step_outputs_follow_a_change_to_the_real_step(method, monkeypatch):
+    """``step_outputs`` runs the training step itself, not a copy, in both frameworks: while
+    the real ``apply_gradients`` applies half of each gradient, the gradients step_outputs
+    reports are exactly half the real step's and every weight lands elsewhere; with the real
+    step back, torch and TF agree again within the table."""
+    kw = dict(queue_size=12, bn_splits=2, shuffle_keys=False) if method == "moco" else {}
+    pt, tfm = _models(method, "small_cnn", temperature=0.2, **kw)
+    x1, x2 = _views(3)
+    m = {"key_momentum": 0.9} if method == "moco" else {}
+    out = {}
+    for framework, model, par, opt, weights in (
+        ("torch", pt, ppar, popt, pw),
+        ("tensorflow", tfm, tpar, topt, tw),
+    ):
+        init = {k: np.array(v) for k, v in weights.export_weights(model).items()}
+        for patched in (True, False):
+            weights.import_weights(model, init)
+            with monkeypatch.context() as patch:
+                if patched:
+                    patch.setattr(*_halved_update(framework, method))
+                sgd = opt.build_optimizer(model, "sgd", 0.1, 0.9, 0)
+                out[framework, patched] = par.step_outputs(model, x1, x2, sgd, **m)
+    for framework in ("torch", "tensorflow"):
+        real, changed = out[framework, False], out[framework, True]
+        assert changed["loss"] == real["loss"], framework  # the loss comes before the update
+        grads = [k for k in real if k.startswith("grad/")]
+        assert len(grads) > 10, grads
+        for k in grads:
+            np.testing.assert_array_equal(changed[k], 0.5 * real[k], err_msg=k)
+            assert not np.allclose(changed["after/" + k[5:]], real["after/" + k[5:]]), k
+    _compare(out["torch", False], out["tensorflow", False], f"{method} after the patch")
 
 
 def _float64_drift_is_rounding(method: str, steps: int) -> None:

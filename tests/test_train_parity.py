@@ -1,6 +1,7 @@
 """Train parity: each framework's own training loop (``run_epoch``: learning-rate schedule,
 the method's optimiser, MoCo's key momentum and queue) from the same ported weights on the
-same views gives the same loss curve and the same weights in float64 (``shared.parity.train_parity``;
+same views gives the same loss curve, the same last gradients and optimiser slots and the
+same weights in float64 (``shared.parity.train_parity``;
 ``rosetta parity --level train`` runs three epochs of it, each framework in its own process)."""
 
 import numpy as np
@@ -36,12 +37,20 @@ def _first_epoch(case: str, dtype: str) -> tuple[dict, dict]:
 @pytest.mark.parametrize("case", list(tp.CASES))
 def test_first_epoch_float64_same_curve_and_weights(case):
     """8 steps (the warm-up epoch) of the real loop in both frameworks, float64: every
-    step's loss and every weight (the key encoder, queue and pointer too) within the table."""
+    step's loss, the last step's gradients and optimiser slots, and the whole state after it
+    (the key encoder, queue and pointer too) within the table."""
     a, b = _first_epoch(case, "float64")
     assert len(a["step_loss"]) == tp.steps_per_epoch()
     rows = tp.compare_runs(a, b, "float64", case)
-    assert {r["name"] for r in rows} >= {"loss.step_loss", "loss.epoch_loss"}
-    assert len(rows) > 20  # the weights are compared, not only the loss
+    names = {r["name"] for r in rows}
+    assert names >= {"loss.step_loss", "loss.epoch_loss"}
+    trainable = [k[len("grad/") :] for k in a if k.startswith("grad/")]
+    assert len(trainable) > 10
+    assert {f"grad.grad/{k}" for k in trainable} <= names
+    assert {f"grad.slot/{k}/momentum" for k in trainable} <= names  # LARS and SGD: momentum
+    assert {f"param.after/{k}" for k in trainable} <= names
+    moco = {"queue.after/queue", "ptr.after/queue_ptr"}
+    assert (moco <= names) == (case == "moco"), names
     bad = [r for r in rows if not r["passed"]]
     assert not bad, bad
     assert not np.array_equal(a["step_loss"], np.full_like(a["step_loss"], a["step_loss"][0]))
@@ -65,6 +74,14 @@ def test_compare_runs_fails_on_a_wrong_schedule_or_a_changed_weight():
     b["after/net/w"][1, 2] *= 1 + 1e-9
     bad = [r["name"] for r in tp.compare_runs(a, b, "float64", "simclr") if not r["passed"]]
     assert bad == ["param.after/net/w"]
+    a["slot/net/w/momentum"] = rng.random((4, 4))  # the optimiser's state is compared too
+    b = {k: v.copy() for k, v in a.items()}
+    b["slot/net/w/momentum"][0, 0] *= 1 + 1e-6
+    bad = [r["name"] for r in tp.compare_runs(a, b, "float64", "simclr") if not r["passed"]]
+    assert bad == ["grad.slot/net/w/momentum"]
+    del b["slot/net/w/momentum"]
+    with pytest.raises(AssertionError, match="slot/net/w/momentum"):
+        tp.compare_runs(a, b, "float64", "simclr")
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ Algorithm 1 of the paper, one step (``MoCo.train_step``), in this order::
     q = normalize(f_q(x_q))               # (N, D) queries
     k = stop_gradient(normalize(f_k(x_k)))  # (N, D) keys (shuffled for BN)
     loss = info_nce(q, k, queue, tau)     # negatives read *before* this step's enqueue
-    apply the gradients to f_q only
+    grads of f_q only                     # compute_gradients (a GradientTape)
+    apply the gradients                   # apply_gradients: the update, then
     dequeue_and_enqueue(queue, ptr, k)    # FIFO ring buffer of the last K keys
 
 ``tf_impl.train`` wraps ``train_step`` in one ``tf.function``, traced once: the queue, its
@@ -175,19 +176,32 @@ class MoCo(tf.Module):
         )
         return loss, tf.concat([k2, k1], 0)  # (2N, D)
 
-    def train_step(self, x1, x2, optimizer, key_momentum, seed):
-        """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss.
+    def compute_gradients(self, x1, x2, seed):
+        """The loss and its gradients, under a ``GradientTape``.
 
-        ``seed``: a (2,) int32 tensor for the stateless key shuffle (torch uses its global RNG).
-        Inside ``strategy.run`` the gradients are averaged over the replicas and every replica
-        enqueues the keys of all of them, so every copy of the queue stays the same.
+        Returns ``(loss, grads, keys)``: the loss, the gradient of each of f_q's trainable
+        weights in ``encoder_q.trainable_weights`` order (inside ``strategy.run``: the mean over
+        the replicas), and the keys (B, D), or (2B, D) when symmetric, for the enqueue.
         """
-        momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
         variables = self.encoder_q.trainable_weights  # f_q only
         with tf.GradientTape() as tape:
             loss, keys = self.contrastive_loss(x1, x2, seed)  # reads the queue before the enqueue
-        grads = mean_gradients(tape.gradient(loss, variables))
-        optimizer.apply_gradients(zip(grads, variables))
+        return loss, mean_gradients(tape.gradient(loss, variables)), keys
+
+    def apply_gradients(self, optimizer, grads, keys) -> None:
+        """The optimiser's update of f_q with ``grads``, then the enqueue of ``keys``; inside
+        ``strategy.run`` every replica enqueues the keys of all of them, so every copy of the
+        queue stays the same."""
+        optimizer.apply_gradients(zip(grads, self.encoder_q.trainable_weights))
         keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
         dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
+
+    def train_step(self, x1, x2, optimizer, key_momentum, seed):
+        """Algorithm 1, one step: EMA, loss and gradients, apply and enqueue. Returns the loss.
+
+        ``seed``: a (2,) int32 tensor for the stateless key shuffle (torch uses its global RNG).
+        """
+        momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
+        loss, grads, keys = self.compute_gradients(x1, x2, seed)
+        self.apply_gradients(optimizer, grads, keys)
         return loss

@@ -57,9 +57,11 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     """One training step on NHWC NumPy views; the quantities of ``torch_impl.parity.step_outputs``
     (the optimiser's slots under their common names ``momentum``, ``m``, ``v``).
 
-    Eager (no ``tf.function``), the same order of operations as ``MoCo.train_step``.
+    The step is the ``tf.function`` of ``tf_impl.train.compile_step`` around the model's own
+    ``train_step``, the one training runs, asked for the gradients it applied too (the key
+    shuffle's seed is ``[0, 0]``).
     """
-    from tf_impl.weights import entries, export_weights, import_weights
+    from tf_impl.weights import export_weights, import_weights
 
     net = model.net if hasattr(model, "net") else model.encoder_q
     dtype = net.weights[0].dtype
@@ -69,30 +71,44 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     state = {k: np.array(v) for k, v in export_weights(model).items()}
     h1_train, z1_train = (t.numpy() for t in net(a, training=True))
     import_weights(model, state)
-    names = {id(v): n for n, v in entries(model)}
-    variables = net.trainable_weights
-    if hasattr(model, "queue"):
-        from tf_impl.moco import dequeue_and_enqueue, momentum_update
-
-        momentum_update(model.encoder_q, model.encoder_k, key_momentum)
-        with tf.GradientTape() as tape:
-            loss, keys = model.contrastive_loss(a, b, tf.constant([0, 0]))
-    else:
-        with tf.GradientTape() as tape:
-            loss, keys = model.contrastive_loss(a, b), None
-    grads = tape.gradient(loss, variables)
-    out_grads = {f"grad/{names[id(v)]}": g.numpy() for v, g in zip(variables, grads)}
-    optimizer.apply_gradients(zip(grads, variables))
-    if keys is not None:
-        dequeue_and_enqueue(model.queue, model.queue_ptr, keys)
-    after = {f"after/{n}": v for n, v in export_weights(model).items()}
-    slots = {
-        f"slot/{names[id(v)]}/{slot}": per_var[i].numpy()
-        for slot, per_var in zip(optimizer.slot_names, optimizer.slots, strict=True)
-        for i, v in enumerate(variables)
-    }
+    m = tf.constant(0.0 if key_momentum is None else key_momentum, tf.float64)
+    loss, grads = _compiled(model, optimizer)(a, b, tf.constant([0, 0], tf.int32), m)
     features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
-    return {"loss": loss.numpy(), **features, **out_grads, **after, **slots}
+    return {"loss": loss.numpy(), **features, **_state_after(model, optimizer, grads)}
+
+
+_LAST_STEP: dict = {}  # the last (model, optimizer)'s traced step: drift steps one pair 20 times
+
+
+def _compiled(model, optimizer):
+    """``compile_step(model, optimizer, return_gradients=True)``, traced once per pair in a row."""
+    from tf_impl.train import compile_step
+
+    last = _LAST_STEP.get("step")
+    if last is None or last[0] is not model or last[1] is not optimizer:
+        last = (model, optimizer, compile_step(model, optimizer, return_gradients=True))
+        _LAST_STEP["step"] = last
+    return last[2]
+
+
+def _state_after(model, optimizer, grads) -> dict:
+    """After a step: ``{"grad/<name>", "after/<name>", "slot/<name>/<slot>"}``, the gradients
+    ``grads`` the step applied (``compile_step(..., return_gradients=True)``'s), the exported
+    state and the optimiser's slots."""
+    from tf_impl.weights import entries, export_weights
+
+    names = {id(v): n for n, v in entries(model)}
+    variables = (model.net if hasattr(model, "net") else model.encoder_q).trainable_weights
+    out = {f"grad/{names[id(v)]}": g.numpy() for v, g in zip(variables, grads, strict=True)}
+    out.update({f"after/{n}": v for n, v in export_weights(model).items()})
+    out.update(
+        {
+            f"slot/{names[id(v)]}/{slot}": per_var[i].numpy()
+            for slot, per_var in zip(optimizer.slot_names, optimizer.slots, strict=True)
+            for i, v in enumerate(variables)
+        }
+    )
+    return out
 
 
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -108,19 +124,24 @@ def train_run(cfg, model, epochs: list) -> dict:
     """Train ``model`` with this framework's ``run_epoch`` on given views; the loss curves.
 
     ``epochs``: per epoch, the list of ``(x1, x2)`` NHWC NumPy views of its steps.
-    Returns ``{"step_loss", "epoch_loss", "after/<name>"}``.
+    Returns ``{"step_loss", "epoch_loss"}`` and, after the last step, :func:`_state_after`'s
+    ``grad/<name>``, ``after/<name>`` and ``slot/<name>/<slot>``.
     """
     from tf_impl.optim import build_optimizer
     from tf_impl.train import compile_step, run_epoch
-    from tf_impl.weights import export_weights
 
     dtype = model.backbone.weights[0].dtype
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-    step_fn = compile_step(model, opt)
+    traced, last = compile_step(model, opt, return_gradients=True), {}
+
+    def step_fn(*args):
+        loss, last["grads"] = traced(*args)
+        return loss
+
     steps, epoch_loss = [], []
     for epoch, views in enumerate(epochs):
         batches = [tuple(tf.constant(v, dtype) for v in pair) for pair in views]
         record = run_epoch(step_fn, opt, cfg, batches, epoch, len(batches), False, steps.append)
         epoch_loss.append(record["loss"])
-    after = {f"after/{k}": v for k, v in export_weights(model).items()}
-    return {"step_loss": np.array(steps), "epoch_loss": np.array(epoch_loss), **after}
+    curves = {"step_loss": np.array(steps), "epoch_loss": np.array(epoch_loss)}
+    return {**curves, **_state_after(model, opt, last["grads"])}

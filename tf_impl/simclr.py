@@ -4,7 +4,7 @@ Algorithm 1 of the paper, one step (``SimCLR.train_step``)::
 
     h, z = f(x1 ++ x2), g(h)        # both views in one batch of 2N: BN sees both views
     loss = nt_xent(z1, z2, tau)     # mean over the 2N anchors, self-similarity excluded
-    apply the gradients
+    grads, then apply them          # compute_gradients (a GradientTape), apply_gradients
 
 ``tf_impl.train`` wraps ``train_step`` in one ``tf.function``, traced once.
 ``torch_impl.simclr`` is the same file in PyTorch.
@@ -73,15 +73,24 @@ class SimCLR(tf.Module):
         # logits in float32 even under mixed_bfloat16
         return nt_xent(z1, z2, self.temperature, gather_distributed=True)
 
-    def train_step(self, x1, x2, optimizer):
-        """One optimisation step on a batch of view pairs; returns the loss.
+    def compute_gradients(self, x1, x2):
+        """The loss and its gradients, under a ``GradientTape``.
 
-        Inside ``strategy.run`` the replicas' gradients are averaged before the update, so the
-        step is the one-process step on the global batch (as DDP in torch).
+        Returns ``(loss, grads)``: the loss and the gradient of each trainable weight in
+        ``net.trainable_weights`` order (inside ``strategy.run``: the mean over the replicas,
+        so the step is the one-process step on the global batch, as DDP in torch).
         """
         variables = self.net.trainable_weights
         with tf.GradientTape() as tape:
             loss = self.contrastive_loss(x1, x2)
-        grads = mean_gradients(tape.gradient(loss, variables))
-        optimizer.apply_gradients(zip(grads, variables))
+        return loss, mean_gradients(tape.gradient(loss, variables))
+
+    def apply_gradients(self, optimizer, grads) -> None:
+        """The optimiser's update with ``grads``."""
+        optimizer.apply_gradients(zip(grads, self.net.trainable_weights))
+
+    def train_step(self, x1, x2, optimizer):
+        """One optimisation step on a batch of view pairs; returns the loss."""
+        loss, grads = self.compute_gradients(x1, x2)
+        self.apply_gradients(optimizer, grads)
         return loss

@@ -45,7 +45,9 @@ __all__ = ["TRACE_COUNT", "compile_step", "make_dataset", "train"]
 TRACE_COUNT = {"train_step": 0}
 
 
-def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
+def compile_step(
+    model, optimizer, jit_compile: bool = False, strategy=None, return_gradients: bool = False
+):
     """One ``tf.function`` ``step(x1, x2, seed, key_momentum) -> loss`` for either model.
 
     ``seed`` (2,) int32 drives MoCo's stateless key shuffle; SimCLR ignores it and
@@ -54,6 +56,11 @@ def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
     takes the global batch, runs ``train_step`` on every replica with its rows
     (``tf_impl.distributed.local_rows``) and returns the replicas' mean loss: still one
     ``tf.function``.
+
+    ``return_gradients``: the step returns ``(loss, grads)`` instead, ``grads`` being what
+    ``train_step`` handed the optimiser (with a strategy: replica 0's, already the replicas'
+    mean), in the order of the variables the optimiser is built for. The traced Python is the
+    same ``train_step``; the parity checks read the step this way.
     """
     dtype = tf.float64 if model.backbone.weights[0].dtype == tf.float64 else tf.float32
     spec = tf.TensorSpec([None, None, None, 3], dtype)  # any batch and (square) image size
@@ -65,9 +72,12 @@ def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
 
     def replica_step(x1, x2, seed, key_momentum):
         x1, x2 = local_rows(x1), local_rows(x2)
+        opt = _GradientRecorder(optimizer) if return_gradients else optimizer
         if isinstance(model, SimCLR):
-            return model.train_step(x1, x2, optimizer)
-        return model.train_step(x1, x2, optimizer, key_momentum, seed)
+            loss = model.train_step(x1, x2, opt)
+        else:
+            loss = model.train_step(x1, x2, opt, key_momentum, seed)
+        return (loss, opt.grads) if return_gradients else loss
 
     @tf.function(
         input_signature=[spec, spec, tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float64)],
@@ -78,10 +88,27 @@ def compile_step(model, optimizer, jit_compile: bool = False, strategy=None):
         TRACE_COUNT["train_step"] += 1  # Python side effect: runs only while tracing
         if strategy is None:
             return replica_step(x1, x2, seed, key_momentum)
-        losses = strategy.run(replica_step, args=(x1, x2, seed, key_momentum))
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        out = strategy.run(replica_step, args=(x1, x2, seed, key_momentum))
+        losses, grads = out if return_gradients else (out, None)
+        loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        if not return_gradients:
+            return loss
+        return loss, [strategy.experimental_local_results(g)[0] for g in grads]
 
     return step
+
+
+class _GradientRecorder:
+    """The optimiser, passed to ``train_step`` in its place: it keeps the gradients it is
+    asked to apply (graph tensors, while ``compile_step`` traces) and applies them."""
+
+    def __init__(self, optimizer):
+        self.optimizer, self.grads = optimizer, None
+
+    def apply_gradients(self, grads_and_vars) -> None:
+        pairs = list(grads_and_vars)
+        self.grads = [g for g, _ in pairs]
+        self.optimizer.apply_gradients(pairs)
 
 
 DATA_THREADS = max(2, min(8, os.cpu_count() or 2))  # per-sample augmentation's parallel maps

@@ -6,7 +6,8 @@ Algorithm 1 of the paper, one step (``MoCo.train_step``), in this order::
     q = normalize(f_q(x_q))               # (N, D) queries
     k = normalize(f_k(x_k))               # (N, D) keys, under no_grad (shuffled for BN)
     loss = info_nce(q, k, queue, tau)     # negatives read *before* this step's enqueue
-    loss.backward(); optimizer.step()     # f_q only: f_k has requires_grad=False
+    loss.backward()                       # compute_gradients: f_q only (f_k: no grad)
+    optimizer.step()                      # apply_gradients: the update, then
     dequeue_and_enqueue(queue, ptr, k)    # FIFO ring buffer of the last K keys
 
 With ``symmetric=True`` both directions are used, ``(q1, k2)`` and ``(q2, k1)``, averaged
@@ -181,6 +182,33 @@ class MoCo(nn.Module):
         )
         return loss, torch.cat([k2, k1])  # (2N, D)
 
+    def compute_gradients(self, x1, x2, amp_dtype: torch.dtype | None = None, ddp=None):
+        """The loss and its gradients: forward (under autocast with ``amp_dtype``), backward.
+
+        Returns ``(loss, grads, keys)``: the detached loss, the gradient of each parameter of
+        f_q in ``encoder_q.parameters()`` order (also left in ``.grad``), and the keys (B, D),
+        or (2B, D) when symmetric, for the enqueue. With ``ddp`` the backward averages the
+        gradients over the ranks.
+        """
+        self.encoder_q.zero_grad(set_to_none=True)
+        with amp_context(x1, amp_dtype):
+            loss, keys = self.contrastive_loss(x1, x2, ddp)  # reads the queue before the enqueue
+        loss.backward()
+        return loss.detach(), [p.grad for p in self.encoder_q.parameters()], keys
+
+    def apply_gradients(self, optimizer, grads, keys) -> None:
+        """The optimiser's step on f_q with ``grads``, then the enqueue of ``keys``.
+
+        In a process group every rank enqueues the keys of all ranks (in the one-process
+        order) and the BN running statistics are averaged over the ranks.
+        """
+        for p, g in zip(self.encoder_q.parameters(), grads, strict=True):
+            p.grad = g
+        optimizer.step()
+        keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
+        dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
+        average_buffers(self, skip=("queue",))
+
     def train_step(
         self,
         x1,
@@ -190,18 +218,12 @@ class MoCo(nn.Module):
         amp_dtype: torch.dtype | None = None,
         ddp=None,
     ) -> torch.Tensor:
-        """Algorithm 1, one step: EMA, loss, gradients, apply, enqueue. Returns the loss.
+        """Algorithm 1, one step: EMA, loss and gradients, apply and enqueue. Returns the loss.
 
-        In a process group (``ddp`` given): DDP averages the gradients, every rank enqueues
-        the keys of all ranks, and the BN running statistics are averaged over the ranks.
+        ``ddp``: the ``DistributedDataParallel`` wrapper in a process group (see
+        :meth:`compute_gradients` and :meth:`apply_gradients`).
         """
         momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
-        with amp_context(x1, amp_dtype):
-            loss, keys = self.contrastive_loss(x1, x2, ddp)  # reads the queue before the enqueue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
-        dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
-        average_buffers(self, skip=("queue",))
-        return loss.detach()
+        loss, grads, keys = self.compute_gradients(x1, x2, amp_dtype, ddp)
+        self.apply_gradients(optimizer, grads, keys)
+        return loss

@@ -59,6 +59,7 @@ SLOT_NAMES = {"momentum_buffer": "momentum", "exp_avg": "m", "exp_avg_sq": "v"}
 def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
     """One training step on NHWC NumPy views; every compared quantity by canonical name.
 
+    The step is the model's own ``train_step``, the one ``torch_impl.train.run_epoch`` calls.
     Returns ``{"loss", "h1", "z1", "h1_train", "z1_train", "grad/<name>", "after/<name>",
     "slot/<name>/<slot>"}`` (the optimiser's state: ``momentum`` for SGD and LARS, ``m`` and
     ``v`` for Adam; h1 and z1 before the step, in eval mode and in train mode, BN's statistics
@@ -66,8 +67,7 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     exported state after the step: weights, BN statistics and, for MoCo, the key encoder, the
     queue and its pointer), for ``shared.parity.compare`` to compare with ``tf_impl.parity.step_outputs``.
     """
-    from shared.parity.weights import to_canonical
-    from torch_impl.weights import entries, export_weights, import_weights
+    from torch_impl.weights import export_weights, import_weights
 
     dtype = next(model.parameters()).dtype
     a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dtype) for x in (x1, x2))
@@ -80,34 +80,33 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
         state = {k: np.array(v) for k, v in export_weights(model).items()}
         h1_train, z1_train = (t.numpy() for t in net(a))
         import_weights(model, state)
-    if hasattr(model, "queue"):
-        from torch_impl.moco import momentum_update
+    extra = {} if key_momentum is None else {"key_momentum": key_momentum}
+    loss = model.train_step(a, b, optimizer, **extra)
+    features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
+    return {"loss": loss.numpy(), **features, **_state_after(model, optimizer)}
 
-        momentum_update(model.encoder_q, model.encoder_k, key_momentum)
-        loss, keys = model.contrastive_loss(a, b)
-    else:
-        loss, keys = model.contrastive_loss(a, b), None
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+
+def _state_after(model, optimizer) -> dict:
+    """After a step: ``{"grad/<name>", "after/<name>", "slot/<name>/<slot>"}``, the gradients
+    the step applied (left in ``.grad``), the exported state and the optimiser's slots; copies
+    (``.numpy()`` shares the tensors' memory, which the next step overwrites)."""
+    from shared.parity.weights import to_canonical
+    from torch_impl.weights import entries, export_weights
+
+    walk = list(entries(model))
     grads = {
         f"grad/{n}": to_canonical(k, r, t.grad.numpy(), "torch")
-        for n, k, r, t in entries(model)
+        for n, k, r, t in walk
         if t.grad is not None
     }
-    optimizer.step()
-    if keys is not None:
-        from torch_impl.moco import dequeue_and_enqueue
-
-        dequeue_and_enqueue(model.queue, model.queue_ptr, keys)
     after = {f"after/{n}": v for n, v in export_weights(model).items()}
     slots = {
         f"slot/{n}/{SLOT_NAMES[key]}": to_canonical(k, r, value.numpy(), "torch")
-        for n, k, r, t in entries(model)
+        for n, k, r, t in walk
         for key, value in optimizer.state.get(t, {}).items()
         if key in SLOT_NAMES
     }
-    features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
-    return {"loss": loss.detach().numpy(), **features, **grads, **after, **slots}
+    return {k: np.array(v) for k, v in {**grads, **after, **slots}.items()}
 
 
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -127,11 +126,11 @@ def train_run(cfg, model, epochs: list) -> dict:
     """Train ``model`` with this framework's ``run_epoch`` on given views; the loss curves.
 
     ``epochs``: per epoch, the list of ``(x1, x2)`` NHWC NumPy views of its steps.
-    Returns ``{"step_loss", "epoch_loss", "after/<name>"}``.
+    Returns ``{"step_loss", "epoch_loss"}`` and, after the last step, :func:`_state_after`'s
+    ``grad/<name>``, ``after/<name>`` and ``slot/<name>/<slot>``.
     """
     from torch_impl.optim import build_optimizer
     from torch_impl.train import run_epoch
-    from torch_impl.weights import export_weights
 
     dtype = next(model.parameters()).dtype
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
@@ -143,5 +142,5 @@ def train_run(cfg, model, epochs: list) -> dict:
         ]
         record = run_epoch(model, opt, cfg, batches, epoch, len(batches), ctx, steps.append)
         epoch_loss.append(record["loss"])
-    after = {f"after/{k}": v for k, v in export_weights(model).items()}
-    return {"step_loss": np.array(steps), "epoch_loss": np.array(epoch_loss), **after}
+    curves = {"step_loss": np.array(steps), "epoch_loss": np.array(epoch_loss)}
+    return {**curves, **_state_after(model, opt)}

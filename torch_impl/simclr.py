@@ -4,7 +4,8 @@ Algorithm 1 of the paper, one step (``SimCLR.train_step``)::
 
     h, z = f(x1 ++ x2), g(h)        # both views in one batch of 2N: BN sees both views
     loss = nt_xent(z1, z2, tau)     # mean over the 2N anchors, self-similarity excluded
-    loss.backward(); optimizer.step()
+    loss.backward()                 # compute_gradients
+    optimizer.step()                # apply_gradients
 
 ``tf_impl.simclr`` is the same file in TensorFlow.
 """
@@ -82,6 +83,27 @@ class SimCLR(nn.Module):
         # logits in float32 even under autocast
         return nt_xent(z1, z2, self.temperature, gather_distributed=True)
 
+    def compute_gradients(self, x1, x2, amp_dtype: torch.dtype | None = None, ddp=None):
+        """The loss and its gradients: forward (under autocast with ``amp_dtype``), backward.
+
+        Returns ``(loss, grads)``: the detached loss and the gradient of each parameter in
+        ``net.parameters()`` order (also left in ``.grad``). With ``ddp`` the backward averages
+        the gradients over the ranks.
+        """
+        self.net.zero_grad(set_to_none=True)
+        with amp_context(x1, amp_dtype):
+            loss = self.contrastive_loss(x1, x2, ddp)
+        loss.backward()
+        return loss.detach(), [p.grad for p in self.net.parameters()]
+
+    def apply_gradients(self, optimizer, grads) -> None:
+        """The optimiser's step with ``grads``; in a process group the BN running statistics
+        are then averaged over the ranks."""
+        for p, g in zip(self.net.parameters(), grads, strict=True):
+            p.grad = g
+        optimizer.step()
+        average_buffers(self)
+
     def train_step(
         self, x1, x2, optimizer, amp_dtype: torch.dtype | None = None, ddp=None
     ) -> torch.Tensor:
@@ -91,10 +113,6 @@ class SimCLR(nn.Module):
         statistics are averaged over the ranks: the step is the one-process step on the global
         batch with ``bn_splits`` x world size BN groups.
         """
-        with amp_context(x1, amp_dtype):
-            loss = self.contrastive_loss(x1, x2, ddp)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        average_buffers(self)
-        return loss.detach()
+        loss, grads = self.compute_gradients(x1, x2, amp_dtype, ddp)
+        self.apply_gradients(optimizer, grads)
+        return loss

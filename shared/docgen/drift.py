@@ -1,6 +1,7 @@
 """Step-parity drift: the same training, from the same ported weights on the same views, in
 PyTorch and TensorFlow for 20 steps; the per-step maximum deviation of the loss and of the
-weights, in float64 and float32.
+weights, in float64 and float32. Each step is the framework's training step
+(``*/parity.py:step_outputs``: torch's ``train_step``, TF's traced ``compile_step``).
 
     python -m shared.docgen.drift            # writes docs/step_drift.md
 

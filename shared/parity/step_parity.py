@@ -5,6 +5,8 @@ from the same (ported) weights on the same views, compared by canonical name.
 builds each case's model, writes its initial weights in the ``shared.parity.weights`` format and the
 step's outputs) and then the TF dump (which imports those weights), each in its own process,
 and compares them here. ``tests/test_step_parity.py`` runs the same comparison in one process.
+The step is each framework's training step itself (``*/parity.py:step_outputs``: torch's
+``train_step``, TF's ``tf.function`` from ``tf_impl.train.compile_step``), not a copy of it.
 
 Compared: the loss, h and z in eval and in train mode, every parameter's gradient, and after
 one SGD step (momentum 0.9, weight decay 1e-4) every weight, BN statistic, the optimiser's

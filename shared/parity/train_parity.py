@@ -16,16 +16,19 @@ loop alone. MoCo's key shuffle is off: its permutation comes from each framework
 
 Verdicts, per method:
 
-* float64: every step's loss and the final state (weights, BN running means, MoCo's key
-  encoder, queue and pointer; BN running variances differ by convention, n / (n - 1), and are
-  left out) agree within the float64 rows of the tolerance table, after all
-  ``EPOCHS x steps`` updates. Measured: losses within 4e-15 relative; the state's largest use
-  of its allowance is 0.16 (MoCo's first head kernel, 6e-11 relative);
+* float64: every step's loss, the last step's gradients and optimiser slots (``grad/<name>``,
+  ``slot/<name>/<slot>``, both under the gradient rows) and the final state (weights, BN
+  running means, MoCo's key encoder, queue and pointer; BN running variances differ by
+  convention, n / (n - 1), and are left out) agree within the float64 rows of the tolerance
+  table, after all ``EPOCHS x steps`` updates. Measured: losses within 4e-15 relative; the
+  state's largest use of its allowance is 0.16 (MoCo's first head kernel, 6e-11 relative);
+  the last step's gradients and slots use at most 8.6e-4 of theirs (MoCo's first head
+  kernel's momentum, 1.1e-9 relative);
 * float32: the two runs separate (docs/step_drift.md: fp32 kernels of two frameworks round
   differently, and training amplifies the difference). The curve is reported; the verdict
   bounds each epoch's mean loss to :data:`F32_EPOCH_LOSS_RTOL` relative, a bound that
-  catches a wrong schedule or optimiser but not rounding. Measured: per-epoch gaps of 3e-4
-  (SimCLR) and 6.6e-3 (MoCo), single steps up to 1.1e-2.
+  catches a wrong schedule or optimiser but not rounding. Measured (2-core Xeon): per-epoch
+  gaps of 1.3e-3 (SimCLR) and 8.0e-3 (MoCo), single steps up to 1.3e-2.
 """
 
 from __future__ import annotations
@@ -109,19 +112,22 @@ def load_views(path: Path) -> list:
     return views
 
 
+STATE = ("grad/", "slot/", "after/")  # the last step's gradients, optimiser slots, whole state
+
+
 def compare_runs(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     """Rows comparing torch's run ``a`` with TF's ``b`` (``{"step_loss", "epoch_loss",
-    "after/<name>"}``); BN running variances are left out (n / (n - 1), the catalogue's row)."""
+    "grad/<name>", "slot/<name>/<slot>", "after/<name>"}``, the names of ``train_run``); the
+    state by ``shared.parity.compare.group_of`` group, BN running variances left out (n / (n - 1),
+    the catalogue's row). A name on one side only raises ``AssertionError``."""
     from shared.parity import compare as parity
 
     rows = []
     if dtype == "float64":
         want, got = np.asarray(a["step_loss"]), np.asarray(b["step_loss"])
         rows.append(_row("loss.step_loss", want, got, LOSS_F64_RTOL, dtype, case))
-        after = {k: v for k, v in a.items() if k.startswith("after/")}
-        for r in parity.compare_grouped(
-            after, {k: b[k] for k in after}, dtype=dtype, skip=("moving_variance",)
-        ):
+        state_a, state_b = ({k: v for k, v in r.items() if k.startswith(STATE)} for r in (a, b))
+        for r in parity.compare_grouped(state_a, state_b, dtype=dtype, skip=("moving_variance",)):
             rows.append({**r.as_dict(), "case": case})
     want, got = np.asarray(a["epoch_loss"]), np.asarray(b["epoch_loss"])
     tol = F32_EPOCH_LOSS_RTOL if dtype == "float32" else LOSS_F64_RTOL

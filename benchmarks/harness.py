@@ -98,6 +98,50 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cell_step(framework: str, method: str, device: str = "cpu"):
+    """A zero-argument callable running one training step of a 2x2 cell with its defaults
+    (small CNN, batch 64, fp32, plain kernels) on ``device``; it returns the loss, so each call
+    waits for the device."""
+    from shared.run.config import TrainConfig
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 64, 32, 32, 3), dtype=np.float32)
+    cfg = TrainConfig(method=method, amp=False).resolve(framework)
+    extra = {"key_momentum": cfg.key_momentum} if method == "moco" else {}
+    if framework == "torch":
+        import torch
+
+        from torch_impl.methods import build_model
+        from torch_impl.optim import build_optimizer
+
+        torch.manual_seed(0)
+        dev = torch.device(device)
+        model = build_model(cfg).to(dev, memory_format=torch.channels_last)
+        opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        x1, x2 = (
+            torch.from_numpy(v)
+            .permute(0, 3, 1, 2)
+            .to(dev)
+            .contiguous(memory_format=torch.channels_last)
+            for v in (a, b)
+        )
+        return lambda: model.train_step(x1, x2, opt, **extra).item()
+    import tensorflow as tf
+
+    from tf_impl.methods import build_model
+    from tf_impl.optim import build_optimizer
+    from tf_impl.train import compile_step
+
+    tf.keras.utils.set_random_seed(0)
+    with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
+        model = build_model(cfg)
+        opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        step = compile_step(model, opt)
+        x1, x2 = tf.constant(a), tf.constant(b)
+    args = (tf.constant([0, 1]), tf.constant(cfg.key_momentum, tf.float64))
+    return lambda: float(step(x1, x2, *args))
+
+
 def check_against(name: str, got: float, want: float, rtol: float = 1e-4) -> None:
     """Raise before timing if an implementation disagrees with the reference."""
     if not np.isfinite(got) or abs(got - want) > rtol * max(1.0, abs(want)):

@@ -537,51 +537,13 @@ def b3(quick: bool, device: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- B5
-def _cell_step(framework: str, method: str):
-    """A zero-argument callable running one training step of the cell, with its defaults."""
-    from shared.run.config import TrainConfig
-
-    rng = np.random.default_rng(0)
-    a, b = rng.random((2, 64, 32, 32, 3), dtype=np.float32)
-    if framework == "torch":
-        from torch_impl.methods import build_model
-        from torch_impl.optim import build_optimizer
-
-        cfg = TrainConfig(method=method, amp=False).resolve("torch")
-        torch.manual_seed(0)
-        model = build_model(cfg).to(memory_format=torch.channels_last)
-        opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-        x1, x2 = (
-            torch.from_numpy(v).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-            for v in (a, b)
-        )
-        extra = {"key_momentum": cfg.key_momentum} if method == "moco" else {}
-        return lambda: model.train_step(x1, x2, opt, **extra).item()
-    from tf_impl.methods import build_model
-    from tf_impl.optim import build_optimizer
-    from tf_impl.train import compile_step
-
-    cfg = TrainConfig(method=method, amp=False).resolve("tensorflow")
-    tf.keras.utils.set_random_seed(0)
-    model = build_model(cfg)
-    step = compile_step(
-        model, build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-    )
-    x1, x2, args = (
-        tf.constant(a),
-        tf.constant(b),
-        (tf.constant([0, 1]), tf.constant(cfg.key_momentum, tf.float64)),
-    )
-    return lambda: float(step(x1, x2, *args))
-
-
 def b5(quick: bool) -> dict:
     """The 2x2: one training step of each cell, same model and config (fp32, batch 64)."""
     rows = {}
     for method in ("simclr", "moco"):
         for framework in ("torch", "tensorflow"):
             rows[f"{method}/{framework}"] = H.measure(
-                _cell_step(framework, method), 3, 7 if quick else 15
+                H.cell_step(framework, method), 3, 7 if quick else 15
             )
     md = [
         "## B5. The 2x2: one training step per cell (small CNN, batch 64, fp32, method defaults)",

@@ -79,7 +79,13 @@ def _views(seed=0):
     return rng.random((N, 32, 32, 3)), rng.random((N, 32, 32, 3))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adam"])
+# SGD on small_cnn is the command's own case (``test_rosetta_parity_level_step_passes`` runs
+# it, float64 and float32, both methods): slow here, so the default run pays for it once.
+COVERED_BY_THE_COMMAND = pytest.mark.slow
+OPTIMIZERS = [pytest.param("sgd", marks=COVERED_BY_THE_COMMAND), "lars", "adam"]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize(
     "encoder", ["small_cnn", pytest.param("resnet18_cifar", marks=pytest.mark.slow)]
 )
@@ -95,7 +101,7 @@ def test_simclr_step_is_the_same_in_both_frameworks_float64(encoder, optimizer):
     np.testing.assert_allclose(ratio, 2 * N / (2 * N - 1), rtol=1e-9)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adam"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize(
     "encoder", ["small_cnn", pytest.param("resnet18_cifar", marks=pytest.mark.slow)]
 )
@@ -120,6 +126,7 @@ def test_moco_step_is_the_same_in_both_frameworks_float64(encoder, optimizer):
     _compare(a, b, f"moco {encoder} {optimizer}", adam=optimizer == "adam")
 
 
+@COVERED_BY_THE_COMMAND
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_one_step_float32_within_the_table(method):
     """float32: the same ported weights and views; differences are fp32 kernel rounding
@@ -247,7 +254,8 @@ def test_twenty_step_float64_drift_stays_at_rounding(method):
 
 def test_rosetta_parity_level_step_passes(tmp_path):
     """The command: torch dumps the initial weights and its step, TF imports them and steps,
-    each in its own process; both cases, both dtypes, exit status 0 and a table."""
+    each in its own process; both cases, float64, float32 and the bf16-autocast step, exit
+    status 0 and a table that names the device and the TF32 policy."""
     import subprocess
     import sys
 
@@ -259,6 +267,12 @@ def test_rosetta_parity_level_step_passes(tmp_path):
             "parity",
             "--level",
             "step",
+            "--dtypes",
+            "float64",
+            "float32",
+            "bfloat16",
+            "--device",
+            "cpu",
             "--out",
             str(tmp_path),
         ],
@@ -267,6 +281,9 @@ def test_rosetta_parity_level_step_passes(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     table = (tmp_path / "parity.md").read_text()
+    assert table.startswith("device cpu; TF32 off in both frameworks (no effect on a CPU)")
+    assert "| loss | simclr: tensorflow vs torch | bfloat16 |" in table
+    assert "| z1_train | moco: tensorflow vs torch | bfloat16 |" in table
     assert "pinned.after/net/head/bn0/moving_variance (ratio n/(n-1), n=16)" in table
     assert "ptr.after/queue_ptr | moco: tensorflow vs torch | float64" in table
     assert "**NO**" not in table
@@ -276,7 +293,7 @@ def test_rosetta_parity_level_step_passes(tmp_path):
 
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     compact = summary_markdown(rows)  # the demo report's step table
-    assert compact.count("\n") == 2 + 4 + 4 + 5 + 5  # header + simclr, moco rows per dtype
+    assert compact.count("\n") == 2 + 4 + 4 + 5 + 5 + 1 + 1  # header, rows per case and dtype
     assert "| moco | float64 | queue | 1 | queue.after/queue |" in compact
 
 
@@ -296,8 +313,51 @@ def test_rosetta_parity_random_cases_name_their_seed(tmp_path):
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     cases = {r["case"] for r in rows}
     assert {f"r{s}" for s in range(40, 60)} <= cases  # 20 random cases, beside the goldens
-    assert (
-        len(rows) == 2 * 2 * (len(golden.load("nt_xent")) + len(golden.load("info_nce")) + 40) * 4
-    )
+    assert len(rows) == 2 * 2 * (len(golden.load("nt_xent")) + len(golden.load("info_nce")) + 40) * 4
     c = golden.random_case("nt_xent", 47)  # the same seed gives the same case, anywhere
     assert float(c["loss"]) == nt_xent(c["z1"], c["z2"], float(c["temperature"]))
+
+
+@pytest.mark.parametrize("case", ["simclr"])
+def test_bf16_step_runs_in_bf16_in_both_frameworks_and_agrees_within_the_derived_bound(case):
+    """The bf16-autocast step (``step_outputs(..., amp=True)``; TF: a ``mixed_bfloat16``
+    model): each framework's bf16 outputs differ from its own float32 ones (bf16 really ran),
+    and torch's and TF's agree within ``bf16_step_tolerance`` (the loss, h and z). MoCo's bf16
+    step is compared by the command (``test_rosetta_parity_level_step_passes``)."""
+    from tf_impl import moco as tmoco
+    from tf_impl import simclr as tsim
+    from torch_impl import moco as pmoco
+    from torch_impl import simclr as psim
+
+    cls = {"simclr": (psim.SimCLR, tsim.SimCLR), "moco": (pmoco.MoCo, tmoco.MoCo)}[case]
+    extra = {"key_momentum": sp.KEY_MOMENTUM} if case == "moco" else {}
+    x1, x2 = sp.views("float32")
+    torch.manual_seed(0)
+    w0 = {
+        k: np.array(v)
+        for k, v in pw.export_weights(cls[0](**sp.model_kwargs(case, "float32"))).items()
+    }
+    out = {}
+    for amp in (False, True):
+        pt = cls[0](**sp.model_kwargs(case, "float32"))
+        tfm = cls[1](
+            **{**sp.model_kwargs(case, "float32"), "dtype": "mixed_bfloat16" if amp else "float32"}
+        )
+        pw.import_weights(pt, w0)
+        tw.import_weights(tfm, w0)
+        o_pt = popt.build_optimizer(pt, *sp.OPTIMIZER)
+        o_tf = topt.build_optimizer(tfm, *sp.OPTIMIZER)
+        out[amp] = (
+            ppar.step_outputs(pt, x1, x2, o_pt, **extra, amp=amp),
+            tpar.step_outputs(tfm, x1, x2, o_tf, **extra, amp=amp),
+        )
+    for fw in (0, 1):  # bf16 moved every compared output away from float32
+        for name in sp.BF16_LAYERS:
+            assert not np.array_equal(out[True][fw][name], out[False][fw][name]), (fw, name)
+    rows = sp.compare_steps(*out[True], "bfloat16", case)
+    assert sorted(r["name"] for r in rows) == sorted(sp.BF16_LAYERS)
+    bad = [r for r in rows if not r["passed"]]
+    assert not bad, bad
+    plain = cls[1](**sp.model_kwargs(case, "float32"))
+    with pytest.raises(ValueError, match="amp: True, but the model's dtype policy is 'float32'"):
+        tpar.step_outputs(plain, x1, x2, topt.build_optimizer(plain, *sp.OPTIMIZER), amp=True)

@@ -320,7 +320,7 @@ def test_short_run_lowers_loss(tmp_path):
     # by real keys; with K = 32 the queue is all real keys after the first step, so compare
     # from epoch 2 on.
     train(
-        _cfg(tmp_path, epochs=6, limit_train=128, knn_every=2, queue_size=32, lr=0.2),
+        _cfg(tmp_path, epochs=4, limit_train=128, knn_every=2, queue_size=32, lr=0.2),
         progress=False,
     )
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

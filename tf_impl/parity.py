@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.parity import golden
+from tf_impl.devices import check_device
 from tf_impl.losses import info_nce, nt_xent
 
 FRAMEWORK = "tensorflow"
@@ -22,7 +23,7 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
     names = ["z1", "z2"] if loss == "nt_xent" else ["q", "k", "queue"]
     fn = nt_xent if loss == "nt_xent" else info_nce
     tau = float(case["temperature"])
-    with tf.device(device.upper() if device == "cpu" else device):
+    with tf.device(check_device(device)):
         xs = [tf.constant(case[n], dtype=DTYPES[dtype]) for n in names]
         with tf.GradientTape() as tape:
             tape.watch(xs[:2])
@@ -41,6 +42,7 @@ def golden_outputs(dtype: str = "float64", device: str = "cpu", cases=None) -> d
     ``shared.parity.golden.random_cases``)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    check_device(device)
     cases = cases or {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
     return {
         loss: {c: run_case(loss, fields, dtype, device) for c, fields in by_case.items()}
@@ -53,28 +55,44 @@ def framework_version() -> str:
     return tf.__version__
 
 
-def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
+def step_outputs(
+    model, x1, x2, optimizer, key_momentum: float | None = None, device: str = "cpu", amp=False
+) -> dict:
     """One training step on NHWC NumPy views; the quantities of ``torch_impl.parity.step_outputs``
     (the optimiser's slots under their common names ``momentum``, ``m``, ``v``).
 
     The step is the ``tf.function`` of ``tf_impl.train.compile_step`` around the model's own
     ``train_step``, the one training runs, asked for the gradients it applied too (the key
-    shuffle's seed is ``[0, 0]``).
+    shuffle's seed is ``[0, 0]``). ``device``: ``"cpu"`` or ``"cuda"``, where the step runs.
+    ``amp``: the model computes in bf16 with float32 weights; in Keras that is the model's
+    dtype policy (``dtype="mixed_bfloat16"`` when it is built), so ``amp`` must say what the
+    model is; every output is returned in float32 then.
+
+    Raises:
+        ValueError: ``amp`` does not match the model's dtype policy.
     """
     from tf_impl.weights import export_weights, import_weights
 
     net = model.net if hasattr(model, "net") else model.encoder_q
+    mixed = net.dtype_policy.name == "mixed_bfloat16"
+    if bool(amp) != mixed:
+        raise ValueError(
+            f"amp: {amp!r}, but the model's dtype policy is {net.dtype_policy.name!r}; "
+            "a TF model computes in bf16 when built with dtype='mixed_bfloat16'"
+        )
     dtype = net.weights[0].dtype
-    a, b = tf.constant(x1, dtype), tf.constant(x2, dtype)
-    h1, z1 = (t.numpy() for t in net(a, training=False))
-    # a train-mode pass moves BN's statistics: put them back
-    state = {k: np.array(v) for k, v in export_weights(model).items()}
-    h1_train, z1_train = (t.numpy() for t in net(a, training=True))
-    import_weights(model, state)
-    m = tf.constant(0.0 if key_momentum is None else key_momentum, tf.float64)
-    loss, grads = _compiled(model, optimizer)(a, b, tf.constant([0, 0], tf.int32), m)
+    out = lambda t: tf.cast(t, tf.float32).numpy() if amp else t.numpy()  # noqa: E731
+    with tf.device(check_device(device)):
+        a, b = tf.constant(x1, dtype), tf.constant(x2, dtype)
+        h1, z1 = (out(t) for t in net(a, training=False))
+        # a train-mode pass moves BN's statistics: put them back
+        state = {k: np.array(v) for k, v in export_weights(model).items()}
+        h1_train, z1_train = (out(t) for t in net(a, training=True))
+        import_weights(model, state)
+        m = tf.constant(0.0 if key_momentum is None else key_momentum, tf.float64)
+        loss, grads = _compiled(model, optimizer)(a, b, tf.constant([0, 0], tf.int32), m)
     features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
-    return {"loss": loss.numpy(), **features, **_state_after(model, optimizer, grads)}
+    return {"loss": out(loss), **features, **_state_after(model, optimizer, grads)}
 
 
 _LAST_STEP: dict = {}  # the last (model, optimizer)'s traced step: drift steps one pair 20 times

@@ -11,6 +11,7 @@ import torch
 
 from shared.parity import golden
 from torch_impl.losses import info_nce, nt_xent
+from torch_impl.models import amp_context
 
 FRAMEWORK = "torch"
 
@@ -38,8 +39,11 @@ def run_case(loss: str, case: dict, dtype: str, device: str = "cpu") -> dict:
 def golden_outputs(dtype: str = "float64", device: str = "cpu", cases=None) -> dict:
     """Every golden case's outputs, or those of ``cases`` (``{loss: {case: inputs}}``, e.g.
     ``shared.parity.golden.random_cases``)."""
+    from torch_impl.devices import check_device
+
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    check_device(device)
     cases = cases or {loss: golden.load(loss) for loss in ("nt_xent", "info_nce")}
     return {
         loss: {c: run_case(loss, fields, dtype, device) for c, fields in by_case.items()}
@@ -56,7 +60,9 @@ def framework_version() -> str:
 SLOT_NAMES = {"momentum_buffer": "momentum", "exp_avg": "m", "exp_avg_sq": "v"}
 
 
-def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) -> dict:
+def step_outputs(
+    model, x1, x2, optimizer, key_momentum: float | None = None, device: str = "cpu", amp=False
+) -> dict:
     """One training step on NHWC NumPy views; every compared quantity by canonical name.
 
     The step is the model's own ``train_step``, the one ``torch_impl.train.run_epoch`` calls.
@@ -66,24 +72,33 @@ def step_outputs(model, x1, x2, optimizer, key_momentum: float | None = None) ->
     restored after the train-mode pass so that they move only in the step; ``after`` is the whole
     exported state after the step: weights, BN statistics and, for MoCo, the key encoder, the
     queue and its pointer), for ``shared.parity.compare`` to compare with ``tf_impl.parity.step_outputs``.
+
+    ``device``: ``"cpu"`` or ``"cuda"`` (the model is moved there; its optimiser keeps its
+    parameters). ``amp``: bf16 autocast for the features and the step, float32 weights, as
+    ``train --amp``; every output is returned in float32 then.
     """
+    from torch_impl.devices import check_device
     from torch_impl.weights import export_weights, import_weights
 
+    dev = check_device(device)
+    model.to(dev)
+    amp_dtype = torch.bfloat16 if amp else None
     dtype = next(model.parameters()).dtype
-    a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dtype) for x in (x1, x2))
+    a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dev, dtype) for x in (x1, x2))
     net = model.net if hasattr(model, "net") else model.encoder_q
+    out = lambda t: t.float().cpu().numpy() if amp else t.cpu().numpy()  # noqa: E731
     model.eval()
-    with torch.no_grad():
-        h1, z1 = (t.numpy() for t in net(a))
+    with torch.no_grad(), amp_context(a, amp_dtype):
+        h1, z1 = (out(t) for t in net(a))
         model.train()
         # a train-mode pass moves BN's statistics: put them back (copies: torch shares memory)
         state = {k: np.array(v) for k, v in export_weights(model).items()}
-        h1_train, z1_train = (t.numpy() for t in net(a))
+        h1_train, z1_train = (out(t) for t in net(a))
         import_weights(model, state)
     extra = {} if key_momentum is None else {"key_momentum": key_momentum}
-    loss = model.train_step(a, b, optimizer, **extra)
+    loss = model.train_step(a, b, optimizer, amp_dtype=amp_dtype, **extra)
     features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
-    return {"loss": loss.numpy(), **features, **_state_after(model, optimizer)}
+    return {"loss": out(loss), **features, **_state_after(model, optimizer)}
 
 
 def _state_after(model, optimizer) -> dict:
@@ -95,13 +110,13 @@ def _state_after(model, optimizer) -> dict:
 
     walk = list(entries(model))
     grads = {
-        f"grad/{n}": to_canonical(k, r, t.grad.numpy(), "torch")
+        f"grad/{n}": to_canonical(k, r, t.grad.cpu().numpy(), "torch")
         for n, k, r, t in walk
         if t.grad is not None
     }
     after = {f"after/{n}": v for n, v in export_weights(model).items()}
     slots = {
-        f"slot/{n}/{SLOT_NAMES[key]}": to_canonical(k, r, value.numpy(), "torch")
+        f"slot/{n}/{SLOT_NAMES[key]}": to_canonical(k, r, value.cpu().numpy(), "torch")
         for n, k, r, t in walk
         for key, value in optimizer.state.get(t, {}).items()
         if key in SLOT_NAMES

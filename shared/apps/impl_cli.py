@@ -130,8 +130,20 @@ def _add_parity_dump(pd: argparse.ArgumentParser) -> None:
         "train: a few epochs of each shared.parity.train_parity case (--out is then a folder; the "
         "first framework writes the initial weights, and the views, there)",
     )
-    pd.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"])
-    pd.add_argument("--device", default="cpu", help="cpu or cuda")
+    pd.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["float64"],
+        choices=["float64", "float32", "bfloat16"],
+        help="bfloat16 (step level only): float32 weights, bf16 autocast (TF: mixed_bfloat16)",
+    )
+    pd.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    pd.add_argument(
+        "--tf32",
+        default="off",
+        choices=["off", "on"],
+        help="TF32 for float32 matmuls and convolutions on a GPU that has it (no effect on a CPU)",
+    )
     pd.add_argument(
         "--random", type=int, default=0, help="also N random cases per loss (shared.parity.golden)"
     )
@@ -315,10 +327,19 @@ def _config_file(path) -> TrainConfig:
 
 def cmd_parity_dump(pkg: str, args) -> int:
     """Run the framework's losses on the goldens for each ``--dtype``; one .npz each."""
+    devices = _mod(pkg, "devices")
+    devices.check_device(args.device)
+    devices.set_tf32(args.tf32 == "on")
+    print(f"device {args.device}, TF32 policy {devices.tf32_policy()}")
     if args.level == "step":
         return _dump_steps(pkg, args)
     if args.level == "train":
         return _dump_train(pkg, args)
+    if "bfloat16" in args.dtype:
+        raise ConfigError(
+            "dtype: bfloat16 is a step-level case (--level step); the loss level "
+            "runs float64 and float32"
+        )
     if len(args.dtype) > 1 and "{dtype}" not in args.out:
         raise ConfigError("out: with several --dtype values, expected a path containing '{dtype}'")
     parity = _mod(pkg, "parity")
@@ -365,19 +386,26 @@ def _dump_steps(pkg: str, args) -> int:
                 import torch
 
                 torch.manual_seed(0)
+            amp = dtype == "bfloat16"  # float32 weights, bf16 compute
+            model_dtype = "float32" if not amp else _BF16_MODEL_DTYPE[pkg]
             cls = _mod(pkg, spec["method"])
             model = getattr(cls, "SimCLR" if spec["method"] == "simclr" else "MoCo")(
-                **sp.model_kwargs(case, dtype)
+                **{**sp.model_kwargs(case, dtype), "dtype": model_dtype if amp else dtype}
             )
             meta = {"method": spec["method"], "encoder": "small_cnn", "framework": pkg}
             _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta)
             opt = _mod(pkg, "optim").build_optimizer(model, opt_name, lr, momentum, wd)
             extra = {"key_momentum": sp.KEY_MOMENTUM} if spec["method"] == "moco" else {}
-            res = parity.step_outputs(model, *sp.views(dtype), opt, **extra)
+            views = sp.views("float32" if amp else dtype)
+            res = parity.step_outputs(model, *views, opt, **extra, device=args.device, amp=amp)
             path = out / f"{parity.FRAMEWORK}-{case}-{dtype}.npz"
             np.savez(path, **res)
             print(f"wrote {path} ({len(res)} arrays)")
     return 0
+
+
+# bf16 autocast: torch's float32 model under torch.autocast; a Keras model's dtype policy
+_BF16_MODEL_DTYPE = {"torch_impl": "float32", "tf_impl": "mixed_bfloat16"}
 
 
 def _shared_init(ck, model, path: Path, meta: dict) -> None:

@@ -3,6 +3,7 @@
     rosetta parity [--out DIR] [--dtypes float64 float32] [--device cpu]
     rosetta parity --compare A.npz B.npz     # e.g. a CPU dump against a GPU dump
     rosetta parity --level step              # one training step, torch vs TF, ported weights
+    rosetta parity --level step --dtypes bfloat16 [--device cuda] [--tf32 on]
     rosetta parity --level train             # 3 epochs in both, ported weights, both curves
     rosetta parity --random 10000            # + random cases; the worst one is named (r<seed>)
     rosetta parity --localise                # the first layer where torch and TF disagree
@@ -110,7 +111,13 @@ def to_markdown(summary: list[dict]) -> str:
 
 
 def run(
-    out_dir: Path, dtypes, device: str = "cpu", random: int = 0, seed: int = 0, env=None
+    out_dir: Path,
+    dtypes,
+    device: str = "cpu",
+    random: int = 0,
+    seed: int = 0,
+    env=None,
+    tf32: str = "off",
 ) -> tuple[list[dict], bool]:
     """The loss level: the goldens (and ``random`` random cases per loss from ``seed``).
     ``env``: the dump processes' environment (``None``: this one's)."""
@@ -140,6 +147,8 @@ def run(
             *dtypes,
             "--device",
             device,
+            "--tf32",
+            tf32,
             "--out",
             template,
             *extra,
@@ -154,7 +163,9 @@ def run(
     return rows, all(r["passed"] for r in rows)
 
 
-def dump_both(level: str, out_dir: Path, dtypes, env=None) -> bool:
+def dump_both(
+    level: str, out_dir: Path, dtypes, env=None, device: str = "cpu", tf32: str = "off"
+) -> bool:
     """``parity-dump --level LEVEL`` in torch, then in TF, each in its own process (with
     ``env``, default this one's), into ``out_dir``. Torch goes first: it writes the shared
     inputs (initial weights, views) that TF reads. False (with the child's error on stderr)
@@ -163,7 +174,7 @@ def dump_both(level: str, out_dir: Path, dtypes, env=None) -> bool:
     for module in PACKAGES.values():
         cmd = [sys.executable, "-m", module, "parity-dump", "--level", level]
         proc = subprocess.run(
-            [*cmd, "--dtype", *dtypes, "--out", str(out_dir)],
+            [*cmd, "--dtype", *dtypes, "--device", device, "--tf32", tf32, "--out", str(out_dir)],
             text=True,
             capture_output=True,
             env=env,
@@ -174,12 +185,14 @@ def dump_both(level: str, out_dir: Path, dtypes, env=None) -> bool:
     return True
 
 
-def run_step(out_dir: Path, dtypes, env=None) -> tuple[list[dict], bool]:
+def run_step(
+    out_dir: Path, dtypes, env=None, device: str = "cpu", tf32: str = "off"
+) -> tuple[list[dict], bool]:
     """``--level step``: torch's dump (it writes the initial weights), then TF's, compared by
-    ``shared.parity.step_parity.compare_steps``."""
+    ``shared.parity.step_parity.compare_steps``; ``bfloat16`` is the bf16-autocast step."""
     from shared.parity import step_parity as sp
 
-    if not dump_both("step", out_dir, dtypes, env):
+    if not dump_both("step", out_dir, dtypes, env, device, tf32):
         return [], False
     rows = []
     for case in sp.STEP_CASES:
@@ -212,12 +225,14 @@ def run_train(out_dir: Path, dtypes) -> tuple[list[dict], bool]:
     return rows, all(r["passed"] for r in rows)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--localise" in argv:
-        from shared.apps.localise_cmd import main as localise
+LEVEL_DTYPES = {
+    "loss": ("float64", "float32"),
+    "step": ("float64", "float32", "bfloat16"),
+    "train": ("float64", "float32"),
+}
 
-        return localise([a for a in argv if a != "--localise"])
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rosetta parity", description=__doc__.splitlines()[0])
     ap.add_argument("--localise", action="store_true", help="see rosetta parity --localise -h")
     ap.add_argument(
@@ -228,8 +243,23 @@ def main(argv=None) -> int:
         "a few epochs from ported weights in both frameworks, and both loss curves",
     )
     ap.add_argument("--out", default=None, help="folder for dumps, parity.md, parity.json")
-    ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float64", "float32"],
+        help="float64, float32; at the step level also bfloat16 (float32 weights, bf16 "
+        "autocast; TF: mixed_bfloat16)",
+    )
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda (loss and step levels; each framework's)"
+    )
+    ap.add_argument(
+        "--tf32",
+        default="off",
+        choices=["off", "on"],
+        help="TF32 for float32 matmuls and convolutions on a GPU, set the same in both "
+        "frameworks (their defaults differ: torch_impl/devices.py); no effect on a CPU",
+    )
     ap.add_argument(
         "--random",
         type=int,
@@ -239,33 +269,69 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0, help="the first random case's seed")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two dumps")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _check_args(args) -> str | None:
+    """The one-line error for flags that do not go together, or ``None``."""
+    if args.device not in ("cpu", "cuda"):
+        return f"device: expected cpu or cuda, got {args.device!r}"
+    if args.device != "cpu" and args.level == "train":
+        return "device: --level train runs on the CPU; use --level loss or step for cuda"
+    bad = [d for d in args.dtypes if d not in LEVEL_DTYPES[args.level]]
+    if bad:
+        return (
+            f"dtypes: --level {args.level} takes {', '.join(LEVEL_DTYPES[args.level])}, got {bad}"
+        )
+    return None
+
+
+def _compare_dumps(paths) -> tuple[list[dict], bool]:
+    (meta_a, a), (meta_b, b) = (load_dump(p) for p in paths)
+    dtype = meta_b["dtype"] if meta_b["dtype"] != "float64" else meta_a["dtype"]
+    label = f"{meta_b['framework']}@{meta_b['device']} vs {meta_a['framework']}@{meta_a['device']}"
+    rows = compare_outputs(a, b, dtype, label)
+    return rows, all(r["passed"] for r in rows)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--localise" in argv:
+        from shared.apps.localise_cmd import main as localise
+
+        return localise([a for a in argv if a != "--localise"])
+    args = _parser().parse_args(argv)
+    error = _check_args(args)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out = Path(args.out or tempfile.mkdtemp(prefix="rosetta-parity-"))
     if args.compare:
         try:
-            (meta_a, a), (meta_b, b) = (load_dump(p) for p in args.compare)
+            rows, ok = _compare_dumps(args.compare)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        dtype = meta_b["dtype"] if meta_b["dtype"] != "float64" else meta_a["dtype"]
-        label = (
-            f"{meta_b['framework']}@{meta_b['device']} vs {meta_a['framework']}@{meta_a['device']}"
-        )
-        rows = compare_outputs(a, b, dtype, label)
-        ok = all(r["passed"] for r in rows)
     elif args.level == "step":
-        rows, ok = run_step(out, args.dtypes)
+        rows, ok = run_step(out, args.dtypes, None, args.device, args.tf32)
     elif args.level == "train":
         rows, ok = run_train(out, args.dtypes)
     else:
-        rows, ok = run(out, args.dtypes, args.device, args.random, args.seed)
-    summary = summarize(rows)
-    md = to_markdown(summary)
+        rows, ok = run(out, args.dtypes, args.device, args.random, args.seed, None, args.tf32)
+    if not rows and not ok:  # a dump process failed before comparing: its error is above
+        print("error: a framework's parity dump failed (its message is above)", file=sys.stderr)
+        return 2
+    policy = f"device {args.device}; TF32 {args.tf32} in both frameworks" + (
+        " (no effect on a CPU)" if args.device == "cpu" else ""
+    )
+    md = f"{policy}\n\n" + to_markdown(summarize(rows))
     print(md)
     out.mkdir(parents=True, exist_ok=True)
     (out / "parity.md").write_text(md)
     (out / "parity.json").write_text(
-        json.dumps({"summary": summary, "rows": rows}, indent=1, default=str)
+        json.dumps(
+            {"policy": policy, "rows": rows, "summary": summarize(rows)}, indent=1, default=str
+        )
     )
     print(f"{'PASS' if ok else 'FAIL'}: {len(rows)} comparisons; table in {out / 'parity.md'}")
     return 0 if ok else 1

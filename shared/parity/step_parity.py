@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.parity import compare as parity
-from shared.parity.tolerances import override, tolerance
+from shared.parity.tolerances import bf16_step_tolerance, override, tolerance
 
 N = 8  # images per view batch
 STEP_CASES = {
@@ -33,7 +33,16 @@ STEP_CASES = {
         "kwargs": {"queue_size": 12, "bn_splits": 2, "symmetric": True, "shuffle_keys": False},
     },
 }
-COMMON = {"encoder": "small_cnn", "hidden_dim": 16, "proj_dim": 8, "temperature": 0.2}
+COMMON = {
+    "encoder": "small_cnn",
+    "hidden_dim": 16,
+    "proj_dim": 8,
+    "head_layers": 2,
+    "temperature": 0.2,
+}
+# bf16 (autocast) step: the bf16 convolutions and matmuls before each compared output, for
+# shared.parity.tolerances.bf16_step_tolerance: small_cnn's 4 convs, then the 2 head layers.
+BF16_LAYERS = {"h1": 4, "h1_train": 4, "z1": 6, "z1_train": 6, "loss": 6}
 OPTIMIZER = ("sgd", 0.1, 0.9, 1e-4)  # name, lr, momentum, weight decay
 KEY_MOMENTUM = 0.9
 
@@ -57,7 +66,10 @@ def model_kwargs(case: str, dtype: str) -> dict:
 
 def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
     """Rows (``shared.parity.compare.Row`` as dicts) comparing torch's outputs ``a`` with TF's ``b``,
-    each name under its ``shared.parity.compare.group_of`` tolerance."""
+    each name under its ``shared.parity.compare.group_of`` tolerance. ``dtype`` ``"bfloat16"``:
+    float32 models under bf16 autocast, compared by :func:`compare_bf16`."""
+    if dtype == "bfloat16":
+        return compare_bf16(a, b, case)
     overrides = (
         {"queue.after/queue": QUEUE_F32, **stepped_weights(a, OPTIMIZER[1])}
         if dtype == "float32"
@@ -71,6 +83,18 @@ def compare_steps(a: dict, b: dict, dtype: str, case: str) -> list[dict]:
         for k in (k for k in a if k.endswith("moving_variance")):
             out.append(_variance_row(k, a[k], b[k], dtype, case))
     return out
+
+
+def compare_bf16(a: dict, b: dict, case: str) -> list[dict]:
+    """The bf16-autocast step, torch's outputs ``a`` against TF's ``b``: the loss and the
+    features h and z (eval and train mode) under ``bf16_step_tolerance`` of the bf16 layers
+    before each (``BF16_LAYERS``). The gradients are not compared here (see that function)."""
+    rows = []
+    for name, layers in BF16_LAYERS.items():
+        tol = bf16_step_tolerance(layers)
+        r = parity.compare_leaf(name, a[name], b[name], dtype="bfloat16", tol=tol, quantity="param")
+        rows.append({**r.as_dict(), "quantity": "bf16", "case": case})
+    return rows
 
 
 def stepped_weights(a: dict, lr: float) -> dict:

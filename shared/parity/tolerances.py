@@ -76,6 +76,41 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
 }
 
 
+BF16_U = 2.0**-8  # bf16's unit roundoff: 8 significant bits, round to nearest even
+
+
+def bf16_step_tolerance(layers: int) -> Tolerance:
+    """The tolerance of a bf16-autocast step's output, torch against TF, after ``layers``
+    bf16 convolutions and matmuls (a first-order model of the rounding, derived, not fitted).
+
+    Under autocast a conv or matmul rounds its input and its weight to bf16 and stores its
+    output in bf16: three roundings of at most ``u = 2^-8`` relative each, so about ``3u`` of
+    the layer's scale (float32 accumulation adds ``~n 2^-24``, negligible). BatchNorm, ReLU and
+    pooling keep scale-relative errors at first order, so after L such layers one framework's
+    output is within about ``3 L u`` of the exact one, and the two frameworks within twice
+    that: ``atol = 6 L u`` of the scale (``max |expected|``; for the loss, ``|loss|``), rtol 0.
+
+    What it is not: a rigorous bound. It takes each layer's conditioning as 1; the loss's
+    sensitivity to the projections (up to ``4 / tau``) is left out, as it would make the
+    tolerance vacuous. Gradients have no such model: BatchNorm's backward subtracts batch means
+    of the upstream gradient, a cancellation that amplifies bf16 rounding (one framework's bf16
+    gradients differ from its own float32 gradients by up to about 0.4 of ``max |g|`` on the
+    step cases), so the bf16 step compares the loss and the features only; the gradients are
+    compared in float32 and float64.
+
+    Example:
+        >>> round(bf16_step_tolerance(6).atol, 4)  # small_cnn + a 2-layer head
+        0.1406
+    """
+    if layers < 1:
+        raise ValueError(f"layers: expected >= 1 bf16 layers, got {layers}")
+    return Tolerance(
+        0.0,
+        6 * layers * BF16_U,
+        f"bf16 autocast, {layers} rounded layers: 2 frameworks x 3 roundings x {layers} x 2^-8",
+    )
+
+
 def tolerance(quantity: str, dtype: str) -> Tolerance:
     """Look up the tolerance for a quantity (loss, per_anchor, grad, queue, ptr, ema) and dtype."""
     key = (quantity, str(dtype))

@@ -138,6 +138,22 @@ def test_framework_differences_page_matches_the_catalogue():
             assert all(NUMBER_3G.fullmatch(v) and float(v) <= 1e-5 for v in values), (name, values)
 
 
+def _curves(rows: list[list[str]], methods) -> dict:
+    """The page's tables back as ``shared.docgen.drift`` curves (one table per method)."""
+    per = len(rows) // len(methods)
+    out = {}
+    for i, m in enumerate(methods):
+        part = rows[i * per : (i + 1) * per]
+        out[m] = {
+            d: [
+                {"step": int(r[0]), "loss_abs": float(r[c]), "weights_rel": float(r[c + 1])}
+                for r in part
+            ]
+            for d, c in (("float64", 1), ("float32", 3))
+        }
+    return out
+
+
 def test_step_drift_page_matches_the_generator():
     """docs/step_drift.md against ``shared.docgen.drift`` run now for its first 4 steps, torch on
     one thread as in ``make docs`` (about 10 s; the page's 20 steps take 25 s on 2 idle cores,
@@ -167,6 +183,11 @@ def test_step_drift_page_matches_the_generator():
     title = f"{D.STEPS} steps from the same weights"
     assert title in committed_frame[0], stale
     committed_frame[0] = committed_frame[0].replace(title, f"{steps} steps from the same weights")
+    meaning = [i for i, line in enumerate(committed_frame) if line.startswith("**What it means")]
+    assert len(meaning) == 1, stale  # the paragraph is the committed tables' own numbers:
+    assert committed_frame[meaning[0]] == D.meaning(_curves(committed, D.METHODS)), stale
+    assert fresh_frame.pop(meaning[0]).startswith("**What it means")
+    committed_frame.pop(meaning[0])
     assert fresh_frame == committed_frame, stale
     numbers = list(range(1, D.STEPS + 1)) * len(D.METHODS)
     assert [int(r[0]) for r in committed] == numbers, stale

@@ -119,7 +119,19 @@ CONCEPTS = (
         (
             "torch runs eagerly; TF traces the same Python once into a `tf.function` "
             "(`tf_impl.train.compile_step`), queue and EMA included.",
-            "torch backpropagates with `loss.backward()`; TF records a `GradientTape`.",
+            "The parity checks run this very step (`step_outputs` in each `parity.py`).",
+        ),
+    ),
+    Concept(
+        "Loss and gradients (MoCo)",
+        "moco",
+        "MoCo.compute_gradients",
+        "MoCo.compute_gradients",
+        (
+            "torch backpropagates with `loss.backward()` and leaves the gradients in `.grad`; "
+            "TF records a `GradientTape` and gets them from `tape.gradient`.",
+            "torch's DDP averages the gradients inside the backward; TF's `mean_gradients` "
+            "does it explicitly (the identity outside `strategy.run`).",
         ),
     ),
     Concept(

@@ -113,9 +113,10 @@ def test_bad_state_is_named_and_format_is_checked(tmp_path):
         W.load_weights(tmp_path / "old.npz")
 
 
-def test_port_a_torch_run_to_tensorflow_and_eval_it(tmp_path, trained_run, small_eval):
+def test_port_a_torch_run_to_tensorflow_and_eval_it(tmp_path, trained_run, small_eval, capsys):
     """export-weights (torch) -> import-weights (TF) -> eval: the same kNN on both sides (the
-    session's one-epoch torch MoCo run, shared with test_methods; ``small_eval``)."""
+    session's one-epoch torch MoCo run, shared with test_methods; ``small_eval``); and the
+    localiser, given the two run directories, finds every layer within float32 tolerance."""
     import json
 
     from shared.run.config import TrainConfig
@@ -155,3 +156,8 @@ def test_port_a_torch_run_to_tensorflow_and_eval_it(tmp_path, trained_run, small
     )
     a, b = (json.loads((d / "eval.json").read_text())["moco"]["knn_top1"] for d in (src, dst))
     assert a == b
+    from shared.apps.localise_cmd import main as localise
+
+    capsys.readouterr()
+    assert localise(["--runs", str(src), str(dst)]) == 0
+    assert "PASS:" in capsys.readouterr().out

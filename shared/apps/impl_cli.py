@@ -151,6 +151,12 @@ def _add_parity_dump(pd: argparse.ArgumentParser) -> None:
     pd.add_argument(
         "--out", required=True, help="an .npz path; use '{dtype}' in it for several dtypes"
     )
+    pd.add_argument(
+        "--wait-for-init",
+        action="store_true",
+        help="step level: wait for the other framework's initial weights in --out (it runs at "
+        "the same time) instead of writing this framework's own",
+    )
 
 
 TRACEBACK_HELP = (
@@ -393,7 +399,7 @@ def _dump_steps(pkg: str, args) -> int:
                 **{**sp.model_kwargs(case, dtype), "dtype": model_dtype if amp else dtype}
             )
             meta = {"method": spec["method"], "encoder": "small_cnn", "framework": pkg}
-            _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta)
+            _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta, args.wait_for_init)
             opt = _mod(pkg, "optim").build_optimizer(model, opt_name, lr, momentum, wd)
             extra = {"key_momentum": sp.KEY_MOMENTUM} if spec["method"] == "moco" else {}
             views = sp.views("float32" if amp else dtype)
@@ -408,15 +414,29 @@ def _dump_steps(pkg: str, args) -> int:
 _BF16_MODEL_DTYPE = {"torch_impl": "float32", "tf_impl": "mixed_bfloat16"}
 
 
-def _shared_init(ck, model, path: Path, meta: dict) -> None:
+def _shared_init(ck, model, path: Path, meta: dict, wait: bool = False) -> None:
     """The parity dumps' common start: the first framework writes ``model``'s initial weights
-    to ``path`` (``shared.parity.weights``), the other imports them into its own ``model``."""
+    to ``path`` (``shared.parity.weights``; written whole, then renamed into place), the other
+    imports them into its own ``model``. ``wait``: this dump runs beside the writer
+    (``--wait-for-init``), so it waits up to 300 s for the file instead of writing its own."""
+    import os
+    import time
+
     from shared.parity.weights import load_weights, save_weights
 
+    deadline = time.monotonic() + 300
+    while wait and not path.exists():
+        if time.monotonic() > deadline:
+            raise MissingFileError(
+                f"init: {path} did not appear in 300 s (the writer's dump failed?)"
+            )
+        time.sleep(0.05)
     if path.exists():
         ck.import_weights(model, load_weights(path)[0])
     else:
-        save_weights(path, ck.export_weights(model), meta)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        save_weights(tmp, ck.export_weights(model), meta)
+        os.replace(tmp, path)
 
 
 def _dump_train(pkg: str, args) -> int:

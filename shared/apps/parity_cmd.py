@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,53 +137,66 @@ def run(
             )
     extra = ["--random", str(random), "--seed", str(seed)] if random else []
     rows = []
-    for label, module in PACKAGES.items():
-        template = str(out_dir / f"{label}-{{dtype}}.npz")
-        cmd = [
-            sys.executable,
-            "-m",
-            module,
-            "parity-dump",
-            "--dtype",
-            *dtypes,
-            "--device",
-            device,
-            "--tf32",
-            tf32,
-            "--out",
-            template,
-            *extra,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)  # one per framework
-        if proc.returncode != 0:
-            print(f"{label}: dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return rows, False
+    templates = {label: str(out_dir / f"{label}-{{dtype}}.npz") for label in PACKAGES}
+    common = ["parity-dump", "--dtype", *dtypes, "--device", device, "--tf32", tf32, *extra]
+    cmds = [
+        [sys.executable, "-m", module, *common, "--out", templates[label]]
+        for label, module in PACKAGES.items()
+    ]
+    if not _run_all(cmds, list(PACKAGES), env):  # the two frameworks at once
+        return rows, False
+    for label in PACKAGES:
         for dtype in dtypes:
-            _, actual = load_dump(template.replace("{dtype}", dtype))
+            _, actual = load_dump(templates[label].replace("{dtype}", dtype))
             rows += compare_outputs(expected, actual, dtype, label, inputs)
     return rows, all(r["passed"] for r in rows)
+
+
+def _run_all(cmds: list[list[str]], labels: list[str], env=None) -> bool:
+    """Run the commands at once (each framework's dump in its own process) and wait for all;
+    False, with the first failure's stderr printed (and the others stopped), if one fails."""
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for c in cmds
+    ]
+    try:
+        pending = dict(zip(labels, procs))
+        while pending:
+            for label, proc in list(pending.items()):
+                if proc.poll() is None:
+                    continue
+                del pending[label]
+                _, err = proc.communicate()
+                if proc.returncode != 0:
+                    print(f"{label}: dump failed:\n{err[-2000:]}", file=sys.stderr)
+                    return False
+            time.sleep(0.05)
+        return True
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
 
 
 def dump_both(
     level: str, out_dir: Path, dtypes, env=None, device: str = "cpu", tf32: str = "off"
 ) -> bool:
-    """``parity-dump --level LEVEL`` in torch, then in TF, each in its own process (with
-    ``env``, default this one's), into ``out_dir``. Torch goes first: it writes the shared
-    inputs (initial weights, views) that TF reads. False (with the child's error on stderr)
-    when a dump fails."""
+    """``parity-dump --level LEVEL`` in torch and in TF, each in its own process (with ``env``,
+    default this one's), into ``out_dir``. Torch writes the shared inputs (initial weights and,
+    for the train level, the views) that TF reads: at the step level both run at once and TF
+    waits for torch's initial weights (``--wait-for-init``); the train level runs one after
+    the other. False (with the child's error on stderr) when a dump fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for module in PACKAGES.values():
-        cmd = [sys.executable, "-m", module, "parity-dump", "--level", level]
-        proc = subprocess.run(
-            [*cmd, "--dtype", *dtypes, "--device", device, "--tf32", tf32, "--out", str(out_dir)],
-            text=True,
-            capture_output=True,
-            env=env,
-        )
-        if proc.returncode != 0:
-            print(f"{module}: {level} dump failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return False
-    return True
+    cmds = []
+    for i, module in enumerate(PACKAGES.values()):
+        cmd = [sys.executable, "-m", module, "parity-dump", "--level", level, "--dtype", *dtypes]
+        cmd += ["--device", device, "--tf32", tf32, "--out", str(out_dir)]
+        cmds.append(cmd + (["--wait-for-init"] if level == "step" and i else []))
+    labels = [f"{m}: {level}" for m in PACKAGES.values()]
+    if level == "step":
+        return _run_all(cmds, labels, env)
+    return all(_run_all([c], [label], env) for c, label in zip(cmds, labels))
 
 
 def run_step(

@@ -339,8 +339,13 @@ def _levels_at_batch_32() -> str:
     return "\n".join(lines)
 
 
-def build() -> list[Erratum]:
-    """Every erratum with its runs' outputs filled in (the snippets run now)."""
+def build(jobs: int = 1) -> list[Erratum]:
+    """Every erratum with its runs' outputs filled in (the snippets run now, each in a fresh
+    interpreter). ``jobs``: snippets run at once; ``make docs`` runs one at a time, so that the
+    step-cost snippet times an otherwise idle machine (the tests, which ignore that timing, run
+    two)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.oracle.worked_examples import example_d
 
     items = errata()
@@ -349,9 +354,13 @@ def build() -> list[Erratum]:
         "rosetta explain d (shared.oracle.worked_examples.example_d)": lambda: example_d().text(),
         "The levels at the seed's batch of 32 (NumPy)": _levels_at_batch_32,
     }
-    for item in items:
-        for run in item.runs:
-            run.output = local[run.label]() if run.label in local else run_snippet(run.code)
+    runs = [run for item in items for run in item.runs]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads wait on the subprocesses
+        outputs = pool.map(
+            lambda r: local[r.label]() if r.label in local else run_snippet(r.code), runs
+        )
+        for run, output in zip(runs, outputs):
+            run.output = output
     return items
 
 

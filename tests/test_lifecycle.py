@@ -233,12 +233,12 @@ def test_two_trainings_started_at_once_one_runs_the_other_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
-def test_a_run_dir_held_by_another_run_is_refused_and_left_intact(tmp_path, framework):
-    """The directory of a finished run, locked as if a run were writing it: a second run is
-    refused with ``--resume`` and with ``--overwrite``, and not one byte changes."""
+def test_a_run_dir_held_by_another_run_is_refused_and_left_intact(tmp_path, framework, trained_run):
+    """The directory of a finished run (the session's copy), locked as if a run were writing
+    it: a second run is refused with ``--resume`` and with ``--overwrite``, and not one byte
+    changes."""
     train = _train(framework)
-    run = tmp_path / "run"
-    train(_cfg(run), progress=False)
+    run = trained_run(framework, _cfg(tmp_path / "run"))
     before = _snapshot(run)
     with lock_run_dir(run):
         for kw in ({"resume": True, "epochs": 2}, {"overwrite": True}, {}):
@@ -258,10 +258,9 @@ HOLDER = (
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
-def test_a_lock_left_by_a_killed_run_does_not_block_resume(tmp_path, framework):
+def test_a_lock_left_by_a_killed_run_does_not_block_resume(tmp_path, framework, trained_run):
     train = _train(framework)
-    run = tmp_path / "run"
-    train(_cfg(run), progress=False)
+    run = trained_run(framework, _cfg(tmp_path / "run"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(run)], env=env, stdout=subprocess.PIPE, text=True

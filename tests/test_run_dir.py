@@ -85,9 +85,9 @@ def test_check_resume_names_the_fields():
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_resume_with_a_changed_config(tmp_path, framework):
+def test_resume_with_a_changed_config(tmp_path, framework, trained_run):
     train = _train(framework)
-    train(_cfg(tmp_path), progress=False)
+    trained_run(framework, _cfg(tmp_path))
     with pytest.raises(ValueError, match="other method: 'simclr' -> 'moco'"):
         train(_cfg(tmp_path, method="moco", epochs=2, resume=True), progress=False)
     with pytest.raises(ValueError, match="temperature: 0.2 -> 0.5 differ"):

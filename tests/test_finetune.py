@@ -75,3 +75,49 @@ def test_fit_flips_only_when_asked(framework, flip):
     left = [float(s.max()) for s in seen]
     assert len(left) == 2 * (N // BATCH)
     assert (max(left) == 1.0) is flip and (min(left) == 0.0)
+
+
+def test_cv_budget_sees_only_the_labelled_subset_and_the_same_folds_per_budget():
+    from shared.run.evaluation import cv_budget, epochs_for
+
+    labels = np.arange(12) % 3
+    seen = []
+
+    def fit_score(fit, held, steps):
+        seen.append((tuple(fit), tuple(held), steps))
+        assert not set(fit) & set(held) and set(fit) | set(held) == set(range(12))
+        return {10: 0.5, 20: 0.7, 30: 0.7}[steps]  # a tie: the smaller budget wins
+
+    out = cv_budget(labels, fit_score, budgets=(10, 20, 30), folds=3)
+    assert out["steps"] == 20 and out["rule"] == "3-fold CV on the labelled training subset"
+    assert out["cv_by_steps"] == {"10": 0.5, "20": 0.7, "30": 0.7}
+    folds = {(f, h) for f, h, _ in seen}
+    assert len(folds) == 3 and all(sum(1 for s in seen if s[:2] == fh) == 3 for fh in folds)
+    one_each = cv_budget(np.arange(3), fit_score, budgets=(10, 20, 30))  # one label per class
+    assert one_each == {"steps": 20, "cv_by_steps": {}, "rule": "no CV (a class has 1 label)"}
+    assert (epochs_for(60, 143, 64), epochs_for(600, 143, 64), epochs_for(1, 5, 64)) == (30, 300, 1)
+
+
+# TF's finetune has torch's shape line for line; its fit is tested equal to torch's above and
+# its two arms in tests/test_tf_impl.py, so its CV run (6 traced fits, 7 s) is slow-marked.
+@pytest.mark.parametrize("framework", ["torch", pytest.param("tensorflow", marks=pytest.mark.slow)])
+def test_finetune_chooses_each_arms_budget_by_cv_on_the_labelled_subset(framework, monkeypatch):
+    """``finetune(epochs=None)``: both arms get a budget from the same grid and rule, reported;
+    the test split is scored once per arm, after the choice."""
+    from shared.run import evaluation
+    from shared.run.data import Split
+
+    monkeypatch.setattr(evaluation, "FINETUNE_STEPS", (1, 2))
+    monkeypatch.setattr(evaluation, "FINETUNE_FOLDS", 2)
+    rng = np.random.default_rng(0)
+    tr = Split(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 2)
+    te = Split(rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), np.arange(6) % 2)
+    ev = pev if framework == "torch" else tev
+    enc = ev.build_encoder("small_cnn")
+    out = ev.finetune(enc, "small_cnn", tr, te, fraction=0.5, batch_size=4)
+    for arm in ("finetune", "scratch"):
+        budget = out[f"{arm}_budget"]
+        assert budget["rule"] == "2-fold CV on the labelled training subset"
+        assert set(budget["cv_by_steps"]) == {"1", "2"} and budget["steps"] in (1, 2)
+        assert budget["epochs"] == 1  # 8 labels at batch 4: 2 steps an epoch cover 1 or 2
+        assert 0 <= out[f"{arm}_top1"] <= 1

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.evaluation import evaluate, labelled_subset
+from shared.run.evaluation import cv_budget, epochs_for, evaluate, labelled_subset
 from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.models import build_encoder
 from tf_impl.optim import SGD, set_learning_rate
@@ -173,37 +173,43 @@ def finetune(
     train,
     test,
     fraction: float = 0.1,
-    epochs: int = 30,
+    epochs: int | None = None,
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
     flip: bool = False,
 ) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
-    architecture from scratch on the same subset; return both test accuracies. ``flip``: as
-    :func:`linear_eval`."""
+    architecture from scratch on the same subset; return both test accuracies. ``epochs``: as
+    ``torch_impl.evaluate.finetune`` (``None``: each arm's budget by cross-validation on the
+    labelled subset). ``flip``: as :func:`linear_eval`."""
     sub = labelled_subset(train, fraction, seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
-    for name in ("finetune_top1", "scratch_top1"):
-        tf.keras.utils.set_random_seed(seed)
-        enc = build_encoder(encoder_name)
-        if name == "finetune_top1":
-            enc.set_weights(encoder.get_weights())
-        head = tf.keras.layers.Dense(n_cls)
-        head.build((None, enc.feature_dim))
-        _fit(
-            enc,
-            head,
-            enc.trainable_variables + head.trainable_variables,
-            sub.images,
-            sub.labels,
-            epochs,
-            lr,
-            min(batch_size, len(sub)),
-            seed,
-            encoder_training=True,
-            flip=flip,
-        )
-        results[name] = _accuracy(enc, head, test.images, test.labels)
+    for arm, start in (("finetune", encoder), ("scratch", None)):
+
+        def fit(images, labels, n_epochs, start=start):
+            tf.keras.utils.set_random_seed(seed)
+            enc = build_encoder(encoder_name)
+            if start is not None:
+                enc.set_weights(start.get_weights())
+            head = tf.keras.layers.Dense(n_cls)
+            head.build((None, enc.feature_dim))
+            variables = enc.trainable_variables + head.trainable_variables
+            bs = min(batch_size, len(labels))
+            _fit(enc, head, variables, images, labels, n_epochs, lr, bs, seed, True, flip)
+            return enc, head
+
+        def fit_score(fit_idx, held_idx, steps, fit=fit):
+            n = epochs_for(steps, len(fit_idx), min(batch_size, len(fit_idx)))
+            enc, head = fit(sub.images[fit_idx], sub.labels[fit_idx], n)
+            return _accuracy(enc, head, sub.images[held_idx], sub.labels[held_idx])
+
+        n_epochs = epochs
+        if epochs is None:
+            choice = cv_budget(sub.labels, fit_score, seed=seed)
+            n_epochs = epochs_for(choice["steps"], len(sub), min(batch_size, len(sub)))
+            results[f"{arm}_budget"] = {**choice, "epochs": n_epochs}
+        enc, head = fit(sub.images, sub.labels, n_epochs)
+        results[f"{arm}_top1"] = _accuracy(enc, head, test.images, test.labels)
     return results

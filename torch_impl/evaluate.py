@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.evaluation import evaluate, labelled_subset
+from shared.run.evaluation import cv_budget, epochs_for, evaluate, labelled_subset
 from torch_impl.augment import TwoViews, simclr_augment
 from torch_impl.models import build_encoder
 
@@ -195,34 +195,46 @@ def finetune(
     train,
     test,
     fraction: float = 0.1,
-    epochs: int = 30,
+    epochs: int | None = None,
     lr: float = 0.05,
     batch_size: int = 64,
     seed: int = 0,
     flip: bool = False,
 ) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
-    architecture from scratch on the same subset; return both test accuracies. ``flip``: as
-    :func:`linear_eval`."""
+    architecture from scratch on the same subset; return both test accuracies.
+
+    ``epochs``: one fixed budget for both arms; ``None`` (the default): each arm's budget in
+    SGD steps chosen by ``shared.run.evaluation.cv_budget`` on the labelled subset alone (the
+    same grid, folds and rule for both arms; never the test split), reported as
+    ``<arm>_budget``. ``flip``: as :func:`linear_eval`.
+    """
     sub = labelled_subset(train, fraction, seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
-    for name, enc in (("finetune_top1", copy.deepcopy(encoder)), ("scratch_top1", None)):
-        torch.manual_seed(seed)
-        if enc is None:
-            enc = build_encoder(encoder_name)
-        model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))
-        _fit(
-            model,
-            model.parameters(),
-            sub.images,
-            sub.labels,
-            epochs,
-            lr,
-            min(batch_size, len(sub)),
-            seed,
-            model.train,
-            flip,
+    for arm, start in (("finetune", encoder), ("scratch", None)):
+
+        def fit(images, labels, n_epochs, start=start):
+            torch.manual_seed(seed)
+            enc = copy.deepcopy(start) if start is not None else build_encoder(encoder_name)
+            model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))
+            bs = min(batch_size, len(labels))
+            _fit(
+                model, model.parameters(), images, labels, n_epochs, lr, bs, seed, model.train, flip
+            )
+            return model
+
+        def fit_score(fit_idx, held_idx, steps, fit=fit):
+            n = epochs_for(steps, len(fit_idx), min(batch_size, len(fit_idx)))
+            model = fit(sub.images[fit_idx], sub.labels[fit_idx], n)
+            return _accuracy(model, sub.images[held_idx], sub.labels[held_idx])
+
+        n_epochs = epochs
+        if epochs is None:
+            choice = cv_budget(sub.labels, fit_score, seed=seed)
+            n_epochs = epochs_for(choice["steps"], len(sub), min(batch_size, len(sub)))
+            results[f"{arm}_budget"] = {**choice, "epochs": n_epochs}
+        results[f"{arm}_top1"] = _accuracy(
+            fit(sub.images, sub.labels, n_epochs), test.images, test.labels
         )
-        results[name] = _accuracy(model, test.images, test.labels)
     return results

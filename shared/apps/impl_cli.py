@@ -101,7 +101,13 @@ def _add_run_commands(sub) -> None:
     ft = sub.add_parser("finetune", help="fine-tune on a labelled subset vs training from scratch")
     ft.add_argument("--run-dir", required=True, help="a run directory written by train")
     ft.add_argument("--fraction", type=float, default=0.1, help="labelled fraction in (0, 1]")
-    ft.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (>= 1)")
+    ft.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="fine-tuning epochs (>= 1) for both arms; default: each arm's budget chosen by "
+        "cross-validation on the labelled subset (shared.run.evaluation.cv_budget)",
+    )
     ex = sub.add_parser(
         "export-weights", help="write a run's model as framework-neutral weights (.npz)"
     )
@@ -254,7 +260,7 @@ def cmd_eval(pkg: str, args) -> int:
 def cmd_finetune(pkg: str, args) -> int:
     if not 0 < args.fraction <= 1:
         raise ConfigError(f"fraction: expected a labelled fraction in (0, 1], got {args.fraction}")
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)

@@ -284,6 +284,48 @@ def raw_pixel_baseline(train_images, train_labels, test_images, test_labels) -> 
         return res
 
 
+FINETUNE_STEPS = (60, 200, 600)  # SGD steps a fine-tune may take; read when CV runs
+FINETUNE_FOLDS = 3
+
+
+def cv_budget(labels, fit_score, budgets=None, folds=None, seed: int = 0) -> dict:
+    """The fine-tuning budget by stratified k-fold cross-validation on the labelled training
+    subset alone: ``{"steps": chosen, "cv_by_steps": {steps: mean held-out accuracy}, "rule"}``.
+
+    ``fit_score(fit_idx, held_idx, steps) -> accuracy`` trains a fresh model on ``labels``'
+    rows ``fit_idx`` for ``steps`` SGD steps and scores it on ``held_idx``. Both arms of
+    :func:`finetune` (pretrained and from scratch) are chosen by this same rule, on the same
+    folds. ``budgets`` and ``folds`` default to ``FINETUNE_STEPS`` and ``FINETUNE_FOLDS``; the
+    folds shrink to the rarest class's count, and with fewer than 2 labels in some class no CV
+    is possible: the middle budget is taken and the rule says so. Ties go to the smaller budget.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    budgets = tuple(FINETUNE_STEPS if budgets is None else budgets)
+    labels = np.asarray(labels)
+    rarest = int(np.bincount(labels).min()) if labels.size else 0
+    folds = min(FINETUNE_FOLDS if folds is None else folds, rarest)
+    if folds < 2:
+        middle = budgets[len(budgets) // 2]
+        return {"steps": middle, "cv_by_steps": {}, "rule": f"no CV (a class has {rarest} label)"}
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = dict.fromkeys(budgets, 0.0)
+    for fit, held in split.split(np.zeros(len(labels)), labels):
+        for steps in budgets:
+            scores[steps] += fit_score(fit, held, steps) / folds
+    return {
+        "steps": best_setting(scores),
+        "cv_by_steps": {str(k): v for k, v in scores.items()},
+        "rule": f"{folds}-fold CV on the labelled training subset",
+    }
+
+
+def epochs_for(steps: int, n: int, batch_size: int) -> int:
+    """Epochs of ``n`` images at ``batch_size`` that take at least ``steps`` SGD steps."""
+    per_epoch = max(1, n // batch_size)
+    return max(1, -(-steps // per_epoch))
+
+
 def labelled_subset(split, fraction: float, seed: int = 0):
     """A class-stratified ``fraction`` of a ``shared.run.data.Split`` (at least one image per class).
 

@@ -313,7 +313,9 @@ def test_rosetta_parity_random_cases_name_their_seed(tmp_path):
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     cases = {r["case"] for r in rows}
     assert {f"r{s}" for s in range(40, 60)} <= cases  # 20 random cases, beside the goldens
-    assert len(rows) == 2 * 2 * (len(golden.load("nt_xent")) + len(golden.load("info_nce")) + 40) * 4
+    assert (
+        len(rows) == 2 * 2 * (len(golden.load("nt_xent")) + len(golden.load("info_nce")) + 40) * 4
+    )
     c = golden.random_case("nt_xent", 47)  # the same seed gives the same case, anywhere
     assert float(c["loss"]) == nt_xent(c["z1"], c["z2"], float(c["temperature"]))
 

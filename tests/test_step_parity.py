@@ -234,6 +234,7 @@ def _float64_drift_is_rounding(method: str, steps: int) -> None:
     )
 
 
+@pytest.mark.slow  # tests/test_docs.py runs the same five steps of both methods, and bounds them
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_five_step_float64_drift_stays_at_rounding(method):
     """The drift curve of ``shared.docgen.drift`` (docs/step_drift.md) in float64: five steps

@@ -726,13 +726,17 @@ def few_labels_text(f: Facts) -> str:
     """Section 9.5's measurement: fine-tuning on a tenth of the labels against training from
     scratch on the same images."""
     few = f.results.get("finetune")
+    if not few:
+        return "Not measured yet."
+    steps = {arm: few[f"{arm}_budget"]["steps"] for arm in ("finetune", "scratch")}
     return (
         f"With a tenth of the labels ({few['n_labelled']} images), fine-tuning the demo's SimCLR "
         f"encoder (torch) reaches {pct(few['finetune_top1'])} on the test split against "
         f"{pct(few['scratch_top1'])} for the same network trained from scratch on the same "
-        f"images ({few['epochs']} epochs each)."
-        if few
-        else "Not measured yet."
+        f"images. Each arm's budget was chosen by {few['finetune_budget']['rule']} (SGD steps "
+        f"{', '.join(sorted(few['finetune_budget']['cv_by_steps'], key=int))}): {steps['finetune']} steps for "
+        f"the fine-tune, {steps['scratch']} from scratch. One run, one seed "
+        "(`finetune` in docs/results.json); the spread across seeds is not measured yet."
     )
 
 

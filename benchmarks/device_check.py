@@ -195,6 +195,8 @@ def run(quick: bool, only=SECTIONS) -> tuple[str, dict]:
     md = [
         "# Device check",
         "",
+        "## 1. Devices",
+        "",
         f"CPU: {info['cpu']}; torch {info['torch']}, TensorFlow {info['tensorflow']}.",
     ]
     md.append(
@@ -217,7 +219,7 @@ def run(quick: bool, only=SECTIONS) -> tuple[str, dict]:
             lambda: [repeatability(fw, d) for d in devices for fw in PACKAGES],
         ),
         "speed": (
-            "6. Images/s, the 2x2 (small CNN, batch 64, float32)",
+            "6. Images/s, the 2x2: {SimCLR, MoCo} x {torch, TF} (small CNN, batch 64, float32)",
             lambda: [x for d in devices for x in images_per_second(d, quick)],
         ),
     }

@@ -23,10 +23,13 @@ from shared.parity.localise import INJECTABLE, format_report, localise
 __all__ = ["build_pair", "load_pair", "localise_models", "main"]
 
 
-def build_pair(method: str, model_kwargs: dict, dtype: str, inject: str | None = None):
-    """A torch model and a TF one with torch's weights ported into it (``shared.parity.weights``),
-    the TF one with ``inject`` left unaligned (``tf_impl.localise.inject_model``)."""
-    import torch  # noqa: F401  (before TensorFlow)
+def build_pair(
+    method: str, model_kwargs: dict, dtype: str, inject: str | None = None, seed: int = 0
+):
+    """A torch model (initialised from ``seed``, so that a report can be reproduced) and a TF one
+    with torch's weights ported into it (``shared.parity.weights``), the TF one with ``inject``
+    left unaligned (``tf_impl.localise.inject_model``)."""
+    import torch  # (before TensorFlow)
     import torchvision  # noqa: F401
 
     from tf_impl.localise import inject_model
@@ -35,6 +38,7 @@ def build_pair(method: str, model_kwargs: dict, dtype: str, inject: str | None =
     from torch_impl.methods import METHODS as TORCH_METHODS
     from torch_impl.weights import export_weights
 
+    torch.manual_seed(seed)
     pt = TORCH_METHODS[method](**model_kwargs, dtype=dtype)
     tfm = TF_METHODS[method](**model_kwargs, dtype=dtype)
     import_weights(tfm, export_weights(pt))
@@ -129,7 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--optimizer", default=None, choices=["sgd", "adam", "lars"])
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=0, help="seeds the batch and upstream gradients")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the torch model, the batch and the upstream gradients",
+    )
     ap.add_argument(
         "--all", action="store_true", help="print every quantity, not each layer's worst"
     )
@@ -148,7 +157,7 @@ def main(argv=None) -> int:
         dtype = "float32"
     else:
         kw = {"encoder": args.encoder, "hidden_dim": args.hidden_dim, "proj_dim": args.proj_dim}
-        pt, tfm = build_pair(args.method, kw, args.dtype, args.inject)
+        pt, tfm = build_pair(args.method, kw, args.dtype, args.inject, args.seed)
         dtype = args.dtype
     x = np.random.default_rng(args.seed).random((args.batch, args.image_size, args.image_size, 3))
     report = localise_models(

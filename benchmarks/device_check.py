@@ -62,39 +62,20 @@ def gpus() -> dict:
     return found
 
 
-_INIT: dict = {}
+_INIT: dict = {}  # (case, dtype) -> torch's initial weights, shared by every step of the case
 
 
-def step(framework: str, case: str, dtype: str, device: str, amp: bool = False) -> dict:
-    """One step of a step-parity case from the case's shared initial weights (torch's, seed
-    0): ``step_outputs`` of ``framework`` on ``device``; ``amp`` is the bf16-autocast step."""
-    weights = _mod(framework, "weights")
+def step(framework: str, case: str, dtype: str, device: str) -> dict:
+    """One step of a step-parity case (``dtype`` ``"bfloat16"``: the bf16-autocast step) on
+    ``device``, from the case's shared initial weights (torch's, seed 0): ``step_outputs``
+    of ``framework``, the model and optimiser of its ``parity.step_case``."""
     if (case, dtype) not in _INIT:
-        torch.manual_seed(0)
-        init = _mod("torch", sp.STEP_CASES[case]["method"])
-        cls = getattr(init, "SimCLR" if case == "simclr" else "MoCo")
-        model = cls(**sp.model_kwargs(case, dtype))
-        _INIT[(case, dtype)] = {
-            k: np.array(v) for k, v in _mod("torch", "weights").export_weights(model).items()
-        }
-    kw = sp.model_kwargs(case, dtype)
-    if amp and framework == "tensorflow":
-        kw["dtype"] = "mixed_bfloat16"
-    cls = getattr(
-        _mod(framework, sp.STEP_CASES[case]["method"]), "SimCLR" if case == "simclr" else "MoCo"
-    )
-    if framework == "tensorflow":
-        with tf.device(_mod(framework, "devices").check_device(device)):
-            model = cls(**kw)
-    else:
-        model = cls(**kw)
-    weights.import_weights(model, _INIT[(case, dtype)])
-    opt = _mod(framework, "optim").build_optimizer(model, *sp.OPTIMIZER)
-    extra = {"key_momentum": sp.KEY_MOMENTUM} if case == "moco" else {}
-    views = sp.views(dtype)
-    return _mod(framework, "parity").step_outputs(
-        model, *views, opt, **extra, device=device, amp=amp
-    )
+        model = _mod("torch", "parity").step_case(case, dtype)[0]
+        _INIT[case, dtype] = _mod("torch", "weights").export_weights(model)
+    par = _mod(framework, "parity")
+    model, opt, kwargs = par.step_case(case, dtype, device)
+    _mod(framework, "weights").import_weights(model, _INIT[case, dtype])
+    return par.step_outputs(model, *sp.views(dtype), opt, **kwargs)
 
 
 def _worst(rows: list[dict]) -> str:
@@ -154,7 +135,7 @@ def bf16(device: str) -> list[str]:
     """Section 4: the bf16-autocast step, torch against TF, on ``device``."""
     lines = []
     for case in sp.STEP_CASES:
-        a, b = (step(fw, case, "float32", device, amp=True) for fw in ("torch", "tensorflow"))
+        a, b = (step(fw, case, "bfloat16", device) for fw in ("torch", "tensorflow"))
         rows = sp.compare_bf16(a, b, case)
         lines.append(
             f"- {case} on {device}: {_worst(rows)}; loss torch {float(a['loss']):.5f}, TF {float(b['loss']):.5f}"

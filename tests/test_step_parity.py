@@ -327,32 +327,15 @@ def test_bf16_step_runs_in_bf16_in_both_frameworks_and_agrees_within_the_derived
     model): each framework's bf16 outputs differ from its own float32 ones (bf16 really ran),
     and torch's and TF's agree within ``bf16_step_tolerance`` (the loss, h and z). MoCo's bf16
     step is compared by the command (``test_rosetta_parity_level_step_passes``)."""
-    from tf_impl import moco as tmoco
-    from tf_impl import simclr as tsim
-    from torch_impl import moco as pmoco
-    from torch_impl import simclr as psim
-
-    cls = {"simclr": (psim.SimCLR, tsim.SimCLR), "moco": (pmoco.MoCo, tmoco.MoCo)}[case]
-    extra = {"key_momentum": sp.KEY_MOMENTUM} if case == "moco" else {}
-    x1, x2 = sp.views("float32")
-    torch.manual_seed(0)
-    w0 = {
-        k: np.array(v)
-        for k, v in pw.export_weights(cls[0](**sp.model_kwargs(case, "float32"))).items()
-    }
     out = {}
-    for amp in (False, True):
-        pt = cls[0](**sp.model_kwargs(case, "float32"))
-        tfm = cls[1](
-            **{**sp.model_kwargs(case, "float32"), "dtype": "mixed_bfloat16" if amp else "float32"}
-        )
-        pw.import_weights(pt, w0)
-        tw.import_weights(tfm, w0)
-        o_pt = popt.build_optimizer(pt, *sp.OPTIMIZER)
-        o_tf = topt.build_optimizer(tfm, *sp.OPTIMIZER)
-        out[amp] = (
-            ppar.step_outputs(pt, x1, x2, o_pt, **extra, amp=amp),
-            tpar.step_outputs(tfm, x1, x2, o_tf, **extra, amp=amp),
+    for dtype in ("float32", "bfloat16"):  # both from torch's float32 initial weights
+        pt, o_pt, kw = ppar.step_case(case, dtype)
+        tfm, o_tf, _ = tpar.step_case(case, dtype)
+        tw.import_weights(tfm, pw.export_weights(pt))
+        x1, x2 = sp.views(dtype)
+        out[dtype == "bfloat16"] = (
+            ppar.step_outputs(pt, x1, x2, o_pt, **kw),
+            tpar.step_outputs(tfm, x1, x2, o_tf, **kw),
         )
     for fw in (0, 1):  # bf16 moved every compared output away from float32
         for name in sp.BF16_LAYERS:
@@ -361,6 +344,6 @@ def test_bf16_step_runs_in_bf16_in_both_frameworks_and_agrees_within_the_derived
     assert sorted(r["name"] for r in rows) == sorted(sp.BF16_LAYERS)
     bad = [r for r in rows if not r["passed"]]
     assert not bad, bad
-    plain = cls[1](**sp.model_kwargs(case, "float32"))
+    plain, o_plain, _ = tpar.step_case(case, "float32")
     with pytest.raises(ValueError, match="amp: True, but the model's dtype policy is 'float32'"):
-        tpar.step_outputs(plain, x1, x2, topt.build_optimizer(plain, *sp.OPTIMIZER), amp=True)
+        tpar.step_outputs(plain, x1, x2, o_plain, amp=True)

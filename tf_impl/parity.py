@@ -129,6 +129,25 @@ def _state_after(model, optimizer, grads) -> dict:
     return out
 
 
+def step_case(case: str, dtype: str, device: str = "cpu"):
+    """A ``shared.parity.step_parity`` case, ready for :func:`step_outputs`:
+    ``(model, optimizer, kwargs)`` as ``torch_impl.parity.step_case`` (the model with Keras's
+    own initialisation, its variables on ``device``). ``dtype`` ``"bfloat16"``: a
+    ``mixed_bfloat16`` model (float32 weights, bf16 compute) and ``amp``."""
+    from shared.parity import step_parity as sp
+    from tf_impl.methods import METHODS
+    from tf_impl.optim import build_optimizer
+
+    method, amp = sp.STEP_CASES[case]["method"], dtype == "bfloat16"
+    with tf.device(check_device(device)):
+        model_dtype = "mixed_bfloat16" if amp else dtype
+        model = METHODS[method](**{**sp.model_kwargs(case, dtype), "dtype": model_dtype})
+    kwargs = {"device": device, "amp": amp}
+    if method == "moco":
+        kwargs["key_momentum"] = sp.KEY_MOMENTUM
+    return model, build_optimizer(model, *sp.OPTIMIZER), kwargs
+
+
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each step's two views, NHWC float32 NumPy, from uint8 NHWC ``images`` and the
     ``shared.parity.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""

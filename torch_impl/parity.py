@@ -124,6 +124,29 @@ def _state_after(model, optimizer) -> dict:
     return {k: np.array(v) for k, v in {**grads, **after, **slots}.items()}
 
 
+def step_case(case: str, dtype: str, device: str = "cpu"):
+    """A ``shared.parity.step_parity`` case, ready for :func:`step_outputs`:
+    ``(model, optimizer, kwargs)``, the model with torch's initialisation (seed 0) on
+    ``device``, the case's optimiser, and the step's keyword arguments (``key_momentum`` for
+    MoCo, ``device``, ``amp``). ``dtype`` ``"bfloat16"``: float32 weights, the step under bf16
+    autocast (``amp``)."""
+    from shared.parity import step_parity as sp
+    from torch_impl.devices import check_device
+    from torch_impl.methods import METHODS
+    from torch_impl.optim import build_optimizer
+
+    method, amp = sp.STEP_CASES[case]["method"], dtype == "bfloat16"
+    torch.manual_seed(0)
+    model = METHODS[method](
+        **{**sp.model_kwargs(case, dtype), "dtype": "float32" if amp else dtype}
+    )
+    model.to(check_device(device))
+    kwargs = {"device": device, "amp": amp}
+    if method == "moco":
+        kwargs["key_momentum"] = sp.KEY_MOMENTUM
+    return model, build_optimizer(model, *sp.OPTIMIZER), kwargs
+
+
 def train_views(cfg, images, params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each step's two views, NHWC float32 NumPy, from uint8 NHWC ``images`` and the
     ``shared.parity.train_parity.view_params`` of one epoch (this framework's ``BatchAugment.apply``)."""

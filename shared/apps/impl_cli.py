@@ -391,33 +391,16 @@ def _dump_steps(pkg: str, args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parity, ck = _mod(pkg, "parity"), _mod(pkg, "weights")
-    opt_name, lr, momentum, wd = sp.OPTIMIZER
     for case, spec in sp.STEP_CASES.items():
         for dtype in args.dtype:
-            if pkg == "torch_impl":
-                import torch
-
-                torch.manual_seed(0)
-            amp = dtype == "bfloat16"  # float32 weights, bf16 compute
-            model_dtype = "float32" if not amp else _BF16_MODEL_DTYPE[pkg]
-            cls = _mod(pkg, spec["method"])
-            model = getattr(cls, "SimCLR" if spec["method"] == "simclr" else "MoCo")(
-                **{**sp.model_kwargs(case, dtype), "dtype": model_dtype if amp else dtype}
-            )
+            model, opt, kwargs = parity.step_case(case, dtype, args.device)
             meta = {"method": spec["method"], "encoder": "small_cnn", "framework": pkg}
             _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta, args.wait_for_init)
-            opt = _mod(pkg, "optim").build_optimizer(model, opt_name, lr, momentum, wd)
-            extra = {"key_momentum": sp.KEY_MOMENTUM} if spec["method"] == "moco" else {}
-            views = sp.views("float32" if amp else dtype)
-            res = parity.step_outputs(model, *views, opt, **extra, device=args.device, amp=amp)
+            res = parity.step_outputs(model, *sp.views(dtype), opt, **kwargs)
             path = out / f"{parity.FRAMEWORK}-{case}-{dtype}.npz"
             np.savez(path, **res)
             print(f"wrote {path} ({len(res)} arrays)")
     return 0
-
-
-# bf16 autocast: torch's float32 model under torch.autocast; a Keras model's dtype policy
-_BF16_MODEL_DTYPE = {"torch_impl": "float32", "tf_impl": "mixed_bfloat16"}
 
 
 def _shared_init(ck, model, path: Path, meta: dict, wait: bool = False) -> None:

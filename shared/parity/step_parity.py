@@ -55,8 +55,10 @@ QUEUE_F32 = override(
 
 
 def views(dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """The two (N, 32, 32, 3) NHWC view batches every case uses."""
+    """The two (N, 32, 32, 3) NHWC view batches every case uses (float32 for ``"bfloat16"``:
+    its models keep float32 weights and take float32 inputs)."""
     rng = np.random.default_rng(2)
+    dtype = "float32" if dtype == "bfloat16" else dtype
     return tuple(rng.random((N, 32, 32, 3)).astype(dtype) for _ in range(2))
 
 

@@ -125,9 +125,7 @@ def tf32_effect(framework: str) -> list[str]:
                 f"- {framework} {case}: loss moves {loss_rel:.2e} (relative); against the float32 table: {_worst(rows)}"
             )
     finally:
-        dev.set_tf32(before["matmul"])
-        if framework == "torch":
-            torch.backends.cudnn.allow_tf32 = before["conv"]
+        dev.set_tf32(before)
     return lines
 
 

@@ -35,14 +35,19 @@ def test_tf32_switch_sets_both_kinds_and_returns_the_old_policy(framework):
         assert dev.set_tf32(True) == {"matmul": False, "conv": False}
         assert dev.tf32_policy() == {"matmul": True, "conv": True}
     finally:
-        dev.set_tf32(start["matmul"])
-        if framework == "torch":  # torch's two switches are separate: restore both
-            import torch
-
-            torch.backends.cudnn.allow_tf32 = start["conv"]
+        dev.set_tf32(start)  # the exact policy back (torch's default mixes the two)
     assert dev.tf32_policy() == start
     with pytest.raises(TypeError, match="enabled"):
         dev.set_tf32("off")
+    mixed = {"matmul": False, "conv": True}  # torch's default
+    if framework == "torch":
+        dev.set_tf32(mixed)
+        assert dev.tf32_policy() == mixed
+        dev.set_tf32(start)
+    else:
+        with pytest.raises(ValueError, match="one TF32 switch"):
+            dev.set_tf32(mixed)
+    assert dev.tf32_policy() == start
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])

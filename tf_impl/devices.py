@@ -30,13 +30,22 @@ def tf32_policy() -> dict:
     return {"matmul": on, "conv": on}
 
 
-def set_tf32(enabled: bool) -> dict:
-    """Allow (``True``) or forbid (``False``) TF32 for both matmuls and convolutions,
-    process-wide; returns the policy before the change, so that a caller can restore it."""
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled: expected a bool, got {enabled!r}")
+def set_tf32(enabled: bool | dict) -> dict:
+    """Allow (``True``) or forbid (``False``) TF32 for both matmuls and convolutions, or set a
+    policy that :func:`tf32_policy` returned, process-wide; returns the policy before the
+    change, so that ``set_tf32(before)`` restores it exactly."""
+    if isinstance(enabled, bool):
+        want = {"matmul": enabled, "conv": enabled}
+    elif isinstance(enabled, dict) and sorted(enabled) == ["conv", "matmul"]:
+        want = {k: bool(v) for k, v in enabled.items()}
+    else:
+        raise TypeError(f"enabled: expected a bool or a tf32_policy() dict, got {enabled!r}")
+    if want["matmul"] != want["conv"]:
+        raise ValueError(
+            f"enabled: TensorFlow has one TF32 switch for matmuls and convolutions, got {want}"
+        )
     before = tf32_policy()
-    tf.config.experimental.enable_tensor_float_32_execution(enabled)
+    tf.config.experimental.enable_tensor_float_32_execution(want["matmul"])
     return before
 
 

@@ -43,14 +43,19 @@ def tf32_policy() -> dict:
     }
 
 
-def set_tf32(enabled: bool) -> dict:
-    """Allow (``True``) or forbid (``False``) TF32 for both matmuls and convolutions,
-    process-wide; returns the policy before the change, so that a caller can restore it."""
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled: expected a bool, got {enabled!r}")
+def set_tf32(enabled: bool | dict) -> dict:
+    """Allow (``True``) or forbid (``False``) TF32 for both matmuls and convolutions, or set a
+    policy that :func:`tf32_policy` returned, process-wide; returns the policy before the
+    change, so that ``set_tf32(before)`` restores it exactly."""
+    if isinstance(enabled, bool):
+        want = {"matmul": enabled, "conv": enabled}
+    elif isinstance(enabled, dict) and sorted(enabled) == ["conv", "matmul"]:
+        want = {k: bool(v) for k, v in enabled.items()}
+    else:
+        raise TypeError(f"enabled: expected a bool or a tf32_policy() dict, got {enabled!r}")
     before = tf32_policy()
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = want["matmul"]
+    torch.backends.cudnn.allow_tf32 = want["conv"]
     return before
 
 

@@ -338,14 +338,13 @@ def main(argv=None) -> int:
     policy = f"device {args.device}; TF32 {args.tf32} in both frameworks" + (
         " (no effect on a CPU)" if args.device == "cpu" else ""
     )
-    md = f"{policy}\n\n" + to_markdown(summarize(rows))
+    summary = summarize(rows)
+    md = f"{policy}\n\n" + to_markdown(summary)
     print(md)
     out.mkdir(parents=True, exist_ok=True)
     (out / "parity.md").write_text(md)
     (out / "parity.json").write_text(
-        json.dumps(
-            {"policy": policy, "rows": rows, "summary": summarize(rows)}, indent=1, default=str
-        )
+        json.dumps({"policy": policy, "rows": rows, "summary": summary}, indent=1, default=str)
     )
     print(f"{'PASS' if ok else 'FAIL'}: {len(rows)} comparisons; table in {out / 'parity.md'}")
     return 0 if ok else 1

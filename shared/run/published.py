@@ -1,0 +1,118 @@
+"""The published numbers: one results file, ``docs/results.json``, and how a page quotes it.
+
+``rosetta results`` (``shared/apps/results_cmd.py``) writes the file; every page that shows a
+measured accuracy reads it through this module, and ``tests/test_published.py`` checks that
+each quoted number is one the file holds.
+
+The file holds *entries*, each a named set of runs that differ only in ``--seed``:
+
+    {"entries": {"simclr/torch": {"what": "...", "n": 3, "seeds": [{"seed": 0, ...}, ...],
+                                  "mean": {"knn_top1": 0.80, ...}, "std": {...}}, ...},
+     "runs": [{"entry": ..., "seed": ..., "host": ..., "versions": ..., "wall_s": ...}, ...],
+     "command": "rosetta results --seeds 3", ...}
+
+``std`` is the sample standard deviation over the seeds (ddof = 1), ``None`` for one seed. A
+page quotes an entry's metric as ``80.5 ± 1.2 % (results: simclr/torch, 3 seeds)``.
+
+Example:
+    >>> e = entry_from_rows("x", [{"seed": 0, "acc": 0.5}, {"seed": 1, "acc": 0.7}])
+    >>> round(e["mean"]["acc"], 6), round(e["std"]["acc"], 6)
+    (0.6, 0.141421)
+    >>> quote({"entries": {"x": e}}, "x", "acc")
+    '60.0 ± 14.1 % (results: x, 2 seeds)'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+__all__ = [
+    "RESULTS",
+    "QUOTE",
+    "load",
+    "entry_from_rows",
+    "stat",
+    "fmt",
+    "quote",
+    "tag",
+    "is_tie",
+]
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results.json"
+
+# a quoted number on a page: "80.5 ± 1.2 % (results: simclr/torch, 3 seeds)"; one seed has no ±
+QUOTE = re.compile(
+    r"(?P<mean>-?\d+(?:\.\d+)?)(?: ± (?P<std>\d+(?:\.\d+)?))?(?P<unit> %| s|)"
+    r" \(results: (?P<key>[\w/.=@-]+)(?:, (?P<metric>[\w.]+))?, (?P<n>\d+) seeds?\)"
+)
+
+
+def load(path: Path | str | None = None) -> dict:
+    """The committed results file (``docs/results.json`` unless ``path``)."""
+    return json.loads(Path(path or RESULTS).read_text())
+
+
+def _numbers(row: dict) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"
+    }
+
+
+def entry_from_rows(what: str, rows: list[dict]) -> dict:
+    """An entry: the per-seed ``rows`` and, for each numeric field they share, the mean and the
+    sample standard deviation (ddof = 1; ``None`` for a single seed)."""
+    if not rows:
+        raise ValueError(f"rows: expected at least one seed's results for {what!r}, got none")
+    shared = set.intersection(*(set(_numbers(r)) for r in rows))
+    mean, std = {}, {}
+    for k in sorted(shared):
+        xs = [_numbers(r)[k] for r in rows]
+        mean[k] = sum(xs) / len(xs)
+        std[k] = (
+            math.sqrt(sum((x - mean[k]) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
+        )
+    return {"what": what, "n": len(rows), "seeds": rows, "mean": mean, "std": std}
+
+
+def stat(results: dict, key: str, metric: str) -> tuple[float, float | None, int]:
+    """(mean, std, number of seeds) of ``metric`` in entry ``key``; a clear error if absent."""
+    entries = results.get("entries", {})
+    if key not in entries:
+        raise KeyError(f"results: no entry {key!r}; the file has {sorted(entries)}")
+    e = entries[key]
+    if metric not in e["mean"]:
+        raise KeyError(f"results: entry {key!r} has no metric {metric!r}; it has {sorted(e['mean'])}")
+    return e["mean"][metric], e["std"][metric], e["n"]
+
+
+def fmt(mean: float, std: float | None, pct: bool = True, digits: int = 1) -> str:
+    """``80.5 ± 1.2 %`` (``pct``: a fraction shown in percent), ``80.5 %`` without a std."""
+    scale, unit = (100, " %") if pct else (1, "")
+    text = f"{scale * mean:.{digits}f}"
+    if std is not None:
+        text += f" ± {scale * std:.{digits}f}"
+    return text + unit
+
+
+def tag(key: str, n: int, metric: str | None = None) -> str:
+    """The source of a quoted number: ``(results: simclr/torch, 3 seeds)``."""
+    what = f"{key}, {metric}" if metric else key
+    return f"(results: {what}, {n} seed{'s' if n != 1 else ''})"
+
+
+def quote(results: dict, key: str, metric: str, pct: bool = True, named: bool = False) -> str:
+    """A number as a page shows it, with its source: ``80.5 ± 1.2 % (results: simclr/torch, 3
+    seeds)``. ``named``: the tag names the metric too (where the sentence does not)."""
+    mean, std, n = stat(results, key, metric)
+    return f"{fmt(mean, std, pct)} {tag(key, n, metric if named else None)}"
+
+
+def is_tie(a: float, b: float, std: float | None) -> bool:
+    """Whether two settings' scores differ by less than the run-to-run ``std`` (a tie). With no
+    measured spread (``None``) nothing is a tie, and the caller must say the spread is unknown."""
+    return std is not None and abs(a - b) < std

@@ -12,7 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.evaluation import cv_budget, epochs_for, evaluate, labelled_subset
+from shared.run.evaluation import (
+    cv_budget,
+    epochs_for,
+    evaluate,
+    labelled_subset,
+    subset_probe,
+)
 from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.models import build_encoder
 from tf_impl.optim import SGD, set_learning_rate
@@ -178,12 +184,14 @@ def finetune(
     batch_size: int = 64,
     seed: int = 0,
     flip: bool = False,
+    subset_seed: int = 0,
 ) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
     architecture from scratch on the same subset; return both test accuracies. ``epochs``: as
     ``torch_impl.evaluate.finetune`` (``None``: each arm's budget by cross-validation on the
-    labelled subset). ``flip``: as :func:`linear_eval`."""
-    sub = labelled_subset(train, fraction, seed)
+    labelled subset). ``flip``, the third arm ``linear_top1``, ``seed`` and ``subset_seed``: as
+    ``torch_impl.evaluate.finetune``."""
+    sub = labelled_subset(train, fraction, subset_seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
     for arm, start in (("finetune", encoder), ("scratch", None)):
@@ -212,4 +220,6 @@ def finetune(
             results[f"{arm}_budget"] = {**choice, "epochs": n_epochs}
         enc, head = fit(sub.images, sub.labels, n_epochs)
         results[f"{arm}_top1"] = _accuracy(enc, head, test.images, test.labels)
+    sub_f, test_f = (extract_features(encoder, x) for x in (sub.images, test.images))
+    results.update(subset_probe(sub_f, sub.labels, test_f, test.labels, seed=seed))
     return results

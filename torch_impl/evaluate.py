@@ -20,7 +20,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.evaluation import cv_budget, epochs_for, evaluate, labelled_subset
+from shared.run.evaluation import (
+    cv_budget,
+    epochs_for,
+    evaluate,
+    labelled_subset,
+    subset_probe,
+)
 from torch_impl.augment import TwoViews, simclr_augment
 from torch_impl.models import build_encoder
 
@@ -200,6 +206,7 @@ def finetune(
     batch_size: int = 64,
     seed: int = 0,
     flip: bool = False,
+    subset_seed: int = 0,
 ) -> dict:
     """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
     architecture from scratch on the same subset; return both test accuracies.
@@ -207,9 +214,12 @@ def finetune(
     ``epochs``: one fixed budget for both arms; ``None`` (the default): each arm's budget in
     SGD steps chosen by ``shared.run.evaluation.cv_budget`` on the labelled subset alone (the
     same grid, folds and rule for both arms; never the test split), reported as
-    ``<arm>_budget``. ``flip``: as :func:`linear_eval`.
+    ``<arm>_budget``. ``flip``: as :func:`linear_eval`. The third arm, ``linear_top1``, is the
+    frozen encoder's linear probe on the same subset (``shared.run.evaluation.subset_probe``).
+    ``seed`` seeds the training (initialisation, order, flips); ``subset_seed`` picks the
+    labelled subset, so that a seed study keeps the labels fixed (pass the run's data seed).
     """
-    sub = labelled_subset(train, fraction, seed)
+    sub = labelled_subset(train, fraction, subset_seed)
     n_cls = int(train.labels.max()) + 1
     results = {"fraction": fraction, "n_labelled": int(len(sub))}
     for arm, start in (("finetune", encoder), ("scratch", None)):
@@ -237,4 +247,6 @@ def finetune(
         results[f"{arm}_top1"] = _accuracy(
             fit(sub.images, sub.labels, n_epochs), test.images, test.labels
         )
+    sub_f, test_f = (extract_features(encoder, x) for x in (sub.images, test.images))
+    results.update(subset_probe(sub_f, sub.labels, test_f, test.labels, seed=seed))
     return results

@@ -2,6 +2,7 @@
 
     rosetta explain [a..h]      the worked examples
     rosetta demo [--matrix]     the main job (see shared/apps/demo.py)
+    rosetta results [--seeds 3] every published accuracy, with its spread (shared/apps/results_cmd.py)
     rosetta parity              torch vs TF vs NumPy on the goldens (see shared/apps/parity_cmd.py)
     rosetta port RUN --to F     a run of one framework as a run of the other (shared/apps/port.py)
     rosetta bench               the benchmarks (see benchmarks/)
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "demo", help="train both frameworks, evaluate, check parity, write a report", add_help=False
     )
+    sub.add_parser(
+        "results",
+        help="write docs/results.json: the 2x2 over seeds, fine-tunes, sweeps",
+        add_help=False,
+    )
     sub.add_parser("parity", help="compare torch, TF and NumPy on the goldens", add_help=False)
     sub.add_parser("port", help="a run of one framework becomes a run of the other", add_help=False)
     sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
@@ -54,6 +60,10 @@ def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         from shared.apps.demo import main as demo
 
         return demo(rest)
+    if args.cmd == "results":
+        from shared.apps.results_cmd import main as results
+
+        return results(rest)
     if args.cmd == "port":
         from shared.apps.port import main as port
 

@@ -108,6 +108,14 @@ def _add_run_commands(sub) -> None:
         help="fine-tuning epochs (>= 1) for both arms; default: each arm's budget chosen by "
         "cross-validation on the labelled subset (shared.run.evaluation.cv_budget)",
     )
+    ft.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the fine-tuning (initialisation of the head, order, flips; default: the "
+        "run's --seed); the labelled subset is picked by the run's --data-seed",
+    )
+    ft.add_argument("--out", default=None, help="also write the result to this JSON file")
     ex = sub.add_parser(
         "export-weights", help="write a run's model as framework-neutral weights (.npz)"
     )
@@ -264,10 +272,23 @@ def cmd_finetune(pkg: str, args) -> int:
         raise ConfigError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)
+    seed = cfg.seed if args.seed is None else args.seed
     res = _mod(pkg, "evaluate").finetune(
-        model.backbone, cfg.encoder, train, test, args.fraction, args.epochs, flip=cfg.flip
+        model.backbone,
+        cfg.encoder,
+        train,
+        test,
+        args.fraction,
+        args.epochs,
+        flip=cfg.flip,
+        seed=seed,
+        subset_seed=cfg.data_seed,
     )
     print(json.dumps(res, indent=2))
+    if args.out:
+        from shared.run.runlog import atomic_write_json
+
+        atomic_write_json(Path(args.out), res)
     return 0
 
 

@@ -326,6 +326,27 @@ def epochs_for(steps: int, n: int, batch_size: int) -> int:
     return max(1, -(-steps // per_epoch))
 
 
+def subset_probe(sub_features, sub_labels, test_features, test_labels, seed: int = 0) -> dict:
+    """The linear probe of a labelled subset: C by stratified CV on the subset alone (the folds
+    shrink to the rarest class's count; below 2 the middle of ``PROBE_CS`` is taken and the rule
+    says so), refitted on the whole subset and scored on the test split.
+
+    Returns ``{"linear_top1": accuracy, "linear_budget": {"c", "cv_by_c", "rule"}}``: the frozen
+    third arm beside :func:`cv_budget`'s fine-tune and from-scratch arms.
+    """
+    labels = np.asarray(sub_labels)
+    rarest = int(np.bincount(labels).min()) if labels.size else 0
+    folds = min(PROBE_FOLDS, rarest)
+    if folds < 2:
+        c, scores, rule = PROBE_CS[len(PROBE_CS) // 2], {}, f"no CV (a class has {rarest} label)"
+    else:
+        scores = probe_cv(sub_features, labels, folds=folds, seed=seed)
+        c, rule = best_setting(scores), f"{folds}-fold CV on the labelled training subset"
+    top1 = linear_probe(sub_features, labels, test_features, test_labels, c=c, seed=seed)
+    budget = {"c": c, "cv_by_c": {f"{k:g}": v for k, v in scores.items()}, "rule": rule}
+    return {"linear_top1": top1, "linear_budget": budget}
+
+
 def labelled_subset(split, fraction: float, seed: int = 0):
     """A class-stratified ``fraction`` of a ``shared.run.data.Split`` (at least one image per class).
 

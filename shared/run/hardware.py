@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["cpu_has_native_bf16"]
+__all__ = ["cpu_has_native_bf16", "cpu_model"]
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -32,3 +32,22 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
     return any(f in flags for f in BF16_FLAGS)
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` with its core count, e.g. "Intel(R) Xeon(R)
+    ... (2 cores)"; the platform's processor string where there is no such file."""
+    import os
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = open("/proc/cpuinfo").read()
+        except OSError:
+            cpuinfo = ""
+    names = [
+        ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")
+    ]
+    return (
+        f"{names[0] if names else platform.processor() or 'unknown CPU'} ({os.cpu_count()} cores)"
+    )

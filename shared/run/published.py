@@ -39,6 +39,7 @@ __all__ = [
     "quote",
     "tag",
     "is_tie",
+    "decide",
 ]
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results.json"
@@ -86,7 +87,9 @@ def stat(results: dict, key: str, metric: str) -> tuple[float, float | None, int
         raise KeyError(f"results: no entry {key!r}; the file has {sorted(entries)}")
     e = entries[key]
     if metric not in e["mean"]:
-        raise KeyError(f"results: entry {key!r} has no metric {metric!r}; it has {sorted(e['mean'])}")
+        raise KeyError(
+            f"results: entry {key!r} has no metric {metric!r}; it has {sorted(e['mean'])}"
+        )
     return e["mean"][metric], e["std"][metric], e["n"]
 
 
@@ -116,3 +119,48 @@ def is_tie(a: float, b: float, std: float | None) -> bool:
     """Whether two settings' scores differ by less than the run-to-run ``std`` (a tie). With no
     measured spread (``None``) nothing is a tie, and the caller must say the spread is unknown."""
     return std is not None and abs(a - b) < std
+
+
+def decide(scores: dict, default, std: float | None, prefer: str = "default") -> dict:
+    """A setting chosen from a sweep's ``scores`` ({value: score}) with the run-to-run ``std``.
+
+    ``prefer="default"``: the default stays unless another value beats it by more than ``std``.
+    ``prefer="fewest"`` (epochs): the smallest value within ``std`` of the best score. A
+    difference smaller than ``std`` is a tie and the reason says so; with ``std`` unknown
+    (``None``) every difference counts and the reason says that the spread is unknown.
+
+    Returns ``{"choice", "changed": bool, "reason"}``.
+
+    Example:
+        >>> decide({0.03: 0.80, 0.06: 0.81}, 0.03, 0.02)["reason"]
+        'keep 0.03: 0.06 scores 81.0 against 80.0, +1.0 points, within the spread 2.0 (a tie)'
+    """
+    if prefer not in ("default", "fewest"):
+        raise ValueError(f"prefer: expected 'default' or 'fewest', got {prefer!r}")
+    if default not in scores:
+        raise ValueError(f"default: {default!r} is not one of the swept values {list(scores)}")
+    margin = 0.0 if std is None else std
+    spread = "the spread unknown" if std is None else f"the spread {100 * std:.1f}"
+    best = max(scores, key=lambda v: (scores[v], v == default))
+    p = {v: f"{100 * s:.1f}" for v, s in scores.items()}
+    if prefer == "fewest":
+        near = sorted(v for v, s in scores.items() if s >= scores[best] - margin)
+        choice = near[0]
+        ties = ", ".join(f"{v} ({p[v]})" for v in near)
+        reason = f"{choice}: the fewest within {spread} of the best {best} ({p[best]}): {ties}"
+        return {"choice": choice, "changed": choice != default, "reason": reason}
+    gain = scores[best] - scores[default]
+    if best != default and gain > margin:
+        reason = f"change to {best}: {p[best]} against {p[default]}, +{100 * gain:.1f} points, over {spread}"
+        return {"choice": best, "changed": True, "reason": reason}
+    if best == default:
+        return {
+            "choice": default,
+            "changed": False,
+            "reason": f"keep {default}: the best ({p[default]})",
+        }
+    reason = (
+        f"keep {default}: {best} scores {p[best]} against {p[default]}, +{100 * gain:.1f} points, "
+        f"within {spread} (a tie)"
+    )
+    return {"choice": default, "changed": False, "reason": reason}

@@ -1,0 +1,432 @@
+"""``rosetta results``: every published accuracy from one command, with its spread over seeds.
+
+Each unit trains or evaluates in its own subprocess, ``--jobs`` at a time (one thread each):
+
+1. **the 2x2**, {SimCLR, MoCo v2} x {PyTorch, TensorFlow}, with the same per-method
+   hyperparameters in both frameworks (``shared.run.config.METHOD_DEFAULTS``) and the demo's
+   settings, for ``--seeds`` training seeds with the data fixed (``--data-seed`` 0). The demo's
+   pair (SimCLR in torch, MoCo in TF) is two of these cells;
+2. **the fine-tune table**: each seed's SimCLR (torch) encoder fine-tuned on 1 %, 10 % and
+   100 % of the labels, against the same network trained from scratch and the frozen linear
+   probe on the same labels, each arm's budget chosen on the labelled subset alone;
+3. **the sweeps behind the defaults** (seed 0), scored by leave-one-out kNN on the training
+   split only, each decided against the default cell's measured spread
+   (``shared.run.published.decide``).
+
+It writes ``docs/results.json`` (the schema of ``shared.run.published``) and
+``docs/matrix_curves.png``. Each unit's result is kept under ``--work``, so a run that was
+stopped continues where it stopped. Frameworks run in subprocesses: this module imports neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from shared.apps.demo import FAST_KERNELS, KNN_EVERY, MATRIX, thread_env
+from shared.run.config import METHOD_DEFAULTS, PACKAGES, flip_default
+from shared.run.errors import ConfigError
+from shared.run.evaluation import PROTOCOL
+from shared.run.hardware import cpu_model
+from shared.run.published import RESULTS, decide, entry_from_rows
+from shared.run.runlog import atomic_write_json
+
+FRACTIONS = (0.01, 0.1, 1.0)
+FINETUNE_CELL = ("simclr", "torch")
+# The sweeps that chose the defaults: (method, framework) -> {knob: values beside the default}.
+SWEEPS = {
+    ("moco", "torch"): {"lr": (0.015, 0.06), "epochs": (15, 40), "bn_splits": (4, 8)},
+    ("simclr", "torch"): {"epochs": (30, 90), "flip": (True,)},
+    ("moco", "tensorflow"): {"flip": (True,)},
+}
+PREFER = {"epochs": "fewest"}  # every other knob: "default" (changed only by more than the spread)
+RULE_METRIC = "knn_loo"  # decisions read the training split only
+
+
+@dataclass
+class Unit:
+    """One subprocess of the plan: a training run (``train``) or a fine-tune (``finetune``)."""
+
+    name: str
+    kind: str
+    method: str
+    framework: str
+    seed: int
+    flags: dict = field(default_factory=dict)
+    needs: str | None = None  # the unit whose run directory a fine-tune reads
+    fraction: float | None = None
+
+
+def cell_name(method: str, framework: str, seed: int, flags: dict | None = None) -> str:
+    knobs = "".join(f",{k}={v}" for k, v in sorted((flags or {}).items()))
+    return f"train/{method}/{framework}/seed{seed}{knobs}"
+
+
+def plan(seeds: int, fractions=FRACTIONS, sweeps=True, only=("cells", "finetune", "sweeps")):
+    """The units in the order they start: the 2x2 over the seeds, the sweeps, the fine-tunes."""
+    units = []
+    if "cells" in only or "finetune" in only:
+        for s in range(seeds):
+            units += [Unit(cell_name(m, f, s), "train", m, f, s) for f, m in MATRIX]
+    if sweeps and "sweeps" in only:
+        for (m, f), knobs in SWEEPS.items():
+            for knob, values in knobs.items():
+                for v in values:
+                    units.append(Unit(cell_name(m, f, 0, {knob: v}), "train", m, f, 0, {knob: v}))
+    if "finetune" in only:
+        m, f = FINETUNE_CELL
+        for frac in fractions:
+            units += [
+                Unit(
+                    f"finetune/{m}/{f}/{frac:g}/seed{s}",
+                    "finetune",
+                    m,
+                    f,
+                    s,
+                    {},
+                    cell_name(m, f, s),
+                    frac,
+                )
+                for s in range(seeds)
+            ]
+    return units
+
+
+def _flag_args(flags: dict) -> list[str]:
+    out = []
+    for k, v in flags.items():
+        flag = "--" + k.replace("_", "-")
+        out += ([flag] if v else ["--no-" + flag[2:]]) if isinstance(v, bool) else [flag, str(v)]
+    return out
+
+
+def command(unit: Unit, work: Path, extra: list[str]) -> list[str]:
+    """The subprocess of ``unit``; ``extra``: flags every training unit gets (tests: tiny runs)."""
+    pkg = PACKAGES[unit.framework]
+    if unit.kind == "finetune":
+        run = work / unit.needs
+        out = work / unit.name / "finetune.json"
+        return [sys.executable, "-m", pkg, "finetune", "--run-dir", str(run),
+                "--fraction", str(unit.fraction), "--out", str(out)]  # fmt: skip
+    return [
+        sys.executable, "-m", pkg, "train", "--method", unit.method, "--seed", str(unit.seed),
+        "--data-seed", "0", *_flag_args(unit.flags), *(["--fast-kernels"] if FAST_KERNELS else []),
+        "--run-dir", str(work / unit.name), "--knn-every", str(KNN_EVERY), "--no-progress",
+        "--eval", "--overwrite", *extra,
+    ]  # fmt: skip
+
+
+def train_row(run_dir: Path, seed: int) -> dict:
+    """One training unit's published numbers, from its run directory's metrics and eval."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ev = json.loads((run_dir / "eval.json").read_text())
+    method = json.loads((run_dir / "config.json").read_text())["method"]
+    e, eps = ev[method], metrics["epochs"]
+    secs = 0.0
+    knn_curve = []
+    for ep in eps:
+        secs += ep["time_s"]
+        if ep["knn_top1"] is not None:
+            knn_curve.append([round(secs, 2), ep["knn_top1"]])
+    train_s = sum(ep["time_s"] for ep in eps)
+    return {
+        "seed": seed,
+        "knn_top1": e["knn_top1"],
+        "knn_k": e["knn_k"],
+        "knn_loo": e["knn_loo_by_k"][str(e["knn_k"])],
+        "linear_top1": e["linear_top1"],
+        "linear_c": e["linear_c"],
+        "final_loss": eps[-1]["loss"],
+        "train_wall_s": train_s,
+        "images_per_s": sum(ep["images_per_s"] * ep["time_s"] for ep in eps) / train_s,
+        "epochs": len(eps),
+        "loss_curve": [round(ep["loss"], 5) for ep in eps],
+        "knn_curve": knn_curve,
+        "baselines": {k: _baseline_row(ev[k], seed) for k in ("random_init", "raw_pixels")},
+    }
+
+
+def _baseline_row(e: dict, seed: int) -> dict:
+    keys = ("knn_top1", "knn_k", "linear_top1", "linear_c")
+    return {"seed": seed, **{k: e[k] for k in keys}, "knn_loo": e["knn_loo_by_k"][str(e["knn_k"])]}
+
+
+def finetune_row(path: Path, seed: int) -> dict:
+    r = json.loads(path.read_text())
+    row = {"seed": seed, "n_labelled": r["n_labelled"]}
+    for arm in ("finetune", "scratch"):
+        row[f"{arm}_top1"] = r[f"{arm}_top1"]
+        row[f"{arm}_steps"] = r.get(f"{arm}_budget", {}).get("steps")
+    row["linear_top1"], row["linear_c"] = r["linear_top1"], r["linear_budget"]["c"]
+    row["budgets"] = {a: r.get(f"{a}_budget") for a in ("finetune", "scratch", "linear")}
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def host() -> dict:
+    versions = {}
+    for pkg in ("torch", "tensorflow", "numpy", "scikit-learn"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"cpu": cpu_model(), "python": platform.python_version(), "versions": versions}
+
+
+def run_unit(unit: Unit, work: Path, extra: list[str], done: dict) -> dict:
+    """Run ``unit`` (unless ``work/<name>/unit.json`` holds its result) and return its result:
+    ``{"name", "row", "wall_s", "load", ...}``. ``done``: the futures of the units it needs."""
+    marker = work / unit.name / "unit.json"
+    if marker.exists():
+        print(f"[results] {unit.name}: done before, read from {marker}", flush=True)
+        return json.loads(marker.read_text())
+    if unit.needs:
+        done[unit.needs].result()  # its run directory must be complete
+    cmd = command(unit, work, extra)
+    (work / unit.name).mkdir(parents=True, exist_ok=True)
+    log = work / unit.name / "log.txt"
+    print(f"[results] start {unit.name}", flush=True)
+    t0, load0 = time.time(), os.getloadavg()[0]
+    with open(log, "w") as fh:
+        rc = subprocess.call(cmd, env=thread_env(1), stdout=fh, stderr=subprocess.STDOUT)
+    if rc:
+        tail = log.read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"{unit.name} failed (exit {rc}); {log}:\n" + "\n".join(tail))
+    wall = time.time() - t0
+    if unit.kind == "finetune":
+        row = finetune_row(work / unit.name / "finetune.json", unit.seed)
+    else:
+        row = train_row(work / unit.name, unit.seed)
+    res = {"name": unit.name, "row": row, "wall_s": round(wall, 1),
+           "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "command": cmd[1:]}  # fmt: skip
+    atomic_write_json(marker, res)
+    print(f"[results] done  {unit.name} in {wall:.0f} s", flush=True)
+    return res
+
+
+LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "PyTorch", "tensorflow": "TensorFlow"}
+
+
+def _default(method: str, knob: str):
+    return flip_default("embedded") if knob == "flip" else METHOD_DEFAULTS[method][knob]
+
+
+def _what(method: str, framework: str, flags: dict | None = None) -> str:
+    d = METHOD_DEFAULTS[method]
+    knobs = "".join(f", {k} {v}" for k, v in (flags or {}).items())
+    return (
+        f"{LABEL[method]} in {LABEL[framework]}, {d['epochs']} epochs (defaults{knobs}), batch 64, "
+        "small CNN, embedded digits (data seed 0); kNN on the test split at the k that "
+        "leave-one-out on the training split picks; knn_loo: that leave-one-out accuracy"
+    )
+
+
+def assemble(units: list[Unit], done: dict, seeds: int) -> dict:
+    """The results file's ``entries`` and ``sweeps`` from the units' results (``done``: name ->
+    :func:`run_unit`'s result). Pure: tested on results written by hand."""
+    rows = {name: r["row"] for name, r in done.items()}
+    entries = {}
+    for f, m in MATRIX:
+        cell = [rows[n] for s in range(seeds) if (n := cell_name(m, f, s)) in rows]
+        if cell:
+            plain = [{k: v for k, v in r.items() if k != "baselines"} for r in cell]
+            entries[f"{m}/{f}"] = entry_from_rows(_what(m, f), plain)
+            if m == "simclr":  # the baselines do not depend on the method: one cell's are enough
+                rand = [r["baselines"]["random_init"] for r in cell]
+                what = f"a random-init small CNN in {LABEL[f]} (the cell's seed), the same protocol"
+                entries[f"random_init/{f}"] = entry_from_rows(what, rand)
+                pixels = "flattened raw pixels, the same protocol (no training: one value)"
+                entries["raw_pixels"] = entry_from_rows(
+                    pixels, [cell[0]["baselines"]["raw_pixels"]]
+                )
+    for u in units:
+        if u.kind == "finetune" and u.name in rows:
+            key = f"finetune/{u.method}/{u.framework}/{u.fraction:g}"
+            entries.setdefault(key, {"seeds": []})["seeds"].append(rows[u.name])
+    for key, e in list(entries.items()):
+        if key.startswith("finetune/"):
+            frac = key.rsplit("/", 1)[1]
+            what = (
+                f"the seed's SimCLR (PyTorch) encoder on {frac} of the training labels: fine-tuned, "
+                "from scratch, and its frozen linear probe, each arm's budget by CV on those labels"
+            )
+            entries[key] = entry_from_rows(what, e["seeds"])
+    sweeps = {}
+    for (m, f), knobs in SWEEPS.items():
+        base = rows.get(cell_name(m, f, 0))
+        cell = entries.get(f"{m}/{f}")
+        if base is None or cell is None:
+            continue
+        std = cell["std"].get(RULE_METRIC)
+        for knob, values in knobs.items():
+            dv = _default(m, knob)
+            got = {v: rows[n] for v in values if (n := cell_name(m, f, 0, {knob: v})) in rows}
+            for v, r in got.items():
+                plain = {k: x for k, x in r.items() if k != "baselines"}
+                entries[f"sweep/{m}/{f}/{knob}={v}"] = entry_from_rows(
+                    _what(m, f, {knob: v}), [plain]
+                )
+            scores = {dv: base[RULE_METRIC], **{v: r[RULE_METRIC] for v, r in got.items()}}
+            test = {dv: base["knn_top1"], **{v: r["knn_top1"] for v, r in got.items()}}
+            verdict = decide(scores, dv, std, PREFER.get(knob, "default"))
+            sweeps[f"{m}/{f}/{knob}"] = {
+                "default": dv,
+                "rule_metric": RULE_METRIC,
+                "std": std,
+                "scores": {str(v): s for v, s in sorted(scores.items())},
+                "test_knn_top1": {str(v): s for v, s in sorted(test.items())},
+                **verdict,
+            }
+    return {"entries": entries, "sweeps": sweeps}
+
+
+def figure(results: dict, path: Path) -> None:
+    """``matrix_curves.png``: the 2x2's loss curves and kNN against training time, each the mean
+    over the seeds with the seeds' range shaded, and the quality bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from shared.apps.demo import QUALITY_GAIN, QUALITY_KNN
+
+    ents = results["entries"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for f, m in MATRIX:
+        e = ents.get(f"{m}/{f}")
+        if e is None:
+            continue
+        label = f"{LABEL[m]}, {LABEL[f]} ({e['n']} seeds)"
+        loss = np.array([r["loss_curve"] for r in e["seeds"]])
+        x = np.arange(1, loss.shape[1] + 1)
+        (line,) = axes[0].plot(x, loss.mean(0), label=label)
+        axes[0].fill_between(x, loss.min(0), loss.max(0), color=line.get_color(), alpha=0.2)
+        curves = np.array([[p[1] for p in r["knn_curve"]] for r in e["seeds"]])
+        secs = np.array([[p[0] for p in r["knn_curve"]] for r in e["seeds"]]).mean(0)
+        axes[1].plot(
+            secs, 100 * curves.mean(0), marker="o", ms=3, color=line.get_color(), label=label
+        )
+        axes[1].fill_between(
+            secs, 100 * curves.min(0), 100 * curves.max(0), color=line.get_color(), alpha=0.2
+        )
+    base = max(ents[k]["mean"]["knn_top1"] for k in ents if k.startswith(("raw_", "random_")))
+    bar = max(QUALITY_KNN, base + QUALITY_GAIN / 100)
+    axes[1].axhline(
+        100 * base, color="gray", ls="--", lw=1, label=f"best baseline ({100 * base:.1f} %)"
+    )
+    axes[1].axhline(100 * bar, color="gray", ls=":", lw=1, label=f"quality bar ({100 * bar:.1f} %)")
+    axes[0].set(
+        title="training loss per epoch (NT-Xent and InfoNCE: different scales)", xlabel="epoch"
+    )
+    axes[1].set(
+        title="kNN top-1 on the test split (%) during training",
+        xlabel="training time (s, one core)",
+    )
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def run(units: list[Unit], work: Path, jobs: int, extra: list[str]) -> dict:
+    """Every unit, ``jobs`` at a time, in ``units`` order; a failure stops the rest."""
+    from concurrent.futures import Future
+
+    futures: dict[str, Future] = {}
+    with ThreadPoolExecutor(jobs) as pool:
+        for u in units:
+            futures[u.name] = pool.submit(run_unit, u, work, extra, futures)
+        return {name: fut.result() for name, fut in futures.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rosetta results", description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per cell (>= 1)")
+    ap.add_argument("--jobs", type=int, default=2, help="units at a time, one thread each")
+    ap.add_argument("--work", default="runs/results", help="where each unit's run and result go")
+    ap.add_argument("--out", default=str(RESULTS), help="the results file to write")
+    ap.add_argument(
+        "--figure", default=None, help="the figure (default: matrix_curves.png beside --out)"
+    )
+    ap.add_argument(
+        "--only", default="cells,finetune,sweeps", help="a subset of cells,finetune,sweeps"
+    )
+    ap.add_argument(
+        "--fractions", default=",".join(f"{f:g}" for f in FRACTIONS), help="labelled fractions"
+    )
+    ap.add_argument(
+        "--assemble",
+        action="store_true",
+        help="run nothing: write the file from the units already done under --work",
+    )
+    ap.add_argument(
+        "--train-args", default="", help="extra train flags for every run (tests: tiny runs)"
+    )
+    args = ap.parse_args(argv)
+    if args.seeds < 1 or args.jobs < 1:
+        raise ConfigError(f"seeds, jobs: expected >= 1, got {args.seeds}, {args.jobs}")
+    only = tuple(args.only.split(","))
+    if bad := set(only) - {"cells", "finetune", "sweeps"}:
+        raise ConfigError(f"only: expected a subset of cells,finetune,sweeps, got {sorted(bad)}")
+    fractions = tuple(float(x) for x in args.fractions.split(","))
+    units = plan(args.seeds, fractions, only=only)
+    work = Path(args.work)
+    t0 = time.time()
+    print(f"[results] {len(units)} units, {args.jobs} at a time, under {work}", flush=True)
+    if args.assemble:
+        marks = {u.name: work / u.name / "unit.json" for u in units}
+        done = {n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()}
+        print(f"[results] {len(done)} of {len(units)} units done; assembling those", flush=True)
+    else:
+        done = run(units, work, args.jobs, args.train_args.split())
+    results = assemble(units, done, args.seeds)
+    results["runs"] = [
+        {"name": n, "seed": r["row"]["seed"], "wall_s": r["wall_s"], "load": r["load"]}
+        for n, r in done.items()
+    ]
+    results["measured"] = {
+        "command": "rosetta results " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": _git_commit(),
+        "host": host(),
+        "jobs": args.jobs,
+        "wall_s": round(time.time() - t0, 1),
+        "protocol": PROTOCOL,
+        "settings": {
+            "fast_kernels": FAST_KERNELS,
+            "knn_every": KNN_EVERY,
+            "data_seed": 0,
+            "threads_per_unit": 1,
+            "method_defaults": METHOD_DEFAULTS,
+        },  # fmt: skip
+    }
+    out = Path(args.out)
+    atomic_write_json(out, results)
+    figure(results, Path(args.figure) if args.figure else out.with_name("matrix_curves.png"))
+    print(f"[results] wrote {out} in {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

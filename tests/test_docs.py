@@ -1,15 +1,11 @@
-"""The generated pages of docs/ are what their generators write now, so they cannot drift.
+"""The generated pages of docs/ are what their generators write now, so they cannot drift, and
+``make docs`` on a clean checkout changes nothing, on any host.
 
-* docs/errata.md (``shared.docgen.errata``): each broken snippet still fails with the message the page
-  quotes, and each corrected one still gives its output. Only the step timing may differ
-  between runs, and it is not asserted (timings are measured in benchmarks/, never in tests).
-* docs/side_by_side.md (``shared.docgen.side_by_side``): every excerpt is still the source of its
-  qualified name on both sides.
-* docs/tutorial.md (``shared.docgen.tutorial``): byte for byte, one section per section of
-  source 000.
-* docs/framework_differences.md (``shared.docgen.catalogue``) and docs/step_drift.md
-  (``shared.docgen.drift``): everything but the numbers that are float rounding, which follow
-  the CPU's kernels and the thread count; each test's docstring says what it compares.
+A page computed from code is compared byte for byte with what its generator writes now. A
+number that is a measurement on one CPU (the errata page's step timing, the catalogue's
+rounding residues, the step drift) is read by the generator from a committed file under
+``benchmarks/results/`` that names its host (``shared.docgen.measured``); only the page's own
+``--measure`` re-measures it. Each test's docstring says what it compares.
 """
 
 import re
@@ -17,23 +13,41 @@ import re
 import pytest
 
 from shared.docgen import errata, side_by_side
+from shared.docgen import measured as M
 
 TIMING = re.compile(r"supervised step [\d.]+ ms, SimCLR step [\d.]+ ms, ratio ([\d.]+)")
 
 
 @pytest.fixture(scope="module")
 def built():
-    return errata.build(jobs=2)  # every snippet once, two at a time (some import torch)
+    # every snippet once, two at a time (some import torch); the timing as make docs reads it
+    return errata.build(jobs=2, timed=errata.committed_timing())
 
 
 def test_errata_page_matches_the_code(built):
-    text = errata.markdown(built)
-    assert TIMING.search(text), "the errata page no longer measures the two step costs"
-    committed = errata.OUT.read_text()
-    assert TIMING.search(committed), "the committed page lost its measured step costs"
-    assert TIMING.sub("<timing>", text) == TIMING.sub("<timing>", committed), (
+    """Byte for byte, the step timing included: ``make docs`` reads it from its committed file
+    (which names its host), so the page is the same on every host."""
+    assert errata.markdown(built) == errata.OUT.read_text(), (
         "docs/errata.md is stale: run `python -m shared.docgen.errata` (make docs)"
     )
+    timing = M.load("errata_timing")
+    assert TIMING.search(timing["data"]["output"]), "the committed timing is not the snippet's"
+    assert timing["meta"]["host"] in errata.OUT.read_text()
+
+
+@pytest.mark.parametrize("page", ["catalogue", "drift", "side_by_side", "tutorial"])
+def test_make_docs_writes_the_committed_page(page, monkeypatch, tmp_path):
+    """Each generator's ``main`` (what ``make docs`` runs), writing into a temporary file,
+    gives the committed page byte for byte (errata: the test above, with two snippets at once)."""
+    import importlib
+
+    module = importlib.import_module(f"shared.docgen.{page}")
+    out = tmp_path / module.OUT.name
+    committed = module.OUT.read_text()
+    monkeypatch.setattr(module, "OUT", out)
+    monkeypatch.setattr("sys.argv", ["make docs"])
+    module.main()
+    assert out.read_text() == committed, f"{page}: run `make docs` and commit the page"
 
 
 def test_the_broken_versions_fail_as_the_page_says(built):
@@ -106,36 +120,33 @@ def _split_table(text: str) -> tuple[list[str], list[list[str]]]:
     return frame, rows
 
 
-def test_framework_differences_page_matches_the_catalogue():
-    """docs/framework_differences.md against ``shared.docgen.catalogue.measure()`` run now.
+def test_the_committed_catalogue_is_what_it_measures_now():
+    """``benchmarks/results/catalogue.json`` (the page's numbers) against
+    ``shared.docgen.catalogue.measure()`` run now, on this host.
 
-    Compared exactly: every line outside the table's rows (title, introduction, header); the
-    rows' number and order; in each row the four text cells (the difference, torch's and TF's
-    conventions with init_scale's seeded stds, how the project aligns it); the effect of each
-    difference left unaligned (a measured gap printed to 3 significant figures, far above
-    rounding).
-    Compared by format and bound: the residues after alignment and the effects of the two
-    agreement rows are float rounding (0 to 2e-6 here) and follow the CPU's kernels, so in both
-    pages each prints with %.3g and stays at or below 1e-5, the loosest residue bound of
+    Compared exactly: the rows' number and order, and each row's four text cells (the
+    difference, torch's and TF's conventions with init_scale's seeded stds, how the project
+    aligns it); the effect of each difference left unaligned, printed to 3 significant figures
+    (a measured gap far above rounding). Compared by bound: the residues after alignment and the
+    effects of the two agreement rows are float rounding (0 to 2e-6) and follow the CPU's
+    kernels, so both stay at or below 1e-5, the loosest residue bound of
     ``tests/test_catalogue.py`` (which bounds each row's live value more tightly).
     """
     from shared.docgen import catalogue as C
 
-    fresh_frame, fresh = _split_table(C.markdown(C.measure()))
-    committed_frame, committed = _split_table(C.OUT.read_text())
-    stale = "docs/framework_differences.md is stale: run `python -m shared.docgen.catalogue`"
-    assert fresh_frame == committed_frame, stale
-    assert len(fresh) == len(committed) == len(C.ROWS), stale
+    fresh, committed = C.measure(), M.load("catalogue")["data"]
+    stale = (
+        "benchmarks/results/catalogue.json is stale: python -m shared.docgen.catalogue --measure"
+    )
+    assert [r["name"] for r in fresh] == [r["name"] for r in committed], stale
     for row, new, old in zip(C.ROWS, fresh, committed):
-        assert len(new) == len(old) == 6, (new, old)
-        name, torch_text, tf_text, effect, aligned, how = zip(new, old)
-        assert name[0] == name[1] and torch_text[0] == torch_text[1], (stale, name)
-        assert tf_text[0] == tf_text[1] and how[0] == how[1], (stale, name)
-        agreement = row.__name__ in C.AGREEMENTS
-        if not agreement:
-            assert effect[0] == effect[1], (stale, name, effect)
-        for values in (aligned, effect) if agreement else (aligned,):
-            assert all(NUMBER_3G.fullmatch(v) and float(v) <= 1e-5 for v in values), (name, values)
+        for key in ("torch", "tf", "how"):
+            assert new[key] == old[key], (stale, new["name"], key)
+        if row.__name__ not in C.AGREEMENTS:
+            assert f"{new['effect']:.3g}" == f"{old['effect']:.3g}", (stale, new["name"])
+        else:
+            assert new["effect"] <= 1e-5 and old["effect"] <= 1e-5, new["name"]
+        assert new["aligned"] <= 1e-5 and old["aligned"] <= 1e-5, new["name"]
 
 
 def _curves(rows: list[list[str]], methods) -> dict:
@@ -154,44 +165,37 @@ def _curves(rows: list[list[str]], methods) -> dict:
     return out
 
 
-def test_step_drift_page_matches_the_generator():
-    """docs/step_drift.md against ``shared.docgen.drift`` run now for its first 5 steps, torch on
-    one thread as in ``make docs`` (the page's 20 steps take 25 s on 2 idle cores,
-    and ``tests/test_step_parity.py`` bounds the float64 curve itself).
+def test_step_drift_measurement_holds_now():
+    """``shared.docgen.drift`` run now for 5 steps, torch on one thread as in its ``--measure``
+    (the page's 20 steps take 25 s on 2 idle cores; ``tests/test_step_parity.py`` bounds the
+    float64 curve itself), and the committed measurement behind the page.
 
-    Compared exactly: every line outside the tables' rows (title, introduction, method
-    headings, table headers), the title's step count aside; the committed page's step numbers
-    (1 to 20 per method) and the fresh run's (1 to 5).
     Compared by bound: the float64 columns are rounding, and change with the CPU's kernels and
-    the thread count, so in both pages every float64 value prints with %.1e and stays below
-    1e-10 (the bound of ``tests/test_step_parity.py``).
-    Compared for format only (%.1e): the float32 columns, which grow chaotically from float32
-    rounding and so differ between hosts and thread counts by orders of magnitude.
+    the thread count, so fresh and committed stay below 1e-10 (the bound of
+    ``tests/test_step_parity.py``). The float32 columns grow chaotically from float32 rounding
+    and differ between hosts by orders of magnitude: the committed ones are the page's (the test
+    above), and here only finite. The page's paragraph is the committed tables' own numbers.
     """
+    import math
+
     import torch
 
     from shared.docgen import drift as D
 
-    steps, threads = 5, torch.get_num_threads()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two threads on busy shared cores take 5x longer
     try:
-        fresh_frame, fresh = _split_table(D.markdown(D.measure(steps)))
+        fresh = D.measure(5)
     finally:
         torch.set_num_threads(threads)
-    committed_frame, committed = _split_table(D.OUT.read_text())
-    stale = "docs/step_drift.md is stale: run `python -m shared.docgen.drift` (make docs)"
-    title = f"{D.STEPS} steps from the same weights"
-    assert title in committed_frame[0], stale
-    committed_frame[0] = committed_frame[0].replace(title, f"{steps} steps from the same weights")
-    meaning = [i for i, line in enumerate(committed_frame) if line.startswith("**What it means")]
-    assert len(meaning) == 1, stale  # the paragraph is the committed tables' own numbers:
-    assert committed_frame[meaning[0]] == D.meaning(_curves(committed, D.METHODS)), stale
-    assert fresh_frame.pop(meaning[0]).startswith("**What it means")
-    committed_frame.pop(meaning[0])
-    assert fresh_frame == committed_frame, stale
-    numbers = list(range(1, D.STEPS + 1)) * len(D.METHODS)
-    assert [int(r[0]) for r in committed] == numbers, stale
-    assert [int(r[0]) for r in fresh] == list(range(1, steps + 1)) * len(D.METHODS)
-    for cells in fresh + committed:
-        assert len(cells) == 5 and all(NUMBER_1E.fullmatch(v) for v in cells[1:]), cells
-        assert float(cells[1]) < 1e-10 and float(cells[2]) < 1e-10, cells  # float64
+    committed = M.load("step_drift")["data"]
+    assert set(fresh) == set(committed) == set(D.METHODS)
+    for curves, steps in ((fresh, 5), (committed, D.STEPS)):
+        for by_dtype in curves.values():
+            assert [r["step"] for r in by_dtype["float64"]] == list(range(1, steps + 1))
+            for r in by_dtype["float64"]:
+                assert r["loss_abs"] < 1e-10 and r["weights_rel"] < 1e-10, r
+            assert all(math.isfinite(r["weights_rel"]) for r in by_dtype["float32"])
+    page = _split_table(D.OUT.read_text())[0]
+    meaning = [line for line in page if line.startswith("**What it means")]
+    assert meaning == [D.meaning(_curves(_split_table(D.OUT.read_text())[1], D.METHODS))]

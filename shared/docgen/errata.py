@@ -277,7 +277,7 @@ def _not_cheap() -> Erratum:
         "small CNN, one SimCLR step costs the ratio below of one supervised step on the same "
         "batch (two views through the encoder and the head, then a 2N x 2N similarity), "
         "and the demo runs 60 such epochs.",
-        [Run("One step, supervised vs SimCLR (torch, same encoder and batch)", STEP_COST)],
+        [Run(TIMED, STEP_COST)],
     )
 
 
@@ -339,11 +339,15 @@ def _levels_at_batch_32() -> str:
     return "\n".join(lines)
 
 
-def build(jobs: int = 1) -> list[Erratum]:
+TIMED = "One step, supervised vs SimCLR (torch, same encoder and batch)"  # the one timing
+
+
+def build(jobs: int = 1, timed: str | None = None) -> list[Erratum]:
     """Every erratum with its runs' outputs filled in (the snippets run now, each in a fresh
-    interpreter). ``jobs``: snippets run at once; ``make docs`` runs one at a time, so that the
-    step-cost snippet times an otherwise idle machine (the tests, which ignore that timing, run
-    two)."""
+    interpreter), ``jobs`` at a time. The step-cost snippet (``TIMED``) is a measurement: its
+    output is ``timed`` when given (:func:`main` passes the committed one, so that ``make docs``
+    writes the same page on every host), else it runs too (``--measure`` runs it alone, on an
+    otherwise idle machine)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from shared.oracle.worked_examples import example_d
@@ -355,12 +359,15 @@ def build(jobs: int = 1) -> list[Erratum]:
         "The levels at the seed's batch of 32 (NumPy)": _levels_at_batch_32,
     }
     runs = [run for item in items for run in item.runs]
+
+    def output(r: Run) -> str:
+        if timed is not None and r.label == TIMED:
+            return timed
+        return local[r.label]() if r.label in local else run_snippet(r.code)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads wait on the subprocesses
-        outputs = pool.map(
-            lambda r: local[r.label]() if r.label in local else run_snippet(r.code), runs
-        )
-        for run, output in zip(runs, outputs):
-            run.output = output
+        for run, out in zip(runs, pool.map(output, runs)):
+            run.output = out
     return items
 
 
@@ -385,10 +392,30 @@ def markdown(items: list[Erratum]) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
-    OUT.write_text(markdown(build()))
-    print(f"wrote {OUT}")
+def measure_timing() -> str:
+    """The step-cost snippet's output, run alone (``--measure``)."""
+    run = next(r for item in errata() for r in item.runs if r.label == TIMED)
+    return run_snippet(run.code)
+
+
+def main(argv=None) -> int:
+    """``make docs``: the page, with the committed step timing; ``--measure``: time it anew into
+    ``benchmarks/results/errata_timing.json`` first."""
+    from shared.docgen import measured as M
+
+    if "--measure" in (sys.argv[1:] if argv is None else argv):
+        M.save("errata_timing", {"output": measure_timing()})
+    M.write_page(OUT, markdown(build(timed=committed_timing())))
     return 0
+
+
+def committed_timing() -> str:
+    """The step-cost output as the page shows it: the committed measurement and its host."""
+    from shared.docgen import measured as M
+
+    doc = M.load("errata_timing")
+    where = f"{M.host_line(doc['meta'])}: benchmarks/results/errata_timing.json"
+    return f"{doc['data']['output']}\n({where})"
 
 
 if __name__ == "__main__":

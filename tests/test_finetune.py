@@ -121,3 +121,26 @@ def test_finetune_chooses_each_arms_budget_by_cv_on_the_labelled_subset(framewor
         assert set(budget["cv_by_steps"]) == {"1", "2"} and budget["steps"] in (1, 2)
         assert budget["epochs"] == 1  # 8 labels at batch 4: 2 steps an epoch cover 1 or 2
         assert 0 <= out[f"{arm}_top1"] <= 1
+
+
+def test_subset_probe_chooses_c_on_the_subset_alone():
+    """The third arm of the fine-tune table: C by CV on the labelled subset (folds shrunk to the
+    rarest class), or the middle C, said so, where a class has one label."""
+    import numpy as np
+
+    from shared.run import evaluation as E
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 4)
+    feats = np.eye(3)[labels] * 5 + 0.1 * rng.standard_normal((12, 3))  # separable
+    test_y = np.arange(3)
+    out = E.subset_probe(feats, labels, np.eye(3) * 5, test_y)
+    assert out["linear_top1"] == 1.0
+    assert out["linear_budget"]["rule"] == "3-fold CV on the labelled training subset"
+    assert set(out["linear_budget"]["cv_by_c"]) == {f"{c:g}" for c in E.PROBE_CS}
+    one = E.subset_probe(feats[[0, 4, 8]], labels[[0, 4, 8]], np.eye(3) * 5, test_y)
+    assert one["linear_budget"] == {
+        "c": E.PROBE_CS[len(E.PROBE_CS) // 2],
+        "cv_by_c": {},
+        "rule": "no CV (a class has 1 label)",
+    }

@@ -28,14 +28,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 
 from shared.apps.demo import FAST_KERNELS, KNN_EVERY, MATRIX, thread_env
-from shared.run.config import METHOD_DEFAULTS, PACKAGES, flip_default
+from shared.run.config import METHOD_DEFAULTS, PACKAGES, TrainConfig, flip_default
 from shared.run.errors import ConfigError
-from shared.run.evaluation import PROTOCOL
+from shared.run.evaluation import KS, PROTOCOL
 from shared.run.hardware import cpu_model
 from shared.run.published import RESULTS, decide, entry_from_rows
 from shared.run.runlog import atomic_write_json
@@ -45,8 +45,8 @@ FINETUNE_CELL = ("simclr", "torch")
 # The sweeps that chose the defaults: (method, framework) -> {knob: values beside the default}.
 SWEEPS = {
     ("moco", "torch"): {"lr": (0.015, 0.06), "epochs": (15, 40), "bn_splits": (4, 8)},
-    ("simclr", "torch"): {"epochs": (30, 90), "flip": (True,)},
-    ("moco", "tensorflow"): {"flip": (True,)},
+    ("simclr", "torch"): {"epochs": (30, 90), "flip": (True,), "batch_size": (32, 128)},
+    ("moco", "tensorflow"): {"flip": (True,), "queue_size": (128, 2048)},
 }
 PREFER = {"epochs": "fewest"}  # every other knob: "default" (changed only by more than the spread)
 RULE_METRIC = "knn_loo"  # decisions read the training split only
@@ -143,6 +143,7 @@ def train_row(run_dir: Path, seed: int) -> dict:
         "knn_top1": e["knn_top1"],
         "knn_k": e["knn_k"],
         "knn_loo": e["knn_loo_by_k"][str(e["knn_k"])],
+        **_by_k(e),
         "linear_top1": e["linear_top1"],
         "linear_c": e["linear_c"],
         "final_loss": eps[-1]["loss"],
@@ -155,9 +156,15 @@ def train_row(run_dir: Path, seed: int) -> dict:
     }
 
 
+def _by_k(e: dict) -> dict:
+    """The test split's kNN at every k of the protocol (the published sweep), as scalars."""
+    return {f"knn_at_{k}": e["knn_by_k"][str(k)] for k in KS}
+
+
 def _baseline_row(e: dict, seed: int) -> dict:
     keys = ("knn_top1", "knn_k", "linear_top1", "linear_c")
-    return {"seed": seed, **{k: e[k] for k in keys}, "knn_loo": e["knn_loo_by_k"][str(e["knn_k"])]}
+    loo = e["knn_loo_by_k"][str(e["knn_k"])]
+    return {"seed": seed, **{k: e[k] for k in keys}, "knn_loo": loo, **_by_k(e)}
 
 
 def finetune_row(path: Path, seed: int) -> dict:
@@ -169,6 +176,13 @@ def finetune_row(path: Path, seed: int) -> dict:
     row["linear_top1"], row["linear_c"] = r["linear_top1"], r["linear_budget"]["c"]
     row["budgets"] = {a: r.get(f"{a}_budget") for a in ("finetune", "scratch", "linear")}
     return {k: v for k, v in row.items() if v is not None}
+
+
+def row_of(unit: Unit, work: Path) -> dict:
+    """A finished unit's row, read from what its subprocess wrote."""
+    if unit.kind == "finetune":
+        return finetune_row(work / unit.name / "finetune.json", unit.seed)
+    return train_row(work / unit.name, unit.seed)
 
 
 def host() -> dict:
@@ -201,11 +215,7 @@ def run_unit(unit: Unit, work: Path, extra: list[str], done: dict) -> dict:
         tail = log.read_text().strip().splitlines()[-3:]
         raise RuntimeError(f"{unit.name} failed (exit {rc}); {log}:\n" + "\n".join(tail))
     wall = time.time() - t0
-    if unit.kind == "finetune":
-        row = finetune_row(work / unit.name / "finetune.json", unit.seed)
-    else:
-        row = train_row(work / unit.name, unit.seed)
-    res = {"name": unit.name, "row": row, "wall_s": round(wall, 1),
+    res = {"name": unit.name, "row": row_of(unit, work), "wall_s": round(wall, 1),
            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "command": cmd[1:]}  # fmt: skip
     atomic_write_json(marker, res)
     print(f"[results] done  {unit.name} in {wall:.0f} s", flush=True)
@@ -216,7 +226,11 @@ LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "PyTorch", "tensorflow"
 
 
 def _default(method: str, knob: str):
-    return flip_default("embedded") if knob == "flip" else METHOD_DEFAULTS[method][knob]
+    if knob == "flip":
+        return flip_default("embedded")
+    if knob in METHOD_DEFAULTS[method]:
+        return METHOD_DEFAULTS[method][knob]
+    return next(f.default for f in fields(TrainConfig) if f.name == knob)
 
 
 def _what(method: str, framework: str, flags: dict | None = None) -> str:
@@ -397,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.assemble:
         marks = {u.name: work / u.name / "unit.json" for u in units}
         done = {n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()}
+        for u in units:  # the rows again from the run directories: the row's fields may be new
+            if u.name in done:
+                done[u.name]["row"] = row_of(u, work)
         print(f"[results] {len(done)} of {len(units)} units done; assembling those", flush=True)
     else:
         done = run(units, work, args.jobs, args.train_args.split())
@@ -422,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         },  # fmt: skip
     }
     out = Path(args.out)
+    if args.assemble and out.exists():  # the measurement is the run's, not this assembly's
+        before = json.loads(out.read_text()).get("measured", {})
+        keep = ("command", "date", "commit", "host", "jobs", "wall_s")
+        results["measured"].update({k: before[k] for k in keep if k in before})
+        results["measured"]["assembled_by"] = "rosetta results --assemble"
     atomic_write_json(out, results)
     figure(results, Path(args.figure) if args.figure else out.with_name("matrix_curves.png"))
     print(f"[results] wrote {out} in {time.time() - t0:.0f} s", flush=True)

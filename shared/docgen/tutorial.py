@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from shared.oracle import worked_examples as W
+from shared.run import published as P
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "tutorial.md"
@@ -43,13 +44,28 @@ class Facts:
         self.simclr = TrainConfig(method="simclr").resolve("torch")
         self.moco = TrainConfig(method="moco").resolve("tensorflow")
         self.ex = {k: f().values for k, f in W.EXAMPLES.items()}
-        self.results = json.loads(RESULTS.read_text())
-        self.b5 = {c: 1000 * r["median_s"] for c, r in json.loads(BENCH.read_text())["B5"].items()}
+        self.results = P.load(RESULTS)
+        bench = json.loads(BENCH.read_text())
+        self.b5 = {c: 1000 * r["median_s"] for c, r in bench["B5"].items()}
+        cpu = bench["machine"]
+        self.bench = f"benchmark B5 on a {cpu['cores']}-core {cpu['cpu']}, `benchmarks/results/bench_cpu.json`"
         grid = ROOT / "benchmarks" / "results" / "tradeoffs.json"
         self.tradeoffs = json.loads(grid.read_text()) if grid.exists() else []
 
-    def cell(self, method: str) -> dict:
-        return next(c for c in self.results["demo"]["cells"].values() if c["method"] == method)
+    def q(self, key: str, metric: str, named: bool = False) -> str:
+        """A measured number with its source: ``80.5 ± 1.2 % (results: simclr/torch, 3 seeds)``."""
+        return P.quote(self.results, key, metric, named=named)
+
+    def v(self, key: str, metric: str, pct: bool = True) -> str:
+        """The same number without its source (in a table whose caption names it)."""
+        mean, std, _ = P.stat(self.results, key, metric)
+        return P.fmt(mean, std, pct)
+
+    def seeds(self, key: str) -> int:
+        return self.results["entries"][key]["n"]
+
+    def epochs(self, method: str) -> int:
+        return self.results["measured"]["settings"]["method_defaults"][method]["epochs"]
 
 
 def section(number: str, zh: str, en: str, body: str) -> str:
@@ -113,7 +129,7 @@ def chapter2(f: Facts) -> list[str]:
 def _definition_and_comparison(f: Facts) -> list[str]:
     """Sections 2.1 and 2.2: what contrastive learning is, and the demo's measured comparison."""
     ex_h = f.ex["h"]
-    sim, moco = f.cell("simclr"), f.cell("moco")
+    n = f.seeds("simclr/torch")
     return [
         section(
             "2.1",
@@ -142,14 +158,15 @@ apart and survives the augmentations.
 
 On this project's embedded dataset, under one evaluation protocol (`shared/run/evaluation.py`:
 k for kNN chosen by leave-one-out on the training split, the probe's regularisation by
-cross-validation), the demo measured:
+cross-validation), `rosetta results` measured (mean ± std over {n} training seeds, the data
+fixed; the source of each row in its last column):
 
-| representation | kNN top-1 | linear probe |
-|---|---|---|
-| raw pixels | {pct(sim["eval"]["raw_pixels"]["knn_top1"])} | {pct(sim["eval"]["raw_pixels"]["linear_top1"])} |
-| random-init small CNN (torch) | {pct(sim["eval"]["random_init"]["knn_top1"])} | {pct(sim["eval"]["random_init"]["linear_top1"])} |
-| SimCLR, torch, {sim["epochs"]} epochs, no labels | {pct(sim["eval"]["simclr"]["knn_top1"])} | {pct(sim["eval"]["simclr"]["linear_top1"])} |
-| MoCo v2, TF, {moco["epochs"]} epochs, no labels | {pct(moco["eval"]["moco"]["knn_top1"])} | {pct(moco["eval"]["moco"]["linear_top1"])} |
+| representation | kNN top-1 | linear probe | results entry |
+|---|---|---|---|
+| raw pixels | {f.v("raw_pixels", "knn_top1")} | {f.v("raw_pixels", "linear_top1")} | `raw_pixels` (no seed) |
+| random-init small CNN (torch) | {f.v("random_init/torch", "knn_top1")} | {f.v("random_init/torch", "linear_top1")} | `random_init/torch` |
+| SimCLR, torch, {f.epochs("simclr")} epochs, no labels | {f.v("simclr/torch", "knn_top1")} | {f.v("simclr/torch", "linear_top1")} | `simclr/torch` |
+| MoCo v2, TF, {f.epochs("moco")} epochs, no labels | {f.v("moco/tensorflow", "knn_top1")} | {f.v("moco/tensorflow", "linear_top1")} | `moco/tensorflow` |
 """,
         ),
     ]
@@ -434,18 +451,16 @@ def chapter5(f: Facts) -> list[str]:
 
 def _simclr_in_torch(f: Facts) -> list[str]:
     """Sections 5.1 to 5.1.5: SimCLR in PyTorch, piece by piece, with the demo's numbers."""
-    sim = f.cell("simclr")
     return [
         section(
             "5.1",
             "基于PyTorch实现SimCLR",
             "SimCLR in PyTorch",
             f"""
-`python -m torch_impl train` trains SimCLR by default. The demo's run: {sim["epochs"]} epochs,
-{sim["images_per_s"]:.0f} images/s, {sim["train_wall_s"]:.0f} s of training wall time on one
-of the 2 CPU cores (the demo trains both of its cells at once, one thread each), kNN
-{pct(sim["eval"]["simclr"]["knn_top1"])}. One step of the small CNN at batch 64 measures
-{f.b5["simclr/torch"]:.0f} ms with both cores (benchmark B5).
+`python -m torch_impl train` trains SimCLR by default: {f.epochs("simclr")} epochs, kNN
+{f.q("simclr/torch", "knn_top1")}, {f.q("simclr/torch", "train_wall_s", pct=False)} of
+training on one CPU core. One step of the small CNN at batch 64 measures
+{f.b5["simclr/torch"]:.0f} ms with both cores ({f.bench}).
 """,
         ),
         section(
@@ -478,7 +493,6 @@ of the 2 CPU cores (the demo trains both of its cells at once, one thread each),
 
 def _moco_in_tf(f: Facts) -> list[str]:
     """Sections 5.2 to 5.2.5: MoCo in TensorFlow, with worked example e."""
-    moco = f.cell("moco")
     e = f.ex["e"]["steps"]
     return [
         section(
@@ -487,10 +501,9 @@ def _moco_in_tf(f: Facts) -> list[str]:
             "MoCo in TensorFlow",
             f"""
 `python -m tf_impl train --method moco` trains MoCo v2: queue, momentum update and loss inside one
-`tf.function` step (`tf_impl/train.py`, `compile_step`). The demo's run: {moco["epochs"]}
-epochs, {moco["images_per_s"]:.0f} images/s on one core, kNN
-{pct(moco["eval"]["moco"]["knn_top1"])}. One step measures {f.b5["moco/tensorflow"]:.0f} ms in
-TF against {f.b5["moco/torch"]:.0f} ms in torch (B5, both cores).
+`tf.function` step (`tf_impl/train.py`, `compile_step`): {f.epochs("moco")} epochs, kNN
+{f.q("moco/tensorflow", "knn_top1")}. One step measures {f.b5["moco/tensorflow"]:.0f} ms in
+TF against {f.b5["moco/torch"]:.0f} ms in torch ({f.bench}).
 """,
         ),
         section(
@@ -553,7 +566,6 @@ same network from scratch on the same subset; section 9.5 quotes the result.
 
 
 def chapter6(f: Facts) -> list[str]:
-    sim = f.cell("simclr")
     return [
         "## 6. Applications\n",
         section(
@@ -561,10 +573,10 @@ def chapter6(f: Facts) -> list[str]:
             "图像分类中的应用",
             "Image classification",
             f"""
-What this project measures: a frozen SimCLR encoder gives kNN
-{pct(sim["eval"]["simclr"]["knn_top1"])} and a linear probe
-{pct(sim["eval"]["simclr"]["linear_top1"])} on the embedded digits, against
-{pct(sim["eval"]["raw_pixels"]["knn_top1"])} and {pct(sim["eval"]["raw_pixels"]["linear_top1"])}
+What this project measures: a frozen SimCLR encoder (torch) gives kNN
+{f.q("simclr/torch", "knn_top1")} and a linear probe
+{f.q("simclr/torch", "linear_top1")} on the embedded digits, against
+{f.q("raw_pixels", "knn_top1")} and {f.q("raw_pixels", "linear_top1")}
 for raw pixels under the same protocol.
 """,
         ),
@@ -722,26 +734,42 @@ verify number by number.
     ]
 
 
+FRACTIONS = ("0.01", "0.1", "1")
+
+
 def few_labels_text(f: Facts) -> str:
-    """Section 9.5's measurement: fine-tuning on a tenth of the labels against training from
-    scratch on the same images."""
-    few = f.results.get("finetune")
-    if not few:
-        return "Not measured yet."
-    steps = {arm: few[f"{arm}_budget"]["steps"] for arm in ("finetune", "scratch")}
-    return (
-        f"With a tenth of the labels ({few['n_labelled']} images), fine-tuning the demo's SimCLR "
-        f"encoder (torch) reaches {pct(few['finetune_top1'])} on the test split against "
-        f"{pct(few['scratch_top1'])} for the same network trained from scratch on the same "
-        f"images. Each arm's budget was chosen by {few['finetune_budget']['rule']} (SGD steps "
-        f"{', '.join(sorted(few['finetune_budget']['cv_by_steps'], key=int))}): {steps['finetune']} steps for "
-        f"the fine-tune, {steps['scratch']} from scratch. One run, one seed "
-        "(`finetune` in docs/results.json); the spread across seeds is not measured yet."
+    """Section 9.5's measurement: fine-tuning against training from scratch against the frozen
+    linear probe, at three label fractions."""
+    keys = {fr: f"finetune/simclr/torch/{fr}" for fr in FRACTIONS}
+    if not all(k in f.results["entries"] for k in keys.values()):
+        return "The fine-tune table (`rosetta results`) is not in the results file yet."
+    rows = []
+    for fr, key in keys.items():
+        e = f.results["entries"][key]
+        labels = int(e["mean"]["n_labelled"])
+        rows.append(
+            f"| {float(fr):.0%} ({labels} labels) | {f.v(key, 'finetune_top1')} | "
+            f"{f.v(key, 'scratch_top1')} | {f.v(key, 'linear_top1')} | `{key}` |"
+        )
+    n = f.seeds(keys["0.1"])
+    return "\n".join(
+        [
+            "Each seed's SimCLR encoder (torch), fine-tuned on a fraction of the training labels, "
+            "against the same network trained from scratch on the same images, and against the "
+            "frozen encoder's linear probe on them. Each arm's budget (SGD steps 60, 200 or 600; "
+            "the probe's C) is chosen by cross-validation on the labelled images alone, with the "
+            "same grid and rule for every arm; at 1 % there is one label per class, no CV is "
+            "possible, and every arm takes the grid's middle. Test split, mean ± std over "
+            f"{n} seeds; the labelled subset is fixed by the data seed.",
+            "",
+            "| labels | fine-tuned | from scratch | frozen, linear probe | results entry |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
     )
 
 
 def chapter9(f: Facts) -> list[str]:
-    sim = f.cell("simclr")
     return [
         "## 9. FAQ\n",
         section(
@@ -783,9 +811,8 @@ class, and check that no per-image signal survives both views (section 8.2).
             f"""
 Not cheap, whatever source 002 says (erratum 5). Here one SimCLR step of the small CNN at
 batch 64 takes {f.b5["simclr/torch"]:.0f} ms in torch and {f.b5["simclr/tensorflow"]:.0f} ms
-in TF (B5, 2 CPU cores); the demo trains SimCLR for {sim["epochs"]} epochs in
-{sim["train_wall_s"]:.0f} s on one core, beside MoCo on the other, and the whole demo takes
-{f.results["demo"]["wall_s"]:.0f} s.
+in TF ({f.bench}); SimCLR's {f.epochs("simclr")} epochs take
+{f.q("simclr/torch", "train_wall_s", pct=False, named=True)} of training on one core.
 
 {tradeoffs_text(f)}
 """,
@@ -794,51 +821,60 @@ in TF (B5, 2 CPU cores); the demo trains SimCLR for {sim["epochs"]} epochs in
     ]
 
 
-def flip_text(f: Facts) -> str:
-    """Section 9.3's measurement: the demo's two cells with and without the horizontal flip."""
-    trial = f.results.get("flip_trial")
-    if not trial:
-        return "Whether digits want SimCLR's horizontal flip is not measured yet."
-    rows = [
-        f"| {r['cell']} | {pct(r['flip_loo'])} | {pct(r['no_flip_loo'])} | "
-        f"{pct(r['flip_knn'])} | {pct(r['no_flip_knn'])} |"
-        for r in trial
+def _sweep_table(f: Facts, cells: list[tuple[str, str]]) -> list[str]:
+    """The sweeps of ``cells`` ((cell, knob)) as one table, with each decision and its reason."""
+    lines = [
+        "| sweep | value | kNN, leave-one-out on the training split | kNN on the test split | "
+        "decision |",
+        "|---|---|---|---|---|",
     ]
+    for cell, knob in cells:
+        sw = f.results["sweeps"][f"{cell}/{knob}"]
+        for i, (value, loo) in enumerate(sw["scores"].items()):
+            decision = f"**{sw['choice']}**: {sw['reason']}" if i == 0 else ""
+            lines.append(
+                f"| {cell} {knob} | {value} | {P.fmt(loo, None)} | "
+                f"{P.fmt(sw['test_knn_top1'][value], None)} | {decision} |"
+            )
+    return lines
+
+
+def flip_text(f: Facts) -> str:
+    """Section 9.3's measurement: two cells with and without the horizontal flip."""
+    cells = [("simclr/torch", "flip"), ("moco/tensorflow", "flip")]
+    if not all(f"{c}/{k}" in f.results.get("sweeps", {}) for c, k in cells):
+        return "Whether digits want SimCLR's horizontal flip is not in the results file yet."
     return "\n".join(
         [
             "A mirrored 2 is not a 2, so SimCLR's horizontal flip teaches the encoder an "
-            "invariance the digits do not have. Measured with the demo's settings, one run "
-            "each; the decision (`shared.run.config.flip_default`) rests on the training split "
-            "alone, and the test split agrees:",
+            "invariance the digits do not have. `rosetta results` trains each of two cells with "
+            "the flip (seed 0) beside its default run; the decision "
+            "(`shared.run.config.flip_default`) reads the training split alone, and a difference "
+            "smaller than the cell's spread across seeds (the leave-one-out kNN's std) is a tie "
+            "(`shared.run.published.decide`); the test split is shown, not used:",
             "",
-            "| cell | kNN, leave-one-out on the training split, with the flip | without | "
-            "kNN on the test split, with the flip | without |",
-            "|---|---|---|---|---|",
-            *rows,
+            *_sweep_table(f, cells),
         ]
     )
 
 
 def tradeoffs_text(f: Facts) -> str:
-    """Section 9.4's grid: kNN against batch size, queue size and epochs, with its cost."""
-    if not f.tradeoffs:
-        return "The batch, queue and epochs grid (`python -m benchmarks.tradeoffs`) is not run yet."
-    flips = {r.get("flip", True) for r in f.tradeoffs}
-    when = (
-        "These runs flipped every view (they predate the embedded dataset's `--no-flip` "
-        "default; section 9.3), so their kNN is below the demo's."
-        if flips == {True}
-        else ""
+    """Section 9.4's grid: kNN against batch size, queue size and epochs, each one seed."""
+    cells = [("simclr/torch", "batch_size"), ("moco/tensorflow", "queue_size")]
+    cells += [("simclr/torch", "epochs"), ("moco/torch", "epochs")]
+    if not all(f"{c}/{k}" in f.results.get("sweeps", {}) for c, k in cells):
+        return "The batch, queue and epochs sweeps (`rosetta results`) are not in the file yet."
+    return "\n".join(
+        [
+            "What more compute buys here: `rosetta results` sweeps the batch size, the queue size "
+            "and the epochs, one seed each beside the default run, and decides each by the "
+            "cell's spread across seeds (a difference below it is a tie; for epochs, the fewest "
+            "within it of the best). Training time grows with the epochs; the batch and queue "
+            "sizes change little of it on a CPU:",
+            "",
+            *_sweep_table(f, cells),
+        ]
     )
-    table = (ROOT / "benchmarks" / "results" / "tradeoffs.md").read_text().splitlines()
-    lines = [
-        "What more compute buys here (`python -m benchmarks.tradeoffs`, figure "
-        "`docs/tradeoffs.png`): kNN at the leave-one-out k after every 5 epochs, and the "
-        f"seconds each run costs. {when}",
-        "",
-        *(line for line in table if line.startswith("|")),  # the benchmark's own table
-    ]
-    return "\n".join(lines)
 
 
 def markdown(f: Facts | None = None) -> str:

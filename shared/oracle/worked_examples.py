@@ -346,7 +346,8 @@ def example_h() -> Example:
     ex.add("means collapse (the health warning in shared/run/health.py).")
     curves = _demo_loss_curves()
     if curves:
-        ex.add("A real run (the demo, docs/results.json), mean loss per epoch:")
+        ex.add("Real runs (docs/results.json: seed 0 of each cell, the demo's own settings),")
+        ex.add("mean loss per epoch:")
         for name, chance in (("simclr_torch", chance_s), ("moco_tensorflow", chance_m)):
             c = curves[name]
             ex.add(
@@ -366,10 +367,19 @@ def example_h() -> Example:
 
 
 def _demo_loss_curves() -> dict:
-    """The demo's per-epoch losses as committed in :data:`RESULTS` ({} when absent)."""
+    """Seed 0's per-epoch losses of the demo's two cells (SimCLR in torch, MoCo in TF) as
+    committed in :data:`RESULTS` by ``rosetta results`` ({} when absent)."""
     import json
 
-    return json.loads(RESULTS.read_text()).get("loss_curves", {}) if RESULTS.exists() else {}
+    if not RESULTS.exists():
+        return {}
+    entries = json.loads(RESULTS.read_text()).get("entries", {})
+    cells = {"simclr_torch": "simclr/torch", "moco_tensorflow": "moco/tensorflow"}
+    return {
+        name: next(r["loss_curve"] for r in entries[key]["seeds"] if r["seed"] == 0)
+        for name, key in cells.items()
+        if key in entries
+    }
 
 
 EXAMPLES = {

@@ -8,7 +8,7 @@ epochs, with the wall time each costs on this machine.
 * every run records the kNN monitor every 5 epochs (``shared.run.evaluation.evaluate_knn``: k by
   leave-one-out on the training split), so the epochs axis comes free.
 
-Writes ``benchmarks/results/tradeoffs.json`` and ``.md`` and ``docs/tradeoffs.png`` (kNN against
+Writes ``benchmarks/results/tradeoffs.json`` and ``.md`` and ``tradeoffs.png`` (kNN against
 training seconds). Each run is a ``python -m torch_impl|tf_impl train`` subprocess, the command a
 user runs; training seconds exclude the monitors (``metrics.json``'s ``time_s``).
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-FIGURE = ROOT / "docs" / "tradeoffs.png"
+FIGURE = RESULTS / "tradeoffs.png"
 BATCHES = (32, 64, 128)
 QUEUES = (128, 512, 2048)
 

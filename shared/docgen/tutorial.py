@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shared.docgen import results_tables as T
 from shared.oracle import worked_examples as W
 from shared.run import published as P
 
@@ -458,8 +459,7 @@ def _simclr_in_torch(f: Facts) -> list[str]:
             "SimCLR in PyTorch",
             f"""
 `python -m torch_impl train` trains SimCLR by default: {f.epochs("simclr")} epochs, kNN
-{f.q("simclr/torch", "knn_top1")}, {f.q("simclr/torch", "train_wall_s", pct=False)} of
-training on one CPU core. One step of the small CNN at batch 64 measures
+{f.q("simclr/torch", "knn_top1")}. One step of the small CNN at batch 64 measures
 {f.b5["simclr/torch"]:.0f} ms with both cores ({f.bench}).
 """,
         ),
@@ -734,24 +734,12 @@ verify number by number.
     ]
 
 
-FRACTIONS = ("0.01", "0.1", "1")
-
-
 def few_labels_text(f: Facts) -> str:
     """Section 9.5's measurement: fine-tuning against training from scratch against the frozen
     linear probe, at three label fractions."""
-    keys = {fr: f"finetune/simclr/torch/{fr}" for fr in FRACTIONS}
-    if not all(k in f.results["entries"] for k in keys.values()):
+    keys = [k for k in f.results["entries"] if k.startswith("finetune/")]
+    if not keys:
         return "The fine-tune table (`rosetta results`) is not in the results file yet."
-    rows = []
-    for fr, key in keys.items():
-        e = f.results["entries"][key]
-        labels = int(e["mean"]["n_labelled"])
-        rows.append(
-            f"| {float(fr):.0%} ({labels} labels) | {f.v(key, 'finetune_top1')} | "
-            f"{f.v(key, 'scratch_top1')} | {f.v(key, 'linear_top1')} | `{key}` |"
-        )
-    n = f.seeds(keys["0.1"])
     return "\n".join(
         [
             "Each seed's SimCLR encoder (torch), fine-tuned on a fraction of the training labels, "
@@ -759,12 +747,10 @@ def few_labels_text(f: Facts) -> str:
             "frozen encoder's linear probe on them. Each arm's budget (SGD steps 60, 200 or 600; "
             "the probe's C) is chosen by cross-validation on the labelled images alone, with the "
             "same grid and rule for every arm; at 1 % there is one label per class, no CV is "
-            "possible, and every arm takes the grid's middle. Test split, mean ± std over "
-            f"{n} seeds; the labelled subset is fixed by the data seed.",
+            "possible, and every arm takes the grid's middle. Test split, mean ± std over the "
+            "seeds (in brackets); the labelled subset is fixed by the data seed.",
             "",
-            "| labels | fine-tuned | from scratch | frozen, linear probe | results entry |",
-            "|---|---|---|---|---|",
-            *rows,
+            T.finetune_table(f.results),
         ]
     )
 
@@ -811,32 +797,15 @@ class, and check that no per-image signal survives both views (section 8.2).
             f"""
 Not cheap, whatever source 002 says (erratum 5). Here one SimCLR step of the small CNN at
 batch 64 takes {f.b5["simclr/torch"]:.0f} ms in torch and {f.b5["simclr/tensorflow"]:.0f} ms
-in TF ({f.bench}); SimCLR's {f.epochs("simclr")} epochs take
-{f.q("simclr/torch", "train_wall_s", pct=False, named=True)} of training on one core.
+in TF ({f.bench}), and SimCLR's {f.epochs("simclr")} epochs are
+{f.epochs("simclr") * (f.n_train // f.simclr.batch_size):,} such steps
+({f.n_train // f.simclr.batch_size} per epoch of the {f.n_train:,} training images).
 
 {tradeoffs_text(f)}
 """,
         ),
         section("9.5", "对比学习能否应用于小样本场景？", "Few labels", few_labels_text(f)),
     ]
-
-
-def _sweep_table(f: Facts, cells: list[tuple[str, str]]) -> list[str]:
-    """The sweeps of ``cells`` ((cell, knob)) as one table, with each decision and its reason."""
-    lines = [
-        "| sweep | value | kNN, leave-one-out on the training split | kNN on the test split | "
-        "decision |",
-        "|---|---|---|---|---|",
-    ]
-    for cell, knob in cells:
-        sw = f.results["sweeps"][f"{cell}/{knob}"]
-        for i, (value, loo) in enumerate(sw["scores"].items()):
-            decision = f"**{sw['choice']}**: {sw['reason']}" if i == 0 else ""
-            lines.append(
-                f"| {cell} {knob} | {value} | {P.fmt(loo, None)} | "
-                f"{P.fmt(sw['test_knn_top1'][value], None)} | {decision} |"
-            )
-    return lines
 
 
 def flip_text(f: Facts) -> str:
@@ -853,7 +822,7 @@ def flip_text(f: Facts) -> str:
             "smaller than the cell's spread across seeds (the leave-one-out kNN's std) is a tie "
             "(`shared.run.published.decide`); the test split is shown, not used:",
             "",
-            *_sweep_table(f, cells),
+            T.sweeps_table(f.results, [f"{c}/{k}" for c, k in cells]),
         ]
     )
 
@@ -872,7 +841,7 @@ def tradeoffs_text(f: Facts) -> str:
             "within it of the best). Training time grows with the epochs; the batch and queue "
             "sizes change little of it on a CPU:",
             "",
-            *_sweep_table(f, cells),
+            T.sweeps_table(f.results, [f"{c}/{k}" for c, k in cells]),
         ]
     )
 

@@ -390,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fractions", default=",".join(f"{f:g}" for f in FRACTIONS), help="labelled fractions"
     )
     ap.add_argument(
+        "--match",
+        default=None,
+        help="run only the units whose name contains one of these comma-separated strings "
+        "(the file is still assembled from every unit done)",
+    )
+    ap.add_argument(
         "--assemble",
         action="store_true",
         help="run nothing: write the file from the units already done under --work",
@@ -416,7 +422,12 @@ def main(argv: list[str] | None = None) -> int:
                 done[u.name]["row"] = row_of(u, work)
         print(f"[results] {len(done)} of {len(units)} units done; assembling those", flush=True)
     else:
-        done = run(units, work, args.jobs, args.train_args.split())
+        todo = units
+        if args.match:
+            todo = [u for u in units if any(m in u.name for m in args.match.split(","))]
+        done = run(todo, work, args.jobs, args.train_args.split())
+        marks = {u.name: work / u.name / "unit.json" for u in units if u.name not in done}
+        done.update({n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()})
     results = assemble(units, done, args.seeds)
     results["runs"] = [
         {"name": n, "seed": r["row"]["seed"], "wall_s": r["wall_s"], "load": r["load"]}

@@ -118,9 +118,11 @@ def test_decide_calls_a_difference_within_the_spread_a_tie():
     assert keep["choice"] == 0.03 and not keep["changed"] and "a tie" in keep["reason"]
     change = P.decide({0.03: 0.80, 0.06: 0.83}, 0.03, 0.02)
     assert change["choice"] == 0.06 and change["changed"]
-    fewest = P.decide({15: 0.78, 25: 0.79, 40: 0.80}, 25, 0.015, prefer="fewest")
-    assert fewest["choice"] == 25  # 15 is 2 points below the best, 25 within 1.5
-    assert P.decide({15: 0.795, 25: 0.79, 40: 0.80}, 25, 0.015, "fewest")["choice"] == 15
+    fewest = P.decide({15: 0.77, 25: 0.79, 40: 0.80}, 25, 0.015, prefer="fewest")
+    assert fewest["choice"] == 25  # 15 is 2 points below the default: more than the spread
+    assert P.decide({15: 0.78, 25: 0.79, 40: 0.80}, 25, 0.015, "fewest")["choice"] == 15
+    more = P.decide({15: 0.70, 25: 0.75, 40: 0.81}, 25, 0.015, "fewest")
+    assert more["choice"] == 25 and "a cost rule adds none" in more["reason"]
     unknown = P.decide({1: 0.5, 2: 0.5001}, 1, None)
     assert unknown["choice"] == 2 and "spread unknown" in unknown["reason"]
     with pytest.raises(ValueError, match="default"):
@@ -183,7 +185,15 @@ def test_assemble_builds_entries_sweeps_and_decisions():
     assert e["finetune/simclr/torch/0.1"]["mean"]["finetune_top1"] == pytest.approx(0.9)
     lr = out["sweeps"]["moco/torch/lr"]
     std = e["moco/torch"]["std"]["knn_loo"]  # 0.00707: the two seeds' leave-one-out spread
-    assert lr["std"] == pytest.approx(std) and lr["choice"] == 0.06 and lr["changed"]
+    assert lr["std"] == pytest.approx(std) and lr["suggested"] == 0.06
+    assert lr["choice"] == 0.03 and not lr["changed"] and lr["confirmed"] is None  # seed 0 only
+    names = {u.name: u for u in R.confirmations(out, seeds=2)}
+    confirm = names[R.cell_name("moco", "torch", 1, {"lr": 0.06})]
+    assert R.cell_name("simclr", "torch", 1, {"epochs": 30}) in names  # the cut, too
+    for loo, changed in ((0.81, True), (0.76, False)):  # seed 1 at lr 0.06: holds, or not
+        done[confirm.name] = {"row": _row(1, 0.7, loo)}
+        again = R.assemble([*units, confirm], done, seeds=2)["sweeps"]["moco/torch/lr"]
+        assert again["changed"] is changed and again["confirmed"]["seeds"] == 2, again
     assert out["sweeps"]["moco/torch/bn_splits"]["choice"] == 2  # all equal: the default stays
     epochs = out["sweeps"]["simclr/torch/epochs"]
-    assert epochs["choice"] == 30 and epochs["rule_metric"] == "knn_loo"  # a tie: the fewest
+    assert epochs["suggested"] == 30 and epochs["rule_metric"] == "knn_loo"  # a tie: the fewest

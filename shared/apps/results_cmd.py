@@ -291,7 +291,7 @@ def assemble(units: list[Unit], done: dict, seeds: int) -> dict:
             scores = {dv: base[RULE_METRIC], **{v: r[RULE_METRIC] for v, r in got.items()}}
             test = {dv: base["knn_top1"], **{v: r["knn_top1"] for v, r in got.items()}}
             verdict = decide(scores, dv, std, PREFER.get(knob, "default"))
-            sweeps[f"{m}/{f}/{knob}"] = {
+            sweep = {
                 "default": dv,
                 "rule_metric": RULE_METRIC,
                 "std": std,
@@ -299,7 +299,49 @@ def assemble(units: list[Unit], done: dict, seeds: int) -> dict:
                 "test_knn_top1": {str(v): s for v, s in sorted(test.items())},
                 **verdict,
             }
+            if verdict["changed"]:
+                sweep.update(_confirm(rows, m, f, knob, dv, verdict["choice"], seeds, std))
+            sweeps[f"{m}/{f}/{knob}"] = sweep
     return {"entries": entries, "sweeps": sweeps}
+
+
+def _confirm(rows: dict, m: str, f: str, knob: str, dv, v, seeds: int, std) -> dict:
+    """A change that seed 0 suggests is decided again on every seed: the means of the default's
+    and of the new value's runs, against the same spread. Until those runs exist the change is
+    not made (``confirmed: None``)."""
+    new = [rows.get(cell_name(m, f, s, {knob: v}) if s else cell_name(m, f, 0, {knob: v}))
+           for s in range(seeds)]  # fmt: skip
+    old = [rows.get(cell_name(m, f, s)) for s in range(seeds)]
+    if seeds < 2 or any(r is None for r in new + old):
+        return {"choice": dv, "changed": False, "confirmed": None, "suggested": v,
+                "reason": f"keep {dv} until {v} is run on every seed: seed 0 alone said "
+                          + decide_reason(rows, m, f, knob, dv, v)}  # fmt: skip
+    means = {
+        dv: sum(r[RULE_METRIC] for r in old) / seeds,
+        v: sum(r[RULE_METRIC] for r in new) / seeds,
+    }
+    again = decide(means, dv, std, PREFER.get(knob, "default"))
+    return {**again, "reason": f"on {seeds} seeds (means): {again['reason']}", "suggested": v,
+            "confirmed": {"seeds": seeds, "scores": {str(k): x for k, x in means.items()}}}  # fmt: skip
+
+
+def decide_reason(rows: dict, m: str, f: str, knob: str, dv, v) -> str:
+    a, b = rows[cell_name(m, f, 0)][RULE_METRIC], rows[cell_name(m, f, 0, {knob: v})][RULE_METRIC]
+    return f"{v} {100 * b:.1f} against {dv} {100 * a:.1f}"
+
+
+def confirmations(results: dict, seeds: int) -> list[Unit]:
+    """The runs a suggested change still needs: the new value on seeds 1 to ``seeds`` - 1."""
+    units = []
+    for key, sw in results["sweeps"].items():
+        if sw.get("confirmed", "none") is None:
+            m, f, knob = key.split("/")
+            value = sw["suggested"]
+            units += [
+                Unit(cell_name(m, f, s, {knob: value}), "train", m, f, s, {knob: value})
+                for s in range(1, seeds)
+            ]
+    return units
 
 
 def figure(results: dict, path: Path) -> None:
@@ -429,6 +471,19 @@ def main(argv: list[str] | None = None) -> int:
         marks = {u.name: work / u.name / "unit.json" for u in units if u.name not in done}
         done.update({n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()})
     results = assemble(units, done, args.seeds)
+    extra = confirmations(results, args.seeds)  # changes seed 0 suggests, run on every seed
+    if extra:
+        names = ", ".join(u.name for u in extra)
+        print(f"[results] confirming a suggested change on every seed: {names}", flush=True)
+        if args.assemble:
+            marks = {u.name: work / u.name / "unit.json" for u in extra}
+            done.update({n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()})
+            for u in extra:
+                if u.name in done:
+                    done[u.name]["row"] = row_of(u, work)
+        else:
+            done.update(run(extra, work, args.jobs, args.train_args.split()))
+        results = assemble(units + extra, done, args.seeds)
     results["runs"] = [
         {"name": n, "seed": r["row"]["seed"], "wall_s": r["wall_s"], "load": r["load"]}
         for n, r in done.items()

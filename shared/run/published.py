@@ -125,9 +125,11 @@ def decide(scores: dict, default, std: float | None, prefer: str = "default") ->
     """A setting chosen from a sweep's ``scores`` ({value: score}) with the run-to-run ``std``.
 
     ``prefer="default"``: the default stays unless another value beats it by more than ``std``.
-    ``prefer="fewest"`` (epochs): the smallest value within ``std`` of the best score. A
-    difference smaller than ``std`` is a tie and the reason says so; with ``std`` unknown
-    (``None``) every difference counts and the reason says that the spread is unknown.
+    ``prefer="fewest"`` (epochs, a cost rule): the smallest value whose score is within ``std``
+    of the default's, so the rule can cut epochs and never adds them (a larger value that scores
+    higher is reported in the reason, not chosen). A difference smaller than ``std`` is a tie
+    and the reason says so; with ``std`` unknown (``None``) every difference counts and the
+    reason says that the spread is unknown.
 
     Returns ``{"choice", "changed": bool, "reason"}``.
 
@@ -144,10 +146,14 @@ def decide(scores: dict, default, std: float | None, prefer: str = "default") ->
     best = max(scores, key=lambda v: (scores[v], v == default))
     p = {v: f"{100 * s:.1f}" for v, s in scores.items()}
     if prefer == "fewest":
-        near = sorted(v for v, s in scores.items() if s >= scores[best] - margin)
+        near = sorted(v for v, s in scores.items() if s >= scores[default] - margin)
         choice = near[0]
-        ties = ", ".join(f"{v} ({p[v]})" for v in near)
-        reason = f"{choice}: the fewest within {spread} of the best {best} ({p[best]}): {ties}"
+        reason = (
+            f"{choice}: the fewest within {spread} of the default {default} ({p[default]}); "
+            + ", ".join(f"{v}: {p[v]}" for v in sorted(scores))
+        )
+        if best != default and scores[best] - scores[default] > margin:
+            reason += f" ({best} scores higher, by more than the spread; a cost rule adds none)"
         return {"choice": choice, "changed": choice != default, "reason": reason}
     gain = scores[best] - scores[default]
     if best != default and gain > margin:

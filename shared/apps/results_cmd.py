@@ -44,8 +44,18 @@ FRACTIONS = (0.01, 0.1, 1.0)
 FINETUNE_CELL = ("simclr", "torch")
 # The sweeps that chose the defaults: (method, framework) -> {knob: values beside the default}.
 SWEEPS = {
-    ("moco", "torch"): {"lr": (0.015, 0.06), "epochs": (15, 40), "bn_splits": (4, 8)},
-    ("simclr", "torch"): {"epochs": (30, 90), "flip": (True,), "batch_size": (32, 128)},
+    ("moco", "torch"): {
+        "lr": (0.015, 0.06),
+        "epochs": (15, 40),
+        "bn_splits": (4, 8),
+        "temperature": (0.07, 0.2),
+    },
+    ("simclr", "torch"): {
+        "epochs": (30, 90),
+        "flip": (True,),
+        "batch_size": (32, 128),
+        "temperature": (0.1, 0.5),
+    },
     ("moco", "tensorflow"): {"flip": (True,), "queue_size": (128, 2048)},
 }
 PREFER = {"epochs": "fewest"}  # every other knob: "default" (changed only by more than the spread)

@@ -216,6 +216,23 @@ def run_unit(unit: Unit, work: Path, extra: list[str], done: dict) -> dict:
         done[unit.needs].result()  # its run directory must be complete
     cmd = command(unit, work, extra)
     (work / unit.name).mkdir(parents=True, exist_ok=True)
+    lock = work / unit.name / "running.lock"  # another `rosetta results` on the same --work
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        print(f"[results] {unit.name}: another process runs it; waiting for {marker}", flush=True)
+        while not marker.exists():
+            time.sleep(5)
+        return json.loads(marker.read_text())
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        return _run_and_record(unit, cmd, work, marker)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path) -> dict:
     log = work / unit.name / "log.txt"
     print(f"[results] start {unit.name}", flush=True)
     t0, load0 = time.time(), os.getloadavg()[0]

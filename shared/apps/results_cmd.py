@@ -45,7 +45,7 @@ FINETUNE_CELL = ("simclr", "torch")
 # The sweeps that chose the defaults: (method, framework) -> {knob: values beside the default}.
 SWEEPS = {
     ("moco", "torch"): {
-        "lr": (0.015, 0.06),
+        "lr": (0.0075, 0.03, 0.06),
         "epochs": (15, 40),
         "bn_splits": (4, 8),
         "temperature": (0.07, 0.2),

@@ -13,7 +13,7 @@ coefficient m of eq. (2). The models take ``key_momentum`` under the same name.
 Example:
     >>> cfg = TrainConfig(method="moco").resolve("torch")
     >>> cfg.optimizer, cfg.lr, cfg.temperature, cfg.bn_splits, cfg.run_dir
-    ('sgd', 0.03, 0.1, 2, 'runs/torch-moco')
+    ('sgd', 0.015, 0.1, 2, 'runs/torch-moco')
     >>> TrainConfig(method="simclr").resolve("tensorflow").optimizer
     'lars'
 """
@@ -66,7 +66,7 @@ METHOD_DEFAULTS = {
     "moco": {
         "epochs": 25,
         "optimizer": "sgd",
-        "lr": 0.03,
+        "lr": 0.015,
         "weight_decay": 5e-4,
         "temperature": 0.1,
         "bn_splits": 2,
@@ -84,7 +84,7 @@ HELP = {
     "epochs": "passes over the training split (default: per method)",
     "batch_size": "images per step N; each step sees 2N views",
     "optimizer": "lars, sgd or adam (default: lars for simclr, sgd for moco)",
-    "lr": "base learning rate (default: 0.075 sqrt(N) for lars, 0.03 for moco's sgd)",
+    "lr": "base learning rate (default: 0.075 sqrt(N) for lars, 0.015 for moco's sgd)",
     "weight_decay": "coupled L2 decay (lars: weights only; sgd and adam: every tensor)",
     "momentum": "the optimiser's momentum (sgd, lars); not MoCo's key momentum",
     "warmup_epochs": "linear warmup epochs before the cosine decay",

@@ -326,10 +326,24 @@ def assemble(units: list[Unit], done: dict, seeds: int) -> dict:
                 "test_knn_top1": {str(v): s for v, s in sorted(test.items())},
                 **verdict,
             }
+            every = _all_seeds(rows, m, f, knob, [dv, *values], seeds)
+            if len(every) > 1:  # values run on every seed: their means, beside seed 0's scores
+                sweep["all_seeds"] = every
             if verdict["changed"]:
                 sweep.update(_confirm(rows, m, f, knob, dv, verdict["choice"], seeds, std))
             sweeps[f"{m}/{f}/{knob}"] = sweep
     return {"entries": entries, "sweeps": sweeps}
+
+
+def _all_seeds(rows: dict, m: str, f: str, knob: str, values: list, seeds: int) -> dict:
+    """{value: mean leave-one-out kNN over every seed} for the values run on every seed."""
+    out = {}
+    for v in values:
+        names = [cell_name(m, f, s) if v == _default(m, knob) else cell_name(m, f, s, {knob: v})
+                 for s in range(seeds)]  # fmt: skip
+        if all(n in rows for n in names):
+            out[str(v)] = sum(rows[n][RULE_METRIC] for n in names) / seeds
+    return out
 
 
 def _confirm(rows: dict, m: str, f: str, knob: str, dv, v, seeds: int, std) -> dict:
@@ -355,6 +369,17 @@ def _confirm(rows: dict, m: str, f: str, knob: str, dv, v, seeds: int, std) -> d
 def decide_reason(rows: dict, m: str, f: str, knob: str, dv, v) -> str:
     a, b = rows[cell_name(m, f, 0)][RULE_METRIC], rows[cell_name(m, f, 0, {knob: v})][RULE_METRIC]
     return f"{v} {100 * b:.1f} against {dv} {100 * a:.1f}"
+
+
+def sweep_seed_units(seeds: int) -> list[Unit]:
+    """Every sweep value on seeds 1 to ``seeds`` - 1: the runs a confirmation makes."""
+    return [
+        Unit(cell_name(m, f, s, {knob: v}), "train", m, f, s, {knob: v})
+        for (m, f), knobs in SWEEPS.items()
+        for knob, values in knobs.items()
+        for v in values
+        for s in range(1, seeds)
+    ]
 
 
 def confirmations(results: dict, seeds: int) -> list[Unit]:
@@ -497,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         done = run(todo, work, args.jobs, args.train_args.split())
         marks = {u.name: work / u.name / "unit.json" for u in units if u.name not in done}
         done.update({n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()})
+    for u in sweep_seed_units(args.seeds):  # a sweep value's other seeds, where they were run
+        if u.name not in done and (work / u.name / "unit.json").exists():
+            done[u.name] = {**json.loads((work / u.name / "unit.json").read_text())}
+            done[u.name]["row"] = row_of(u, work)
     results = assemble(units, done, args.seeds)
     extra = confirmations(results, args.seeds)  # changes seed 0 suggests, run on every seed
     if extra:

@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.assemble and out.exists():  # the measurement is the run's, not this assembly's
         before = json.loads(out.read_text()).get("measured", {})
-        keep = ("command", "date", "commit", "host", "jobs", "wall_s")
+        keep = ("command", "date", "commit", "host", "jobs", "wall_s", "note")
         results["measured"].update({k: before[k] for k in keep if k in before})
         results["measured"]["assembled_by"] = "rosetta results --assemble"
     atomic_write_json(out, results)

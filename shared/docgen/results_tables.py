@@ -111,6 +111,7 @@ def measured_line(results: dict) -> str:
         f"`{m['command']}` at {m['commit']}, {m['date']}, on {m['host']['cpu']} "
         f"(torch {v['torch']}, TensorFlow {v['tensorflow']}): {m['wall_s'] / 60:.0f} min, "
         f"{m['jobs']} units at a time, one thread each"
+        + (f"; {m['note']}" if m.get("note") else "")
     )
 
 

@@ -3,8 +3,7 @@
 * docs/errata.md (``shared.docgen.errata``): each broken snippet still fails with the message the page
   quotes, and each corrected one still gives its output. Only the step timing may differ
   between runs, and it is not asserted (timings are measured in benchmarks/, never in tests).
-* docs/side_by_side.md (``shared.docgen.side_by_side``): every excerpt is still the source of its
-  qualified name on both sides.
+* docs/side_by_side.md (``shared.docgen.side_by_side``): in ``tests/test_side_by_side.py``.
 * docs/tutorial.md (``shared.docgen.tutorial``): byte for byte, one section per section of
   source 000.
 * docs/framework_differences.md (``shared.docgen.catalogue``) and docs/step_drift.md
@@ -16,7 +15,7 @@ import re
 
 import pytest
 
-from shared.docgen import errata, side_by_side
+from shared.docgen import errata
 
 TIMING = re.compile(r"supervised step [\d.]+ ms, SimCLR step [\d.]+ ms, ratio ([\d.]+)")
 
@@ -134,20 +133,6 @@ def test_erratum_3_quotes_the_seed_as_written():
     written = errata.SEED_RAW_COSINE_LATEX.replace("z_{2_i}", "z_2_i")
     assert written in seed
     assert "将余弦相似度代入对比损失函数，得：" in seed
-
-
-def test_side_by_side_page_matches_the_source():
-    assert side_by_side.markdown() == side_by_side.OUT.read_text(), (
-        "docs/side_by_side.md is stale: run `python -m shared.docgen.side_by_side` (make docs)"
-    )
-
-
-def test_side_by_side_excerpts_are_whole_definitions(tmp_path):
-    src = tmp_path / "m.py"
-    src.write_text("import x\n\nclass A:\n    @staticmethod\n    def f():\n        return 1\n")
-    assert (
-        side_by_side.excerpt(src.parent / "m.py", "A.f") == "@staticmethod\ndef f():\n    return 1"
-    )
 
 
 def test_tutorial_page_matches_the_code():

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help demo test test-all bench bench-full lint format golden docs clean
+.PHONY: help demo test test-all bench bench-full lint format golden docs site clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ docs: $(STAMP)  ## regenerate every generated page of docs/ (each is tested agai
 	$(VPY) -m shared.docgen.errata
 	$(VPY) -m shared.docgen.side_by_side
 	$(VPY) -m shared.docgen.tutorial
+
+site: $(STAMP)  ## build the static site offline into build/site (strict; with build/course where it exists)
+	$(VPY) -m shared.docgen.site
 
 golden: $(STAMP)  ## rebuild shared/parity/golden/ (the check runs in the tests)
 	$(VPY) -m shared.parity.golden

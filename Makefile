@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help demo test test-all bench bench-full lint format golden docs clean
+.PHONY: results help demo test test-all bench bench-full lint format golden docs site clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -50,6 +50,13 @@ docs: $(STAMP)  ## regenerate every generated page of docs/ (each is tested agai
 	$(VPY) -m shared.docgen.errata
 	$(VPY) -m shared.docgen.side_by_side
 	$(VPY) -m shared.docgen.tutorial
+	$(VPY) -m shared.docgen.results_tables > /dev/null
+
+results: $(STAMP)  ## every published accuracy: 3 seeds of the 2x2, the sweeps, the fine-tunes (about 1.5 h on 2 cores)
+	$(VPY) -m shared.apps.cli results --seeds 3
+
+site: $(STAMP)  ## build the static site offline into build/site (strict; with build/course where it exists)
+	$(VPY) -m shared.docgen.site
 
 golden: $(STAMP)  ## rebuild shared/parity/golden/ (the check runs in the tests)
 	$(VPY) -m shared.parity.golden

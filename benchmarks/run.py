@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -614,7 +615,7 @@ def b4(b1res: dict, b2res: dict) -> dict:
     plt.close(fig)
     md = ["## B4. Scaling (fitted log-log exponents)", "", "| quantity | exponent |", "|---|---|"]
     md += [f"| {k} | {v:.2f} |" for k, v in out.items()]
-    md += ["", "![scaling](results/b4_scaling.png)"]
+    md += ["", "![scaling](b4_scaling.png)"]  # relative to results/; the README adds results/
     return {"exponents": out, "md": "\n".join(md) + "\n"}
 
 
@@ -687,7 +688,9 @@ def write_report(name: str, payload: dict, sections: list[str], threads: int, wa
     H.write(name, payload, md)
     readme = Path(__file__).with_name("README.md")
     intro = readme.read_text().split("<!-- results -->")[0] if readme.exists() else ""
-    readme.write_text(intro.rstrip() + "\n\n<!-- results -->\n\n" + md)
+    # the report's images sit beside it in results/; the README is one folder up
+    in_readme = re.sub(r"\]\((?![a-z]+:|/|\.\./)([^)]+\.png)\)", r"](results/\1)", md)
+    readme.write_text(intro.rstrip() + "\n\n<!-- results -->\n\n" + in_readme)
     return md
 
 

@@ -1,7 +1,8 @@
 """The generated pages of docs/ are what their generators write now, so they cannot drift, and
 ``make docs`` on a clean checkout changes nothing, on any host.
 
-A page computed from code is compared byte for byte with what its generator writes now. A
+The side-by-side page is checked in ``tests/test_side_by_side.py``. A page computed from code
+is compared byte for byte with what its generator writes now. A
 number that is a measurement on one CPU (the errata page's step timing, the catalogue's
 rounding residues, the step drift) is read by the generator from a committed file under
 ``benchmarks/results/`` that names its host (``shared.docgen.measured``); only the page's own
@@ -12,7 +13,7 @@ import re
 
 import pytest
 
-from shared.docgen import errata, side_by_side
+from shared.docgen import errata
 from shared.docgen import measured as M
 
 TIMING = re.compile(r"supervised step [\d.]+ ms, SimCLR step [\d.]+ ms, ratio ([\d.]+)")
@@ -77,18 +78,77 @@ def test_self_positive_formula_prefers_views_that_disagree():
     assert abs(opposite - (-2 + np.log(e2 + np.exp(-2.0) + 3))) < 1e-12
 
 
-def test_side_by_side_page_matches_the_source():
-    assert side_by_side.markdown() == side_by_side.OUT.read_text(), (
-        "docs/side_by_side.md is stale: run `python -m shared.docgen.side_by_side` (make docs)"
-    )
+def _quoted_formula(latex: str):
+    """Erratum 3's quoted LaTeX read as written, as a Python function of (z1_row, z2): the
+    right-hand side with ``\\frac{A}{B}`` as (A) / (B), ``\\sum_{i=1}^{N} T`` as a sum over
+    i = 1..N, ``z_{2_i}`` as row i of z2 and ``s`` the cosine; the log of a number <= 0 is NaN."""
+    import math
+
+    import numpy as np
+
+    py = latex.split("=", 1)[1].replace(r"\log", "log")
+    py = py.replace("z_{2_i}", "z2[i - 1]").replace("z_1", "z1")
+    py = re.sub(r"\\sum_\{i=1\}\^\{N\}\s*([^{}]+)", r"sum(\1 for i in range(1, N + 1))", py)
+    while r"\frac" in py:
+        py = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1) / (\2))", py)
+    assert "\\" not in py and "{" not in py, py  # every piece of LaTeX was read
+
+    def s(u, v):
+        return float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+    def log(x):
+        return math.log(x) if x > 0 else math.nan
+
+    names = {"s": s, "log": log, "sum": sum, "range": range}
+    return lambda z1, z2: eval(py, {**names, "z1": z1, "z2": z2, "N": len(z2)})
 
 
-def test_side_by_side_excerpts_are_whole_definitions(tmp_path):
-    src = tmp_path / "m.py"
-    src.write_text("import x\n\nclass A:\n    @staticmethod\n    def f():\n        return 1\n")
-    assert (
-        side_by_side.excerpt(src.parent / "m.py", "A.f") == "@staticmethod\ndef f():\n    return 1"
-    )
+def _agrees(formula, code, cases) -> bool:
+    import numpy as np
+
+    for z1, z2 in cases:
+        quoted = np.array([formula(row, z2) for row in z1])
+        if not np.allclose(quoted, code(z1, z2), rtol=1e-12, atol=0, equal_nan=True):
+            return False
+    return True
+
+
+def test_erratum_3_runs_the_formula_it_quotes():
+    import numpy as np
+
+    from shared.oracle.losses import seed002_raw_cosine_ratio
+
+    assert errata.SEED_RAW_COSINE_LATEX in errata._raw_cosines().quote
+    assert errata.SEED_RAW_COSINE_LATEX in errata.OUT.read_text()  # the page quotes it
+    formula = _quoted_formula(errata.SEED_RAW_COSINE_LATEX)
+    rng = np.random.default_rng(3)
+    cases = [(np.array(a, float), np.array(b, float)) for _, a, b in errata.RAW_COSINE_CASES]
+    cases += [tuple(rng.standard_normal((2, 5, 3))) for _ in range(20)]
+    assert _agrees(formula, errata.seed_raw_cosine_loss, cases)
+    # the checker fails on the code erratum 3 used to run, which drops s(z1, z1) from the sum
+    assert not _agrees(formula, seed002_raw_cosine_ratio, cases)
+    # by hand, the page's first case: row 0 is -log(1 / (1 + 0.6 - 0.8)) = log(0.8) < 0
+    first = errata.seed_raw_cosine_loss(*cases[0])
+    assert first[0] == pytest.approx(np.log(0.8), rel=1e-12) and first[0] < 0
+    assert first[1] == pytest.approx(np.log(2.4), rel=1e-12)
+    assert np.isnan(errata.seed_raw_cosine_loss(*cases[1])[0])  # 1 - 0.6 - 0.8 < 0
+    assert f"= {np.log(0.8):.4f}  negative" in errata.raw_cosine_rows()
+
+
+def test_erratum_3_quotes_the_seed_as_written():
+    """The quoted LaTeX is seed 002's, ``z_2_i`` (a double subscript LaTeX rejects) aside. The
+    seed documents sit beside the repository, in ../shared/seeds (``$ROSETTA_SEEDS`` elsewhere)."""
+    import os
+    from pathlib import Path
+
+    seeds = Path(os.environ.get("ROSETTA_SEEDS", errata.OUT.parents[2] / "shared" / "seeds"))
+    found = sorted(seeds.glob("002_*.txt"))
+    if not found:
+        pytest.skip(f"no seed document 002 in {seeds}")
+    seed = found[0].read_text()
+    written = errata.SEED_RAW_COSINE_LATEX.replace("z_{2_i}", "z_2_i")
+    assert written in seed
+    assert "将余弦相似度代入对比损失函数，得：" in seed
 
 
 def test_tutorial_follows_source_000():

@@ -81,6 +81,59 @@ def self_positive_pair() -> str:
     return "\n".join(lines)
 
 
+# --- 3: raw cosines in the ratio ------------------------------------------------------------
+# Seed 002, section 4.2, after substituting the cosine similarity s: the formula as it stands,
+# with one change of notation: the seed writes z_2_i, a double subscript that LaTeX rejects.
+SEED_RAW_COSINE_LATEX = (
+    r"\mathcal{L}(x) = -\log \frac{s(z_1, z_1)}{s(z_1, z_1) + \sum_{i=1}^{N} s(z_{2_i}, z_1)}"
+)
+RAW_COSINE_CASES = (  # (Z1, Z2): unit rows, so the cosines are the dot products shown
+    (
+        "Z1 = (1, 0), (0, 1);  Z2 = (0.6, 0.8), (-0.8, 0.6)",
+        [[1, 0], [0, 1]],
+        [[0.6, 0.8], [-0.8, 0.6]],
+    ),
+    ("Z1 as above;  Z2 = (-0.6, -0.8), (-0.8, 0.6)", [[1, 0], [0, 1]], [[-0.6, -0.8], [-0.8, 0.6]]),
+)
+
+
+def seed_raw_cosine_loss(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
+    """Seed 002's formula exactly as erratum 3 quotes it (:data:`SEED_RAW_COSINE_LATEX`), per
+    anchor: ``-log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) )`` with ``s`` the
+    raw cosine similarity (no exp, no temperature), the sum over every row of ``z2``. Returns
+    the (N,) values: negative where the denominator is below 1, NaN where it is negative (the
+    log of a negative number), inf where it is 0."""
+    u1 = z1 / np.linalg.norm(z1, axis=1, keepdims=True)
+    u2 = z2 / np.linalg.norm(z2, axis=1, keepdims=True)
+    own = np.sum(u1 * u1, axis=1)  # (N,) s(z1_i, z1_i) = 1: the anchor with itself
+    den = own + (u1 @ u2.T).sum(axis=1)  # (N,) 1 + the sum of its cross-view cosines
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.log(own / den)
+
+
+def raw_cosine_rows() -> str:
+    """The quoted formula on two cases, term by term, beside NT-Xent on the same vectors."""
+    from shared.oracle.losses import nt_xent
+
+    lines = ["L_i = -log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) ), s = cosine"]
+    for label, a, b in RAW_COSINE_CASES:
+        z1, z2 = np.array(a, dtype=float), np.array(b, dtype=float)
+        cos, loss = z1 @ z2.T, seed_raw_cosine_loss(z1, z2)
+        lines += ["", label]
+        for i, value in enumerate(loss):
+            den = 1 + cos[i].sum()
+            terms = " ".join(f"{'+' if c >= 0 else '-'} {abs(c):.4f}" for c in cos[i])
+            if den <= 0:
+                shown = "undefined (the log of a negative number)"
+            else:
+                shown = f"{value:.4f}" + (
+                    "  negative: the 'probability' exceeds 1" if den < 1 else ""
+                )
+            lines.append(f"   row {i}: L = -log(1 / (1 {terms})) = -log(1 / {den:.4f}) = {shown}")
+        lines.append(f"   NT-Xent (tau = 0.5) on the same vectors: {nt_xent(z1, z2, 0.5):.4f}")
+    return "\n".join(lines)
+
+
 # --- 4: the code does not run --------------------------------------------------------------------
 SEED_LOSS = """
 import torch
@@ -225,14 +278,19 @@ def _raw_cosines() -> Erratum:
     """Erratum 3: a ratio of raw cosine similarities."""
     return Erratum(
         "3. Raw cosines in the ratio: not a probability",
-        "L(x) = -log( P(z_1, z_1) / (P(z_1, z_1) + sum_i P(z_2_i, z_1)) ), with P the "
-        "cosine similarity s(z_1, z_2_i).",
-        "The loss is minus the log of the ratio of raw cosine similarities.",
-        "Cosines lie in [-1, 1]: the denominator can be zero or negative, so the ratio is "
-        "not a probability and its log can be undefined. InfoNCE (van den Oord et al. 2018) "
-        "and NT-Xent (Chen et al. 2020, eq. 1) use a softmax over exp(sim / tau). The "
-        "worked example `rosetta explain d` runs the formula on two 2-D vectors:",
-        [Run("rosetta explain d (shared.oracle.worked_examples.example_d)", "")],
+        f"将余弦相似度代入对比损失函数，得：\n\n$$\n{SEED_RAW_COSINE_LATEX}\n$$",
+        "Substituting the cosine similarity into the contrastive loss gives the formula above "
+        "(s is the cosine similarity; the original writes `z_2_i`, which LaTeX rejects as a "
+        "double subscript).",
+        "Cosines lie in [-1, 1], so the ratio is not a probability. The numerator is "
+        "s(z_1, z_1) = 1 (erratum 2) and the denominator 1 + sum_i s(z_2_i, z_1): below 1, "
+        "the 'probability' exceeds 1 and the loss is negative; at 0 or below, the log is "
+        "undefined. InfoNCE (van den Oord et al. 2018) and NT-Xent (Chen et al. 2020, eq. 1) "
+        "use a softmax over exp(sim / tau), a ratio in (0, 1), so their loss is finite and "
+        "positive. The run below evaluates the quoted formula exactly, its P(z_1, z_1) term "
+        "in the denominator as in erratum 2 "
+        "(`shared.docgen.errata.seed_raw_cosine_loss`), on two pairs of 2-D batches:",
+        [Run("The quoted formula on actual numbers (NumPy)", "")],
     )
 
 
@@ -350,12 +408,10 @@ def build(jobs: int = 1, timed: str | None = None) -> list[Erratum]:
     otherwise idle machine)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.oracle.worked_examples import example_d
-
     items = errata()
     local = {
         "The self-positive formula against NT-Xent (shared.oracle.losses.nt_xent)": self_positive_pair,
-        "rosetta explain d (shared.oracle.worked_examples.example_d)": lambda: example_d().text(),
+        "The quoted formula on actual numbers (NumPy)": raw_cosine_rows,
         "The levels at the seed's batch of 32 (NumPy)": _levels_at_batch_32,
     }
     runs = [run for item in items for run in item.runs]
@@ -382,7 +438,8 @@ def markdown(items: list[Erratum]) -> str:
         "",
     ]
     for item in items:
-        out += [f"## {item.title}", "", f"> {item.quote}", ">", f"> *{item.claim}*", "", item.why]
+        quote = [f"> {line}".rstrip() for line in item.quote.splitlines()]
+        out += [f"## {item.title}", "", *quote, ">", f"> *{item.claim}*", "", item.why]
         for run in item.runs:
             out += ["", f"**{run.label}**", ""]
             if run.code:

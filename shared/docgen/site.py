@@ -1,0 +1,139 @@
+"""The static site: the README, docs/ and the course, built offline by mkdocs-material, strict.
+
+    python -m shared.docgen.site                        # build/site/ (also ``make site``)
+    python -m shared.docgen.site --out DIR --course DIR  # elsewhere; the course from DIR
+
+The pages are staged in the repository's own layout (README.md at the top as the home page,
+docs/, benchmarks/, and the source files the pages link to, copied as plain files), so a
+relative link that works in the repository works on the site, and one that does not fails the
+build (``strict: true`` in mkdocs.yml). The rendered course goes under docs/course/: it is the
+folder that ``python -m shared.docgen.course --execute --out build/course`` writes (Markdown
+pages and their figures), read from ``build/course`` when that folder exists; without it the
+site builds without the course. Math becomes MathML at build time (``shared.docgen.mathml``)
+and the theme fetches no font, so a built page loads nothing from the network.
+``tests/test_site.py`` builds it and opens every page in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "mkdocs.yml"
+OUT = ROOT / "build" / "site"
+STAGING = ROOT / "build" / "site_src"
+COURSE = ROOT / "build" / "course"  # written by shared.docgen.course --execute --out build/course
+COURSE_DIR = "docs/course"  # where the rendered course sits on the site
+# what the pages may link to: the repository's files outside caches and run folders
+INCLUDE = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "conftest.py")
+INCLUDE_DIRS = ("docs", "benchmarks", "shared", "torch_impl", "tf_impl", "tests")
+SKIP = re.compile(r"(^|/)(__pycache__|\.[^/]+)(/|$)|\.pyc$")
+
+
+def stage(dest: Path, course: Path | None = None) -> list[str]:
+    """Copy the site's files into ``dest`` (emptied first); return the course pages copied.
+
+    Args:
+        dest: the staging folder (mkdocs' ``docs_dir``).
+        course: a rendered course folder, copied to docs/course/; ``None`` for none.
+
+    Returns:
+        The course pages' paths in ``dest``, sorted (``docs/course/01_....md``).
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in INCLUDE:
+        shutil.copy2(ROOT / name, dest / name)
+    for top in INCLUDE_DIRS:
+        for src in sorted((ROOT / top).rglob("*")):
+            rel = src.relative_to(ROOT).as_posix()
+            if src.is_file() and not SKIP.search(rel):
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / rel)
+    if course is None:
+        return []
+    shutil.copytree(course, dest / COURSE_DIR, dirs_exist_ok=True)
+    return sorted(p.relative_to(dest).as_posix() for p in (dest / COURSE_DIR).rglob("*.md"))
+
+
+def load_config(staged: Path, out: Path, course_pages: list[str]):
+    """mkdocs.yml with ``docs_dir`` = ``staged``, ``site_dir`` = ``out``, strict, and the course
+    pages added to the nav's "Course" section."""
+    import yaml  # mkdocs' own dependency
+    from mkdocs.config import load_config as mkdocs_config
+
+    nav = yaml.safe_load(CONFIG.read_text())["nav"]
+    if course_pages:
+        section = next(item["Course"] for item in nav if "Course" in item)
+        section.append({"Notebooks": course_pages})
+    return mkdocs_config(str(CONFIG), docs_dir=str(staged), site_dir=str(out), strict=True, nav=nav)
+
+
+class SiteError(RuntimeError):
+    """The build failed: each warning mkdocs logged (strict mode), or its error."""
+
+
+class _Warnings(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def build(out: Path = OUT, course: Path | None = None, staging: Path = STAGING) -> Path:
+    """Stage and build the site into ``out``; return ``out``.
+
+    Raises:
+        SiteError: a warning in strict mode (a broken link, an anchor that does not exist, a
+            nav entry with no page) or bad LaTeX, every message listed.
+    """
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.exceptions import Abort
+
+    pages = stage(staging, course)
+    logger, warnings = logging.getLogger("mkdocs"), _Warnings()
+    logger.addHandler(warnings)
+    try:
+        mkdocs_build(load_config(staging, out, pages))
+    except Abort as e:
+        raise SiteError("\n".join([str(e), *warnings.messages])) from None
+    finally:
+        logger.removeHandler(warnings)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.docgen.site", description=__doc__)
+    parser.add_argument("--out", type=Path, default=OUT, help="where the site goes")
+    parser.add_argument(
+        "--course",
+        type=Path,
+        default=None,
+        help=f"the rendered course (default: {COURSE.relative_to(ROOT)} when it exists)",
+    )
+    args = parser.parse_args(argv)
+    course = args.course
+    if course is None and COURSE.is_dir():
+        course = COURSE
+    if course is not None and not course.is_dir():
+        parser.error(f"--course: {course} is not a folder")
+    try:
+        out = build(args.out.resolve(), course)
+    except SiteError as e:
+        print(f"site: {e}", file=sys.stderr)
+        return 1
+    course_note = f"with the course from {course}" if course else "without the course"
+    print(f"wrote {out}/index.html ({course_note})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

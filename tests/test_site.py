@@ -1,0 +1,177 @@
+"""The static site builds strict and offline, and a real browser shows it as intended.
+
+``shared.docgen.site`` builds the site into a temporary folder (the course too, where the
+``executed_course`` fixture exists); a broken link is shown to fail that build and bad LaTeX
+to fail the math. Then headless Chromium (Debian's ``chromium``, driven over the DevTools
+protocol by ``shared.docgen.browser``) opens every page from the disk and checks: no console
+error (an uncaught exception, a console.error, a failed load: a page that reached for the
+network would fail to load it here); every image decoded (naturalWidth > 0); the math rendered
+as MathML with a size, and no LaTeX left as text; on the side-by-side page, a click on a
+"TensorFlow" tab shows TensorFlow's code in every section and hides PyTorch's. Without a
+browser the browser test skips, saying why. ``ROSETTA_SITE_SHOTS=DIR`` saves two screenshots
+there (the side-by-side page with TensorFlow chosen, the errata page's formula).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.docgen import mathml, site
+
+RAW_MATH = re.compile(r"\$\$|\\\(|\\\[|\\frac|\\sum")  # LaTeX left as text outside code
+
+
+def _course(request) -> Path | None:
+    """The executed course's folder, where conftest has the fixture; else none."""
+    try:
+        course = request.getfixturevalue("executed_course")
+    except pytest.FixtureLookupError:
+        return None
+    return Path(course) if course is not None else None
+
+
+@pytest.fixture(scope="module")
+def built(request, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("site")
+    return site.build(tmp / "site", _course(request), staging=tmp / "src")
+
+
+def _pages(root: Path) -> list[Path]:
+    skip = ("assets/", "search/", "404.html")
+    return sorted(
+        p for p in root.rglob("*.html") if not p.relative_to(root).as_posix().startswith(skip)
+    )
+
+
+def test_the_site_builds_strict_with_every_page(built):
+    pages = {p.relative_to(built).as_posix() for p in _pages(built)}
+    for page in ("index.html", "docs/side_by_side.html", "docs/errata.html", "docs/tutorial.html"):
+        assert page in pages
+    errata = (built / "docs" / "errata.html").read_text()
+    assert "<math" in errata and 'class="arithmatex"' not in errata  # rendered at build time
+    assert "https://" not in "".join(  # no script, font or style from elsewhere
+        re.findall(r'<(?:script|link)[^>]*(?:src|href)="[^"]*"', errata)
+    )
+
+
+def test_a_broken_link_fails_the_build(tmp_path, monkeypatch):
+    real = site.stage
+
+    def stage_with_a_broken_link(dest, course=None):
+        pages = real(dest, course)
+        readme = dest / "README.md"
+        readme.write_text(readme.read_text() + "\n[gone](docs/no_such_page.md)\n")
+        return pages
+
+    monkeypatch.setattr(site, "stage", stage_with_a_broken_link)
+    with pytest.raises(site.SiteError, match="no_such_page.md"):
+        site.build(tmp_path / "site", None, staging=tmp_path / "src")
+
+
+def test_math_becomes_mathml_and_bad_latex_fails():
+    out = mathml.render_math(
+        '<p><span class="arithmatex">\\(\\tau\\)</span></p>'
+        '<div class="arithmatex">\\[\n\\frac{a}{b}\n\\]</div>'
+    )
+    assert out.count("<math") == 2 and 'display="block"' in out and "<mfrac>" in out
+    with pytest.raises(mathml.MathError, match="unknown command"):
+        mathml.to_mathml(r"\notacommand x", block=False)
+    with pytest.raises(mathml.MathError, match="z_2_i"):
+        mathml.to_mathml("z_2_i", block=False)  # seed 002's double subscript
+
+
+CHECK_PAGE = """(() => {
+  const images = [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth]);
+  const maths = [...document.querySelectorAll('article math')].map(m => {
+    const r = m.getBoundingClientRect();
+    return [r.width, r.height];
+  });
+  const article = document.querySelector('article').cloneNode(true);
+  article.querySelectorAll('pre, code, math').forEach(e => e.remove());
+  return {images, maths, text: article.innerText, left: document.querySelectorAll('.arithmatex').length};
+})()"""
+
+TAB_STATE = """[...document.querySelectorAll('.tabbed-set')].map(set => {
+  const blocks = set.querySelectorAll(':scope > .tabbed-content > .tabbed-block');
+  return [...blocks].map(b => b.offsetHeight > 0);
+})"""
+
+
+def _click(browser, selector: str) -> None:
+    """A real mouse click at the centre of the first element matching ``selector``."""
+    browser.evaluate(f"document.querySelector({selector!r}).scrollIntoView({{block: 'center'}})")
+    x, y = browser.evaluate(
+        f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+        " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+    )
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from shared.docgen.browser import BrowserError, Chromium, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip(
+            "no Chromium on this machine (Debian: apt-get install chromium); .ci/run installs it"
+        )
+    try:
+        with Chromium() as b:
+            yield b
+    except BrowserError as e:
+        pytest.skip(f"Chromium does not start here: {e}")
+
+
+BROKEN_PAGE = """<!doctype html><html><body><article>
+<p>$$ \\frac{a}{b} $$</p><img src="missing.png"><img src="data:image/png;base64,AAAA">
+<script>undefined_function()</script></article></body></html>"""
+
+
+def test_the_browser_checks_catch_a_broken_page(tmp_path, browser):
+    page = tmp_path / "broken.html"
+    page.write_text(BROKEN_PAGE)
+    browser.open(page.as_uri())
+    errors = browser.wait(0.5)  # a failed load may be reported after the load event
+    assert any("undefined_function" in e for e in errors), errors
+    assert any("missing.png" in e for e in errors), errors  # the failed load
+    state = browser.evaluate(CHECK_PAGE)
+    assert [width for _, width in state["images"]] == [0, 0]
+    assert RAW_MATH.search(state["text"]) and state["maths"] == []
+
+
+def test_every_page_loads_clean_in_chromium(built, browser):
+    images = maths = 0
+    for page in _pages(built):
+        name = page.relative_to(built).as_posix()
+        errors = browser.open(page.as_uri())
+        assert errors == [], (name, errors)
+        state = browser.evaluate(CHECK_PAGE)
+        broken = [src for src, width in state["images"] if width == 0]
+        assert broken == [], (name, broken)
+        assert all(w > 0 and h > 0 for w, h in state["maths"]), (name, state["maths"])
+        assert state["left"] == 0 and not RAW_MATH.search(state["text"]), name
+        assert browser.wait(0.05) == [], name  # nothing failed late either
+        images, maths = images + len(state["images"]), maths + len(state["maths"])
+    assert images >= 2 and maths >= 1  # the checks above had something to check
+
+
+def test_the_tabs_switch(built, browser):
+    assert browser.open((built / "docs" / "side_by_side.html").as_uri()) == []
+    before = browser.evaluate(TAB_STATE)
+    assert len(before) >= 10 and all(s == [True, False] for s in before), before
+    _click(browser, ".tabbed-set .tabbed-labels label:nth-child(2)")
+    browser.wait(0.3)
+    after = browser.evaluate(TAB_STATE)
+    assert all(s == [False, True] for s in after), after  # linked tabs: every section follows
+    shots = os.environ.get("ROSETTA_SITE_SHOTS")
+    if shots:
+        browser.screenshot(Path(shots) / "side_by_side_tensorflow.png")
+        browser.open((built / "docs" / "errata.html").as_uri())
+        browser.evaluate("document.querySelector('article math').scrollIntoView({block: 'center'})")
+        browser.wait(0.5)
+        browser.screenshot(Path(shots) / "errata_math.png")

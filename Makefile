@@ -51,6 +51,9 @@ docs: $(STAMP)  ## regenerate every generated page of docs/ (each is tested agai
 	$(VPY) -m shared.docgen.side_by_side
 	$(VPY) -m shared.docgen.tutorial
 
+course: $(STAMP)  ## render and execute the course into build/course
+	$(VPY) -m shared.docgen.course --execute
+
 golden: $(STAMP)  ## rebuild shared/parity/golden/ (the check runs in the tests)
 	$(VPY) -m shared.parity.golden
 

@@ -52,7 +52,7 @@ docs: $(STAMP)  ## regenerate every generated page of docs/ (each is tested agai
 	$(VPY) -m shared.docgen.tutorial
 
 course: $(STAMP)  ## render and execute the course into build/course
-	$(VPY) -m shared.docgen.course --execute
+	$(VPY) -m shared.docgen.course --execute --jobs 2
 
 golden: $(STAMP)  ## rebuild shared/parity/golden/ (the check runs in the tests)
 	$(VPY) -m shared.parity.golden

@@ -124,6 +124,7 @@ def test_every_chapter_executes_and_chapters_2_to_9_show_a_figure(executed_cours
         )
         assert "PASSED: matches shared.oracle" in pages[stem], stem
     assert "oracle agrees: True" in pages["05_code"]
+    assert not [stem for stem, page in pages.items() if "oneDNN" in page or "absl::" in page]
     assert "the step was traced 1 time(s)" in pages["05_code"]
 
 
@@ -340,6 +341,29 @@ def test_the_markdown_keeps_math_code_outputs_and_writes_figures_beside_it(tmp_p
     assert "```text\nhi\n```" in page
     assert "![Figure 1 of 99_x](99_x_1.png)" in page
     assert (tmp_path / "99_x_1.png").read_bytes() == PNG_1x1
+
+
+def test_scrub_drops_framework_start_up_lines_and_keeps_real_warnings():
+    import nbformat
+
+    noise = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796197248.155607   26400 cudart_stub.cc:31] Could not find cuda drivers\n"
+    )
+    real = "x.py:3: RuntimeWarning: overflow encountered in exp\n"
+    cell = nbformat.v4.new_code_cell(
+        "import tensorflow",
+        outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text=noise),
+            nbformat.v4.new_output("stream", name="stderr", text=noise + real),
+            nbformat.v4.new_output("stream", name="stdout", text=noise),
+        ],
+    )
+    nb = course.scrub(nbformat.v4.new_notebook(cells=[cell]))
+    assert [(o["name"], o["text"]) for o in nb.cells[0].outputs] == [
+        ("stderr", real),
+        ("stdout", noise),
+    ]
 
 
 def test_the_cli_names_a_bad_argument_in_one_line(capsys):

@@ -65,19 +65,28 @@
 # installed; it looks the packages up without importing them.
 
 # %%
-import importlib.util
+import os
+import sys
 from pathlib import Path
+
+# The chapter reads files of the checkout: find its root from wherever the notebook runs.
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+# %%
+import importlib.util
 
 needs = {
     "01": "nothing",
     "02": "numpy, scikit-learn, matplotlib",
-    "03": "torch, torchvision, matplotlib",
+    "03": "torch, torchvision, scikit-learn, matplotlib",
     "04": "numpy alone (matplotlib for the figures, optional)",
-    "05": "torch, torchvision, tensorflow, matplotlib",
+    "05": "torch, torchvision, tensorflow, scikit-learn, matplotlib",
     "06": "numpy, scikit-learn, matplotlib",
     "07": "numpy, matplotlib",
     "08": "numpy, matplotlib",
-    "09": "numpy, matplotlib",
+    "09": "numpy, scikit-learn, matplotlib",
 }
 for path in sorted(Path("docs/course").glob("[0-9][0-9]_*.py")):
     print(f"{path.stem:<18} needs {needs.get(path.stem[:2], '?')}")
@@ -88,7 +97,7 @@ for package in ("numpy", "sklearn", "matplotlib", "torch", "torchvision", "tenso
 
 # %% [markdown]
 # Every number the course prints is computed in its cells or read from the committed results file
-# (`docs/results.json`, through `shared.run.published`); none is typed into the text. Where a
+# (`docs/results.json`, through `shared.run.published`); no measured number is typed into the text. Where a
 # result has not been measured yet, the cell says so instead of inventing one.
 #
 # Next: [chapter 2, core concepts](02_concepts.md).

@@ -27,12 +27,24 @@
 # `GradientTape` helps for section 5.2.
 #
 # **Time.** About 90 minutes with the exercise.
+#
+# Where a cell says two things agree, it also asserts it, so the chapter cannot run to the end
+# when they do not (`tests/test_course.py` executes every chapter).
 
 # %%
-import inspect  # noqa: I001 (torch is imported before tensorflow on purpose)
+import os
+import sys
+from pathlib import Path
+
+# The chapter reads files of the checkout: find its root from wherever the notebook runs.
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+# %%
+import inspect
 import json
 import math
-import os
 
 import torch  # PyTorch and torchvision before TensorFlow, in every process that uses both
 import numpy as np
@@ -113,6 +125,7 @@ v_torch = torch_augment.BatchAugment(**kw).apply(torch.from_numpy(images).permut
 v_tf = tf_augment.BatchAugment(**kw).apply(tf.constant(images), params)
 diff = np.abs(v_torch.permute(0, 2, 3, 1).numpy() - v_tf.numpy()).max()
 print(f"torch {tuple(v_torch.shape)} and TF {tuple(v_tf.shape)}: largest difference {diff:.1e}")
+assert diff <= 5e-5  # the tolerance of tests/test_augment_parity.py
 
 # %% [markdown]
 # ### 5.1.2 The encoder
@@ -164,6 +177,7 @@ _, _, z1, z2 = model64(x1, x2)
 ours = torch_losses.nt_xent(z1, z2, cfg.temperature)
 ref = oracle.nt_xent(z1.detach().numpy(), z2.detach().numpy(), cfg.temperature)
 print(f"torch {ours.item():.15f}\noracle {ref:.15f}\ndifference {abs(ours.item() - ref):.1e}")
+assert abs(ours.item() - ref) <= 1e-12 * ref
 
 # %% [markdown]
 # ### 5.1.5 The training loop
@@ -190,7 +204,9 @@ loss, grads = model64.compute_gradients(x1, x2)
 before = [p.detach().clone() for p in model64.net.parameters()]
 model64.apply_gradients(opt, grads)
 moved = max(float((p.detach() - b).abs().max()) for p, b in zip(model64.net.parameters(), before))
-print(f"compute_gradients: loss {loss.item():.15f}, oracle {oracle.nt_xent(z1_ref, z2_ref, cfg.temperature):.15f}")
+ref = oracle.nt_xent(z1_ref, z2_ref, cfg.temperature)
+print(f"compute_gradients: loss {loss.item():.15f}, oracle {ref:.15f}")
+assert abs(loss.item() - ref) <= 1e-12 * ref
 print(f"{len(grads)} gradient tensors; apply_gradients moved a weight by up to {moved:.2e}")
 
 # %% [markdown]
@@ -226,6 +242,7 @@ for step in (1, 2, 3):
     ref_queue, ref_ptr = oracle_queue.dequeue_and_enqueue(ref_queue, ref_ptr, keys)
     same = np.array_equal(queue.numpy(), ref_queue) and int(ptr) == ref_ptr
     print(f"step {step}: queue {queue.numpy().ravel().round(1).tolist()}, ptr {int(ptr)}; oracle agrees: {same}")
+    assert same
 
 # %% [markdown]
 # ### 5.2.2 The encoders
@@ -246,6 +263,7 @@ moco.keys(xs, tf.constant([0, 0]))  # and the key encoder's
 pairs = list(zip(moco.encoder_q.trainable_weights, moco.encoder_k.trainable_weights))
 gap = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in pairs)
 print(f"f_q and f_k: {len(pairs)} trainable tensors each, largest difference {gap}")
+assert gap == 0.0
 print(f"trainable weights of f_k: {sum(int(tf.size(w)) for w in moco.encoder_k.trainable_weights):,}, "
       "updated by the momentum update alone (the BN statistics are each encoder's own)")
 excerpt(tf_moco.MoCo.compute_gradients, "variables = self.encoder_q", "return loss")
@@ -289,7 +307,9 @@ for splits in (1, 2):
     plain = m.keys(xs, tf.constant([0, 0])).numpy()
     m.shuffle_keys = True
     shuffled = m.keys(xs, tf.constant([3, 1])).numpy()
-    print(f"bn_splits {splits}: keys with and without the shuffle differ by up to {np.abs(plain - shuffled).max():.1e}")
+    gap = np.abs(plain - shuffled).max()
+    print(f"bn_splits {splits}: keys with and without the shuffle differ by up to {gap:.1e}")
+    assert (gap < 1e-4) if splits == 1 else (gap > 1e-2)
 
 # %% [markdown]
 # The loss is `tf_impl.losses.info_nce`, the queue read *before* this step's enqueue, so a query
@@ -298,8 +318,9 @@ for splits in (1, 2):
 # %%
 rng = np.random.default_rng(0)
 q, k, negatives = rng.standard_normal((4, 8)), rng.standard_normal((4, 8)), rng.standard_normal((32, 8))
-print(f"TF info_nce {float(tf_losses.info_nce(q, k, negatives, 0.1)):.15f}")
-print(f"oracle      {oracle.info_nce(q, k, negatives, 0.1):.15f}")
+ours, ref = float(tf_losses.info_nce(q, k, negatives, 0.1)), oracle.info_nce(q, k, negatives, 0.1)
+print(f"TF info_nce {ours:.15f}\noracle      {ref:.15f}")
+assert abs(ours - ref) <= 1e-12 * ref
 
 # %% [markdown]
 # ### 5.2.5 The training loop
@@ -308,8 +329,10 @@ print(f"oracle      {oracle.info_nce(q, k, negatives, 0.1):.15f}")
 #
 # `MoCo.train_step` is Algorithm 1 of the paper, in the order of the official code
 # (`moco/builder.py`): the momentum update comes *first*, before the forward pass, where the
-# paper's pseudocode updates $f_k$ after $f_q$'s step. The two are the same sequence of updates,
-# shifted by one step: each step's keys come from $f_k$ updated with the latest $f_q$.
+# paper's pseudocode updates $f_k$ at the end of the step, after $f_q$'s. The updates are the
+# same: the update at the start of step $t$ is the paper's at the end of step $t - 1$ (both use
+# the $f_q$ of after step $t - 1$), and the one at the start of the first step changes nothing,
+# $f_k$ being an exact copy of $f_q$ then.
 
 # %%
 excerpt(tf_moco.MoCo.train_step, "momentum_update(self.encoder_q")
@@ -410,12 +433,14 @@ to_nchw = lambda v: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous()  # noqa
 loss_pt, _ = pt.compute_gradients(to_nchw(v1), to_nchw(v2))
 loss_tf, _ = tfm.compute_gradients(tf.constant(v1), tf.constant(v2))
 print(f"SimCLR step, torch {loss_pt.item():.15f}\n            TF    {float(loss_tf):.15f}")
+assert abs(loss_pt.item() - float(loss_tf)) <= 1e-10 * loss_pt.item()  # the float64 rtol of shared/parity/tolerances.py
 
 moco_pt = TorchMoCo(**small_moco, dtype="float64", shuffle_keys=False)
 opt_pt = torch_optimizer(moco_pt, "sgd", 0.03)
 ptr0 = int(moco_pt.queue_ptr)
 loss = moco_pt.train_step(to_nchw(v1), to_nchw(v2), opt_pt, key_momentum=0.99)
 print(f"MoCo step in torch: loss {loss.item():.4f}, queue pointer {ptr0} -> {int(moco_pt.queue_ptr)} (2N = 8 keys)")
+assert int(moco_pt.queue_ptr) == (ptr0 + 8) % small_moco["queue_size"]
 
 # %% [markdown]
 # ## 5.3 Fine-tuning

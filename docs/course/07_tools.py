@@ -24,11 +24,19 @@
 # **Time.** About 20 minutes.
 
 # %%
+import os
+import sys
+from pathlib import Path
+
+# The chapter reads files of the checkout: find its root from wherever the notebook runs.
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+# %%
 import json
 import math
-import os
 from importlib import metadata
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

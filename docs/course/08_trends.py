@@ -24,8 +24,17 @@
 # **Time.** About 15 minutes.
 
 # %%
-import json
+import os
+import sys
 from pathlib import Path
+
+# The chapter reads files of the checkout: find its root from wherever the notebook runs.
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+# %%
+import json
 
 import matplotlib.pyplot as plt
 import numpy as np

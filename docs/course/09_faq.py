@@ -25,7 +25,15 @@
 
 # %%
 import os
+import sys
+from pathlib import Path
 
+# The chapter reads files of the checkout: find its root from wherever the notebook runs.
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,8 +84,38 @@ def kernel_env(results: Path | None = None) -> dict[str, str]:
     return env
 
 
+# Start-up lines the frameworks write to stderr on every CPU host: absl and TF's C++ logging
+# (oneDNN, the CUDA probe with no GPU) and tqdm's notice that ipywidgets is absent. They say
+# nothing about the cell that happens to import the framework, so the pages leave them out.
+NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
+    r"|.*TqdmWarning: IProgress not found"
+    r"|  from \.autonotebook import tqdm as notebook_tqdm)"
+)
+
+
+def scrub(nb):
+    """Remove the framework start-up lines (:data:`NOISE`) from every stderr stream of ``nb``,
+    and the streams they leave empty; returns ``nb``."""
+    for cell in nb.cells:
+        kept = []
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                o["text"] = "".join(
+                    line for line in o["text"].splitlines(True) if not NOISE.match(line)
+                )
+                if not o["text"].strip():
+                    continue
+            kept.append(o)
+        if cell.cell_type == "code":
+            cell.outputs = kept
+    return nb
+
+
 def execute(nb, env: dict[str, str]):
-    """Run every cell of ``nb`` in a fresh kernel in the repository root; returns ``nb``.
+    """Run every cell of ``nb`` in a fresh kernel in the repository root, then :func:`scrub`
+    it; returns ``nb``.
 
     Raises:
         nbclient.exceptions.CellExecutionError: a cell failed (the message holds its traceback).
@@ -98,7 +129,7 @@ def execute(nb, env: dict[str, str]):
         resources={"metadata": {"path": str(ROOT)}},
     )
     client.execute(env=env)
-    return nb
+    return scrub(nb)
 
 
 def _fence(text: str, lang: str) -> str:

@@ -58,6 +58,22 @@ def test_the_chapters_follow_the_outline_and_open_with_objectives():
     assert all("$$" in text[i] for i in (2, 4, 5))
 
 
+def test_the_committed_artefact_is_small_and_names_its_source():
+    """Chapters 3, 5, 6 and 8 read one artefact of a real run: under 300 kB, with the command,
+    commit and per-epoch curves of the run that made it, and the arrays they plot."""
+    path = ROOT / "docs/course/artifacts/simclr_torch_test_features.npz"
+    assert path.stat().st_size < 300_000
+    stored = np.load(path)
+    meta = json.loads(str(stored["meta"]))
+    assert meta["command"].startswith("python -m torch_impl train --method simclr")
+    assert re.fullmatch(r"[0-9a-f]{7,}", meta["commit"])
+    assert len(meta["loss"]) == len(meta["z_spread"]) == meta["epochs"]
+    n_test = len(stored["labels"])
+    assert stored["before"].shape == stored["after"].shape == (n_test, 50)
+    assert stored["pairs_before"].shape == stored["pairs_after"].shape == (2, 8, 128)
+    assert "def make_artifact(" in (ROOT / "docs/course/06_applications.py").read_text()
+
+
 def test_chapter_5_imports_the_projects_code_not_copies():
     """Chapter 5 imports both frameworks' losses, models, MoCo and training steps, and defines
     no loss or model of its own outside the exercise."""

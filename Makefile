@@ -58,6 +58,9 @@ results: $(STAMP)  ## every published accuracy: 3 seeds of the 2x2, the sweeps, 
 site: $(STAMP)  ## build the static site offline into build/site (strict; with build/course where it exists)
 	$(VPY) -m shared.docgen.site
 
+course: $(STAMP)  ## render and execute the course into build/course
+	$(VPY) -m shared.docgen.course --execute --jobs 2
+
 golden: $(STAMP)  ## rebuild shared/parity/golden/ (the check runs in the tests)
 	$(VPY) -m shared.parity.golden
 

@@ -122,3 +122,23 @@ def early_child(tmp_path):
     yield start
     for child in children:
         child.kill()
+
+
+@pytest.fixture(scope="session")
+def executed_course(tmp_path_factory):
+    """The course (``docs/course/``) rendered and executed once per session by
+    ``shared.docgen.course``, two kernels at a time: the folder of its executed notebooks, its
+    Markdown pages and their PNG figures, beside ``timings.json`` (each chapter's seconds and
+    the wall time of all). The chapters read the committed results file."""
+    pytest.importorskip("nbclient")
+    pytest.importorskip("jupytext")
+    import time
+
+    from shared.docgen import course
+
+    out = tmp_path_factory.mktemp("course")
+    start = time.perf_counter()
+    seconds = course.render(out, run=True, jobs=2)
+    timings = {"chapters_s": seconds, "wall_s": time.perf_counter() - start}
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    return out

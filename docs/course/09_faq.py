@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 9. Frequently asked questions
+#
+# *Source 000, section 9: 附录：常见问题与解答 (Appendix: frequently asked questions)*
+#
+# **What you will learn.** Short answers, from this project's code and measurements, to the
+# questions learners ask most: which encoder, which loss and temperature, how to build better
+# pairs, what compute it needs, and whether it helps when labels are few.
+#
+# **Prerequisites.** Chapters 2 to 5.
+#
+# **Time.** About 20 minutes.
+
+# %%
+import os
+import sys
+from pathlib import Path
+
+# The chapter reads files of the checkout: find its root from wherever the notebook runs.
+ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from shared.oracle import worked_examples as W
+from shared.run import data, published
+
+results = published.load(os.environ.get("ROSETTA_RESULTS"))  # docs/results.json by default
+
+# %% [markdown]
+# ## 9.1 Which encoder?
+#
+# *Source 000: 如何选择编码器网络结构？*
+#
+# The papers use ResNet-50 on ImageNet and a CIFAR-style ResNet-18 on small images. On two CPU
+# cores this project defaults to a small CNN so that a run finishes in minutes;
+# `--encoder resnet18_cifar` is there for GPUs.
+#
+# ## 9.2 Which loss?
+#
+# *Source 000: 对比损失函数的选择有哪些考虑？*
+#
+# NT-Xent needs large batches for many negatives; InfoNCE with a queue does not. The
+# temperature matters most (chapter 4.3.2): in worked example (g) the hard negative's share of
+# the push on the negatives is
+
+# %%
+for tau, row in W.example_g().values["rows"].items():
+    print(f"tau = {tau:<5} {100 * row['hard_share']:5.1f} %")
+
+# %% [markdown]
+# ## 9.3 Better pairs
+#
+# *Source 000: 如何构建更有效的正负样本对？*
+#
+# Make the augmentations remove the nuisances you want ignored and nothing that carries the
+# class, and check that no per-image signal survives both views (chapter 8.2). A mirrored digit
+# is not the digit, so SimCLR's horizontal flip would teach the encoder an invariance the digits
+# do not have; it is off by default on the embedded data (`shared.run.config.flip_default`,
+# measured in `docs/tutorial.md`, section 9.3). Some digits and their mirror images:
+
+# %%
+ds = data.load_embedded()
+picks = [int(np.flatnonzero(ds.train.labels == c)[0]) for c in (2, 3, 4, 5, 7, 9)]
+fig, axes = plt.subplots(2, len(picks), figsize=(8, 2.9))
+for j, i in enumerate(picks):
+    axes[0, j].imshow(ds.train.images[i], interpolation="nearest")
+    axes[1, j].imshow(ds.train.images[i][:, ::-1], interpolation="nearest")
+    axes[0, j].set_title(str(ds.train.labels[i]))
+for ax in axes.flat:
+    ax.set_axis_off()
+fig.suptitle("top: digits; bottom: what the flip would make of them")
+plt.show()
+
+# %% [markdown]
+# ## 9.4 Compute
+#
+# *Source 000: 对比学习的计算资源要求如何？*
+#
+# Not cheap, whatever source 002 says (`docs/errata.md`, erratum 5): each step encodes two views
+# and compares all pairs, and the schedules are long. Chapter 7 plots kNN against training time
+# for each cell and the time of one step.
+#
+# ## 9.5 Few labels
+#
+# *Source 000: 对比学习能否应用于小样本场景？*
+#
+# Pretrain without labels, then use a fraction of them: fine-tune the SimCLR encoder with a
+# linear head, or train the same network from scratch on the same labelled images, each arm's
+# budget chosen by cross-validation on those labels alone; a linear probe on the frozen features
+# is the third line. The results file holds one entry per label fraction
+# (`finetune/simclr/torch/<fraction>`):
+
+# %%
+FRACTIONS = ("0.01", "0.1", "1.0")
+ARMS = (("finetune_top1", "fine-tuned SimCLR encoder"), ("scratch_top1", "from scratch"), ("linear_top1", "linear probe, frozen"))
+points = {metric: [] for metric, _ in ARMS}
+for fraction in FRACTIONS:
+    key = f"finetune/simclr/torch/{fraction}"
+    for metric, label in ARMS:
+        try:
+            mean, std, n = published.stat(results, key, metric)
+        except KeyError:
+            print(f"{key}: {metric} not in the results file yet")
+            continue
+        points[metric].append((float(fraction), mean, std or 0.0))
+        print(f"{key:<26} {label:<28} {published.quote(results, key, metric)}")
+if any(points.values()):
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for metric, label in ARMS:
+        if points[metric]:
+            x, y, e = np.array(points[metric]).T
+            ax.errorbar(x, 100 * y, yerr=100 * e, marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of the training labels used")
+    ax.set_ylabel("test top-1 (%)")
+    ax.legend(fontsize=8)
+    ax.set_title("accuracy against the label fraction (mean and std over seeds)", fontsize=9)
+    plt.show()
+
+# %% [markdown]
+# This is the end of the course. The reference pages go further: `docs/side_by_side.md` puts each
+# concept in PyTorch and TensorFlow side by side, `docs/errata.md` corrects source 002 and runs
+# the broken and the fixed code, `docs/framework_differences.md` lists every difference between
+# the frameworks with its measurement.
+#
+# Back to [chapter 1](01_background.md).

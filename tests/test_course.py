@@ -1,0 +1,595 @@
+"""The runnable course: its chapters follow the outline and execute with their figures, chapter
+4 runs with NumPy alone, the results cells plot a results file or say what it lacks, the
+renderer writes pages and figures, and each exercise's check fails on typical wrong answers and
+passes on its solution.
+
+The chapters execute once per session (the ``executed_course`` fixture, ``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.docgen import course
+from shared.docgen import exercises as E
+from shared.run import published
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE_BUDGET_S = 240  # the issue's budget for the course's share of the suite, on 2 cores
+
+
+# --------------------------------------------------------------------------------------------
+# The sources
+# --------------------------------------------------------------------------------------------
+def test_the_chapters_follow_the_outline_and_open_with_objectives():
+    """Nine chapters, one per chapter of source 000; each opens with what you will learn, the
+    prerequisites and a time estimate; the four equations are written in LaTeX."""
+    paths = course.chapters()
+    assert [p.name[:2] for p in paths] == [f"{i:02d}" for i in range(1, 10)]
+    text = {}
+    for i, p in enumerate(paths, start=1):
+        nb = course.read(p)
+        first = nb.cells[0]
+        assert first.cell_type == "markdown", p.name
+        assert first.source.startswith(f"# Chapter {i}."), p.name
+        for field in ("**What you will learn.**", "**Prerequisites.**", "**Time.**"):
+            assert field in first.source, (p.name, field)
+        text[i] = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "**This chapter runs with NumPy alone.**" in course.read(paths[3]).cells[0].source
+    everything = "\n".join(text.values())
+    for latex in (
+        r"\frac{u^\top v}{\lVert u \rVert\,\lVert v \rVert}",  # the cosine similarity
+        r"\sum_{k \neq i} \exp(s_{ik} / \tau)",  # NT-Xent
+        r"\sum_{j=1}^{K} \exp(q \cdot k_j / \tau)",  # InfoNCE
+        r"\theta_k \leftarrow m\,\theta_k + (1 - m)\,\theta_q",  # the EMA
+    ):
+        assert latex in everything, latex
+    assert all("$$" in text[i] for i in (2, 4, 5))
+
+
+def test_the_committed_artefact_is_small_and_names_its_source():
+    """Chapters 3, 5, 6 and 8 read one artefact of a real run: under 300 kB, with the command,
+    commit and per-epoch curves of the run that made it, and the arrays they plot."""
+    path = ROOT / "docs/course/artifacts/simclr_torch_test_features.npz"
+    assert path.stat().st_size < 300_000
+    stored = np.load(path)
+    meta = json.loads(str(stored["meta"]))
+    assert meta["command"].startswith("python -m torch_impl train --method simclr")
+    assert re.fullmatch(r"[0-9a-f]{7,}", meta["commit"])
+    assert len(meta["loss"]) == len(meta["z_spread"]) == meta["epochs"]
+    n_test = len(stored["labels"])
+    assert stored["before"].shape == stored["after"].shape == (n_test, 50)
+    assert stored["pairs_before"].shape == stored["pairs_after"].shape == (2, 8, 128)
+    assert "def make_artifact(" in (ROOT / "docs/course/06_applications.py").read_text()
+
+
+def test_chapter_5_imports_the_projects_code_not_copies():
+    """Chapter 5 imports both frameworks' losses, models, MoCo and training steps, and defines
+    no loss or model of its own outside the exercise."""
+    src = (ROOT / "docs/course/05_code.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    for module in (
+        "torch_impl.losses",
+        "torch_impl.simclr",
+        "torch_impl.moco",
+        "torch_impl.augment",
+        "tf_impl.losses",
+        "tf_impl.simclr",
+        "tf_impl.moco",
+        "tf_impl.augment",
+        "tf_impl.train",
+    ):
+        assert module in imported, module
+    for call in (
+        "compute_gradients(",
+        "apply_gradients",
+        ".keys(",
+        "compile_step(",
+        "train_step(",
+        "BatchAugment(",
+        "nt_xent(",
+        "info_nce(",
+        "momentum_update",
+    ):
+        assert call in src, call
+    defined = set(re.findall(r"^def (\w+)", src, flags=re.M))
+    assert defined == {"excerpt", "nt_xent"}, defined  # nt_xent: the exercise's stub
+    assert src.index("import torch") < src.index("import tensorflow")
+
+
+# --------------------------------------------------------------------------------------------
+# The executed course
+# --------------------------------------------------------------------------------------------
+def test_every_chapter_executes_and_chapters_2_to_9_show_a_figure(executed_course):
+    """No cell fails; each chapter from 2 to 9 has a PNG it made, written beside its page and
+    linked relatively; the exercises print their verdicts; the whole course fits the budget."""
+    timings = json.loads((executed_course / "timings.json").read_text())
+    chapters = {k: round(v, 1) for k, v in timings["chapters_s"].items()}
+    print(f"course: {timings['wall_s']:.1f} s wall, two kernels at a time; per chapter {chapters}")
+    assert timings["wall_s"] < COURSE_BUDGET_S, timings
+    for path in course.chapters():
+        nb = json.loads((executed_course / f"{path.stem}.ipynb").read_text())
+        outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+        assert not [o for o in outputs if o["output_type"] == "error"], path.name
+        pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+        page = (executed_course / f"{path.stem}.md").read_text()
+        links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", page)
+        assert len(links) == len(pngs), path.name
+        for link in links:
+            assert (executed_course / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+        if path.name[:2] != "01":
+            assert pngs, f"{path.name}: no figure"
+    pages = {p.stem: (executed_course / f"{p.stem}.md").read_text() for p in course.chapters()}
+    for stem in ("03_algorithm", "04_math", "05_code"):
+        assert (
+            "NOT YET: not attempted yet" in pages[stem] or "NOT YET: this is still" in pages[stem]
+        )
+        assert "PASSED: matches shared.oracle" in pages[stem], stem
+    assert "oracle agrees: True" in pages["05_code"]
+    assert not [stem for stem, page in pages.items() if "oneDNN" in page or "absl::" in page]
+    assert "the step was traced 1 time(s)" in pages["05_code"]
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 4 with NumPy alone
+# --------------------------------------------------------------------------------------------
+BLOCKED = (
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "keras",
+    "sklearn",
+    "scipy",
+    "matplotlib",
+    "shared.run",
+    "shared.parity",
+    "shared.apps",
+    "torch_impl",
+    "tf_impl",
+)
+BLOCKER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+path = sys.argv[1]
+exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__"})
+"""
+
+
+def test_chapter_4_runs_with_numpy_alone():
+    """04_math.py as a script, with every package but NumPy and the oracle blocked (matplotlib
+    too): it runs, skips its figures with a line, and grades its solutions."""
+    code = f"BLOCKED = {BLOCKED!r}\n{BLOCKER}"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "docs/course/04_math.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "matplotlib is not installed: the figures are skipped" in proc.stdout
+    assert proc.stdout.count("PASSED: matches shared.oracle.losses") == 2
+
+
+def test_the_blocker_blocks():
+    """The check above can fail: the same blocker stops chapter 2, which needs the run layer."""
+    code = f"BLOCKED = {BLOCKED!r}\n{BLOCKER}"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "docs/course/02_concepts.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode != 0 and "blocked: matplotlib" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# The cells that read the results file
+# --------------------------------------------------------------------------------------------
+SCRIPT = """
+import json, os, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+shown = []
+def show(*args, **kwargs):
+    shown.append(len(plt.get_fignums()))
+    plt.close("all")
+plt.show = show
+runs = {}
+for stem in sys.argv[2:]:
+    for label, results in json.loads(sys.argv[1]).items():
+        os.environ["ROSETTA_RESULTS"] = results
+        path = f"docs/course/{stem}.py"
+        shown.clear()
+        sys.stdout = buffer = __import__("io").StringIO()
+        exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__"})
+        sys.stdout = sys.__stdout__
+        runs[f"{stem}/{label}"] = {"out": buffer.getvalue(), "figures": len(shown)}
+print(json.dumps(runs))
+"""
+RESULTS_CHAPTERS = ("02_concepts", "07_tools", "09_faq")
+
+
+@pytest.fixture(scope="module")
+def results_runs(tmp_path_factory):
+    """Chapters 2, 7 and 9 run as scripts (in one process) on a new-schema results file and on
+    one without entries: ``{"<stem>/<new|empty>": {"out", "figures"}}`` and the new file."""
+    tmp = tmp_path_factory.mktemp("results")
+    results = new_schema_results()
+    (tmp / "new.json").write_text(json.dumps(results))
+    (tmp / "empty.json").write_text(json.dumps({"entries": {}}))
+    files = {"new": str(tmp / "new.json"), "empty": str(tmp / "empty.json")}
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(files), *RESULTS_CHAPTERS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), results
+
+
+def new_schema_results() -> dict:
+    """A results file in the new schema: the four cells (3 seeds, with curves), the baselines and
+    the fine-tuning fractions, every number made up here."""
+    rng = np.random.default_rng(0)
+    entries = {}
+    for i, key in enumerate(("simclr/torch", "simclr/tensorflow", "moco/torch", "moco/tensorflow")):
+        rows = [
+            {
+                "seed": s,
+                "knn_top1": 0.70 + 0.02 * i + 0.01 * s,
+                "linear_top1": 0.90 + 0.01 * s,
+                "knn_loo": 0.75,
+                "train_wall_s": 200.0 + 10 * s,
+                "final_loss": 2.0 - 0.1 * s,
+                "loss_curve": list(np.linspace(5, 2, 12) + 0.05 * rng.random(12)),
+                "knn_curve": [0.5, 0.6, 0.65, 0.7 + 0.01 * s],
+            }
+            for s in range(3)
+        ]
+        entries[key] = published.entry_from_rows(key, rows)
+    entries["raw_pixels"] = published.entry_from_rows(
+        "raw", [{"seed": 0, "knn_top1": 0.535, "linear_top1": 0.298}]
+    )
+    entries["random_init/torch"] = published.entry_from_rows(
+        "init", [{"seed": 0, "knn_top1": 0.365, "linear_top1": 0.68}]
+    )
+    for f in ("0.01", "0.1", "1.0"):
+        rows = [
+            {
+                "seed": s,
+                "finetune_top1": 0.5 + float(f) / 3 + 0.01 * s,
+                "scratch_top1": 0.4 + float(f) / 2,
+                "linear_top1": 0.6 + 0.02 * s,
+            }
+            for s in range(3)
+        ]
+        entries[f"finetune/simclr/torch/{f}"] = published.entry_from_rows(f, rows)
+    return {"entries": entries, "runs": [], "command": "rosetta results --seeds 3"}
+
+
+@pytest.mark.parametrize("stem,figures", [("02_concepts", 1), ("07_tools", 3), ("09_faq", 2)])
+def test_the_results_cells_quote_and_plot_a_new_schema_file(stem, figures, results_runs):
+    """On a new-schema file the chapters quote each entry with its source and draw the figures
+    of kNN against time, the loss curves and accuracy against the label fraction."""
+    runs, results = results_runs
+    run = runs[f"{stem}/new"]
+    assert "not in the results file yet" not in run["out"]
+    assert run["figures"] == figures
+    expected = {
+        "02_concepts": [("simclr/torch", "knn_top1"), ("raw_pixels", "linear_top1")],
+        "07_tools": [("moco/tensorflow", "knn_top1")],
+        "09_faq": [("finetune/simclr/torch/0.1", "scratch_top1")],
+    }[stem]
+    for key, metric in expected:
+        assert published.quote(results, key, metric) in run["out"], (key, metric)
+
+
+@pytest.mark.parametrize(
+    "stem,figures,lines", [("02_concepts", 1, 8), ("07_tools", 1, 8), ("09_faq", 1, 9)]
+)
+def test_the_results_cells_say_what_the_file_lacks(stem, figures, lines, results_runs):
+    """On a file without the entries they print one clear line per missing entry, and draw only
+    the figures that do not need them."""
+    run = results_runs[0][f"{stem}/empty"]
+    assert run["figures"] == figures
+    missing = [line for line in run["out"].splitlines() if "not in the results file yet" in line]
+    assert len(missing) == lines, run["out"]
+
+
+# --------------------------------------------------------------------------------------------
+# The renderer
+# --------------------------------------------------------------------------------------------
+PNG_1x1 = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def test_the_markdown_keeps_math_code_outputs_and_writes_figures_beside_it(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# T\n\n$$\\ell = -\\log p$$"),
+            nbformat.v4.new_code_cell(
+                "print('hi')",
+                outputs=[
+                    nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+                    nbformat.v4.new_output(
+                        "display_data",
+                        data={
+                            "image/png": base64.b64encode(PNG_1x1).decode(),
+                            "text/plain": "<Figure>",
+                        },
+                    ),
+                ],
+            ),
+        ]
+    )
+    page = course.to_markdown(nb, "99_x", tmp_path)
+    assert "$$\\ell = -\\log p$$" in page
+    assert "```python\nprint('hi')\n```" in page
+    assert "```text\nhi\n```" in page
+    assert "![Figure 1 of 99_x](99_x_1.png)" in page
+    assert (tmp_path / "99_x_1.png").read_bytes() == PNG_1x1
+
+
+def test_scrub_drops_framework_start_up_lines_and_keeps_real_warnings():
+    import nbformat
+
+    noise = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796197248.155607   26400 cudart_stub.cc:31] Could not find cuda drivers\n"
+    )
+    real = "x.py:3: RuntimeWarning: overflow encountered in exp\n"
+    cell = nbformat.v4.new_code_cell(
+        "import tensorflow",
+        outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text=noise),
+            nbformat.v4.new_output("stream", name="stderr", text=noise + real),
+            nbformat.v4.new_output("stream", name="stdout", text=noise),
+        ],
+    )
+    nb = course.scrub(nbformat.v4.new_notebook(cells=[cell]))
+    assert [(o["name"], o["text"]) for o in nb.cells[0].outputs] == [
+        ("stderr", real),
+        ("stdout", noise),
+    ]
+
+
+def test_the_cli_names_a_bad_argument_in_one_line(capsys):
+    assert course.main(["--only", "12"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --only: no chapter '12'")
+    assert course.main(["--results", "/no/such/file.json"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --results: no file at /no/such/file.json"
+    assert course.main(["--jobs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --jobs: expected at least 1, got 0"
+    assert [p.name[:2] for p in course.select("4,05")] == ["04", "05"]
+
+
+def test_rendering_without_execution_writes_every_page(tmp_path):
+    seconds = course.render(tmp_path, run=False, only="1,4")
+    assert sorted(seconds) == ["01_background", "04_math"]
+    page = (tmp_path / "04_math.md").read_text()
+    assert page.startswith("# Chapter 4.") and "```python" in page and "```text" not in page
+    assert (tmp_path / "04_math.ipynb").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The exercises: each check fails on typical wrong answers, with the diagnosis, and passes on
+# its solution
+# --------------------------------------------------------------------------------------------
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def ring_no_wrap(queue, ptr, keys):
+    new = queue.copy()
+    new[ptr : ptr + len(keys)] = keys
+    return new, (ptr + len(keys)) % len(queue)
+
+
+def ring_pointer_not_wrapped(queue, ptr, keys):
+    new = queue.copy()
+    for i, k in enumerate(keys):
+        new[(ptr + i) % len(queue)] = k
+    return new, ptr + len(keys)
+
+
+def ring_in_place(queue, ptr, keys):
+    for i, k in enumerate(keys):
+        queue[(ptr + i) % len(queue)] = k
+    return queue, (ptr + len(keys)) % len(queue)
+
+
+def ring_keeps_oldest(queue, ptr, keys):
+    new = queue.copy()
+    for i, k in enumerate(keys[: len(queue)]):
+        new[(ptr + i) % len(queue)] = k
+    return new, (ptr + len(keys)) % len(queue)
+
+
+@pytest.mark.parametrize(
+    "fn,says",
+    [
+        (ring_no_wrap, "wrap around to row 0"),
+        (ring_pointer_not_wrapped, "your pointer is 6, expected 2 = (ptr + B) mod K"),
+        (ring_in_place, "changed the queue it was given"),
+        (ring_keeps_oldest, "only the newest K keys survive"),
+    ],
+)
+def test_the_ring_buffer_check_names_the_mistake(fn, says, capsys):
+    v = E.check_ring_buffer(fn)
+    assert not v.passed and says in v.message, v.message
+    assert capsys.readouterr().out.startswith("NOT YET: ")
+
+
+def test_the_ring_buffer_check_passes_its_solution():
+    assert E.check_ring_buffer(E.solution_ring_buffer).passed
+
+
+def info_nce_summed(q, k, queue, t):
+    return len(q) * E.solution_info_nce(q, k, queue, t)
+
+
+def info_nce_positive_left_out(q, k, queue, t):
+    q, k, queue = _unit(q), _unit(k), _unit(queue)
+    l_pos, l_neg = np.sum(q * k, 1) / t, q @ queue.T / t
+    return float(np.mean(E._logsumexp(l_neg) - l_pos))
+
+
+def info_nce_unnormalised(q, k, queue, t):
+    logits = np.concatenate([np.sum(q * k, 1, keepdims=True), q @ queue.T], 1) / t
+    return float(np.mean(E._logsumexp(logits) - logits[:, 0]))
+
+
+@pytest.mark.parametrize(
+    "fn,says",
+    [
+        (info_nce_summed, "N times the reference (yours 1.6212, reference 0.4053 on N = 4, D = 3"),
+        (info_nce_positive_left_out, "leaves out the positive key"),
+        (info_nce_unnormalised, "not L2-normalised"),
+    ],
+)
+def test_the_info_nce_check_names_the_mistake(fn, says):
+    v = E.check_info_nce(fn)
+    assert not v.passed and says in v.message, v.message
+
+
+def test_the_info_nce_check_passes_its_solution_and_waits_for_an_attempt():
+    assert E.check_info_nce(E.solution_info_nce).passed
+    assert E.check_info_nce(E.solution_info_nce).message.startswith(
+        "matches shared.oracle.losses.info_nce on all 4 cases"
+    )
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert E.check_info_nce(stub).message.startswith("not attempted yet")
+
+
+def nt_xent_naive_exp(z1, z2, t):
+    u = _unit(np.concatenate([z1, z2]))
+    e = np.exp(u @ u.T / t)
+    np.fill_diagonal(e, 0.0)
+    n = len(z1)
+    pos = (np.arange(2 * n) + n) % (2 * n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.mean(-np.log(e[np.arange(2 * n), pos] / e.sum(1))))
+
+
+def self_positive_with_exp(z1, z2, t):
+    u1, u2 = _unit(z1), _unit(z2)
+    logits = np.concatenate([np.ones((len(u1), 1)), u1 @ u2.T], 1) / t
+    return float(np.mean(E._logsumexp(logits) - logits[:, 0]))
+
+
+def cross_view_of_z1(z1, z2, t):
+    s = _unit(z1) @ _unit(z2).T / t
+    return float(np.mean(E._logsumexp(s) - np.diag(s)))
+
+
+@pytest.mark.parametrize(
+    "fn,says",
+    [
+        (E.seed002_loss, "still seed 002's formula"),
+        (self_positive_with_exp, "the anchor with itself"),
+        (cross_view_of_z1, "cross-view loss of the z1 anchors alone"),
+        (nt_xent_naive_exp, "overflows float64"),
+    ],
+)
+def test_the_seed002_check_names_the_mistake(fn, says):
+    v = E.check_seed002_fix(fn)
+    assert not v.passed and says in v.message, v.message
+
+
+def test_the_seed002_check_passes_its_solution():
+    assert E.check_seed002_fix(E.solution_seed002_fix).passed
+
+
+def test_seed002_loss_is_the_quoted_formula_and_goes_negative():
+    """The exercise's starting point is the formula erratum 3 quotes, P(z1, z1) in the
+    denominator: on worked example (d)'s vectors, row 0 is -log(1 / 0.8) < 0 by hand."""
+    z1 = np.array([[1.0, 0.0]])
+    z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
+    assert math.isclose(E.seed002_loss(z1, z2), -math.log(1 / (1 + 0.6 - 0.8)), rel_tol=1e-12)
+
+
+def torch_summed(z1, z2, t):
+    return 2 * len(z1) * E.solution_nt_xent_torch(z1, z2, t)
+
+
+def torch_self_in_denominator(z1, z2, t):
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = len(z1)
+    return F.cross_entropy(z @ z.T / t, (torch.arange(2 * n) + n) % (2 * n))
+
+
+def torch_detached(z1, z2, t):
+    import torch
+
+    return torch.tensor(E.solution_nt_xent_torch(z1, z2, t).item())
+
+
+def torch_norm_detached(z1, z2, t):
+    import torch
+    import torch.nn.functional as F
+
+    z = torch.cat([z1, z2])
+    u = z / z.norm(dim=1, keepdim=True).detach()  # the value is right, the gradient is not
+    n = len(z1)
+    logits = (u @ u.T / t).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, (torch.arange(2 * n) + n) % (2 * n))
+
+
+@pytest.mark.parametrize(
+    "fn,says",
+    [
+        (torch_summed, "2N times the reference (yours 3.4221, reference 0.8555"),
+        (torch_self_in_denominator, "similarity to itself is still in your denominator"),
+        (torch_detached, "has no gradient (grad_fn is None)"),
+        (torch_norm_detached, "the value is right, but the gradient with respect to z1 is off"),
+    ],
+)
+def test_the_torch_nt_xent_check_names_the_mistake(fn, says):
+    pytest.importorskip("torch")
+    v = E.check_nt_xent_torch(fn)
+    assert not v.passed and says in v.message, v.message
+
+
+def test_the_torch_nt_xent_check_passes_its_solution_and_the_projects_loss():
+    torch = pytest.importorskip("torch")
+    from torch_impl.losses import nt_xent
+
+    assert E.check_nt_xent_torch(E.solution_nt_xent_torch).passed
+    assert E.check_nt_xent_torch(nt_xent).passed
+    assert torch.is_tensor(E.solution_nt_xent_torch(torch.ones(2, 3), torch.ones(2, 3), 0.5))

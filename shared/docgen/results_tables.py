@@ -103,9 +103,22 @@ def finetune_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _command(command: str) -> str:
+    """The command without its machine's paths (``--work``, ``--out``, ``--figure``)."""
+    words, out = command.split(), []
+    for i, w in enumerate(words):
+        if w in ("--work", "--out", "--figure") or (
+            i and words[i - 1] in ("--work", "--out", "--figure")
+        ):
+            continue
+        out.append(w)
+    return " ".join(out)
+
+
 def measured_line(results: dict) -> str:
-    """Where and how the file was measured, as the README quotes it."""
-    m = results["measured"]
+    """Where and how the file was measured, as the README quotes it (paths aside)."""
+    m = {**results["measured"]}
+    m["command"] = _command(m["command"])
     v = m["host"]["versions"]
     return (
         f"`{m['command']}` at {m['commit']}, {m['date']}, on {m['host']['cpu']} "

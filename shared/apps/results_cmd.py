@@ -29,14 +29,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from importlib import metadata
 from pathlib import Path
 
 from shared.apps.demo import FAST_KERNELS, KNN_EVERY, MATRIX, thread_env
 from shared.run.config import METHOD_DEFAULTS, PACKAGES, TrainConfig, flip_default
 from shared.run.errors import ConfigError
 from shared.run.evaluation import KS, PROTOCOL
-from shared.run.hardware import cpu_model
+from shared.run.hardware import cpu_model, versions
 from shared.run.published import RESULTS, decide, entry_from_rows
 from shared.run.runlog import atomic_write_json
 
@@ -196,13 +195,7 @@ def row_of(unit: Unit, work: Path) -> dict:
 
 
 def host() -> dict:
-    versions = {}
-    for pkg in ("torch", "tensorflow", "numpy", "scikit-learn"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"cpu": cpu_model(), "python": platform.python_version(), "versions": versions}
+    return {"cpu": cpu_model(), "python": platform.python_version(), "versions": versions()}
 
 
 def run_unit(unit: Unit, work: Path, extra: list[str], done: dict) -> dict:

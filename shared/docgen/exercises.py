@@ -385,27 +385,25 @@ INFO_NCE_MISTAKES = [
 ]
 
 
+def _check_scalar(fn, cases, reference, mistakes, name: str) -> Verdict:
+    """Run ``fn`` on ``cases`` and grade its scalars against ``reference``, naming ``mistakes``."""
+    values, early = _run_scalar(fn, cases)
+    return _report(early or diagnose(values, cases, reference, mistakes, name))
+
+
 def check_info_nce(fn) -> Verdict:
     """Grade ``fn(q, k, queue, temperature) -> float`` (NumPy arrays; the queue is (K, D), one
     key per row) against ``shared.oracle.losses.info_nce``; prints and returns the verdict."""
-    cases = info_nce_cases()
-    values, early = _run_scalar(fn, cases)
-    if early:
-        return _report(early)
-    return _report(
-        diagnose(values, cases, L.info_nce, INFO_NCE_MISTAKES, "shared.oracle.losses.info_nce")
+    return _check_scalar(
+        fn, info_nce_cases(), L.info_nce, INFO_NCE_MISTAKES, "shared.oracle.losses.info_nce"
     )
 
 
 def check_seed002_fix(fn) -> Verdict:
     """Grade ``fn(z1, z2, temperature) -> float``, seed 002's loss fixed, against NT-Xent
     (``shared.oracle.losses.nt_xent``); prints and returns the verdict."""
-    cases = nt_xent_cases()
-    values, early = _run_scalar(fn, cases)
-    if early:
-        return _report(early)
-    return _report(
-        diagnose(values, cases, L.nt_xent, SEED002_MISTAKES, "shared.oracle.losses.nt_xent")
+    return _check_scalar(
+        fn, nt_xent_cases(), L.nt_xent, SEED002_MISTAKES, "shared.oracle.losses.nt_xent"
     )
 
 

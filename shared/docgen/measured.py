@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
-from shared.run.hardware import cpu_model
+from shared.run.hardware import cpu_model, versions
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
@@ -28,13 +27,11 @@ def host_line(meta: dict) -> str:
 
 def save(name: str, data) -> dict:
     """Write ``data`` to ``benchmarks/results/<name>.json`` with the host, date and versions."""
-    versions = {}
-    for pkg in ("torch", "tensorflow"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    meta = {"host": cpu_model(), "date": time.strftime("%Y-%m-%d"), "versions": versions}
+    meta = {
+        "host": cpu_model(),
+        "date": time.strftime("%Y-%m-%d"),
+        "versions": versions(("torch", "tensorflow")),
+    }
     doc = {"meta": meta, "data": data}
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc

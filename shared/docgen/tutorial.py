@@ -808,41 +808,45 @@ in TF ({f.bench}), and SimCLR's {f.epochs("simclr")} epochs are
     ]
 
 
+def _sweeps_text(f: Facts, cells: list[tuple[str, str]], missing: str, intro: str) -> str:
+    """A measurement section made of sweeps: ``intro``, then their table, or ``missing``."""
+    keys = [f"{c}/{k}" for c, k in cells]
+    if not all(k in f.results.get("sweeps", {}) for k in keys):
+        return missing
+    return "\n".join([intro, "", T.sweeps_table(f.results, keys)])
+
+
 def flip_text(f: Facts) -> str:
     """Section 9.3's measurement: two cells with and without the horizontal flip."""
-    cells = [("simclr/torch", "flip"), ("moco/tensorflow", "flip")]
-    if not all(f"{c}/{k}" in f.results.get("sweeps", {}) for c, k in cells):
-        return "Whether digits want SimCLR's horizontal flip is not in the results file yet."
-    return "\n".join(
-        [
-            "A mirrored 2 is not a 2, so SimCLR's horizontal flip teaches the encoder an "
-            "invariance the digits do not have. `rosetta results` trains each of two cells with "
-            "the flip (seed 0) beside its default run; the decision "
-            "(`shared.run.config.flip_default`) reads the training split alone, and a difference "
-            "smaller than the cell's spread across seeds (the leave-one-out kNN's std) is a tie "
-            "(`shared.run.published.decide`); the test split is shown, not used:",
-            "",
-            T.sweeps_table(f.results, [f"{c}/{k}" for c, k in cells]),
-        ]
+    return _sweeps_text(
+        f,
+        [("simclr/torch", "flip"), ("moco/tensorflow", "flip")],
+        "Whether digits want SimCLR's horizontal flip is not in the results file yet.",
+        "A mirrored 2 is not a 2, so SimCLR's horizontal flip teaches the encoder an "
+        "invariance the digits do not have. `rosetta results` trains each of two cells with "
+        "the flip (seed 0) beside its default run; the decision "
+        "(`shared.run.config.flip_default`) reads the training split alone, and a difference "
+        "smaller than the cell's spread across seeds (the leave-one-out kNN's std) is a tie "
+        "(`shared.run.published.decide`); the test split is shown, not used:",
     )
 
 
 def tradeoffs_text(f: Facts) -> str:
     """Section 9.4's grid: kNN against batch size, queue size and epochs, each one seed."""
-    cells = [("simclr/torch", "batch_size"), ("moco/tensorflow", "queue_size")]
-    cells += [("simclr/torch", "epochs"), ("moco/torch", "epochs")]
-    if not all(f"{c}/{k}" in f.results.get("sweeps", {}) for c, k in cells):
-        return "The batch, queue and epochs sweeps (`rosetta results`) are not in the file yet."
-    return "\n".join(
+    return _sweeps_text(
+        f,
         [
-            "What more compute buys here: `rosetta results` sweeps the batch size, the queue size "
-            "and the epochs, one seed each beside the default run, and decides each by the "
-            "cell's spread across seeds (a difference below it is a tie; for epochs, the fewest "
-            "within it of the best). Training time grows with the epochs; the batch and queue "
-            "sizes change little of it on a CPU:",
-            "",
-            T.sweeps_table(f.results, [f"{c}/{k}" for c, k in cells]),
-        ]
+            ("simclr/torch", "batch_size"),
+            ("moco/tensorflow", "queue_size"),
+            ("simclr/torch", "epochs"),
+            ("moco/torch", "epochs"),
+        ],
+        "The batch, queue and epochs sweeps (`rosetta results`) are not in the file yet.",
+        "What more compute buys here: `rosetta results` sweeps the batch size, the queue size "
+        "and the epochs, one seed each beside the default run, and decides each by the "
+        "cell's spread across seeds (a difference below it is a tie). The epoch rule is a cost "
+        "rule, the fewest epochs within the spread of the default's score, so it never adds "
+        "epochs; where more epochs score higher by more than the spread, the decision says so:",
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["cpu_has_native_bf16", "cpu_model"]
+__all__ = ["cpu_has_native_bf16", "cpu_model", "versions"]
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -51,3 +51,16 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return (
         f"{names[0] if names else platform.processor() or 'unknown CPU'} ({os.cpu_count()} cores)"
     )
+
+
+def versions(packages=("torch", "tensorflow", "numpy", "scikit-learn")) -> dict:
+    """The installed version of each package (``None`` where absent), read without importing it."""
+    from importlib import metadata
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out

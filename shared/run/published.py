@@ -38,7 +38,6 @@ __all__ = [
     "fmt",
     "quote",
     "tag",
-    "is_tie",
     "decide",
 ]
 
@@ -113,12 +112,6 @@ def quote(results: dict, key: str, metric: str, pct: bool = True, named: bool = 
     seeds)``. ``named``: the tag names the metric too (where the sentence does not)."""
     mean, std, n = stat(results, key, metric)
     return f"{fmt(mean, std, pct)} {tag(key, n, metric if named else None)}"
-
-
-def is_tie(a: float, b: float, std: float | None) -> bool:
-    """Whether two settings' scores differ by less than the run-to-run ``std`` (a tie). With no
-    measured spread (``None``) nothing is a tie, and the caller must say the spread is unknown."""
-    return std is not None and abs(a - b) < std
 
 
 def decide(scores: dict, default, std: float | None, prefer: str = "default") -> dict:

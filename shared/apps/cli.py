@@ -5,6 +5,7 @@
     rosetta results [--seeds 3] every published accuracy, with its spread (shared/apps/results_cmd.py)
     rosetta parity              torch vs TF vs NumPy on the goldens (see shared/apps/parity_cmd.py)
     rosetta port RUN --to F     a run of one framework as a run of the other (shared/apps/port.py)
+    rosetta import CKPT ...     an official SimCLR or MoCo checkpoint as a run (shared/apps/import_cmd.py)
     rosetta bench               the benchmarks (see benchmarks/)
 
 Framework work is dispatched to ``python -m torch_impl`` and ``python -m tf_impl`` in
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("parity", help="compare torch, TF and NumPy on the goldens", add_help=False)
     sub.add_parser("port", help="a run of one framework becomes a run of the other", add_help=False)
+    sub.add_parser(
+        "import",
+        help="an official SimCLR (TF1) or MoCo (.pth.tar) checkpoint becomes a run, proven",
+        add_help=False,
+    )
     sub.add_parser("bench", help="run benchmarks (args go to benchmarks.run)", add_help=False)
     args, rest = ap.parse_known_args(argv)
     if "--traceback" in rest:  # after the command: the commands' own parsers do not know it
@@ -68,6 +74,10 @@ def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         from shared.apps.port import main as port
 
         return port(rest)
+    if args.cmd == "import":
+        from shared.apps.import_cmd import main as import_main
+
+        return import_main(rest)
     if args.cmd == "parity":
         from shared.apps.parity_cmd import main as parity
 

@@ -1,0 +1,501 @@
+"""The official SimCLR and MoCo checkpoints' names, mapped onto the canonical weights.
+
+Framework-free: the readers (``torch_impl.official``, ``tf_impl.official``) hand this module
+plain arrays; it checks every name and shape, skips what is not a weight of the network, and
+returns the canonical state (``shared.parity.weights``) with a report of what it did.
+
+Two formats:
+
+* ``moco``: facebookresearch/moco's ``checkpoint_*.pth.tar`` (``main_moco.py``'s
+  ``save_checkpoint``: ``{"epoch", "arch", "state_dict", "optimizer"}``); ``state_dict`` is a
+  DistributedDataParallel ``MoCo``'s, so every key starts ``module.`` (``moco/builder.py``):
+  ``encoder_q.*`` and ``encoder_k.*`` are torchvision ResNets whose ``fc`` is
+  ``Linear(2048, dim)`` (v1) or ``Sequential(Linear(2048, 2048), ReLU, Linear(2048, dim))``
+  (v2, ``--mlp``); ``queue`` is (dim, K), ``queue_ptr`` a (1,) long.
+* ``simclr-tf1``: google-research/simclr's TF1 checkpoints. ``model.py`` builds the ResNet
+  under ``variable_scope("base_model")`` with ``tf.layers``, which names the layers by
+  creation order (``conv2d``, ``conv2d_1``, ..., ``batch_normalization``, ...);
+  ``resnet.py``'s ``bottleneck_block`` creates the projection shortcut (1x1 conv + BN)
+  *before* the block's three convs. ``model_util.py``'s ``projection_head`` is
+  ``head_contrastive/nl_<j>/{dense, batch_normalization}`` (dense without bias, then BN; BN
+  ``center=False`` on the last layer), its ``supervised_head``
+  ``head_supervised/linear_layer/dense/{kernel, bias}``.
+
+Canonical layers walk torchvision's module order (conv1, bn1, then per Bottleneck conv1, bn1,
+conv2, bn2, conv3, bn3, downsample.0, downsample.1), numbered per kind within
+``<part>/encoder`` and ``<part>/head``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.parity.weights import WeightsError, canonical_name
+
+__all__ = [
+    "BN_EPS",
+    "FORMATS",
+    "INPUT_CONVENTIONS",
+    "RESNET50_BLOCKS",
+    "moco_config",
+    "moco_state",
+    "simclr_config",
+    "simclr_layers",
+    "simclr_state",
+    "torchvision_layers",
+]
+
+FORMATS = ("moco", "simclr-tf1")
+BN_EPS = 1e-5  # resnet.py BATCH_NORM_EPSILON; torchvision's BatchNorm2d default; ours
+RESNET50_BLOCKS = (3, 4, 6, 3)  # resnet.py resnet_v1 model_params[50]; torchvision resnet50
+DEPTHS = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
+INPUT_CONVENTIONS = {
+    # main_moco.py: transforms.ToTensor() then Normalize(ImageNet mean, std)
+    "moco": "RGB in [0, 1], then normalised by ImageNet's mean (0.485, 0.456, 0.406) and "
+    "std (0.229, 0.224, 0.225)",
+    # simclr data_util.py: images are converted to float in [0, 1], no mean/std normalisation
+    "simclr-tf1": "RGB in [0, 1], no mean/std normalisation",
+}
+
+
+def torchvision_layers(blocks=RESNET50_BLOCKS) -> list[tuple[str, str]]:
+    """``(torchvision module name, kind)`` of a Bottleneck ResNet's conv and BN layers, in
+    torchvision's module order (``Bottleneck.__init__`` registers conv1..bn3, then
+    ``downsample``)."""
+    out = [("conv1", "conv"), ("bn1", "bn")]
+    for stage, n in enumerate(blocks, start=1):
+        for b in range(n):
+            p = f"layer{stage}.{b}"
+            for j in (1, 2, 3):
+                out += [(f"{p}.conv{j}", "conv"), (f"{p}.bn{j}", "bn")]
+            if b == 0:
+                out += [(f"{p}.downsample.0", "conv"), (f"{p}.downsample.1", "bn")]
+    return out
+
+
+def simclr_layers(blocks=RESNET50_BLOCKS) -> list[tuple[str, str, str]]:
+    """``(official scope, kind, torchvision name)`` of the official ResNet's layers, in
+    torchvision's order; the official scope is the ``tf.layers`` auto-name, numbered in
+    ``resnet.py``'s creation order (stem; per block: projection conv + BN first, then
+    conv-BN three times)."""
+    created = [("conv1", "conv"), ("bn1", "bn")]
+    for stage, n in enumerate(blocks, start=1):
+        for b in range(n):
+            p = f"layer{stage}.{b}"
+            if b == 0:  # resnet.py bottleneck_block: the shortcut is created first
+                created += [(f"{p}.downsample.0", "conv"), (f"{p}.downsample.1", "bn")]
+            for j in (1, 2, 3):
+                created += [(f"{p}.conv{j}", "conv"), (f"{p}.bn{j}", "bn")]
+    counts, scope = {"conv": 0, "bn": 0}, {}
+    for tv, kind in created:
+        base = "conv2d" if kind == "conv" else "batch_normalization"
+        i = counts[kind]
+        counts[kind] += 1
+        scope[tv] = f"base_model/{base}" + (f"_{i}" if i else "")
+    return [(scope[tv], kind, tv) for tv, kind in torchvision_layers(blocks)]
+
+
+def _canonical_encoder(prefix: str, blocks=RESNET50_BLOCKS) -> dict[str, str]:
+    """torchvision name -> canonical layer (``<prefix>/encoder/conv<i>``)."""
+    counts: dict[str, int] = {}
+    out = {}
+    for tv, kind in torchvision_layers(blocks):
+        i = counts[kind] = counts.get(kind, -1) + 1
+        out[tv] = f"{prefix}/encoder/{kind}{i}"
+    return out
+
+
+def _check_shape(name: str, array, shape: tuple) -> np.ndarray:
+    if tuple(np.shape(array)) != tuple(shape):
+        raise WeightsError(
+            f"checkpoint: {name} has shape {tuple(np.shape(array))}, expected {tuple(shape)}"
+        )
+    return np.asarray(array)
+
+
+def _bn_entries(layer: str, gamma, beta, mean, var) -> dict[str, np.ndarray]:
+    roles = ("gamma", "beta", "moving_mean", "moving_variance")
+    return {f"{layer}/{r}": np.asarray(a) for r, a in zip(roles, (gamma, beta, mean, var))}
+
+
+def _resnet50_shapes() -> dict[str, tuple]:
+    """torchvision name -> torch weight shape (OIHW) of resnet50's convs, (C,) of its BNs."""
+    shapes = {"conv1": (64, 3, 7, 7), "bn1": (64,)}
+    c_in = 64
+    for stage, n in enumerate(RESNET50_BLOCKS, start=1):
+        w = 64 * 2 ** (stage - 1)
+        for b in range(n):
+            p = f"layer{stage}.{b}"
+            shapes.update(
+                {
+                    f"{p}.conv1": (w, c_in, 1, 1),
+                    f"{p}.bn1": (w,),
+                    f"{p}.conv2": (w, w, 3, 3),
+                    f"{p}.bn2": (w,),
+                    f"{p}.conv3": (4 * w, w, 1, 1),
+                    f"{p}.bn3": (4 * w,),
+                }
+            )
+            if b == 0:
+                shapes[f"{p}.downsample.0"] = (4 * w, c_in, 1, 1)
+                shapes[f"{p}.downsample.1"] = (4 * w,)
+            c_in = 4 * w
+    return shapes
+
+
+# --- moco -------------------------------------------------------------------------------
+
+
+def _moco_version(sd: dict) -> str:
+    if "module.encoder_q.fc.0.weight" in sd:
+        return "v2"
+    if "module.encoder_q.fc.weight" in sd:
+        return "v1"
+    raise WeightsError(
+        "checkpoint: no module.encoder_q.fc.0.weight (MoCo v2) nor module.encoder_q.fc.weight "
+        "(v1) in state_dict; is it a facebookresearch/moco checkpoint?"
+    )
+
+
+def _moco_expected(version: str, dim: int, k: int) -> dict[str, tuple]:
+    """Every state_dict key of an official MoCo resnet50 and its shape."""
+    out: dict[str, tuple] = {}
+    for part in ("encoder_q", "encoder_k"):
+        for tv, shape in _resnet50_shapes().items():
+            p = f"module.{part}.{tv}"
+            if len(shape) == 4:
+                out[f"{p}.weight"] = shape
+            else:
+                for role in ("weight", "bias", "running_mean", "running_var"):
+                    out[f"{p}.{role}"] = shape
+                out[f"{p}.num_batches_tracked"] = ()
+        fc = f"module.{part}.fc"
+        if version == "v2":
+            out.update({f"{fc}.0.weight": (2048, 2048), f"{fc}.0.bias": (2048,)})
+            out.update({f"{fc}.2.weight": (dim, 2048), f"{fc}.2.bias": (dim,)})
+        else:
+            out.update({f"{fc}.weight": (dim, 2048), f"{fc}.bias": (dim,)})
+    out.update({"module.queue": (dim, k), "module.queue_ptr": (1,)})
+    return out
+
+
+def _check_keys(expected: dict, got: dict, what: str) -> None:
+    missing = [n for n in expected if n not in got]
+    unknown = [n for n in got if n not in expected]
+    if unknown:
+        raise WeightsError(f"checkpoint: unknown {what} {unknown[0]!r} ({len(unknown)} in all)")
+    if missing:
+        raise WeightsError(f"checkpoint: missing {what} {missing[0]!r} ({len(missing)} in all)")
+    for n, shape in expected.items():
+        _check_shape(n, got[n], shape)
+
+
+def moco_state(checkpoint: dict) -> tuple[dict, dict]:
+    """The canonical state of an official MoCo checkpoint, and what the mapping did.
+
+    Args:
+        checkpoint: the loaded ``.pth.tar``: ``{"epoch", "arch", "state_dict": {key: array},
+            "optimizer"}``, arrays as NumPy (torch's layouts: OIHW, (out, in)).
+
+    Returns:
+        ``(state, info)``: ``state`` canonical (``encoder_q/...``, ``encoder_k/...``, ``queue``
+        (K, D), ``queue_ptr``); ``info``: version, dims, the skipped entries by kind, and
+        ``pairs``, ``[(torchvision name, canonical layer)]`` of the proof.
+
+    Raises:
+        WeightsError: another arch, an unknown, missing or misshapen key (one line, named).
+    """
+    arch = checkpoint.get("arch")
+    if arch != "resnet50":
+        raise WeightsError(f"checkpoint: arch {arch!r} is not supported (resnet50 only)")
+    sd = checkpoint["state_dict"]
+    version = _moco_version(sd)
+    queue = sd.get("module.queue")
+    if queue is None or np.ndim(queue) != 2:
+        raise WeightsError("checkpoint: module.queue missing or not a (dim, K) matrix")
+    dim, k = np.shape(queue)
+    _check_keys(_moco_expected(version, dim, k), sd, "state_dict key")
+    state: dict[str, np.ndarray] = {}
+    pairs: list[tuple[str, str]] = []
+    for part in ("encoder_q", "encoder_k"):
+        names = _canonical_encoder(part)
+        for tv, layer in names.items():
+            p = f"module.{part}.{tv}"
+            if layer.rsplit("/", 1)[1].startswith("conv"):
+                state[f"{layer}/kernel"] = np.transpose(sd[f"{p}.weight"], (2, 3, 1, 0))
+            else:
+                state.update(
+                    _bn_entries(
+                        layer,
+                        sd[f"{p}.weight"],
+                        sd[f"{p}.bias"],
+                        sd[f"{p}.running_mean"],
+                        sd[f"{p}.running_var"],
+                    )
+                )
+            pairs.append((f"{part}.{tv}", layer))
+        head, head_pairs = _moco_head(sd, f"module.{part}.fc", f"{part}/head", version)
+        state.update(head)
+        pairs += [(f"{part}.{a}", b) for a, b in head_pairs]
+        pairs += [(f"{part}.h", f"{part}/h"), (f"{part}.z", f"{part}/z")]
+    state["queue"] = np.ascontiguousarray(np.transpose(sd["module.queue"]))  # (D, K) -> (K, D)
+    ptr = np.asarray(int(np.asarray(sd["module.queue_ptr"]).reshape(-1)[0]))
+    info = {
+        "format": "moco",
+        "version": version,
+        "epoch": int(checkpoint.get("epoch", 0)),
+        "dim": int(dim),
+        "queue_size": int(k),
+        "skipped": {
+            "num_batches_tracked (BN step counters)": sum(
+                n.endswith("num_batches_tracked") for n in sd
+            ),
+            "optimizer state (SGD momentum buffers)": int(checkpoint.get("optimizer_entries", 0)),
+        },
+        "pairs": pairs,
+        "inference_only": (
+            [
+                "the v2 head's hidden Linear(bias) is Linear(no bias) + BN(mean 0, var 1, "
+                "gamma sqrt(1 + eps), beta = the bias): exact at inference, not in training"
+            ]
+            if version == "v2"
+            else []
+        ),
+    }
+    state = {k: np.asarray(v, np.float64) for k, v in state.items()}  # folded entries exact
+    return {**state, "queue_ptr": ptr}, info
+
+
+def _moco_head(sd: dict, fc: str, prefix: str, version: str):
+    """MoCo's fc as our ProjectionHead: v1 one Linear; v2 Linear(bias)-ReLU-Linear, whose
+    hidden bias becomes the beta of a BN that is the identity at inference."""
+    if version == "v1":
+        state = {
+            canonical_name(prefix, "dense", 0, "kernel"): np.transpose(sd[f"{fc}.weight"]),
+            canonical_name(prefix, "dense", 0, "bias"): np.asarray(sd[f"{fc}.bias"]),
+        }
+        return state, [("fc", f"{prefix}/dense0")]
+    bias = np.asarray(sd[f"{fc}.0.bias"], np.float64)
+    ones = np.ones_like(bias)
+    state = {
+        canonical_name(prefix, "dense", 0, "kernel"): np.transpose(sd[f"{fc}.0.weight"]),
+        **_bn_entries(f"{prefix}/bn0", np.sqrt(ones + BN_EPS), bias, 0 * bias, ones),
+        canonical_name(prefix, "dense", 1, "kernel"): np.transpose(sd[f"{fc}.2.weight"]),
+        canonical_name(prefix, "dense", 1, "bias"): np.asarray(sd[f"{fc}.2.bias"]),
+    }
+    return state, [("fc.0", f"{prefix}/bn0"), ("fc.2", f"{prefix}/dense1")]
+
+
+def moco_config(info: dict) -> dict:
+    """The ``TrainConfig`` fields of an imported MoCo run (``main_moco.py``'s defaults, and
+    the README's v2 recipe: ``--moco-t 0.2``); the rest stay the project's defaults."""
+    return {
+        "method": "moco",
+        "encoder": "resnet50",
+        "proj_dim": info["dim"],
+        "hidden_dim": 2048,
+        "head_layers": 2 if info["version"] == "v2" else 1,
+        "queue_size": info["queue_size"],
+        "key_momentum": 0.999,
+        "temperature": 0.2 if info["version"] == "v2" else 0.07,
+        "batch_size": 256,
+        "symmetric": False,  # builder.py: one loss per pair, q from im_q, k from im_k
+        "lr": 0.03,
+        "weight_decay": 1e-4,
+        "epochs": max(1, info["epoch"]),
+    }
+
+
+# --- simclr-tf1 -------------------------------------------------------------------------
+
+SKIPPED_SUFFIXES = {
+    "/ExponentialMovingAverage": "EMA shadows (ExponentialMovingAverage)",
+    "/Momentum": "optimiser slots (Momentum / LARS momentum)",
+    "/Adam": "optimiser slots (Adam)",
+    "/Adam_1": "optimiser slots (Adam)",
+}
+SKIPPED_NAMES = {
+    "global_step": "global_step",
+    "beta1_power": "optimiser slots (Adam)",
+    "beta2_power": "optimiser slots (Adam)",
+}
+PLAIN_CONVS = {53: 50, 104: 101, 155: 152}  # 1 stem + 3 per block + 4 projections
+SK_CONVS = {87: 50, 172: 101, 257: 152}  # 3 stem convs + 5 per block + 4 projections
+
+
+def _skip_kind(name: str) -> str | None:
+    if name in SKIPPED_NAMES:
+        return SKIPPED_NAMES[name]
+    for suffix, kind in SKIPPED_SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def _simclr_variant(weights: dict) -> tuple[bool, int]:
+    """``(cifar_stem, proj_layers)`` of a supported checkpoint.
+
+    Raises:
+        WeightsError: selective kernels, a width other than 1x, a depth other than 50.
+    """
+    convs = [n for n in weights if n.startswith("base_model/conv2d") and n.endswith("/kernel")]
+    stem = weights.get("base_model/conv2d/kernel")
+    if stem is None:
+        raise WeightsError("checkpoint: missing variable 'base_model/conv2d/kernel'")
+    if len(convs) in SK_CONVS:
+        raise WeightsError(
+            f"checkpoint: selective kernels (sk_ratio > 0, ResNet-{SK_CONVS[len(convs)]}-SK) "
+            "are not supported"
+        )
+    if len(convs) not in PLAIN_CONVS:
+        raise WeightsError(f"checkpoint: a ResNet with {len(convs)} conv layers is not supported")
+    if PLAIN_CONVS[len(convs)] != 50:
+        raise WeightsError(
+            f"checkpoint: ResNet-{PLAIN_CONVS[len(convs)]} is not supported (ResNet-50 only)"
+        )
+    width = np.shape(stem)[-1] / 64
+    if width != 1:
+        raise WeightsError(f"checkpoint: width {width:g}x is not supported (1x only)")
+    layers = sum(
+        n.startswith("head_contrastive/nl_") and n.endswith("/dense/kernel") for n in weights
+    )
+    if layers not in (2, 3):
+        raise WeightsError(
+            f"checkpoint: {layers} projection layers under head_contrastive/nl_*; expected "
+            "2 (SimCLR v1) or 3 (v2)"
+        )
+    return tuple(np.shape(stem)[:2]) == (3, 3), layers
+
+
+def _simclr_expected(cifar: bool, layers: int, out_dim: int, classes: int | None) -> dict:
+    """Every official variable name (EMA and slots aside) and its shape."""
+    out: dict[str, tuple] = {}
+    shapes = _resnet50_shapes()
+    if cifar:
+        shapes["conv1"] = (64, 3, 3, 3)
+    for scope, kind, tv in simclr_layers():
+        s = shapes[tv]
+        if kind == "conv":
+            out[f"{scope}/kernel"] = (s[2], s[3], s[1], s[0])  # HWIO
+        else:
+            for role in ("gamma", "beta", "moving_mean", "moving_variance"):
+                out[f"{scope}/{role}"] = s
+    for j in range(layers):
+        last = j == layers - 1
+        dim = out_dim if last else 2048
+        p = f"head_contrastive/nl_{j}"
+        out[f"{p}/dense/kernel"] = (2048, dim)
+        roles = (
+            ("gamma", "moving_mean", "moving_variance")
+            if last
+            else ("gamma", "beta", "moving_mean", "moving_variance")
+        )
+        out.update({f"{p}/batch_normalization/{r}": (dim,) for r in roles})
+    if classes is not None:
+        out["head_supervised/linear_layer/dense/kernel"] = (2048, classes)
+        out["head_supervised/linear_layer/dense/bias"] = (classes,)
+    return out
+
+
+def simclr_state(variables: dict) -> tuple[dict, dict, dict]:
+    """The canonical state of an official SimCLR TF1 checkpoint, its supervised head apart.
+
+    Args:
+        variables: ``{checkpoint variable name: array}`` (``tf.train.load_checkpoint``).
+
+    Returns:
+        ``(state, info, supervised)``: ``state`` canonical (``net/encoder/...``,
+        ``net/head/...``; the last head layer's BN folded into its Dense, in float64);
+        ``info``: variant, dims, the skipped variables by kind, ``pairs`` of the proof;
+        ``supervised``: ``{"kernel" (2048, classes), "bias"}`` or empty.
+
+    Raises:
+        WeightsError: an unsupported variant, an unknown, missing or misshapen variable.
+    """
+    skipped: dict[str, int] = {}
+    weights = {}
+    for name, array in variables.items():
+        kind = _skip_kind(name)
+        if kind:
+            skipped[kind] = skipped.get(kind, 0) + 1
+        else:
+            weights[name] = array
+    cifar, layers = _simclr_variant(weights)
+    last = f"head_contrastive/nl_{layers - 1}/dense/kernel"
+    out_dim = int(np.shape(weights[last])[-1]) if last in weights else 128
+    sup = weights.get("head_supervised/linear_layer/dense/kernel")
+    classes = None if sup is None else int(np.shape(sup)[-1])
+    _check_keys(_simclr_expected(cifar, layers, out_dim, classes), weights, "variable")
+    state: dict[str, np.ndarray] = {}
+    pairs = []
+    names = _canonical_encoder("net")
+    for scope, kind, tv in simclr_layers():
+        layer = names[tv]
+        if kind == "conv":
+            state[f"{layer}/kernel"] = weights[f"{scope}/kernel"]
+        else:
+            state.update(_bn_entries(layer, *(weights[f"{scope}/{r}"] for r in _BN_ROLES)))
+        pairs.append((scope, layer))
+    head, head_pairs = _simclr_head(weights, layers)
+    state.update(head)
+    pairs += head_pairs + [("h", "net/h"), ("z", "net/z")]
+    supervised = {}
+    if classes is not None:
+        p = "head_supervised/linear_layer/dense"
+        supervised = {"kernel": weights[f"{p}/kernel"], "bias": weights[f"{p}/bias"]}
+    info = {
+        "format": "simclr-tf1",
+        "version": "v2" if layers == 3 else "v1",
+        "cifar_stem": cifar,
+        "dim": out_dim,
+        "proj_layers": layers,
+        "supervised_classes": classes,
+        "skipped": skipped,
+        "pairs": pairs,
+        "inference_only": [
+            f"the last projection layer's Dense(no bias) + BN(center=False) (nl_{layers - 1}) "
+            "is folded into one Dense(bias): exact at inference, not in training"
+        ],
+    }
+    return {k: np.asarray(v, np.float64) for k, v in state.items()}, info, supervised
+
+
+_BN_ROLES = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def _simclr_head(weights: dict, layers: int):
+    """head_contrastive as our ProjectionHead: the middle layers as they are (Dense(no bias),
+    BN, ReLU), the last Dense + BN(center=False) folded into Dense(bias)."""
+    state, pairs = {}, []
+    for j in range(layers - 1):
+        p = f"head_contrastive/nl_{j}"
+        state[canonical_name("net/head", "dense", j, "kernel")] = weights[f"{p}/dense/kernel"]
+        bn = [weights[f"{p}/batch_normalization/{r}"] for r in _BN_ROLES]
+        state.update(_bn_entries(f"net/head/bn{j}", *bn))
+        pairs.append((p, f"net/head/bn{j}"))
+    p = f"head_contrastive/nl_{layers - 1}"
+    kernel = np.asarray(weights[f"{p}/dense/kernel"], np.float64)
+    gamma, mean, var = (
+        np.asarray(weights[f"{p}/batch_normalization/{r}"], np.float64)
+        for r in ("gamma", "moving_mean", "moving_variance")
+    )
+    scale = gamma / np.sqrt(var + BN_EPS)  # BN(center=False): gamma (x - mean) / sqrt(var + eps)
+    state[canonical_name("net/head", "dense", layers - 1, "kernel")] = kernel * scale
+    state[canonical_name("net/head", "dense", layers - 1, "bias")] = -mean * scale
+    pairs.append((p, f"net/head/dense{layers - 1}"))
+    return state, pairs
+
+
+def simclr_config(info: dict) -> dict:
+    """The ``TrainConfig`` fields of an imported SimCLR run (``run.py``'s defaults: LARS,
+    temperature 0.1 for v1's flags, batch 512... only the shape fields matter to a run)."""
+    return {
+        "method": "simclr",
+        "encoder": "resnet50_cifar" if info["cifar_stem"] else "resnet50_samepool",
+        "proj_dim": info["dim"],
+        "hidden_dim": 2048,
+        "head_layers": info["proj_layers"],
+        "temperature": 0.1,
+        "batch_size": 512,
+        "epochs": 100,
+    }

@@ -347,3 +347,15 @@ def test_bf16_step_runs_in_bf16_in_both_frameworks_and_agrees_within_the_derived
     plain, o_plain, _ = tpar.step_case(case, "float32")
     with pytest.raises(ValueError, match="amp: True, but the model's dtype policy is 'float32'"):
         tpar.step_outputs(plain, x1, x2, o_plain, amp=True)
+
+
+def test_resnet18_step_is_the_same_in_both_frameworks_float64():
+    """torchvision's ResNet-18 (the ImageNet stem: the 7x7 stride-2 conv padded 3, the padded
+    max-pool) against ``tf_impl.models.ResNet``, one SimCLR step with LARS, float64. Its blocks
+    are resnet18_cifar's (slow-marked above); the stem is what this adds."""
+    pt, tfm = _models("simclr", "resnet18", temperature=0.2)
+    x1, x2 = _views(4)
+    a = ppar.step_outputs(pt, x1, x2, popt.build_optimizer(pt, "lars", 0.1, 0.9, 1e-4))
+    b = tpar.step_outputs(tfm, x1, x2, topt.build_optimizer(tfm, "lars", 0.1, 0.9, 1e-4))
+    assert len([k for k in a if k.startswith("grad/")]) == 20 + 2 * 20 + 5  # 20 convs, 20 BNs, head
+    _compare(a, b, "simclr resnet18 lars")

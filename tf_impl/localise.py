@@ -2,16 +2,16 @@
 
 ``torch_impl.localise.capture`` records each layer's input; :func:`layer_outputs` and
 :func:`optimizer_step` are the same functions as torch's, and ``shared.parity.localise``
-compares the two. A layer is run as the model runs it: a stride-2 ``_BasicBlock``'s first conv
-on ``block.pad_input(x)``. Each function leaves the model's weights and statistics as it found
+compares the two. A layer is run as the model runs it: a ResNet conv that pads explicitly (a
+block's or the stem's ``padded``) on ``parent.pad_input(x)``. Each function leaves the model's weights and statistics as it found
 them.
 
 Fault injection (``inject=``, the catalogue row to leave unaligned; never used by default):
 
 * ``"BN momentum and epsilon"``: :func:`inject_model` sets every BN to Keras's defaults
   (momentum 0.99, epsilon 1e-3), as ``keras.layers.BatchNormalization()`` builds it;
-* ``"stride-2 conv padding"``: :func:`inject_model` gives each stride-2 block's first conv
-  Keras's ``padding="same"`` and no explicit pad;
+* ``"stride-2 conv padding"``: :func:`inject_model` gives each explicitly padded stride-2 conv
+  (a block's 3x3, the ImageNet stem's 7x7) Keras's ``padding="same"`` and no explicit pad;
 * ``"SGD with momentum"``, ``"Adam's epsilon"``: :func:`optimizer_step` uses Keras's stock
   ``keras.optimizers.SGD`` / ``Adam`` instead of ``tf_impl.optim``'s;
 * ``"L2 normalisation clamp"``: :func:`layer_outputs` normalises with
@@ -86,20 +86,16 @@ def inject_model(model, inject: str | None) -> None:
     for _, layer, parent, _ in _layers(model).values():
         if inject == "BN momentum and epsilon" and isinstance(layer, models.SplitBatchNorm):
             layer.momentum, layer.epsilon = 0.99, 1e-3
-        if (
-            inject == "stride-2 conv padding"
-            and isinstance(parent, models._BasicBlock)
-            and layer is parent.c1
-            and parent.stride != 1
-        ):
-            layer.padding = "same"
-            parent.pad_input = lambda x: x
+        if inject == "stride-2 conv padding" and layer is getattr(parent, "padded", None):
+            if layer.strides != (1, 1):
+                layer.padding = "same"
+                parent.pad_input = lambda x: x
 
 
 def _call_of(kind: str, layer, parent):
     if kind == "bn":
         return lambda x: layer(x, training=True)
-    if isinstance(parent, models._BasicBlock) and layer is parent.c1:
+    if layer is getattr(parent, "padded", None):  # a ResNet conv that pads its input explicitly
         return lambda x: layer(parent.pad_input(x))
     return layer
 

@@ -5,7 +5,8 @@
 The same layers under the same names as ``torch_impl.models``:
 
 * :class:`SmallCNN` layer for layer (3x3 conv without bias, BN, 2x2 max-pool, ReLU, GAP) and
-  :class:`ResNet18Cifar` (the CIFAR stem: 3x3 stride-1 conv, no max-pool).
+  :class:`ResNet`, torchvision's ResNet-18 and ResNet-50 block for block: the ImageNet stem,
+  the CIFAR stem (3x3 stride-1 conv, no max-pool), or ``resnet50_samepool``'s "SAME" max-pool.
 * :class:`ProjectionHead`: ``head_layers - 1`` Dense-BN-ReLU blocks, then Dense.
 * :class:`EncoderWithHead`: f then g, ``call(x) -> (h, z)``.
 * :class:`SplitBatchNorm`: training statistics per sub-batch (``bn_splits``), the
@@ -160,31 +161,46 @@ class SmallCNN(keras.Model):
         return tf.reduce_mean(x, axis=[1, 2])  # (B, 8w) global average pool
 
 
+def _pad(x, pixels: int):
+    """torch's ``padding=pixels``: zeros on every side of x (B, H, W, C)."""
+    if pixels == 0:
+        return x
+    return tf.pad(x, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]])
+
+
+def _conv(filters: int, size: int, stride: int = 1, pad: int = 0):
+    """A bias-free conv; with ``pad`` its input is padded explicitly (see ``pad_input``), so it
+    is "valid", else "same" (equal to torch's ``padding=size // 2`` at stride 1 only)."""
+    padding = "valid" if pad or size == 1 else "same"
+    return keras.layers.Conv2D(filters, size, stride, padding=padding, use_bias=False)
+
+
 class _BasicBlock(keras.layers.Layer):
     """torchvision's BasicBlock, layer for layer and in the same order (c1, b1, c2, b2, proj, bp).
 
     Padding matches torch: a stride-2 3x3 conv pads 1 pixel on every side (Keras's "same" would
-    pad 0 before and 1 after, which shifts every window by a pixel), so the input is padded
-    explicitly and the conv is "valid".
+    pad 0 before and 1 after, which shifts every window by a pixel), so the input of ``padded``
+    is padded explicitly (``pad_input``) and the conv is "valid".
     """
+
+    expansion = 1
 
     def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
         super().__init__(**kw)
         self.stride = stride
-        self.c1 = keras.layers.Conv2D(
-            filters, 3, stride, padding="same" if stride == 1 else "valid", use_bias=False
-        )
+        self.c1 = _conv(filters, 3, stride, pad=int(stride != 1))
         self.b1 = _bn(bn_splits)
-        self.c2 = keras.layers.Conv2D(filters, 3, 1, padding="same", use_bias=False)
+        self.c2 = _conv(filters, 3)
         self.b2 = _bn(bn_splits)
         self.proj = self.bp = None
         if stride != 1 or in_filters != filters:
-            self.proj = keras.layers.Conv2D(filters, 1, stride, use_bias=False)  # 1x1: no padding
+            self.proj = _conv(filters, 1, stride)  # 1x1: no padding
             self.bp = _bn(bn_splits)
+        self.padded = self.c1
 
     def pad_input(self, x):
-        """``c1``'s input: x, padded by 1 pixel on every side at stride 2 (torch's padding=1)."""
-        return x if self.stride == 1 else tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        """``padded``'s input: x, padded by 1 pixel on every side at stride 2 (torch's padding=1)."""
+        return x if self.stride == 1 else _pad(x, 1)
 
     def call(self, x, training=False):
         y = tf.nn.relu(self.b1(self.c1(self.pad_input(x)), training=training))
@@ -193,29 +209,99 @@ class _BasicBlock(keras.layers.Layer):
         return tf.nn.relu(y + sc)
 
 
-class ResNet18Cifar(keras.Model):
-    """ResNet-18 with the CIFAR stem: (B, 32, 32, 3) -> (B, 512)."""
+class _Bottleneck(keras.layers.Layer):
+    """torchvision's Bottleneck (ResNet v1.5: the stride is on the 3x3 conv), layer for layer
+    and in the same order: 1x1 (c1, b1), 3x3 (c2, b2), 1x1 to 4 x filters (c3, b3), proj, bp.
+    The stride-2 3x3 conv pads explicitly, as in :class:`_BasicBlock`."""
 
-    def __init__(self, bn_splits: int = 1, **kw):
+    expansion = 4
+
+    def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
         super().__init__(**kw)
-        self.stem = keras.layers.Conv2D(64, 3, 1, padding="same", use_bias=False)
-        self.stem_bn = _bn(bn_splits)
-        self.stages = [
-            _BasicBlock(f, s if i == 0 else 1, bn_splits, in_filters=f_in if i == 0 else f)
-            for f_in, (f, s) in zip((64, 64, 128, 256), ((64, 1), (128, 2), (256, 2), (512, 2)))
-            for i in range(2)
-        ]
-        self.feature_dim = 512
-        self.input_size = 32
+        self.stride = stride
+        self.c1 = _conv(filters, 1)
+        self.b1 = _bn(bn_splits)
+        self.c2 = _conv(filters, 3, stride, pad=int(stride != 1))
+        self.b2 = _bn(bn_splits)
+        self.c3 = _conv(4 * filters, 1)
+        self.b3 = _bn(bn_splits)
+        self.proj = self.bp = None
+        if stride != 1 or in_filters != 4 * filters:
+            self.proj = _conv(4 * filters, 1, stride)
+            self.bp = _bn(bn_splits)
+        self.padded = self.c2
+
+    def pad_input(self, x):
+        """``padded``'s input: x, padded by 1 pixel on every side at stride 2."""
+        return x if self.stride == 1 else _pad(x, 1)
 
     def call(self, x, training=False):
-        x = tf.nn.relu(self.stem_bn(self.stem(x), training=training))
+        y = tf.nn.relu(self.b1(self.c1(x), training=training))
+        y = tf.nn.relu(self.b2(self.c2(self.pad_input(y)), training=training))
+        y = self.b3(self.c3(y), training=training)
+        sc = x if self.proj is None else self.bp(self.proj(x), training=training)
+        return tf.nn.relu(y + sc)
+
+
+class ResNet(keras.Model):
+    """torchvision's ResNet without its classifier: (B, S, S, 3) -> (B, 512 or 2048).
+
+    Args:
+        depth: 18 (BasicBlocks 2-2-2-2) or 50 (Bottlenecks 3-4-6-3).
+        cifar_stem: SimCLR appendix B.9's stem for 32 px: a 3x3 stride-1 conv, no max-pool.
+            Otherwise the ImageNet stem: a 7x7 stride-2 conv padded 3 on every side, BN, ReLU
+            and a 3x3 stride-2 max-pool padded 1 (zeros: after a ReLU they equal torch's -inf).
+        same_pool: the ImageNet stem's max-pool with TensorFlow's "SAME" padding instead (0
+            before and 1 after on an even size), as google-research/simclr's ResNet has it.
+        bn_splits: see :class:`SplitBatchNorm`.
+    """
+
+    def __init__(self, depth=18, cifar_stem=True, same_pool=False, bn_splits: int = 1, **kw):
+        super().__init__(**kw)
+        block, depths = {18: (_BasicBlock, (2, 2, 2, 2)), 50: (_Bottleneck, (3, 4, 6, 3))}[depth]
+        self.cifar_stem, self.same_pool = cifar_stem, same_pool
+        self.stem = _conv(64, 3) if cifar_stem else _conv(64, 7, 2, pad=3)
+        self.stem_bn = _bn(bn_splits)
+        self.pool = (
+            None if cifar_stem else keras.layers.MaxPool2D(3, 2, "same" if same_pool else "valid")
+        )
+        self.stages, f_in = [], 64  # one flat list of blocks (tracked by tf.train.Checkpoint)
+        for f, s, n in zip((64, 128, 256, 512), (1, 2, 2, 2), depths):
+            for i in range(n):
+                self.stages.append(block(f, s if i == 0 else 1, bn_splits, in_filters=f_in))
+                f_in = f * block.expansion
+        self.padded = None if cifar_stem else self.stem
+        self.feature_dim = f_in
+        self.input_size = 32 if cifar_stem else 224
+
+    def pad_input(self, x):
+        """The stem conv's input: x, padded 3 pixels on every side for the 7x7 stride-2 conv."""
+        return x if self.cifar_stem else _pad(x, 3)
+
+    def call(self, x, training=False):
+        x = tf.nn.relu(self.stem_bn(self.stem(self.pad_input(x)), training=training))
+        if self.pool is not None:
+            x = self.pool(x if self.same_pool else _pad(x, 1))
         for block in self.stages:
             x = block(x, training=training)
-        return tf.reduce_mean(x, axis=[1, 2])
+        return tf.reduce_mean(x, axis=[1, 2])  # (B, F) global average pool
 
 
-ENCODERS = {"small_cnn": SmallCNN, "resnet18_cifar": ResNet18Cifar}
+def _resnet(depth: int, cifar_stem: bool, same_pool: bool = False):
+    def build(bn_splits: int = 1):
+        return ResNet(depth, cifar_stem, same_pool, bn_splits)
+
+    return build
+
+
+ENCODERS = {
+    "small_cnn": SmallCNN,
+    "resnet18_cifar": _resnet(18, True),
+    "resnet18": _resnet(18, False),
+    "resnet50_cifar": _resnet(50, True),
+    "resnet50": _resnet(50, False),
+    "resnet50_samepool": _resnet(50, False, same_pool=True),
+}
 
 
 def build_encoder(name: str, bn_splits: int = 1) -> keras.Model:
@@ -223,7 +309,7 @@ def build_encoder(name: str, bn_splits: int = 1) -> keras.Model:
     if name not in ENCODERS:
         raise ValueError(f"encoder: expected one of {sorted(ENCODERS)}, got {name!r}")
     enc = ENCODERS[name](bn_splits=bn_splits)
-    enc(tf.zeros([max(2, bn_splits), enc.input_size, enc.input_size, 3]))
+    enc(tf.zeros([max(2, bn_splits), 32, 32, 3]))  # any size builds the weights (GAP at the end)
     return enc
 
 

@@ -3,7 +3,9 @@
     x --encoder f--> h --head g--> z        (SimCLR Fig. 2; MoCo v2's f_q and f_k)
 
 * Encoders: :class:`SmallCNN`, a 4-block CNN for the 32-px embedded dataset, and torchvision
-  ResNet-18/50 (optionally with the CIFAR stem: 3x3 conv, stride 1, no max-pool).
+  ResNet-18/50 (optionally with the CIFAR stem: 3x3 conv, stride 1, no max-pool), and
+  ``resnet50_samepool``, whose stem max-pool pads as TensorFlow's "SAME" does
+  (:class:`SamePadMaxPool2d`), the layout of google-research/simclr's checkpoints.
   ``tf_impl.models`` builds the same layers under the same names.
 * :class:`ProjectionHead`: ``head_layers - 1`` blocks of Linear-BN-ReLU, then a Linear.
 * :class:`EncoderWithHead`: f then g, ``forward(x) -> (h, z)``; SimCLR has one, MoCo two.
@@ -164,24 +166,51 @@ class SmallCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))  # (B, 8w)
 
 
-def _resnet(name: str, cifar_stem: bool, bn_splits: int = 1) -> nn.Module:
-    norm = partial(SplitBatchNorm, num_splits=bn_splits)
-    net = getattr(torchvision.models, name)(weights=None, norm_layer=norm)  # no download
-    if cifar_stem:  # SimCLR appendix B.9: 3x3 stride-1 first conv, no max-pool, for 32 px
-        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    net.feature_dim = net.fc.in_features
-    net.fc = nn.Identity()  # h is the pooled feature before the classifier
-    net.input_size = 32 if cifar_stem else 224
-    return net
+class SamePadMaxPool2d(nn.Module):
+    """A max-pool with TensorFlow's "SAME" padding: ``ceil(n / stride)`` outputs, the padding
+    split with the smaller half before (0 before and 1 after for 3x3 stride 2 on an even
+    size), padded with -inf. google-research/simclr's ResNet pools so; torchvision pads 1 on
+    both sides, which moves every window by a pixel."""
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for n in (x.shape[3], x.shape[2]):  # F.pad's order: last dim first
+            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel_size - n, 0)
+            pads += [total // 2, total - total // 2]
+        x = F.pad(x, pads, value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+def _resnet(name: str, cifar_stem: bool, same_pool: bool = False):
+    """A builder ``(bn_splits) -> torchvision ResNet`` without its classifier."""
+
+    def build(bn_splits: int = 1) -> nn.Module:
+        norm = partial(SplitBatchNorm, num_splits=bn_splits)
+        net = getattr(torchvision.models, name)(weights=None, norm_layer=norm)  # no download
+        if cifar_stem:  # SimCLR appendix B.9: 3x3 stride-1 first conv, no max-pool, for 32 px
+            net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        elif same_pool:
+            net.maxpool = SamePadMaxPool2d(3, 2)
+        net.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()  # h is the pooled feature before the classifier
+        net.input_size = 32 if cifar_stem else 224
+        return net
+
+    return build
 
 
 ENCODERS = {
-    "small_cnn": lambda bn_splits: SmallCNN(bn_splits=bn_splits),
-    "resnet18_cifar": lambda bn_splits: _resnet("resnet18", True, bn_splits),
-    "resnet18": lambda bn_splits: _resnet("resnet18", False, bn_splits),
-    "resnet50_cifar": lambda bn_splits: _resnet("resnet50", True, bn_splits),
-    "resnet50": lambda bn_splits: _resnet("resnet50", False, bn_splits),
+    "small_cnn": lambda bn_splits=1: SmallCNN(bn_splits=bn_splits),
+    "resnet18_cifar": _resnet("resnet18", True),
+    "resnet18": _resnet("resnet18", False),
+    "resnet50_cifar": _resnet("resnet50", True),
+    "resnet50": _resnet("resnet50", False),
+    "resnet50_samepool": _resnet("resnet50", False, same_pool=True),
 }
 
 

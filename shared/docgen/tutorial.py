@@ -277,10 +277,14 @@ method classes in `*/simclr.py` and `*/moco.py` add the loss and the step.
             "The encoder",
             """
 `SmallCNN` (the default: four 3x3 conv-BN-ReLU blocks, a 2x2 max-pool after each of the first
-three, then global average pooling to 256 features) or a CIFAR-style
-ResNet-18 (`--encoder resnet18_cifar`), in `torch_impl/models.py` and `tf_impl/models.py`
+three, then global average pooling to 256 features) or a ResNet: `resnet18_cifar` and
+`resnet50_cifar` (the CIFAR stem: a 3x3 stride-1 conv, no max-pool), `resnet18` and
+`resnet50` (torchvision's ImageNet stem), and `resnet50_samepool` (the ImageNet stem with
+TensorFlow's "SAME" max-pool, the layout of SimCLR's official checkpoints). Each is in
+`torch_impl/models.py` (torchvision) and `tf_impl/models.py` (`ResNet`, plain Keras layers)
 with the same canonical weight names, so weights port between the frameworks
-(`rosetta port`, `shared/parity/weights.py`).
+(`rosetta port`, `shared/parity/weights.py`; `tests/test_encoders.py` checks the walk and the
+features, and ResNet-50's float64 forward and backward).
 """,
         ),
         section(
@@ -765,7 +769,8 @@ def chapter9(f: Facts) -> list[str]:
             """
 The papers use ResNet-50 on ImageNet and CIFAR-style ResNet-18 on small images. On two CPU
 cores this project defaults to a small CNN so that the demo finishes in minutes;
-`--encoder resnet18_cifar` is there for GPUs.
+`--encoder resnet18_cifar`, `resnet50_cifar`, `resnet18` and `resnet50` are there, in both
+frameworks, for GPUs.
 """,
         ),
         section(

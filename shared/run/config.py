@@ -79,7 +79,7 @@ HELP = {
     "train_split": "the split trained on: train, or unlabeled (stl10's 100,000 unlabelled images)",
     "root": "where torchvision / tfds keep downloaded datasets",
     "download": "allow downloading the dataset (needs network access)",
-    "encoder": "small_cnn, resnet18_cifar (torch also: resnet18, resnet50, resnet50_cifar)",
+    "encoder": "small_cnn, resnet18_cifar, resnet18, resnet50, resnet50_cifar or resnet50_samepool (ImageNet stem with TF's \"SAME\" max-pool, as SimCLR's checkpoints)",
     "image_size": "side of the augmented crops in pixels (any dataset size is cropped to it)",
     "epochs": "passes over the training split (default: per method)",
     "batch_size": "images per step N; each step sees 2N views",

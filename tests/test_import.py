@@ -71,7 +71,9 @@ def _features(run_dir, framework: str, images: np.ndarray) -> dict:
     return {k: v for k, v in outs.items() if k.endswith("/z") or k.endswith("/h")}
 
 
-@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+@pytest.mark.parametrize(
+    "framework", ["torch", pytest.param("tensorflow", marks=pytest.mark.slow)]
+)  # the TF target's path: the SimCLR test into tensorflow
 def test_moco_v2_imports_and_matches_torchvision(tmp_path, framework, capsys):
     ck = write_moco(tmp_path / "checkpoint_0199.pth.tar")
     out = tmp_path / "run"
@@ -92,4 +94,165 @@ def test_moco_v2_imports_and_matches_torchvision(tmp_path, framework, capsys):
         for part, net in ck["nets"].items():
             want = net(torch.from_numpy(np.transpose(x, (0, 3, 1, 2))).float()).numpy()
             assert np.allclose(got[f"{part}/z"], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
-    from shared.parity.weights import load_weights  # noqa: F401
+
+
+# --- SimCLR TF1 ------------------------------------------------------------------------
+
+
+def simclr_variables(layers=3, width=1, sk=False, classes=10, seed=0) -> dict:
+    """The variables of an official SimCLR checkpoint, named as ``tf.layers`` names them while
+    ``resnet.py`` builds a ResNet-50 (stem, then per block: projection first, three convs) and
+    ``model_util.py`` the heads; with LARS ``Momentum`` slots, EMA shadows and global_step."""
+    rng = np.random.default_rng(seed)
+    v, count = {}, {}
+
+    def auto(base):
+        i = count[base] = count.get(base, -1) + 1
+        return f"base_model/{base}" + (f"_{i}" if i else "")
+
+    def bn(c, scope=None, center=True):
+        scope = scope or auto("batch_normalization")
+        v[f"{scope}/gamma"] = 0.5 + rng.random(c)
+        if center:
+            v[f"{scope}/beta"] = 0.1 * rng.standard_normal(c)
+        v[f"{scope}/moving_mean"] = 0.1 * rng.standard_normal(c)
+        v[f"{scope}/moving_variance"] = 0.5 + rng.random(c)
+
+    def conv(k, cin, cout):
+        v[f"{auto('conv2d')}/kernel"] = rng.normal(0, np.sqrt(2 / (k * k * cin)), (k, k, cin, cout))
+        bn(cout)
+
+    w = 64 * width
+    if sk:  # ResNet-D stem of sk_ratio > 0: three 3x3 convs
+        conv(3, 3, w // 2), conv(3, w // 2, w // 2), conv(3, w // 2, w)
+    else:
+        conv(7, 3, w)
+    cin = w
+    for n, f in zip((3, 4, 6, 3), (w, 2 * w, 4 * w, 8 * w)):
+        for b in range(n):
+            if b == 0:
+                conv(1, cin, 4 * f)
+            conv(1, cin, f)
+            if sk:  # sk_conv2d: a doubled 3x3 conv and two 1x1 mixing convs
+                conv(3, f, 2 * f), conv(1, f, 32), conv(1, 32, 2 * f)
+            else:
+                conv(3, f, f)
+            conv(1, f, 4 * f)
+            cin = 4 * f
+    for j in range(layers):
+        last = j == layers - 1
+        dim = 128 if last else cin
+        v[f"head_contrastive/nl_{j}/dense/kernel"] = rng.normal(0, cin**-0.5, (cin, dim))
+        bn(dim, f"head_contrastive/nl_{j}/batch_normalization", center=not last)
+    v["head_supervised/linear_layer/dense/kernel"] = rng.normal(0, 0.01, (cin, classes))
+    v["head_supervised/linear_layer/dense/bias"] = rng.normal(0, 0.01, classes)
+    v = {k: a.astype(np.float32) for k, a in v.items()}
+    extra = {f"{k}/ExponentialMovingAverage": a for k, a in v.items()}
+    extra.update({f"{k}/Momentum": 0 * a for k, a in v.items() if "moving_" not in k})
+    return {**v, **extra, "global_step": np.asarray(1000, np.int64)}
+
+
+def write_tf1(prefix, variables: dict) -> None:
+    """A TF1 name-based checkpoint (``.index`` + ``.data``), as tf.train.Saver writes one."""
+    import tensorflow as tf
+
+    names = sorted(variables)
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(variables[n]) for n in names],
+    )
+
+
+def _head_numpy(h: np.ndarray, v: dict, layers: int) -> np.ndarray:
+    """model_util.py's projection head at inference, in NumPy, from the raw variables."""
+    z = h.astype(np.float64)
+    for j in range(layers):
+        p = f"head_contrastive/nl_{j}"
+        z = z @ v[f"{p}/dense/kernel"]
+        bn = {r: v.get(f"{p}/batch_normalization/{r}", 0.0) for r in ("gamma", "beta")}
+        mean, var = (v[f"{p}/batch_normalization/moving_{r}"] for r in ("mean", "variance"))
+        z = bn["gamma"] * (z - mean) / np.sqrt(var + 1e-5) + bn["beta"]
+        z = z if j == layers - 1 else np.maximum(z, 0)
+    return z
+
+
+@pytest.mark.parametrize("framework,layers", [("torch", 3), ("tensorflow", 2)])
+def test_simclr_tf1_imports_and_matches_the_official_forward(tmp_path, framework, layers, capsys):
+    variables = simclr_variables(layers=layers)
+    write_tf1(tmp_path / "model.ckpt-1000", variables)
+    out = tmp_path / "run"
+    code = import_official(
+        tmp_path / "model.ckpt-1000", "simclr-tf1", framework, out, size=SIZE, in_process=True
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads((out / "import_report.json").read_text())
+    assert report["verdict"].startswith("PASS")
+    assert report["source"]["skipped"] == {
+        "EMA shadows (ExponentialMovingAverage)": sum(k.endswith("Average") for k in variables),
+        "optimiser slots (Momentum / LARS momentum)": sum(
+            k.endswith("Momentum") for k in variables
+        ),
+        "global_step": 1,
+    }
+    assert "RGB in [0, 1], no mean/std normalisation" in printed
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["encoder"], cfg["head_layers"]) == ("resnet50_samepool", layers)
+    sup = np.load(out / "supervised_head.npz")
+    assert np.array_equal(sup["kernel"], variables["head_supervised/linear_layer/dense/kernel"])
+    got = _features(out, framework, proof_batch("simclr-tf1", 2, SIZE))
+    want = _head_numpy(got["net/h"], variables, layers)  # the folded head against the raw one
+    assert np.allclose(got["net/z"], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda v: {**v, "base_model/extra/kernel": v["global_step"]}, "unknown variable"),
+        (lambda v: {k: a for k, a in v.items() if k != "base_model/conv2d_7/kernel"}, "missing"),
+        (
+            lambda v: {**v, "base_model/batch_normalization_3/gamma": np.ones(3, np.float32)},
+            "has shape (3,), expected (64,)",
+        ),
+        (lambda v: simclr_variables(sk=True), "selective kernels"),
+        (lambda v: simclr_variables(width=2), "width 2x is not supported"),
+    ],
+    ids=["unknown", "missing", "shape", "sk", "width2x"],
+)
+def test_bad_simclr_checkpoints_are_one_line_exit_2_and_no_run(tmp_path, change, message, capsys):
+    write_tf1(tmp_path / "model.ckpt-1", change(simclr_variables(layers=2)))
+    code = import_official(tmp_path / "model.ckpt-1", "simclr-tf1", "torch", tmp_path / "run",
+                           size=SIZE, in_process=True)  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt-1.data-00000-of-00001",
+                                                          "model.ckpt-1.index"]  # fmt: skip
+
+
+def test_bad_moco_checkpoints_are_one_line_exit_2(tmp_path, capsys):
+    write_moco(tmp_path / "c.pth.tar", version="v1", arch="resnet101")
+    code = import_official(tmp_path / "c.pth.tar", "moco", "torch", tmp_path / "run",
+                           size=SIZE, in_process=True)  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        "error: checkpoint: arch 'resnet101' is not supported (resnet50 only)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_moco_v1_import_is_evaluated_and_ported(tmp_path, capsys):
+    """v1 (one Linear head): the run is one ``eval`` and ``port`` accept."""
+    from shared.apps.port import main as port
+    from shared.run.config import load_config
+
+    write_moco(tmp_path / "c.pth.tar", version="v1")
+    assert import_official(tmp_path / "c.pth.tar", "moco", "torch", tmp_path / "run",
+                           size=SIZE, in_process=True) == 0  # fmt: skip
+    cfg = load_config(tmp_path / "run")
+    assert (cfg.encoder, cfg.head_layers, cfg.queue_size) == ("resnet50", 1, 256)
+    assert port([str(tmp_path / "run"), "--to", "torch", "--out", str(tmp_path / "ported")]) == 0
+    x = proof_batch("moco", 2, SIZE)
+    a, b = _features(tmp_path / "run", "torch", x), _features(tmp_path / "ported", "torch", x)
+    assert all(np.array_equal(a[k], b[k]) for k in a)

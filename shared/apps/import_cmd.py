@@ -28,7 +28,7 @@ import numpy as np
 from shared.apps.import_stages import PROOF_DTYPES, READER
 from shared.parity.compare import compare_leaf
 from shared.parity.localise import Report, format_report
-from shared.parity.tolerances import override, tolerance
+from shared.parity.tolerances import tolerance
 from shared.run.config import PACKAGES
 from shared.run.errors import RunDirError
 
@@ -36,17 +36,9 @@ __all__ = ["import_official", "main", "proof_rows", "proof_tolerance"]
 
 
 def proof_tolerance(dtype: str):
-    """The tolerance of one layer's output, source against target: the table's ``param`` row
-    (``max |expected|`` its scale); float64 is widened to 1e-10 as the outputs of a whole
-    ResNet-50 forward accumulate the reassociation of ~55 layers of two implementations."""
-    if dtype == "float64":
-        return override(
-            "param",
-            "float64",
-            rtol=1e-10,
-            atol=1e-10,
-            reason="float64 forward through ~55 layers of two implementations, accumulated",
-        )
+    """The tolerance of one layer's output, source against target: the table's ``param`` row,
+    ``max |source|`` its scale (measured on MoCo into TensorFlow, 2 images of 32 px: float64
+    worst 0.04 of it, float32 0.13)."""
     return tolerance("param", dtype)
 
 
@@ -75,7 +67,7 @@ def _report(rows: list, info: dict, to: str) -> tuple[Report, dict, str]:
         "source": {k: v for k, v in info.items() if k != "pairs"},
         "target": to,
         "verdict": report.verdict(),
-        "rows": [{"layer": la, "quantity": q, **r.as_dict()} for la, q, r in rows],
+        "rows": [{**r.as_dict(), "layer": la, "compared": q} for la, q, r in rows],
     }
     skipped = ", ".join(f"{n} {k}" for k, n in info["skipped"].items()) or "nothing"
     lines = [

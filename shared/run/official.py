@@ -347,9 +347,8 @@ def _simclr_variant(weights: dict) -> tuple[bool, int]:
             f"checkpoint: selective kernels (sk_ratio > 0, ResNet-{SK_CONVS[len(convs)]}-SK) "
             "are not supported"
         )
-    if len(convs) not in PLAIN_CONVS:
-        raise WeightsError(f"checkpoint: a ResNet with {len(convs)} conv layers is not supported")
-    if PLAIN_CONVS[len(convs)] != 50:
+    # another count is read as a ResNet-50 whose missing or unknown variables are then named
+    if PLAIN_CONVS.get(len(convs), 50) != 50:
         raise WeightsError(
             f"checkpoint: ResNet-{PLAIN_CONVS[len(convs)]} is not supported (ResNet-50 only)"
         )

@@ -340,6 +340,40 @@ def resize_antialias() -> dict:
     }
 
 
+def same_max_pool() -> dict:
+    """The stem's 3x3 stride-2 max-pool: torch pads 1 on every side, TF's "SAME" (the official
+    SimCLR ``resnet.py``) 0 before and 1 after on even inputs."""
+    x = RNG.standard_normal((1, 8, 8, 2))
+    pt = F.max_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), 3, 2, padding=1)
+    pt = pt.permute(0, 2, 3, 1).numpy()
+    same = tf.nn.max_pool2d(x, 3, 2, "SAME").numpy()
+    padded = F.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (0, 1, 0, 1), value=-np.inf)
+    aligned = F.max_pool2d(padded, 3, 2).permute(0, 2, 3, 1).numpy()
+    return {
+        "name": "stem max-pool padding (official SimCLR checkpoints)",
+        "torch": "`MaxPool2d(3, 2, padding=1)`: 1 pixel on every side",
+        "tf": '`max_pooling2d(3, 2, padding="SAME")`: 0 before, 1 after (even input)',
+        "effect": float(np.abs(pt - same).max()),
+        "aligned": float(np.abs(same - aligned).max()),
+        "how": "`rosetta import` maps SimCLR's checkpoints to the encoder `resnet50_samepool`, whose torch max-pool pads (0, 1) with -inf",
+    }
+
+
+def moco_queue_layout() -> dict:
+    """MoCo's queue: the official code keeps it (D, K) (``moco/builder.py``), this project
+    (K, D), rows the keys, in both frameworks."""
+    queue = RNG.standard_normal((4, 6))  # (D, K)
+    ours = np.ascontiguousarray(queue.T)
+    return {
+        "name": "MoCo queue layout (official MoCo checkpoints)",
+        "torch": "facebookresearch/moco: `queue` (D, K), a key per column",
+        "tf": "this project, both frameworks: (K, D), a key per row",
+        "effect": float("nan"),
+        "aligned": float(np.abs(ours.T - queue).max()),
+        "how": "`rosetta import` transposes it (`shared.run.official.moco_state`); the pointer (1,) becomes a scalar",
+    }
+
+
 ROWS = [
     conv_padding,
     bn_running_variance,
@@ -355,6 +389,8 @@ ROWS = [
     saturation_jitter,
     hue_rotation,
     resize_antialias,
+    same_max_pool,
+    moco_queue_layout,
 ]
 AGREEMENTS = {"hue_rotation", "resize_antialias"}  # rows that record an agreement, not a difference
 

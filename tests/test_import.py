@@ -97,7 +97,7 @@ def test_moco_v2_imports_and_matches_torchvision(tmp_path, framework, capsys):
 # --- SimCLR TF1 ------------------------------------------------------------------------
 
 
-def simclr_variables(layers=3, width=1, sk=False, classes=10, seed=0) -> dict:
+def simclr_variables(layers=3, width=1, sk=False, classes=10, seed=0, extras=True) -> dict:
     """The variables of an official SimCLR checkpoint, named as ``tf.layers`` names them while
     ``resnet.py`` builds a ResNet-50 (stem, then per block: projection first, three convs) and
     ``model_util.py`` the heads; with LARS ``Momentum`` slots, EMA shadows and global_step."""
@@ -145,6 +145,8 @@ def simclr_variables(layers=3, width=1, sk=False, classes=10, seed=0) -> dict:
     v["head_supervised/linear_layer/dense/kernel"] = rng.normal(0, 0.01, (cin, classes))
     v["head_supervised/linear_layer/dense/bias"] = rng.normal(0, 0.01, classes)
     v = {k: a.astype(np.float32) for k, a in v.items()}
+    if not extras:
+        return v
     extra = {f"{k}/ExponentialMovingAverage": a for k, a in v.items()}
     extra.update({f"{k}/Momentum": 0 * a for k, a in v.items() if "moving_" not in k})
     return {**v, **extra, "global_step": np.asarray(1000, np.int64)}
@@ -214,8 +216,8 @@ def test_simclr_tf1_imports_and_matches_the_official_forward(tmp_path, framework
             lambda v: {**v, "base_model/batch_normalization_3/gamma": np.ones(3, np.float32)},
             "has shape (3,), expected (64,)",
         ),
-        (lambda v: simclr_variables(sk=True), "selective kernels"),
-        (lambda v: simclr_variables(width=2), "width 2x is not supported"),
+        (lambda v: simclr_variables(sk=True, extras=False), "selective kernels"),
+        (lambda v: simclr_variables(width=2, extras=False), "width 2x is not supported"),
     ],
     ids=["unknown", "missing", "shape", "sk", "width2x"],
 )
@@ -240,17 +242,31 @@ def test_bad_moco_checkpoints_are_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_moco_v1_import_is_evaluated_and_ported(tmp_path, capsys):
-    """v1 (one Linear head): the run is one ``eval`` and ``port`` accept."""
-    from shared.apps.port import main as port
+def test_moco_v1_import_is_a_run_that_eval_accepts(tmp_path, small_eval, capsys):
+    """v1 (one Linear head): ``eval`` reads the imported run (its config, its checkpoint)."""
     from shared.run.config import load_config
+    from torch_impl.__main__ import main as torch_main
 
     write_moco(tmp_path / "c.pth.tar", version="v1")
     assert import_official(tmp_path / "c.pth.tar", "moco", "torch", tmp_path / "run",
                            size=SIZE, in_process=True) == 0  # fmt: skip
     cfg = load_config(tmp_path / "run")
     assert (cfg.encoder, cfg.head_layers, cfg.queue_size) == ("resnet50", 1, 256)
-    assert port([str(tmp_path / "run"), "--to", "torch", "--out", str(tmp_path / "ported")]) == 0
+    assert torch_main(["eval", "--run-dir", str(tmp_path / "run")]) == 0
+    res = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert set(res) == {"moco", "random_init", "raw_pixels"}
+
+
+@pytest.mark.slow  # two framework processes; the run's checkpoint is read by eval above
+def test_an_imported_run_ports_to_the_other_framework(tmp_path):
+    from shared.apps.port import main as port
+
+    write_moco(tmp_path / "c.pth.tar", version="v1")
+    assert import_official(tmp_path / "c.pth.tar", "moco", "torch", tmp_path / "run",
+                           size=SIZE, in_process=True) == 0  # fmt: skip
+    out = tmp_path / "ported"
+    assert port([str(tmp_path / "run"), "--to", "tensorflow", "--out", str(out)]) == 0
     x = proof_batch("moco", 2, SIZE)
-    a, b = _features(tmp_path / "run", "torch", x), _features(tmp_path / "ported", "torch", x)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+    a, b = _features(tmp_path / "run", "torch", x), _features(out, "tensorflow", x)
+    for k in a:
+        assert np.allclose(b[k], a[k], rtol=1e-4, atol=1e-5 * np.abs(a[k]).max()), k

@@ -270,3 +270,20 @@ def test_an_imported_run_ports_to_the_other_framework(tmp_path):
     a, b = _features(tmp_path / "run", "torch", x), _features(out, "tensorflow", x)
     for k in a:
         assert np.allclose(b[k], a[k], rtol=1e-4, atol=1e-5 * np.abs(a[k]).max()), k
+
+
+def test_a_failed_proof_names_the_first_layer_and_writes_no_run(tmp_path, monkeypatch, capsys):
+    """Mapped to torchvision's max-pool (padding 1) instead of the official "SAME" one, the
+    proof fails at the first layer after the pool, layer1.0.conv1 (canonical conv1)."""
+    from shared.run import official
+
+    real = official.simclr_config
+    monkeypatch.setattr(
+        official, "simclr_config", lambda info: {**real(info), "encoder": "resnet50"}
+    )
+    write_tf1(tmp_path / "model.ckpt-1", simclr_variables(layers=2, extras=False))
+    code = import_official(tmp_path / "model.ckpt-1", "simclr-tf1", "torch", tmp_path / "run",
+                           size=SIZE, in_process=True)  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "first over tolerance: net/encoder/conv1 forward/float32" in err[-1], err
+    assert not (tmp_path / "run").exists()

@@ -51,6 +51,21 @@ def test_make_docs_writes_the_committed_page(page, monkeypatch, tmp_path):
     assert out.read_text() == committed, f"{page}: run `make docs` and commit the page"
 
 
+@pytest.mark.parametrize("page", ["README.md", "docs/performance.md"])
+def test_make_docs_leaves_the_results_tables_as_committed(page):
+    """Every table and the measured line that ``shared.docgen.results_tables`` (``make docs``)
+    writes into a hand-written page, from the committed ``docs/results.json``, is already there
+    as it writes it: the README's 2x2, performance.md's kNN sweep, sweeps and fine-tune tables."""
+    from shared.docgen import results_tables as T
+    from shared.run import published as P
+
+    text = (T.ROOT / page).read_text()
+    makers = T.PAGES[page]
+    assert T.update(text, makers, P.load()) == text, f"{page}: run `make docs` and commit the page"
+    for make in makers:  # each one is on the page (update found it) and not empty
+        assert make(P.load()).splitlines()[0] in text, (page, make.__name__)
+
+
 def test_the_broken_versions_fail_as_the_page_says(built):
     by_label = {r.label: r for e in built for r in e.runs}
     assert (

@@ -163,3 +163,29 @@ def test_example_h_uses_the_trained_configuration():
         "tau_simclr": simclr.temperature,
         "tau_moco": moco.temperature,
     }
+
+
+def test_the_cli_needs_numpy_alone():
+    """``python -m shared.oracle.worked_examples`` runs with every framework and plotting or
+    scientific package other than NumPy blocked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    blocked = ("torch", "torchvision", "tensorflow", "keras", "sklearn", "scipy", "matplotlib")
+    code = (
+        "import runpy, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['worked_examples']\n"
+        "runpy.run_module('shared.oracle.worked_examples', run_name='__main__')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("=" * 10) >= 2 * len(W.EXAMPLES)  # every example's title bars

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.apps.results_cmd import FRACTIONS
 from shared.docgen import course
 from shared.docgen import exercises as E
 from shared.run import published
@@ -213,8 +214,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 shown = []
+def drawn(ax):
+    lines = [(ln.get_label(), ln) for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    lines += [(c.get_label(), c.lines[0]) for c in ax.containers
+              if type(c).__name__ == "ErrorbarContainer" and c.lines[0] is not None]
+    return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
+            "lines": {label: [list(map(float, ln.get_xdata())), list(map(float, ln.get_ydata()))]
+                      for label, ln in lines}}
 def show(*args, **kwargs):
-    shown.append(len(plt.get_fignums()))
+    shown.append([drawn(ax) for n in plt.get_fignums() for ax in plt.figure(n).axes])
     plt.close("all")
 plt.show = show
 runs = {}
@@ -226,7 +234,7 @@ for stem in sys.argv[2:]:
         sys.stdout = buffer = __import__("io").StringIO()
         exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__"})
         sys.stdout = sys.__stdout__
-        runs[f"{stem}/{label}"] = {"out": buffer.getvalue(), "figures": len(shown)}
+        runs[f"{stem}/{label}"] = {"out": buffer.getvalue(), "figures": len(shown), "axes": list(shown)}
 print(json.dumps(runs))
 """
 RESULTS_CHAPTERS = ("02_concepts", "07_tools", "09_faq")
@@ -235,7 +243,9 @@ RESULTS_CHAPTERS = ("02_concepts", "07_tools", "09_faq")
 @pytest.fixture(scope="module")
 def results_runs(tmp_path_factory):
     """Chapters 2, 7 and 9 run as scripts (in one process) on a new-schema results file and on
-    one without entries: ``{"<stem>/<new|empty>": {"out", "figures"}}`` and the new file."""
+    one without entries: ``{"<stem>/<new|empty>": {"out", "figures", "axes"}}`` (``axes``: per
+    figure shown, each axes' labels, title and labelled lines as ``{label: [x, y]}``) and the
+    new file."""
     tmp = tmp_path_factory.mktemp("results")
     results = new_schema_results()
     (tmp / "new.json").write_text(json.dumps(results))
@@ -268,7 +278,9 @@ def new_schema_results() -> dict:
                 "train_wall_s": 200.0 + 10 * s,
                 "final_loss": 2.0 - 0.1 * s,
                 "loss_curve": list(np.linspace(5, 2, 12) + 0.05 * rng.random(12)),
-                "knn_curve": [0.5, 0.6, 0.65, 0.7 + 0.01 * s],
+                "knn_curve": [
+                    [t * (50.0 + 5 * s), 0.5 + 0.05 * t + 0.01 * s] for t in (1, 2, 3, 4)
+                ],
             }
             for s in range(3)
         ]
@@ -279,17 +291,17 @@ def new_schema_results() -> dict:
     entries["random_init/torch"] = published.entry_from_rows(
         "init", [{"seed": 0, "knn_top1": 0.365, "linear_top1": 0.68}]
     )
-    for f in ("0.01", "0.1", "1.0"):
+    for f in FRACTIONS:  # the keys as rosetta results writes them: 0.01, 0.1, 1
         rows = [
             {
                 "seed": s,
-                "finetune_top1": 0.5 + float(f) / 3 + 0.01 * s,
-                "scratch_top1": 0.4 + float(f) / 2,
+                "finetune_top1": 0.5 + f / 3 + 0.01 * s,
+                "scratch_top1": 0.4 + f / 2,
                 "linear_top1": 0.6 + 0.02 * s,
             }
             for s in range(3)
         ]
-        entries[f"finetune/simclr/torch/{f}"] = published.entry_from_rows(f, rows)
+        entries[f"finetune/simclr/torch/{f:g}"] = published.entry_from_rows(str(f), rows)
     return {"entries": entries, "runs": [], "command": "rosetta results --seeds 3"}
 
 
@@ -308,6 +320,45 @@ def test_the_results_cells_quote_and_plot_a_new_schema_file(stem, figures, resul
     }[stem]
     for key, metric in expected:
         assert published.quote(results, key, metric) in run["out"], (key, metric)
+
+
+def test_chapter_7_draws_each_cells_mean_knn_against_its_seconds(results_runs):
+    """The kNN figure reads ``knn_curve`` as [seconds, top-1] pairs: one line per cell, at the
+    mean over the seeds of the seconds and of the top-1 at each monitored epoch (the file's
+    numbers: seed s reaches epoch t at t (50 + 5 s) s with top-1 0.5 + 0.05 t + 0.01 s)."""
+    runs, _ = results_runs
+    (ax,) = runs["07_tools/new"]["axes"][0]
+    assert ax["xlabel"].startswith("training wall time (s)") and "%" in ax["ylabel"]
+    cells = ("simclr/torch", "simclr/tensorflow", "moco/torch", "moco/tensorflow")
+    assert sorted(ax["lines"]) == sorted(f"{c} (3 seeds)" for c in cells)
+    for x, y in ax["lines"].values():
+        np.testing.assert_allclose(x, [t * 55.0 for t in (1, 2, 3, 4)], rtol=1e-12)
+        np.testing.assert_allclose(y, [100 * (0.51 + 0.05 * t) for t in (1, 2, 3, 4)], rtol=1e-12)
+
+
+def test_chapter_9_draws_each_arm_at_the_fractions_rosetta_results_writes(results_runs):
+    """Accuracy against the label fraction: one line per arm, a point at each fraction of
+    ``shared.apps.results_cmd.FRACTIONS`` (keys ``finetune/simclr/torch/{f:g}``), at the mean
+    over the seeds (the file's numbers: fine-tuned 0.51 + f / 3, scratch 0.4 + f / 2, linear 0.62)."""
+    runs, _ = results_runs
+    (ax,) = runs["09_faq/new"]["axes"][-1]
+    assert ax["xlabel"] == "fraction of the training labels used" and "%" in ax["ylabel"]
+    want = {
+        "fine-tuned SimCLR encoder": [100 * (0.51 + f / 3) for f in FRACTIONS],
+        "from scratch": [100 * (0.4 + f / 2) for f in FRACTIONS],
+        "linear probe, frozen": [100 * 0.62] * len(FRACTIONS),
+    }
+    assert sorted(ax["lines"]) == sorted(want)
+    for label, (x, y) in ax["lines"].items():
+        np.testing.assert_allclose(x, FRACTIONS, rtol=1e-12)
+        np.testing.assert_allclose(y, want[label], rtol=1e-12)
+
+
+def test_chapter_9_plots_every_fraction_of_the_committed_results():
+    """The committed results file holds the entries chapter 9 reads, the fraction 1 included."""
+    results = published.load(None)
+    for f in FRACTIONS:
+        published.stat(results, f"finetune/simclr/torch/{f:g}", "finetune_top1")
 
 
 @pytest.mark.parametrize(
@@ -539,6 +590,18 @@ def test_seed002_loss_is_the_quoted_formula_and_goes_negative():
     z1 = np.array([[1.0, 0.0]])
     z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
     assert math.isclose(E.seed002_loss(z1, z2), -math.log(1 / (1 + 0.6 - 0.8)), rel_tol=1e-12)
+
+
+def test_the_exercise_errata_and_worked_example_d_state_one_formula():
+    """The exercise's NumPy starting point is the mean over the anchors of the oracle's
+    ``seed002_raw_cosine_ratio``, which erratum 3 and worked example (d) run."""
+    from shared.oracle.losses import seed002_raw_cosine_ratio
+
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        z1, z2 = rng.standard_normal((2, 4, 3)) + 2.0  # positive-leaning: finite values
+        want = float(np.mean(seed002_raw_cosine_ratio(z1, z2)))
+        assert math.isclose(E.seed002_loss(z1, z2), want, rel_tol=1e-12)
 
 
 def torch_summed(z1, z2, t):

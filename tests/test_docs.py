@@ -51,6 +51,21 @@ def test_make_docs_writes_the_committed_page(page, monkeypatch, tmp_path):
     assert out.read_text() == committed, f"{page}: run `make docs` and commit the page"
 
 
+@pytest.mark.parametrize("page", ["README.md", "docs/performance.md"])
+def test_make_docs_leaves_the_results_tables_as_committed(page):
+    """Every table and the measured line that ``shared.docgen.results_tables`` (``make docs``)
+    writes into a hand-written page, from the committed ``docs/results.json``, is already there
+    as it writes it: the README's 2x2, performance.md's kNN sweep, sweeps and fine-tune tables."""
+    from shared.docgen import results_tables as T
+    from shared.run import published as P
+
+    text = (T.ROOT / page).read_text()
+    makers = T.PAGES[page]
+    assert T.update(text, makers, P.load()) == text, f"{page}: run `make docs` and commit the page"
+    for make in makers:  # each one is on the page (update found it) and not empty
+        assert make(P.load()).splitlines()[0] in text, (page, make.__name__)
+
+
 def test_the_broken_versions_fail_as_the_page_says(built):
     by_label = {r.label: r for e in built for r in e.runs}
     assert (
@@ -113,6 +128,16 @@ def _agrees(formula, code, cases) -> bool:
     return True
 
 
+def _without_the_self_term(z1, z2):
+    """The variant that drops s(z1_i, z1_i) from the denominator: -log(1 / sum_j s(z2_j, z1_i))."""
+    import numpy as np
+
+    u1 = z1 / np.linalg.norm(z1, axis=1, keepdims=True)
+    u2 = z2 / np.linalg.norm(z2, axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.log(1.0 / (u1 @ u2.T).sum(axis=1))
+
+
 def test_erratum_3_runs_the_formula_it_quotes():
     import numpy as np
 
@@ -120,19 +145,34 @@ def test_erratum_3_runs_the_formula_it_quotes():
 
     assert errata.SEED_RAW_COSINE_LATEX in errata._raw_cosines().quote
     assert errata.SEED_RAW_COSINE_LATEX in errata.OUT.read_text()  # the page quotes it
+    assert "seed002_raw_cosine_ratio" in errata._raw_cosines().why  # it names what it runs
     formula = _quoted_formula(errata.SEED_RAW_COSINE_LATEX)
     rng = np.random.default_rng(3)
     cases = [(np.array(a, float), np.array(b, float)) for _, a, b in errata.RAW_COSINE_CASES]
     cases += [tuple(rng.standard_normal((2, 5, 3))) for _ in range(20)]
-    assert _agrees(formula, errata.seed_raw_cosine_loss, cases)
-    # the checker fails on the code erratum 3 used to run, which drops s(z1, z1) from the sum
-    assert not _agrees(formula, seed002_raw_cosine_ratio, cases)
+    assert _agrees(formula, seed002_raw_cosine_ratio, cases)
+    # the checker fails on the variant that drops s(z1, z1) from the denominator's sum
+    assert not _agrees(formula, _without_the_self_term, cases)
     # by hand, the page's first case: row 0 is -log(1 / (1 + 0.6 - 0.8)) = log(0.8) < 0
-    first = errata.seed_raw_cosine_loss(*cases[0])
+    first = seed002_raw_cosine_ratio(*cases[0])
     assert first[0] == pytest.approx(np.log(0.8), rel=1e-12) and first[0] < 0
     assert first[1] == pytest.approx(np.log(2.4), rel=1e-12)
-    assert np.isnan(errata.seed_raw_cosine_loss(*cases[1])[0])  # 1 - 0.6 - 0.8 < 0
+    assert np.isnan(seed002_raw_cosine_ratio(*cases[1])[0])  # 1 - 0.6 - 0.8 < 0
     assert f"= {np.log(0.8):.4f}  negative" in errata.raw_cosine_rows()
+
+
+def test_errata_and_worked_example_d_run_one_function():
+    """Erratum 3 and worked example (d) give the same numbers on the same vectors."""
+    import numpy as np
+
+    from shared.oracle import worked_examples as W
+
+    z1, z2 = (np.array(m, float) for m in errata.RAW_COSINE_CASES[0][1:])
+    d = W.example_d().values
+    np.testing.assert_array_equal(d["cos"], z1 @ z2.T)  # example (d) uses the page's first case
+    for i, value in enumerate(d["seed002"]):
+        assert f"= {value:.4f}" in errata.raw_cosine_rows().split("\n\n")[1].splitlines()[i + 1]
+    assert not hasattr(errata, "seed_raw_cosine_loss")  # no second copy of the formula
 
 
 def test_erratum_3_quotes_the_seed_as_written():

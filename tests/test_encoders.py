@@ -49,7 +49,9 @@ def _walk(layers_of, encoder, framework):
 
 
 def test_both_frameworks_have_every_encoder():
-    assert sorted(pm.ENCODERS) == sorted(tm.ENCODERS) == sorted(FEATURES)
+    from shared.run.config import ENCODER_NAMES
+
+    assert sorted(pm.ENCODERS) == sorted(tm.ENCODERS) == sorted(FEATURES) == sorted(ENCODER_NAMES)
 
 
 # resnet50_cifar's TF build is slow-marked (3 s): its stem is resnet18_cifar's, its blocks resnet50's

@@ -60,14 +60,29 @@ def test_example_c_closed_forms():
     assert vals == sorted(vals, reverse=True) and vals[-1] < 1e-12
 
 
-def test_example_d_shows_the_seed_formula_failing():
+def test_example_d_runs_the_quoted_formula_by_hand():
+    """L_i = -log(1 / (1 + sum_j cos(z1_i, z2_j))) = log(1 + sum_j cos(z1_i, z2_j))."""
     ex = W.example_d()
     v = ex.values
-    np.testing.assert_allclose(v["denominators"], [0.6 - 0.8, 0.8 + 0.6], atol=1e-15)
-    assert math.isnan(v["seed002"][0])  # log of a negative number
-    assert v["seed002"][1] == pytest.approx(-math.log(1 / 1.4), rel=1e-12)
-    assert "undefined" in ex.text()
-    assert np.isfinite(v["nt_xent"]) and v["nt_xent"] > 0
+    np.testing.assert_allclose(v["cos"], [[0.6, -0.8], [0.8, 0.6]], atol=1e-15)
+    np.testing.assert_allclose(v["denominators"], [1 + 0.6 - 0.8, 1 + 0.8 + 0.6], atol=1e-15)
+    np.testing.assert_allclose(v["seed002"], [math.log(0.8), math.log(2.4)], rtol=1e-12)
+    assert v["seed002"][0] < 0  # a negative "loss"
+    assert f"log(0.8000) = {math.log(0.8):+.4f}  negative" in ex.text()
+    assert f"log(2.4000) = {math.log(2.4):+.4f}" in ex.text()
+    # z2_0 = (-0.6, -0.8): row 0's denominator 1 - 0.6 - 0.8 = -0.4, the log of a negative
+    opposite = v["variants"]["opposite"]
+    assert 1 + opposite["cos"][0].sum() == pytest.approx(-0.4, abs=1e-15)
+    assert math.isnan(opposite["seed002"][0]) and "undefined" in ex.text()
+    # z2_0 = z1_0: the views agree, and row 0's value rises to log(1 + 1 - 0.8) = log(1.2)
+    agree = v["variants"]["agree"]["seed002"]
+    assert agree[0] == pytest.approx(math.log(1.2), rel=1e-12) and agree[0] > v["seed002"][0]
+    # NT-Xent at tau = 0.5 by hand: u = (1,0), (0,1), (.6,.8), (-.8,.6); every positive's logit
+    # is 1.2, anchors 0 and 3 see the others at (0, 1.2, -1.6), anchors 1 and 2 at (0, 1.2, 1.6)
+    e = math.exp
+    by_hand = (math.log(1 + e(1.2) + e(-1.6)) + math.log(1 + e(1.2) + e(1.6))) / 2 - 1.2
+    assert v["nt_xent"] == pytest.approx(by_hand, rel=1e-12)
+    assert f"NT-Xent here = {by_hand:.4f}" in ex.text()
 
 
 def test_cli_prints_each_example_alone(capsys):
@@ -148,3 +163,29 @@ def test_example_h_uses_the_trained_configuration():
         "tau_simclr": simclr.temperature,
         "tau_moco": moco.temperature,
     }
+
+
+def test_the_cli_needs_numpy_alone():
+    """``python -m shared.oracle.worked_examples`` runs with every framework and plotting or
+    scientific package other than NumPy blocked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    blocked = ("torch", "torchvision", "tensorflow", "keras", "sklearn", "scipy", "matplotlib")
+    code = (
+        "import runpy, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['worked_examples']\n"
+        "runpy.run_module('shared.oracle.worked_examples', run_name='__main__')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("=" * 10) >= 2 * len(W.EXAMPLES)  # every example's title bars

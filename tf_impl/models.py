@@ -198,6 +198,11 @@ class _BasicBlock(keras.layers.Layer):
             self.bp = _bn(bn_splits)
         self.padded = self.c1
 
+    def build(self, input_shape):
+        """Nothing to build here: each sub-layer builds on its first call (this spares Keras
+        a symbolic trace of the whole block before the first real one)."""
+        self.built = True
+
     def pad_input(self, x):
         """``padded``'s input: x, padded by 1 pixel on every side at stride 2 (torch's padding=1)."""
         return x if self.stride == 1 else _pad(x, 1)
@@ -230,6 +235,11 @@ class _Bottleneck(keras.layers.Layer):
             self.proj = _conv(4 * filters, 1, stride)
             self.bp = _bn(bn_splits)
         self.padded = self.c2
+
+    def build(self, input_shape):
+        """Nothing to build here: each sub-layer builds on its first call (this spares Keras
+        a symbolic trace of the whole block before the first real one)."""
+        self.built = True
 
     def pad_input(self, x):
         """``padded``'s input: x, padded by 1 pixel on every side at stride 2."""

@@ -79,42 +79,48 @@ for package in ("torch", "torchvision", "tensorflow", "keras"):
 # `tf.data` and scaled by `tf.distribute` (MirroredStrategy, MultiWorkerMirroredStrategy).
 #
 # **Time to accuracy.** The four cells {SimCLR, MoCo v2} x {PyTorch, TensorFlow}, each trained by
-# `rosetta results` with several seeds, record the kNN monitor's top-1 during training
-# (`knn_curve`, every few epochs) and the training wall time (`train_wall_s`). The figure plots
-# one against the other, each seed a line, with the time spread evenly over the monitored epochs.
+# `rosetta results` with several seeds, record the kNN monitor's top-1 during training. Each
+# seed's `knn_curve` is a list of `[seconds, top-1]` pairs, one per monitored epoch, the seconds
+# being that seed's training time summed up to the end of that epoch (`shared/apps/results_cmd.py`,
+# `train_row`). The figure draws one line per cell: the mean over its seeds of the seconds and of
+# the top-1 at each monitored epoch, with the band from the lowest to the highest seed.
 
 # %%
 CELLS = ("simclr/torch", "simclr/tensorflow", "moco/torch", "moco/tensorflow")
 
 
-def knn_points(seed: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """(seconds, kNN top-1) of one seed's monitor: ``knn_curve`` holds numbers at evenly spaced
-    epochs, or (epoch, value) pairs; ``train_wall_s`` is spread over the epochs."""
-    curve, wall = seed.get("knn_curve"), seed.get("train_wall_s")
-    if not curve or not wall:
+def knn_curves(key: str, seeds: list[dict]) -> np.ndarray | None:
+    """The seeds' ``knn_curve`` of entry ``key`` as an (S, E, 2) array of [seconds, top-1] at
+    the E monitored epochs of each of the S seeds; None when no seed has one."""
+    monitored = [seed for seed in seeds if seed.get("knn_curve")]
+    if not monitored:
         return None
-    pairs = np.array([c if isinstance(c, (list, tuple)) else (i + 1, c) for i, c in enumerate(curve)], float)
-    last = pairs[-1, 0] if pairs.shape[1] == 2 else len(curve)
-    return wall * pairs[:, 0] / last, pairs[:, 1]
+    for seed in monitored:
+        if any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in seed["knn_curve"]):
+            raise ValueError(f"{key}: seed {seed.get('seed')}: knn_curve: expected [seconds, top-1] pairs, got {seed['knn_curve'][:2]}")
+    curves = [seed["knn_curve"] for seed in monitored]
+    if len({len(c) for c in curves}) != 1:
+        raise ValueError(f"{key}: knn_curve: expected the same monitored epochs for every seed, got lengths {[len(c) for c in curves]}")
+    return np.array(curves, dtype=float)
 
 
 plotted = {}
 for key in CELLS:
-    seeds = results.get("entries", {}).get(key, {}).get("seeds", [])
-    points = [p for p in map(knn_points, seeds) if p is not None]
-    if points:
-        plotted[key] = points
+    curves = knn_curves(key, results.get("entries", {}).get(key, {}).get("seeds", []))
+    if curves is None:
+        print(f"{key}: kNN curve not in the results file yet (entry {key}, seeds' knn_curve)")
     else:
-        print(f"{key}: kNN curve and training time not in the results file yet (entry {key}, knn_curve, train_wall_s)")
+        plotted[key] = curves
 if plotted:
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for color, (key, points) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], plotted.items()):
-        for i, (t, acc) in enumerate(points):
-            ax.plot(t, 100 * acc, "o-", color=color, ms=3, alpha=0.8, label=key if i == 0 else None)
-    ax.set_xlabel("training wall time (s)")
-    ax.set_ylabel("kNN top-1 (%)")
+    for key, curves in plotted.items():
+        secs, acc = curves[..., 0].mean(0), 100 * curves[..., 1]
+        (line,) = ax.plot(secs, acc.mean(0), "o-", ms=3, label=f"{key} ({len(curves)} seeds)")
+        ax.fill_between(secs, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("training wall time (s), summed over the epochs so far")
+    ax.set_ylabel("kNN top-1 on the test split (%)")
     ax.legend(fontsize=8)
-    ax.set_title("kNN against training time, each seed of each cell (results file)", fontsize=9)
+    ax.set_title("kNN against training time: mean over seeds, band lowest to highest seed", fontsize=9)
     plt.show()
     for key in plotted:
         print(f"{key:<18} final kNN {published.quote(results, key, 'knn_top1')}, "

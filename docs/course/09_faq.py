@@ -104,21 +104,22 @@ plt.show()
 # linear head, or train the same network from scratch on the same labelled images, each arm's
 # budget chosen by cross-validation on those labels alone; a linear probe on the frozen features
 # is the third line. The results file holds one entry per label fraction
-# (`finetune/simclr/torch/<fraction>`):
+# (`finetune/simclr/torch/<fraction>`, the fraction written as `rosetta results` writes it:
+# `0.01`, `0.1`, `1`):
 
 # %%
-FRACTIONS = ("0.01", "0.1", "1.0")
+FRACTIONS = (0.01, 0.1, 1.0)
 ARMS = (("finetune_top1", "fine-tuned SimCLR encoder"), ("scratch_top1", "from scratch"), ("linear_top1", "linear probe, frozen"))
 points = {metric: [] for metric, _ in ARMS}
 for fraction in FRACTIONS:
-    key = f"finetune/simclr/torch/{fraction}"
+    key = f"finetune/simclr/torch/{fraction:g}"
     for metric, label in ARMS:
         try:
             mean, std, n = published.stat(results, key, metric)
         except KeyError:
             print(f"{key}: {metric} not in the results file yet")
             continue
-        points[metric].append((float(fraction), mean, std or 0.0))
+        points[metric].append((fraction, mean, std or 0.0))
         print(f"{key:<26} {label:<28} {published.quote(results, key, metric)}")
 if any(points.values()):
     fig, ax = plt.subplots(figsize=(6, 3.6))

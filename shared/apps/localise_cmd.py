@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 from shared.parity.localise import INJECTABLE, format_report, localise
+from shared.run.config import ENCODER_NAMES
 
 __all__ = ["build_pair", "load_pair", "localise_models", "main"]
 
@@ -125,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs", nargs=2, metavar=("TORCH_RUN", "TF_RUN"), help="two run directories")
     ap.add_argument("--inject", choices=INJECTABLE, help="leave this catalogue row unaligned")
     ap.add_argument("--method", default="simclr", choices=["simclr", "moco"])
-    ap.add_argument("--encoder", default="small_cnn", choices=["small_cnn", "resnet18_cifar"])
+    ap.add_argument("--encoder", default="small_cnn", choices=ENCODER_NAMES)
     ap.add_argument("--hidden-dim", type=int, default=64)
     ap.add_argument("--proj-dim", type=int, default=32)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.oracle.losses import seed002_raw_cosine_ratio
+
 OUT = Path(__file__).resolve().parents[2] / "docs" / "errata.md"
 
 
@@ -97,28 +99,15 @@ RAW_COSINE_CASES = (  # (Z1, Z2): unit rows, so the cosines are the dot products
 )
 
 
-def seed_raw_cosine_loss(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
-    """Seed 002's formula exactly as erratum 3 quotes it (:data:`SEED_RAW_COSINE_LATEX`), per
-    anchor: ``-log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) )`` with ``s`` the
-    raw cosine similarity (no exp, no temperature), the sum over every row of ``z2``. Returns
-    the (N,) values: negative where the denominator is below 1, NaN where it is negative (the
-    log of a negative number), inf where it is 0."""
-    u1 = z1 / np.linalg.norm(z1, axis=1, keepdims=True)
-    u2 = z2 / np.linalg.norm(z2, axis=1, keepdims=True)
-    own = np.sum(u1 * u1, axis=1)  # (N,) s(z1_i, z1_i) = 1: the anchor with itself
-    den = own + (u1 @ u2.T).sum(axis=1)  # (N,) 1 + the sum of its cross-view cosines
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.log(own / den)
-
-
 def raw_cosine_rows() -> str:
-    """The quoted formula on two cases, term by term, beside NT-Xent on the same vectors."""
+    """The quoted formula (:func:`shared.oracle.losses.seed002_raw_cosine_ratio`) on two cases,
+    term by term, beside NT-Xent on the same vectors."""
     from shared.oracle.losses import nt_xent
 
     lines = ["L_i = -log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) ), s = cosine"]
     for label, a, b in RAW_COSINE_CASES:
         z1, z2 = np.array(a, dtype=float), np.array(b, dtype=float)
-        cos, loss = z1 @ z2.T, seed_raw_cosine_loss(z1, z2)
+        cos, loss = z1 @ z2.T, seed002_raw_cosine_ratio(z1, z2)
         lines += ["", label]
         for i, value in enumerate(loss):
             den = 1 + cos[i].sum()
@@ -289,7 +278,8 @@ def _raw_cosines() -> Erratum:
         "use a softmax over exp(sim / tau), a ratio in (0, 1), so their loss is finite and "
         "positive. The run below evaluates the quoted formula exactly, its P(z_1, z_1) term "
         "in the denominator as in erratum 2 "
-        "(`shared.docgen.errata.seed_raw_cosine_loss`), on two pairs of 2-D batches:",
+        "(`shared.oracle.losses.seed002_raw_cosine_ratio`, which worked example (d) runs too), "
+        "on two pairs of 2-D batches:",
         [Run("The quoted formula on actual numbers (NumPy)", "")],
     )
 

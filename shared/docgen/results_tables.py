@@ -3,9 +3,9 @@
     python -m shared.docgen.results_tables     # (make docs) rewrites those tables in place
 
 Each table is found on its page by its header row and replaced whole, so the prose around it
-stays hand-written. ``tests/test_readme.py`` checks that each page holds its table exactly as
-this module writes it from the committed ``docs/results.json``, so a page cannot keep a number
-the file lost.
+stays hand-written. ``tests/test_docs.py`` checks that each page holds every table and line
+exactly as this module writes them from the committed ``docs/results.json`` (and
+``tests/test_readme.py`` the README's), so a page cannot keep a number the file lost.
 """
 
 from __future__ import annotations

@@ -476,19 +476,29 @@ def info_nce_loop(q, k, queue, temperature: float = 0.07) -> float:
 # Seed 002's broken formula, kept only to show that it fails.
 # --------------------------------------------------------------------------------------------
 def seed002_raw_cosine_ratio(z1, z2) -> np.ndarray:
-    """Seed 002's formula: ``-log( s(z1_i, z1_i) / sum_j s(z1_i, z2_j) )`` with raw cosines.
+    """Seed 002's formula as erratum 3 quotes it, per anchor, with ``s`` the raw cosine:
+    ``L_i = -log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) )``.
 
-    It has three errors: the "positive" is a vector with itself (always 1), the ratio uses raw
-    cosine similarities (no exp, no temperature), and so the denominator can be zero or
-    negative. Returns the per-row values, NaN where the log is undefined. Do not train on it.
+    The sum runs over every row of ``z2``, the anchor's own other view included. It has three
+    errors: the "positive" is a vector with itself (always 1), the ratio holds raw cosines (no
+    exp, no temperature), and so the denominator ``1 + sum_j s(z2_j, z1_i)`` can be below 1
+    (a negative "loss"), zero (inf) or negative (NaN, the log of a negative number). Do not
+    train on it: ``docs/errata.md`` (erratum 3) and worked example (d) run it.
+
+    Args:
+        z1: (N, D) anchors, no zero rows.
+        z2: (N, D) the other view's embeddings, no zero rows.
+
+    Returns:
+        (N,) the per-anchor values, NaN where the ratio is negative, inf where it is infinite.
     """
     a, b = _check_pair(z1, z2, min_rows=1)
     u1, _ = l2_normalize("z1", a)
     u2, _ = l2_normalize("z2", b)
-    num = np.sum(u1 * u1, axis=1)  # (N,) always 1: "positive" = self
-    den = np.sum(u1 @ u2.T, axis=1)  # (N,) can be <= 0
+    own = np.sum(u1 * u1, axis=1)  # (N,) s(z1_i, z1_i) = 1: the anchor with itself
+    den = own + np.sum(u1 @ u2.T, axis=1)  # (N,) 1 + its cross-view cosines; can be <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.log(num / den)
+        return -np.log(own / den)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@
 (b) InfoNCE for one query, its positive key and a queue of 3 negative keys at tau = 0.2.
 (c) Closed forms: collapsed embeddings give log(2N - 1) and log(K + 1); orthogonal
     (well-separated) embeddings give log(1 + (2N - 2) exp(-1/tau)) -> 0 as tau -> 0.
-(d) Seed 002's formula (raw cosines in the ratio, no exp, no tau, the anchor as its own
-    "positive") on actual numbers: it goes negative, becomes undefined, and ignores the views.
+(d) Seed 002's formula as erratum 3 quotes it (raw cosines in the ratio, no exp, no tau, the
+    anchor as its own "positive", its own term in the denominator) on actual numbers: it goes
+    negative, becomes undefined, and penalises views that agree.
 (e) MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps.
 (f) The encoder and projection head of seed 000 sections 4.1-4.2 on a 3-pixel network.
 (g) Temperature: one similarity row under tau in {0.05, 0.1, 0.5, 1}.
@@ -181,32 +182,61 @@ def example_c() -> Example:
 
 
 def example_d() -> Example:
-    """Seed 002's pitfall: -log( s(z1_i, z1_i) / sum_j s(z1_i, z2_j) ) with raw cosines."""
+    """Seed 002's formula as erratum 3 quotes it, with raw cosines P, on 2-D vectors:
+    ``L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )``."""
     ex = Example("d", "(d) The pitfall in seed 002: raw cosines in the ratio (not a loss)")
     z1 = np.array([[1.0, 0.0], [0.0, 1.0]])
     z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
-    cos = z1 @ z2.T
+    cos = z1 @ z2.T  # (2, 2) unit rows: the cosines are the dot products
     bad = seed002_raw_cosine_ratio(z1, z2)
-    ex.add("Seed 002 writes L_i = -log( P(z1_i, z1_i) / sum_j P(z1_i, z2_j) ) with P = cosine.")
+    ex.add("Seed 002 writes L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )")
+    ex.add("with P = cosine (erratum 3 quotes it; shared.oracle.losses.seed002_raw_cosine_ratio).")
     ex.add("z1 = (1, 0), (0, 1);  z2 = (0.6, 0.8), (-0.8, 0.6)")
     ex.add("Cross-view cosines P(z1_i, z2_j):")
     ex.lines += ["   " + s for s in matrix(["z1_0", "z1_1"], ["z2_0", "z2_1"], cos)]
     ex.add("Numerator P(z1_i, z1_i) = 1 for every i: the anchor compared with itself, not with")
     ex.add("its other view, so the formula cannot tell a good positive pair from a bad one.")
-    for i in range(2):
-        den = cos[i].sum()
-        shown = "undefined (log of a negative number)" if den <= 0 else f"{bad[i]:.4f}"
-        ex.add(f"   row {i}: denominator = {den:+.4f}, L = -log(1 / {den:+.4f}) = {shown}")
-    ex.add("Row 0 has a negative denominator: the 'probability' is negative and the log is")
-    ex.add("undefined. Row 1's 'loss' is positive only by accident; with a denominator below 1 it")
-    ex.add("would be negative. Cosines lie in [-1, 1], so the ratio is not a probability.")
+    ex.lines += _seed002_rows(cos, bad)
+    ex.add("Row 0's 'loss' is negative: its 'probability' 1 / 0.8 = 1.25 exceeds 1, which no")
+    ex.add("cross-entropy can give. Cosines lie in [-1, 1], so the ratio is not a probability.")
+    variants = {}
+    for name, first, says in (
+        ("opposite", [-0.6, -0.8], "z2_0 = (-0.6, -0.8), opposite"),
+        ("agree", [1.0, 0.0], "z2_0 = z1_0 = (1, 0), the views agree"),
+    ):
+        other = np.array([first, z2[1]])
+        variants[name] = {"cos": z1 @ other.T, "seed002": seed002_raw_cosine_ratio(z1, other)}
+        ex.add(f"With {says}:")
+        ex.lines += _seed002_rows(variants[name]["cos"], variants[name]["seed002"], rows=[0])
+    ex.add("Opposite views make the log undefined; agreeing views *raise* row 0's 'loss', because")
+    ex.add("the anchor's own other view z2_0 sits in the denominator as a negative.")
     good = nt_xent(z1, z2, 0.5)
     ex.add(
         f"The fix is softmax cross-entropy over exp(cos / tau): NT-Xent here = {good:.4f} "
         "(tau = 0.5), always finite and >= 0."
     )
-    ex.values = {"cos": cos, "denominators": cos.sum(axis=1), "seed002": bad, "nt_xent": good}
+    ex.values = {
+        "cos": cos,
+        "denominators": 1.0 + cos.sum(axis=1),
+        "seed002": bad,
+        "variants": variants,
+        "nt_xent": good,
+    }
     return ex
+
+
+def _seed002_rows(cos: np.ndarray, loss: np.ndarray, rows=None) -> list[str]:
+    """One line per row i of the (N, N) cosines: ``1 + sum_j cos[i, j]`` and the (N,) ``loss``."""
+    out = []
+    for i in range(len(cos)) if rows is None else rows:
+        den = 1.0 + cos[i].sum()
+        terms = " ".join(f"{'+' if c >= 0 else '-'} {abs(c):.4f}" for c in cos[i])
+        if den <= 0:
+            shown = "undefined (the log of a negative number)"
+        else:
+            shown = f"log({den:.4f}) = {loss[i]:+.4f}" + ("  negative" if den < 1 else "")
+        out.append(f"   row {i}: denominator = 1 {terms} = {den:+.4f}, L = {shown}")
+    return out
 
 
 def example_e() -> Example:

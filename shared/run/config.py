@@ -73,6 +73,16 @@ METHOD_DEFAULTS = {
     },
 }
 
+# the encoders of torch_impl.models.ENCODERS and tf_impl.models.ENCODERS (tests/test_encoders.py)
+ENCODER_NAMES = (
+    "small_cnn",
+    "resnet18_cifar",
+    "resnet18",
+    "resnet50_cifar",
+    "resnet50",
+    "resnet50_samepool",
+)
+
 HELP = {
     "method": "simclr (NT-Xent over the 2N views) or moco (InfoNCE against a key queue)",
     "dataset": "embedded (default, no download), cifar10, cifar100, stl10 or folder:PATH",

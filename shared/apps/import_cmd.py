@@ -30,7 +30,7 @@ from shared.parity.compare import compare_leaf
 from shared.parity.localise import Report, format_report
 from shared.parity.tolerances import tolerance
 from shared.run.config import PACKAGES
-from shared.run.errors import RunDirError
+from shared.run.errors import ConfigError, RunDirError
 
 __all__ = ["import_official", "main", "proof_rows", "proof_tolerance"]
 
@@ -150,7 +150,11 @@ def import_official(
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rosetta import", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="rosetta import",
+        description="An official SimCLR (TF1) or MoCo (.pth.tar) checkpoint as a run of either "
+        "framework, proven layer by layer (docs/import.md).",
+    )
     ap.add_argument("path", help="the official checkpoint (.pth.tar, or a TF1 checkpoint prefix)")
     ap.add_argument("--format", required=True, choices=sorted(READER), help="its layout")
     ap.add_argument("--to", required=True, choices=sorted(PACKAGES), help="the target framework")
@@ -158,6 +162,11 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=2, help="images in the proof batch")
     ap.add_argument("--size", type=int, default=224, help="side of the proof batch's images")
     args = ap.parse_args(argv)
+    if args.images < 1 or args.size < 32:
+        raise ConfigError(
+            f"images, size: expected >= 1 images of >= 32 px (ResNet-50 downsamples 32x), "
+            f"got {args.images} of {args.size}"
+        )
     return import_official(
         args.path, args.format, args.to, args.out, images=args.images, size=args.size
     )

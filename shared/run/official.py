@@ -240,15 +240,23 @@ def moco_state(checkpoint: dict) -> tuple[dict, dict]:
         pairs += [(f"{part}.h", f"{part}/h"), (f"{part}.z", f"{part}/z")]
     state["queue"] = np.ascontiguousarray(np.transpose(sd["module.queue"]))  # (D, K) -> (K, D)
     ptr = np.asarray(int(np.asarray(sd["module.queue_ptr"]).reshape(-1)[0]))
-    info = {
+    info = _moco_info(checkpoint, version, int(dim), int(k), pairs)
+    state = {k: np.asarray(v, np.float64) for k, v in state.items()}  # folded entries exact
+    return {**state, "queue_ptr": ptr}, info
+
+
+def _moco_info(checkpoint: dict, version: str, dim: int, k: int, pairs: list) -> dict:
+    """What :func:`moco_state` did: version, dims, the skipped entries by kind, the proof's
+    ``pairs`` and what holds at inference only."""
+    return {
         "format": "moco",
         "version": version,
         "epoch": int(checkpoint.get("epoch", 0)),
-        "dim": int(dim),
-        "queue_size": int(k),
+        "dim": dim,
+        "queue_size": k,
         "skipped": {
             "num_batches_tracked (BN step counters)": sum(
-                n.endswith("num_batches_tracked") for n in sd
+                n.endswith("num_batches_tracked") for n in checkpoint["state_dict"]
             ),
             "optimizer state (SGD momentum buffers)": int(checkpoint.get("optimizer_entries", 0)),
         },
@@ -262,8 +270,6 @@ def moco_state(checkpoint: dict) -> tuple[dict, dict]:
             else []
         ),
     }
-    state = {k: np.asarray(v, np.float64) for k, v in state.items()}  # folded entries exact
-    return {**state, "queue_ptr": ptr}, info
 
 
 def _moco_head(sd: dict, fc: str, prefix: str, version: str):

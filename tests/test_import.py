@@ -242,16 +242,28 @@ def test_bad_moco_checkpoints_are_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_moco_v1_import_is_a_run_that_eval_accepts(tmp_path, small_eval, capsys):
-    """v1 (one Linear head): ``eval`` reads the imported run (its config, its checkpoint)."""
+def test_moco_v1_imports_with_its_one_linear_head(tmp_path):
+    """v1 (``fc`` = one Linear): head_layers 1; the proof passes and the run's config loads."""
     from shared.run.config import load_config
-    from torch_impl.__main__ import main as torch_main
 
     write_moco(tmp_path / "c.pth.tar", version="v1")
     assert import_official(tmp_path / "c.pth.tar", "moco", "torch", tmp_path / "run",
                            size=SIZE, in_process=True) == 0  # fmt: skip
     cfg = load_config(tmp_path / "run")
     assert (cfg.encoder, cfg.head_layers, cfg.queue_size) == ("resnet50", 1, 256)
+
+
+# slow: every import's proof already loads the run with ``methods.load_trained``, as ``eval``
+# does (``shared.apps.import_stages.target``), and eval of a run written by ``import-weights`` is
+# tests/test_weights.py::test_port_a_torch_run_to_tensorflow_and_eval_it
+@pytest.mark.slow
+def test_moco_v1_import_is_a_run_that_eval_accepts(tmp_path, small_eval, capsys):
+    """v1 (one Linear head): ``eval`` reads the imported run (its config, its checkpoint)."""
+    from torch_impl.__main__ import main as torch_main
+
+    write_moco(tmp_path / "c.pth.tar", version="v1")
+    assert import_official(tmp_path / "c.pth.tar", "moco", "torch", tmp_path / "run",
+                           size=SIZE, in_process=True) == 0  # fmt: skip
     assert torch_main(["eval", "--run-dir", str(tmp_path / "run")]) == 0
     res = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert set(res) == {"moco", "random_init", "raw_pixels"}

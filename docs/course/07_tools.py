@@ -185,14 +185,32 @@ else:
     print(f"{bench}: no committed B5 benchmark")
 
 # %% [markdown]
-# ## 7.2 Pretrained model zoos (not provided here)
+# ## 7.2 Pretrained model zoos, and bringing the official weights
 #
 # *Source 000: 预训练模型库*
 #
 # This project downloads nothing at run time and ships no pretrained weights. The official MoCo
 # repository (facebookresearch/moco) and SimCLR repository (google-research/simclr) publish
 # ImageNet checkpoints; solo-learn and lightly publish checkpoints and training recipes for many
-# methods. `rosetta port` moves this project's own runs between the frameworks.
+# methods. `rosetta port` moves this project's own runs between the frameworks, and
+# `rosetta import` turns an official checkpoint you have downloaded into a run of either one:
+#
+# ```bash
+# rosetta import moco_v2_800ep_pretrain.pth.tar --format moco --to tensorflow --out runs/moco-official
+# rosetta import r50_1x_sk0/model.ckpt-250228 --format simclr-tf1 --to torch --out runs/simclr-official
+# python -m tf_impl eval --run-dir runs/moco-official   # an ordinary run: eval, finetune, port
+# ```
+#
+# What it proves: every conv, BN and dense layer's output, and h and z, computed by the target
+# run and by an independent forward of the checkpoint (torchvision's ResNet-50 for MoCo, a
+# `tf.nn` transcription of SimCLR's `resnet.py` for SimCLR) on one fixed batch, in float32 and
+# float64, within the tolerance table's `param` row (float64 1e-12 relative, float32 1e-4). The
+# report (`import_report.md` in the run) names the first layer over it, and then no run is
+# written. SimCLR's checkpoints need the encoder `resnet50_samepool`: its stem max-pool pads as
+# TensorFlow's "SAME" does, one pixel after and none before, where torchvision pads one on each
+# side (a row of the framework-differences catalogue). Two head layers are exact at inference
+# only, and each checkpoint expects its own inputs (MoCo: ImageNet-normalised; SimCLR: RGB in
+# [0, 1]); see `docs/import.md`.
 #
 # ## 7.3 Datasets
 #

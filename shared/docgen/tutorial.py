@@ -663,12 +663,16 @@ def _resources(f: Facts) -> list[str]:
         section(
             "7.2",
             "预训练模型库",
-            "Pretrained model zoos (not provided here)",
+            "Pretrained model zoos, and bringing the official weights",
             """
 This project downloads nothing at run time and ships no pretrained weights. The official MoCo
 repository (facebookresearch/moco) and SimCLR repository (google-research/simclr) publish
 ImageNet checkpoints; solo-learn and lightly publish checkpoints and training recipes for many
-methods. `rosetta port` moves this project's own runs between frameworks.
+methods. `rosetta port` moves this project's own runs between frameworks, and
+`rosetta import CKPT --format moco|simclr-tf1 --to torch|tensorflow --out RUN` makes an
+official checkpoint you have downloaded a run of either framework, proven layer by layer
+against an independent forward of the checkpoint in float32 and float64
+([import.md](import.md); `tests/test_import.py`).
 """,
         ),
         section(

@@ -269,7 +269,7 @@ def test_moco_v1_import_is_a_run_that_eval_accepts(tmp_path, small_eval, capsys)
     assert set(res) == {"moco", "random_init", "raw_pixels"}
 
 
-@pytest.mark.slow  # two framework processes; the run's checkpoint is read by eval above
+@pytest.mark.slow  # two framework processes; port itself: tests/test_weights.py::test_port_a_torch_run_to_tensorflow_and_eval_it
 def test_an_imported_run_ports_to_the_other_framework(tmp_path):
     from shared.apps.port import main as port
 

@@ -31,7 +31,7 @@ from shared.parity.weights import model_parts
 from tf_impl import models
 from tf_impl.weights import entries, export_weights, import_weights
 
-__all__ = ["inject_model", "layer_outputs", "optimizer_step"]
+__all__ = ["inject_model", "layer_outputs", "named_layers", "optimizer_step"]
 
 keras = tf.keras
 TRAINABLE = ("kernel", "bias", "gamma", "beta")
@@ -54,7 +54,7 @@ def _leaves(layer, parent=None):
         yield from _leaves(sub, sub)
 
 
-def _layers(model) -> dict:
+def named_layers(model) -> dict:
     """``{layer: (kind, keras layer, parent, {role: variable})}`` in the canonical order."""
     out = {}
     for prefix, module in model_parts(model):
@@ -83,7 +83,7 @@ def inject_model(model, inject: str | None) -> None:
         ValueError: ``inject`` is not a row of ``shared.parity.localise.INJECTABLE``.
     """
     _check_inject(inject)
-    for _, layer, parent, _ in _layers(model).values():
+    for _, layer, parent, _ in named_layers(model).values():
         if inject == "BN momentum and epsilon" and isinstance(layer, models.SplitBatchNorm):
             layer.momentum, layer.epsilon = 0.99, 1e-3
         if inject == "stride-2 conv padding" and layer is getattr(parent, "padded", None):
@@ -133,7 +133,7 @@ def layer_outputs(model, records: dict, inject: str | None = None) -> dict:
         ``{layer: {"forward", "grad/input", "grad/<role>", "running/<role>"}}``.
     """
     _check_inject(inject)
-    layers, state = _layers(model), _snapshot(model)
+    layers, state = named_layers(model), _snapshot(model)
     dtype = next(iter(layers.values()))[1].compute_dtype
     out = {}
     try:

@@ -175,28 +175,22 @@ def _conv(filters: int, size: int, stride: int = 1, pad: int = 0):
     return keras.layers.Conv2D(filters, size, stride, padding=padding, use_bias=False)
 
 
-class _BasicBlock(keras.layers.Layer):
-    """torchvision's BasicBlock, layer for layer and in the same order (c1, b1, c2, b2, proj, bp).
+class _Block(keras.layers.Layer):
+    """What torchvision's two residual blocks share: the projection shortcut (``proj``, ``bp``,
+    built last, as torchvision registers ``downsample``) and the explicit padding of the
+    stride-2 3x3 conv ``padded``.
 
     Padding matches torch: a stride-2 3x3 conv pads 1 pixel on every side (Keras's "same" would
     pad 0 before and 1 after, which shifts every window by a pixel), so the input of ``padded``
     is padded explicitly (``pad_input``) and the conv is "valid".
     """
 
-    expansion = 1
-
-    def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
-        super().__init__(**kw)
+    def _add_shortcut(self, stride: int, in_filters: int, out_filters: int, bn_splits: int):
         self.stride = stride
-        self.c1 = _conv(filters, 3, stride, pad=int(stride != 1))
-        self.b1 = _bn(bn_splits)
-        self.c2 = _conv(filters, 3)
-        self.b2 = _bn(bn_splits)
         self.proj = self.bp = None
-        if stride != 1 or in_filters != filters:
-            self.proj = _conv(filters, 1, stride)  # 1x1: no padding
+        if stride != 1 or in_filters != out_filters:
+            self.proj = _conv(out_filters, 1, stride)  # 1x1: no padding
             self.bp = _bn(bn_splits)
-        self.padded = self.c1
 
     def build(self, input_shape):
         """Nothing to build here: each sub-layer builds on its first call (this spares Keras
@@ -207,50 +201,54 @@ class _BasicBlock(keras.layers.Layer):
         """``padded``'s input: x, padded by 1 pixel on every side at stride 2 (torch's padding=1)."""
         return x if self.stride == 1 else _pad(x, 1)
 
+    def shortcut(self, x, training=False):
+        return x if self.proj is None else self.bp(self.proj(x), training=training)
+
+
+class _BasicBlock(_Block):
+    """torchvision's BasicBlock, layer for layer and in the same order (c1, b1, c2, b2, proj, bp);
+    ``padded`` is c1."""
+
+    expansion = 1
+
+    def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
+        super().__init__(**kw)
+        self.c1 = _conv(filters, 3, stride, pad=int(stride != 1))
+        self.b1 = _bn(bn_splits)
+        self.c2 = _conv(filters, 3)
+        self.b2 = _bn(bn_splits)
+        self._add_shortcut(stride, in_filters, filters, bn_splits)
+        self.padded = self.c1
+
     def call(self, x, training=False):
         y = tf.nn.relu(self.b1(self.c1(self.pad_input(x)), training=training))
         y = self.b2(self.c2(y), training=training)
-        sc = x if self.proj is None else self.bp(self.proj(x), training=training)
-        return tf.nn.relu(y + sc)
+        return tf.nn.relu(y + self.shortcut(x, training))
 
 
-class _Bottleneck(keras.layers.Layer):
+class _Bottleneck(_Block):
     """torchvision's Bottleneck (ResNet v1.5: the stride is on the 3x3 conv), layer for layer
-    and in the same order: 1x1 (c1, b1), 3x3 (c2, b2), 1x1 to 4 x filters (c3, b3), proj, bp.
-    The stride-2 3x3 conv pads explicitly, as in :class:`_BasicBlock`."""
+    and in the same order: 1x1 (c1, b1), 3x3 (c2, b2), 1x1 to 4 x filters (c3, b3), proj, bp;
+    ``padded`` is c2."""
 
     expansion = 4
 
     def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
         super().__init__(**kw)
-        self.stride = stride
         self.c1 = _conv(filters, 1)
         self.b1 = _bn(bn_splits)
         self.c2 = _conv(filters, 3, stride, pad=int(stride != 1))
         self.b2 = _bn(bn_splits)
         self.c3 = _conv(4 * filters, 1)
         self.b3 = _bn(bn_splits)
-        self.proj = self.bp = None
-        if stride != 1 or in_filters != 4 * filters:
-            self.proj = _conv(4 * filters, 1, stride)
-            self.bp = _bn(bn_splits)
+        self._add_shortcut(stride, in_filters, 4 * filters, bn_splits)
         self.padded = self.c2
-
-    def build(self, input_shape):
-        """Nothing to build here: each sub-layer builds on its first call (this spares Keras
-        a symbolic trace of the whole block before the first real one)."""
-        self.built = True
-
-    def pad_input(self, x):
-        """``padded``'s input: x, padded by 1 pixel on every side at stride 2."""
-        return x if self.stride == 1 else _pad(x, 1)
 
     def call(self, x, training=False):
         y = tf.nn.relu(self.b1(self.c1(x), training=training))
         y = tf.nn.relu(self.b2(self.c2(self.pad_input(y)), training=training))
         y = self.b3(self.c3(y), training=training)
-        sc = x if self.proj is None else self.bp(self.proj(x), training=training)
-        return tf.nn.relu(y + sc)
+        return tf.nn.relu(y + self.shortcut(x, training))
 
 
 class ResNet(keras.Model):

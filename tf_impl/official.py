@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from shared.parity.weights import WeightsError, model_parts
-from tf_impl.weights import _depth_first
+from shared.parity.weights import WeightsError
+from tf_impl.localise import named_layers
 
 __all__ = ["FORMATS", "layer_outputs", "read_checkpoint", "reference_outputs"]
 
@@ -134,16 +134,10 @@ def reference_outputs(checkpoint: dict, fmt: str, images: np.ndarray, dtype: str
     return out
 
 
-_KINDS = (
-    (tf.keras.layers.Conv2D, "conv"),
-    (tf.keras.layers.Dense, "dense"),
-    (tf.keras.layers.BatchNormalization, "bn"),
-)
-
-
 def layer_outputs(model, images: np.ndarray) -> dict:
     """Each conv, BN and dense layer's output of our ``model`` (inference) under its canonical
-    layer name (``<part>/encoder/conv<i>``, ...), plus ``<net>/h`` and ``<net>/z``.
+    layer name (``<part>/encoder/conv<i>``, ...; the localiser's walk,
+    ``tf_impl.localise.named_layers``), plus ``<net>/h`` and ``<net>/z``.
 
     Args:
         model: a SimCLR or MoCo of ``tf_impl`` (its dtype is the one computed in).
@@ -151,15 +145,9 @@ def layer_outputs(model, images: np.ndarray) -> dict:
     """
     out: dict[str, np.ndarray] = {}
     patched = []
-    for prefix, module in model_parts(model):
-        counts: dict[str, int] = {}
-        for layer in _depth_first(module):
-            kind = next((k for cls, k in _KINDS if isinstance(layer, cls)), None)
-            if kind is None:
-                continue
-            i = counts[kind] = counts.get(kind, -1) + 1
-            patched.append(layer)
-            layer.call = _recording(layer.call, f"{prefix}/{kind}{i}", out)
+    for name, (_, layer, _, _) in named_layers(model).items():
+        patched.append(layer)
+        layer.call = _recording(layer.call, name, out)
     nets = (
         {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
         if hasattr(model, "queue")

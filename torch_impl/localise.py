@@ -17,7 +17,7 @@ from shared.parity.weights import from_canonical, to_canonical
 from torch_impl.models import normalize
 from torch_impl.weights import entries, export_weights, import_weights
 
-__all__ = ["capture", "layer_outputs", "optimizer_step"]
+__all__ = ["capture", "layer_outputs", "named_layers", "optimizer_step"]
 
 TRAINABLE = ("kernel", "bias", "gamma", "beta")
 SLOT_NAMES = {"momentum_buffer": "momentum", "exp_avg": "m", "exp_avg_sq": "v"}
@@ -33,7 +33,7 @@ def _to_torch(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(like.dtype)
 
 
-def _layers(model) -> dict[str, tuple[str, torch.nn.Module, dict]]:
+def named_layers(model) -> dict[str, tuple[str, torch.nn.Module, dict]]:
     """``{layer: (kind, module, {role: tensor})}`` in the canonical walk's order."""
     owner = {}
     for m in model.modules():
@@ -83,7 +83,7 @@ def capture(model, x: np.ndarray, seed: int = 0) -> dict:
         record's input is the head's output with one probe row appended: its first row times
         ``shared.parity.localise.PROBE``.
     """
-    layers, state, seen = _layers(model), _snapshot(model), {}
+    layers, state, seen = named_layers(model), _snapshot(model), {}
 
     def keep(layer):
         def hook(module, inputs, out) -> None:  # returns None: the output is left as it is
@@ -167,7 +167,7 @@ def layer_outputs(model, records: dict) -> dict:
         input and weight gradients for the record's ``gy``, and BN's running statistics after
         the call (canonical layouts).
     """
-    layers, state, was_training = _layers(model), _snapshot(model), model.training
+    layers, state, was_training = named_layers(model), _snapshot(model), model.training
     like = next(model.parameters())
     out = {}
     try:

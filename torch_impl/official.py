@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torchvision
 
-from shared.parity.weights import WeightsError, model_parts
+from shared.parity.weights import WeightsError
+from torch_impl.localise import named_layers
 
 __all__ = ["FORMATS", "layer_outputs", "read_checkpoint", "reference_outputs"]
 
@@ -109,21 +110,14 @@ def reference_outputs(checkpoint: dict, fmt: str, images: np.ndarray, dtype: str
 @torch.no_grad()
 def layer_outputs(model, images: np.ndarray) -> dict:
     """Each conv, BN and dense layer's output of our ``model`` (eval mode) under its canonical
-    layer name (``<part>/encoder/conv<i>``, ...), plus ``<net>/h`` and ``<net>/z``.
+    layer name (``<part>/encoder/conv<i>``, ...; the localiser's walk,
+    ``torch_impl.localise.named_layers``), plus ``<net>/h`` and ``<net>/z``.
 
     Args:
         model: a SimCLR or MoCo of ``torch_impl`` (its dtype is the one computed in).
         images: (B, H, W, 3).
     """
-    kinds = (torch.nn.Conv2d, torch.nn.Linear, torch.nn.modules.batchnorm._BatchNorm)
-    names = {}
-    for prefix, module in model_parts(model):
-        counts: dict[str, int] = {}
-        for m in module.modules():
-            if isinstance(m, kinds):
-                kind = {torch.nn.Conv2d: "conv", torch.nn.Linear: "dense"}.get(type(m), "bn")
-                i = counts[kind] = counts.get(kind, -1) + 1
-                names[m] = f"{prefix}/{kind}{i}"
+    names = {m: name for name, (_, m, _) in named_layers(model).items()}
     nets = (
         {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
         if hasattr(model, "queue")

@@ -185,12 +185,12 @@ class SamePadMaxPool2d(nn.Module):
         return F.max_pool2d(x, self.kernel_size, self.stride)
 
 
-def _resnet(name: str, cifar_stem: bool, same_pool: bool = False):
-    """A builder ``(bn_splits) -> torchvision ResNet`` without its classifier."""
+def _resnet(depth: int, cifar_stem: bool, same_pool: bool = False):
+    """A builder ``(bn_splits) -> torchvision ResNet-<depth>`` without its classifier."""
 
     def build(bn_splits: int = 1) -> nn.Module:
         norm = partial(SplitBatchNorm, num_splits=bn_splits)
-        net = getattr(torchvision.models, name)(weights=None, norm_layer=norm)  # no download
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=norm)
         if cifar_stem:  # SimCLR appendix B.9: 3x3 stride-1 first conv, no max-pool, for 32 px
             net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
@@ -206,11 +206,11 @@ def _resnet(name: str, cifar_stem: bool, same_pool: bool = False):
 
 ENCODERS = {
     "small_cnn": lambda bn_splits=1: SmallCNN(bn_splits=bn_splits),
-    "resnet18_cifar": _resnet("resnet18", True),
-    "resnet18": _resnet("resnet18", False),
-    "resnet50_cifar": _resnet("resnet50", True),
-    "resnet50": _resnet("resnet50", False),
-    "resnet50_samepool": _resnet("resnet50", False, same_pool=True),
+    "resnet18_cifar": _resnet(18, True),
+    "resnet18": _resnet(18, False),
+    "resnet50_cifar": _resnet(50, True),
+    "resnet50": _resnet(50, False),
+    "resnet50_samepool": _resnet(50, False, same_pool=True),
 }
 
 

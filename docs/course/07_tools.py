@@ -204,13 +204,17 @@ else:
 # What it proves: every conv, BN and dense layer's output, and h and z, computed by the target
 # run and by an independent forward of the checkpoint (torchvision's ResNet-50 for MoCo, a
 # `tf.nn` transcription of SimCLR's `resnet.py` for SimCLR) on one fixed batch, in float32 and
-# float64, within the tolerance table's `param` row (float64 1e-12 relative, float32 1e-4). The
+# float64, within the tolerance table's `param` row (rtol / atol: float64 1e-12 / 1e-13, float32
+# 1e-4 / 1e-5, atol scaled by the largest source value). So far this is proven on checkpoints
+# the tests write in the official layouts from random weights, not on a downloaded one. The
 # report (`import_report.md` in the run) names the first layer over it, and then no run is
 # written. SimCLR's checkpoints need the encoder `resnet50_samepool`: its stem max-pool pads as
-# TensorFlow's "SAME" does, one pixel after and none before, where torchvision pads one on each
+# TensorFlow's "SAME" does, one pixel after and none before on even sizes (112 px after the
+# stride-2 stem), where torchvision pads one on each
 # side (a row of the framework-differences catalogue). Two head layers are exact at inference
 # only, and each checkpoint expects its own inputs (MoCo: ImageNet-normalised; SimCLR: RGB in
-# [0, 1]); see `docs/import.md`.
+# [0, 1]); `eval` feeds the project's own pipeline, which does not apply MoCo's normalisation.
+# See `docs/import.md`.
 #
 # ## 7.3 Datasets
 #

@@ -672,7 +672,10 @@ methods. `rosetta port` moves this project's own runs between frameworks, and
 `rosetta import CKPT --format moco|simclr-tf1 --to torch|tensorflow --out RUN` makes an
 official checkpoint you have downloaded a run of either framework, proven layer by layer
 against an independent forward of the checkpoint in float32 and float64
-([import.md](import.md); `tests/test_import.py`).
+([import.md](import.md); `tests/test_import.py`, on checkpoints the tests write from random
+weights). Two head layers are exact at inference only, and MoCo's weights expect
+ImageNet-normalised inputs, which the project's `eval` does not apply
+([import.md](import.md#inference-only)).
 """,
         ),
         section(

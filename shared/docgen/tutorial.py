@@ -293,8 +293,9 @@ features, and ResNet-50's float64 forward and backward).
             "The projection head",
             f"""
 `ProjectionHead`: Linear (no bias), BN, ReLU, Linear, from h to z of dimension
-{f.simclr.proj_dim}. The
-loss sees z; downstream tasks use h, because the head learns to discard what the augmentations
+{f.simclr.proj_dim}, SimCLR v2's form, used for both methods here. MoCo v2's official head has
+no BN (Linear with bias, ReLU, Linear), which is why an imported MoCo head is exact at
+inference only ([import.md](import.md#inference-only)). The loss sees z; downstream tasks use h, because the head learns to discard what the augmentations
 change (SimCLR, section 4.2 of the paper). Worked example f runs one on a 3-pixel network.
 """,
         ),
@@ -305,7 +306,7 @@ change (SimCLR, section 4.2 of the paper). Worked example f runs one on a 3-pixe
             """
 `nt_xent(z1, z2, temperature)` (SimCLR) and `info_nce(q, k, queue, temperature)` (MoCo) in
 `*/losses.py`, each checked against the NumPy oracle `shared/oracle/losses.py` in float64 and
-float32 (`rosetta parity`).
+float32 (`tests/test_cross_framework.py`; `rosetta parity` runs the same checks).
 """,
         ),
     ]

@@ -107,6 +107,8 @@ class MoCo(tf.Module):
         ((8, 4), 0)
     """
 
+    method = "moco"
+
     def __init__(
         self,
         encoder: str = TRAINED["encoder"],

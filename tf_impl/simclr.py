@@ -37,6 +37,8 @@ class SimCLR(tf.Module):
         [256, 256, 8, 8]
     """
 
+    method = "simclr"
+
     def __init__(
         self,
         encoder: str = TRAINED["encoder"],

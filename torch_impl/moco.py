@@ -109,6 +109,8 @@ class MoCo(nn.Module):
         (torch.Size([8, 4]), 0)
     """
 
+    method = "moco"
+
     def __init__(
         self,
         encoder: str = TRAINED["encoder"],

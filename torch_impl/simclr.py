@@ -44,6 +44,8 @@ class SimCLR(nn.Module):
         [256, 256, 8, 8]
     """
 
+    method = "simclr"
+
     def __init__(
         self,
         encoder: str = TRAINED["encoder"],

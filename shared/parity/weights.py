@@ -37,12 +37,18 @@ from shared import RosettaError
 
 __all__ = [
     "FORMAT",
+    "METHOD_PARTS",
     "ROLES",
     "WeightsError",
     "canonical_name",
     "check_state",
     "from_canonical",
     "load_weights",
+    "method_of",
+    "method_state",
+    "model_parts",
+    "networks",
+    "online_network",
     "save_weights",
     "to_canonical",
 ]
@@ -59,18 +65,49 @@ class WeightsError(RosettaError, ValueError):
     """A weights file or state that does not fit: the message names the entry."""
 
 
+# The one registry of what each method holds, for code that serves both methods: the networks
+# (in canonical order), the one the optimiser trains, and the state beside the weights. A model
+# names its method in its class attribute ``method``; nothing else is looked up on it.
+METHOD_PARTS = {
+    "simclr": {"nets": ("net",), "online": "net", "state": ()},
+    "moco": {"nets": ("encoder_q", "encoder_k"), "online": "encoder_q", "state": ("queue", "queue_ptr")},
+}
+
+
+def method_of(model) -> str:
+    """The method (a ``METHOD_PARTS`` key) of a SimCLR or MoCo model of either framework.
+
+    Raises:
+        TypeError: ``model`` is not one of the project's method models.
+    """
+    method = getattr(type(model), "method", None)
+    if method not in METHOD_PARTS:
+        raise TypeError(f"model: expected a SimCLR or MoCo model, got {type(model).__name__}")
+    return method
+
+
+def networks(model) -> dict[str, object]:
+    """``{name: network}``: SimCLR's ``net``; MoCo's ``encoder_q`` then ``encoder_k``."""
+    return {name: getattr(model, name) for name in METHOD_PARTS[method_of(model)]["nets"]}
+
+
+def online_network(model):
+    """The network the optimiser trains (encoder f + head g): SimCLR's ``net``, MoCo's f_q."""
+    return getattr(model, METHOD_PARTS[method_of(model)]["online"])
+
+
+def method_state(model) -> dict[str, object]:
+    """The state beside the weights (MoCo: ``queue`` (K, D) and ``queue_ptr``; SimCLR: none)."""
+    return {name: getattr(model, name) for name in METHOD_PARTS[method_of(model)]["state"]}
+
+
 def model_parts(model) -> list[tuple[str, object]]:
     """``(prefix, module)`` for the encoders and heads of a SimCLR or MoCo model of either
     framework, in canonical order: ``net/encoder``, ``net/head`` or ``encoder_q/...``,
     ``encoder_k/...``. Only attribute names are read, so it serves both frameworks."""
-    nets = (
-        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
-        if hasattr(model, "queue")
-        else {"net": model.net}
-    )
     return [
         (f"{name}/{sub}", getattr(net, sub))
-        for name, net in nets.items()
+        for name, net in networks(model).items()
         for sub in ("encoder", "head")
     ]
 

@@ -1,5 +1,5 @@
-"""Every accuracy the README, the tutorial and the side-by-side page show is one the results file
-holds (``docs/results.json``, written by ``rosetta results``), and names its source.
+"""Every accuracy the README, the proofs page, the tutorial and the side-by-side page show is one
+the results file holds (``docs/results.json``, written by ``rosetta results``), and names its source.
 
 The checks, each also run on a page with one thing wrong so that it is seen to fail:
 
@@ -22,7 +22,13 @@ import pytest
 from shared.run import published as P
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("README.md", "docs/tutorial.md", "docs/side_by_side.md", "docs/framework_differences.md")
+PAGES = (
+    "README.md",
+    "docs/proofs.md",
+    "docs/tutorial.md",
+    "docs/side_by_side.md",
+    "docs/framework_differences.md",
+)
 # Percentages a generator computes from code (closed forms), not measured: page -> reason
 COMPUTED = {
     "docs/tutorial.md": {

@@ -30,6 +30,9 @@ BAD_CONFIGS = [
     ({"queue_size": 0}, "queue_size: expected an integer >= 1"),
     ({"limit_train": 0}, "limit_train: expected an integer >= 2"),
     ({"limit_train": -1400}, "limit_train: expected an integer >= 2"),
+    ({"encoder": "vgg99"}, "encoder: expected one of small_cnn, resnet18_cifar, resnet18, "),
+    ({"dataset": "imagenet"}, "dataset: expected 'embedded', one of"),
+    ({"batch_size": -4}, "batch_size: expected an integer >= 1, got -4"),
     ({"optimizer": "rmsprop"}, "optimizer: expected one of lars, sgd, adam"),
     ({"augment": "none"}, "augment: expected one of batch, per_sample"),
     (
@@ -129,7 +132,8 @@ def test_help_answers_without_importing_a_framework(framework):
 
 
 def test_same_command_line_same_run_in_both_frameworks():
-    """No flag differs by framework: ``train`` parses to the same config in both."""
+    """The flags both frameworks offer mean the same: ``train`` parses to the same config in
+    both (the few only one framework reads: ``FRAMEWORK_ONLY``, ``tests/test_cli.py``)."""
     from shared.apps.impl_cli import build_parser, config_from_args
 
     cfgs = [

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields, replace
 from shared.oracle.augment_spec import augment_spec
 from shared.oracle.optim import OPTIMIZERS, default_lr
 from shared.oracle.queue import check_momentum, cosine_momentum
+from shared.run.datasets import check_name
 from shared.run.errors import ConfigError, FileFormatError, MissingFileError
 from shared.run.hardware import cpu_has_native_bf16
 
@@ -136,6 +137,80 @@ HELP = {
     "limit_train": "use only the first n training images (tests)",
 }
 
+# The groups of ``train --help``, in the order shown: each a title, one line saying what it
+# holds, and its fields (shown in the order of TrainConfig).
+FLAG_GROUPS = {
+    "method": (
+        "which method, and the settings of its loss and of MoCo's key encoder",
+        (
+            "method",
+            "temperature",
+            "queue_size",
+            "key_momentum",
+            "key_momentum_schedule",
+            "shuffle_keys",
+            "symmetric",
+        ),
+    ),
+    "data": (
+        "the images, their loading and their augmentation",
+        (
+            "dataset",
+            "train_split",
+            "root",
+            "download",
+            "image_size",
+            "crop_scale",
+            "color_strength",
+            "flip",
+            "augment",
+            "num_workers",
+            "data_seed",
+            "limit_train",
+        ),
+    ),
+    "model": (
+        "the encoder, the projection head and their BatchNorm",
+        ("encoder", "proj_dim", "hidden_dim", "head_layers", "bn_splits", "sync_bn"),
+    ),
+    "optimisation": (
+        "the optimiser and its schedule",
+        ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs"),
+    ),
+    "run": (
+        "where the run goes, its seed and device, and what it reports",
+        ("seed", "device", "run_dir", "resume", "overwrite", "allow_config_change", "knn_every"),
+    ),
+    "advanced": (
+        "speed and numerics; TensorFlow's devices and strategy",
+        ("amp", "fast_kernels", "jit_compile", "strategy", "cpu_devices"),
+    ),
+}
+
+# The fields that one framework reads and the other does not: its command line alone offers
+# them. Each with the framework and why the other has no such setting (the message a user of
+# the other framework's command line gets).
+FRAMEWORK_ONLY = {
+    "strategy": (
+        "tensorflow",
+        "a tf.distribute strategy; torch runs one process per device under "
+        "torchrun --nproc_per_node N",
+    ),
+    "cpu_devices": (
+        "tensorflow",
+        "tf.config's logical CPU devices, for tf.distribute without GPUs; torch runs CPU "
+        "processes under torchrun instead",
+    ),
+    "jit_compile": ("tensorflow", "XLA compilation of the tf.function step; torch has none here"),
+    "num_workers": (
+        "torch",
+        "DataLoader worker processes; tf.data chooses its own parallelism, AUTOTUNE",
+    ),
+}
+
+# Flags for the tests (a quick run on a slice of the data): accepted, not shown by --help.
+TEST_ONLY = ("limit_train",)
+
 
 @dataclass
 class TrainConfig:
@@ -194,13 +269,12 @@ class TrainConfig:
         ``world_size``: processes (torch) or replicas (TF) sharing each step; ``None`` while it
         is not known yet (the checks that need it then wait for :meth:`for_world`).
         """
-        if framework not in FRAMEWORKS:
-            raise ConfigError(f"framework: expected one of {FRAMEWORKS}, got {framework!r}")
-        if self.method not in METHODS:
-            raise ConfigError(f"method: expected one of {METHODS}, got {self.method!r}")
+        _choice("framework", framework, FRAMEWORKS)
+        _choice("method", self.method, METHODS)
         filled = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
         cfg = replace(self, framework=framework, crop_scale=tuple(self.crop_scale), **filled)
         if cfg.lr is None:
+            _at_least("batch_size", cfg.batch_size, 1)  # the default lr is a function of it
             cfg.lr = default_lr(cfg.optimizer, cfg.batch_size) if cfg.optimizer in OPTIMIZERS else 0
         if cfg.amp is None and cfg.device == "cpu":
             cfg.amp = cpu_has_native_bf16()
@@ -232,7 +306,9 @@ class TrainConfig:
             check_temperature(self.temperature)
             check_momentum(self.key_momentum)
         except ValueError as e:  # the oracle's checks name the argument: a bad flag
-            raise ConfigError(str(e)) from None
+            raise ConfigError(str(e)) from e
+        _choice("encoder", self.encoder, ENCODER_NAMES)
+        check_name(self.dataset)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("augment", self.augment, ("batch", "per_sample"))
         _choice(
@@ -341,7 +417,7 @@ class TrainConfig:
                 .replace("scale:", "crop_scale:", 1)
                 .replace("strength:", "color_strength:", 1)
             )
-            raise ConfigError(msg) from None
+            raise ConfigError(msg) from e
 
     def augment_kwargs(self) -> dict:
         """The keyword arguments of ``BatchAugment(...)``, ``simclr_augment(...)`` and
@@ -402,9 +478,23 @@ class TrainConfig:
         return self.key_momentum
 
     @classmethod
-    def flag_names(cls) -> list[str]:
-        """The fields a user sets (``framework`` and ``world_size`` are set by the run)."""
-        return [f.name for f in fields(cls) if f.name not in RUNTIME_FIELDS]
+    def flag_names(cls, framework: str | None = None) -> list[str]:
+        """The fields a user sets (``framework`` and ``world_size`` are set by the run).
+
+        Args:
+            framework: only the fields this framework's command line offers: without the
+                other framework's :data:`FRAMEWORK_ONLY` fields. ``None``: every field.
+
+        Example:
+            >>> "strategy" in TrainConfig.flag_names("torch")
+            False
+        """
+        return [
+            f.name
+            for f in fields(cls)
+            if f.name not in RUNTIME_FIELDS
+            and (framework is None or FRAMEWORK_ONLY.get(f.name, (framework,))[0] == framework)
+        ]
 
 
 RUNTIME_FIELDS = ("framework", "world_size")  # recorded in config.json, not flags
@@ -514,7 +604,7 @@ def load_config(run_dir) -> TrainConfig:
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise FileFormatError(f"{path}: not a readable config.json ({e})") from None
+        raise FileFormatError(f"{path}: not a readable config.json ({e})") from e
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(saved) - known) if isinstance(saved, dict) else []
     if not isinstance(saved, dict) or unknown or "method" not in saved:
@@ -526,7 +616,7 @@ def load_config(run_dir) -> TrainConfig:
     try:
         return TrainConfig(**saved).resolve(framework or "torch", world)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e}") from e
 
 
 def _choice(name: str, value, choices) -> None:

@@ -39,11 +39,9 @@ def import_tensorflow_quietly() -> None:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--verbose" not in argv and not {"-h", "--help"} & set(argv):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import_tensorflow_quietly()
-    return _main("tensorflow", argv)
+    """Parse and check ``argv`` first; TensorFlow is imported (quietly) only when the command
+    runs, so ``--help`` and a bad argument answer without it."""
+    return _main("tensorflow", argv, import_framework=import_tensorflow_quietly)
 
 
 if __name__ == "__main__":

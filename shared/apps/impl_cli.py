@@ -2,17 +2,25 @@
 
     python -m torch_impl train [--method simclr|moco] ...   (default method: simclr)
     python -m tf_impl train [--method simclr|moco] ...      (default method: simclr)
+    rosetta train --framework torch|tensorflow ...          (the same command, see shared.apps.cli)
     python -m <impl> eval --run-dir DIR                     (method read from DIR/config.json)
     python -m <impl> finetune --run-dir DIR
     python -m <impl> parity-dump --out F.npz
 
-Arguments are parsed before the framework is imported, so ``--help`` and argument errors
-answer at once. Each framework package provides the same modules (``train``, ``evaluate``,
-``checkpoint``, ``data``, ``parity``) with the same functions, which is what lets one CLI serve
-both. Expected failures (``shared.RosettaError``: bad input, missing data, a bad checkpoint, a
-run directory in use) print one ``error:`` line and exit with status 2; anything else is a bug
-and shows its traceback. ``--traceback`` (before or after the command; or ``ROSETTA_TRACEBACK=1``
-in the environment) shows the traceback of expected failures too.
+``train`` has one flag per ``TrainConfig`` field, shown by ``--help`` in the groups of
+``shared.run.config.FLAG_GROUPS``. A flag only one framework reads (``FRAMEWORK_ONLY``) is
+offered by that framework's command line alone; the other refuses it with the reason.
+``TEST_ONLY`` flags are accepted and not shown.
+
+Arguments are parsed and checked before the framework is imported (``check_train`` and the
+other ``check_*``: ``TrainConfig.resolve`` needs no framework), so ``--help`` and argument
+errors answer at once. Each framework package provides the same modules (``train``,
+``evaluate``, ``checkpoint``, ``data``, ``parity``) with the same functions, which is what lets
+one CLI serve both. Expected failures (``shared.RosettaError``: bad input, missing data, a bad
+checkpoint, a run directory in use; and argparse's own errors) print one ``error:`` line and
+exit with status 2; anything else is a bug and shows its traceback. ``--traceback`` (before or
+after the command; or ``ROSETTA_TRACEBACK=1`` in the environment) shows the traceback of
+expected failures too.
 """
 
 from __future__ import annotations
@@ -28,26 +36,88 @@ from pathlib import Path
 import numpy as np
 
 from shared import RosettaError
-from shared.run.config import HELP, PACKAGES, TrainConfig
+from shared.run.config import (
+    FLAG_GROUPS,
+    FRAMEWORK_ONLY,
+    HELP,
+    METHOD_DEFAULTS,
+    PACKAGES,
+    TEST_ONLY,
+    TrainConfig,
+)
 from shared.run.errors import ConfigError, MissingFileError, RunDirError
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per ``TrainConfig`` field, with its help text and default."""
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are the project's: one ``error:`` line, status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class _OtherFramework(argparse.Action):
+    """A flag that only the other framework's command line offers: refused with the reason
+    (``FRAMEWORK_ONLY``), not as an unknown flag."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        owner, why = FRAMEWORK_ONLY[self.dest]
+        parser.exit(2, f"error: {self.dest}: a {owner} option ({why})\n")
+
+
+def add_config_args(
+    parser: argparse.ArgumentParser, framework: str | None = None
+) -> dict[str, argparse._ArgumentGroup]:
+    """One ``--flag`` per ``TrainConfig`` field, with its help text and default, in the groups
+    of ``FLAG_GROUPS``; ``TEST_ONLY`` flags are accepted but not shown.
+
+    Args:
+        parser: the ``train`` parser.
+        framework: offer this framework's flags; the other framework's ``FRAMEWORK_ONLY`` flags
+            are refused with their reason. ``None``: every flag (help before a framework is
+            chosen).
+
+    Returns:
+        The argument groups by title, for flags that are not config fields.
+    """
+    groups = {
+        title: parser.add_argument_group(title, text) for title, (text, _) in FLAG_GROUPS.items()
+    }
+    group_of = {name: title for title, (_, names) in FLAG_GROUPS.items() for name in names}
+    offered = TrainConfig.flag_names(framework)
     for f in dataclasses.fields(TrainConfig):
-        if f.name not in TrainConfig.flag_names():
-            continue
-        default = f.default
         flag = "--" + f.name.replace("_", "-")
-        shown = "per method" if default is None else default
-        said = "(default:" in HELP[f.name]  # the text already explains a per-method default
-        kw = {"default": default, "help": HELP[f.name] + ("" if said else f" (default: {shown})")}
-        if str(f.type).startswith("bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif isinstance(f.default, tuple):
-            parser.add_argument(flag, type=float, nargs=2, metavar=("MIN", "MAX"), **kw)
-        else:
-            parser.add_argument(flag, type=_flag_type(f), **kw)
+        if f.name in offered:
+            _add_flag(groups[group_of[f.name]], f, flag)
+        elif f.name in FRAMEWORK_ONLY:
+            negated = ["--no-" + flag[2:]] if str(f.type).startswith("bool") else []
+            parser.add_argument(
+                flag,
+                *negated,
+                dest=f.name,
+                nargs="?",
+                action=_OtherFramework,
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
+    return groups
+
+
+def _add_flag(group, f: dataclasses.Field, flag: str) -> None:
+    default = f.default
+    if "(default:" in HELP[f.name]:  # the text explains its default itself
+        said = ""
+    elif default is None:  # None: the method's default, or a rule the text explains
+        said = " (default: per method)" if f.name in METHOD_DEFAULTS["simclr"] else ""
+    else:
+        said = f" (default: {default})"
+    text = HELP[f.name] + said
+    kw = {"default": default, "help": argparse.SUPPRESS if f.name in TEST_ONLY else text}
+    if str(f.type).startswith("bool"):
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+    elif isinstance(f.default, tuple):
+        group.add_argument(flag, type=float, nargs=2, metavar=("MIN", "MAX"), **kw)
+    else:
+        group.add_argument(flag, type=_flag_type(f), **kw)
 
 
 def _flag_type(f: dataclasses.Field):
@@ -56,31 +126,53 @@ def _flag_type(f: dataclasses.Field):
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{name: getattr(args, name) for name in TrainConfig.flag_names()})
-
-
-def build_parser(framework: str) -> argparse.ArgumentParser:
-    pkg = PACKAGES[framework]
-    ap = argparse.ArgumentParser(
-        prog=f"python -m {pkg}", description=f"SimCLR and MoCo v2 in {framework}."
+    """The ``TrainConfig`` of parsed ``train`` flags; a field the parser did not offer (the
+    other framework's) keeps its default."""
+    return TrainConfig(
+        **{name: getattr(args, name) for name in TrainConfig.flag_names() if hasattr(args, name)}
     )
-    ap.add_argument("--verbose", action="store_true", help="show the frameworks' own C++ log lines")
-    add_traceback_flag(ap)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    tr = sub.add_parser("train", help="self-supervised training (defaults: embedded data)")
-    add_config_args(tr)
-    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    tr.add_argument(
+
+
+def add_train_args(parser: argparse.ArgumentParser, framework: str | None) -> None:
+    """The flags of ``train``: the config's (``add_config_args``) and the run's own.
+
+    Args:
+        parser: the ``train`` parser of ``python -m <impl>`` or of ``rosetta``.
+        framework: the framework that trains, or ``None`` while ``rosetta train`` does not
+            know it yet (every config flag shown, ``--framework`` required).
+    """
+    groups = add_config_args(parser, framework)
+    groups["run"].add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    groups["run"].add_argument(
         "--eval",
         action="store_true",
         help="then evaluate, in this process, as `eval --run-dir` would (one process: the "
         "framework is imported and the data loaded once); single-process runs only",
     )
+
+
+TRAIN_USAGE = "%(prog)s [--method simclr|moco] [--FLAG VALUE ...]"
+
+
+def build_parser(framework: str) -> argparse.ArgumentParser:
+    """The command line of ``python -m torch_impl`` or ``python -m tf_impl``."""
+    pkg = PACKAGES[framework]
+    ap = Parser(prog=f"python -m {pkg}", description=f"SimCLR and MoCo v2 in {framework}.")
+    add_verbose_flag(ap)
+    add_traceback_flag(ap)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    tr = sub.add_parser(
+        "train", help="self-supervised training (defaults: embedded data)", usage=TRAIN_USAGE
+    )
+    add_train_args(tr, framework)
+    # `rosetta train --framework F` runs this command with its own arguments, --framework too
+    tr.add_argument("--framework", choices=[framework], default=framework, help=argparse.SUPPRESS)
     _add_run_commands(sub)
     _add_parity_dump(
         sub.add_parser("parity-dump", help="run the losses on the goldens, write an .npz")
     )
     for command in sub.choices.values():  # also after the command: `train ... --traceback`
+        add_verbose_flag(command, default=argparse.SUPPRESS)
         add_traceback_flag(command, default=argparse.SUPPRESS)
     return ap
 
@@ -185,10 +277,42 @@ def add_traceback_flag(parser: argparse.ArgumentParser, default=False) -> None:
     parser.add_argument("--traceback", action="store_true", default=default, help=TRACEBACK_HELP)
 
 
-def main(framework: str, argv=None) -> int:
+def add_verbose_flag(parser: argparse.ArgumentParser, default=False) -> None:
+    """``--verbose``, before or after the command, as ``add_traceback_flag``."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="show the frameworks' own C++ log lines",
+    )
+
+
+def main(framework: str, argv=None, import_framework=None) -> int:
+    """Parse ``argv``, check it, then import the framework and run the command.
+
+    Args:
+        framework: ``torch`` or ``tensorflow``.
+        argv: the arguments (default: ``sys.argv[1:]``).
+        import_framework: called after the arguments are checked and before the command
+            imports the framework (``tf_impl``: TensorFlow's import with its noise filtered);
+            not under ``--verbose``.
+
+    Returns:
+        The exit status: 0, or 2 after an expected failure's one ``error:`` line (argparse's
+        own errors exit with 2 from the parser, ``Parser.error``).
+    """
     args = build_parser(framework).parse_args(argv)
     if not args.verbose:  # TensorFlow's C++ log (cuInit, PredictCost, ...) reads this at import
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return run_guarded(_run, framework, args, import_framework, traceback=args.traceback)
+
+
+def _run(framework: str, args, import_framework) -> int:
+    checks = {"train": check_train, "finetune": check_finetune, "parity-dump": check_parity_dump}
+    if args.cmd in checks:  # framework-free: a bad argument is answered before any import
+        checks[args.cmd](framework, args)
+    if import_framework is not None and not args.verbose:
+        import_framework()
     cmds = {
         "train": cmd_train,
         "eval": cmd_eval,
@@ -197,30 +321,43 @@ def main(framework: str, argv=None) -> int:
         "export-weights": cmd_export_weights,
         "import-weights": cmd_import_weights,
     }
-    return run_guarded(cmds[args.cmd], PACKAGES[framework], args, traceback=args.traceback)
+    return cmds[args.cmd](PACKAGES[framework], args)
 
 
 def _mod(pkg: str, name: str):
     return importlib.import_module(f"{pkg}.{name}")
 
 
-def cmd_train(pkg: str, args) -> int:
-    cfg = config_from_args(args)
-    framework = next(f for f, p in PACKAGES.items() if p == pkg)
-    # validate before the framework is imported and anything is written; the world size is
-    # torchrun's WORLD_SIZE, or unknown until TF's strategy counts its replicas
+def _world(framework: str, cfg: TrainConfig) -> int | None:
+    """The processes or replicas of the run: torchrun's ``WORLD_SIZE``, or ``None`` while TF's
+    strategy has not counted its replicas."""
     if framework == "torch":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-    else:
-        world = 1 if cfg.strategy == "none" else None
-    resolved = cfg.resolve(framework, world)
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    return 1 if cfg.strategy == "none" else None
+
+
+def check_train(framework: str, args) -> TrainConfig:
+    """The resolved config of ``train``'s flags, checked without importing a framework.
+
+    Raises:
+        ConfigError: a flag's value is refused, or ``--eval`` in a multi-process run.
+    """
+    cfg = config_from_args(args)
+    resolved = cfg.resolve(framework, _world(framework, cfg))
+    world = resolved.world_size
     # several processes: torchrun's WORLD_SIZE > 1, or TF's multi_worker (mirrored is one)
     if args.eval and ((world or 1) > 1 or resolved.strategy == "multi_worker"):
         raise ConfigError(
             "eval: --eval evaluates in the training process, so it needs a single-process run; "
             "run `eval --run-dir DIR` after a multi-process one"
         )
-    _mod(pkg, "train").train(cfg, progress=not args.no_progress)
+    return resolved
+
+
+def cmd_train(pkg: str, args) -> int:
+    framework = next(f for f, p in PACKAGES.items() if p == pkg)
+    resolved = check_train(framework, args)
+    _mod(pkg, "train").train(config_from_args(args), progress=not args.no_progress)
     if args.eval:
         return cmd_eval(
             pkg, argparse.Namespace(run_dir=resolved.run_dir, out=None, linear_eval=False)
@@ -265,11 +402,15 @@ def cmd_eval(pkg: str, args) -> int:
     return 0
 
 
-def cmd_finetune(pkg: str, args) -> int:
+def check_finetune(framework: str, args) -> None:
+    """Raises ``ConfigError`` for a ``finetune`` flag that is refused."""
     if not 0 < args.fraction <= 1:
         raise ConfigError(f"fraction: expected a labelled fraction in (0, 1], got {args.fraction}")
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
+
+
+def cmd_finetune(pkg: str, args) -> int:
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)
     seed = cfg.seed if args.seed is None else args.seed
@@ -355,7 +496,22 @@ def _config_file(path) -> TrainConfig:
             return load_config(tmp)
         except RosettaError as e:
             named = str(e).replace(str(Path(tmp) / "config.json"), str(path))
-            raise type(e)(named) from None
+            raise type(e)(named) from e
+
+
+def check_parity_dump(framework: str, args) -> None:
+    """Raises ``ConfigError`` for a ``parity-dump`` flag that is refused."""
+    if args.random < 0:
+        raise ConfigError(f"random: expected an integer >= 0 of random cases, got {args.random}")
+    if args.level != "loss":
+        return
+    if "bfloat16" in args.dtype:
+        raise ConfigError(
+            "dtype: bfloat16 is a step-level case (--level step); the loss level "
+            "runs float64 and float32"
+        )
+    if len(args.dtype) > 1 and "{dtype}" not in args.out:
+        raise ConfigError("out: with several --dtype values, expected a path containing '{dtype}'")
 
 
 def cmd_parity_dump(pkg: str, args) -> int:
@@ -368,13 +524,6 @@ def cmd_parity_dump(pkg: str, args) -> int:
         return _dump_steps(pkg, args)
     if args.level == "train":
         return _dump_train(pkg, args)
-    if "bfloat16" in args.dtype:
-        raise ConfigError(
-            "dtype: bfloat16 is a step-level case (--level step); the loss level "
-            "runs float64 and float32"
-        )
-    if len(args.dtype) > 1 and "{dtype}" not in args.out:
-        raise ConfigError("out: with several --dtype values, expected a path containing '{dtype}'")
     parity = _mod(pkg, "parity")
     for dtype in args.dtype:  # one process for all dtypes: the framework is imported once
         outputs = parity.golden_outputs(dtype, args.device)

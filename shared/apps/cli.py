@@ -1,5 +1,6 @@
 """``rosetta``: the project's one console entry point.
 
+    rosetta train --framework F training, as python -m torch_impl|tf_impl train (the same flags)
     rosetta explain [a..h]      the worked examples
     rosetta demo [--matrix]     the main job (see shared/apps/demo.py)
     rosetta results [--seeds 3] every published accuracy, with its spread (shared/apps/results_cmd.py)
@@ -9,7 +10,9 @@
     rosetta bench               the benchmarks (see benchmarks/)
 
 Framework work is dispatched to ``python -m torch_impl`` and ``python -m tf_impl`` in
-subprocesses, so this module (and all of ``shared``) never imports a framework.
+subprocesses, so this module (and all of ``shared``) never imports a framework. ``train``
+checks its arguments here, then this process becomes ``python -m <impl> train`` with the same
+arguments (``os.execv``: the same process for signals, exit status and ``torchrun``).
 
 An expected failure (``shared.RosettaError``) is one ``error:`` line and exit status 2; anything
 else shows its traceback. ``--traceback`` (anywhere on the line) shows it for expected failures
@@ -23,13 +26,28 @@ import os
 import subprocess
 import sys
 
-from shared.apps.impl_cli import add_traceback_flag, run_guarded
+from shared.apps.impl_cli import (
+    TRAIN_USAGE,
+    Parser,
+    add_traceback_flag,
+    add_train_args,
+    add_verbose_flag,
+    check_train,
+    run_guarded,
+)
+from shared.run.config import FRAMEWORKS, PACKAGES
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rosetta", description=__doc__.splitlines()[0])
+    ap = Parser(prog="rosetta", description=__doc__.splitlines()[0])
     add_traceback_flag(ap)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "train",
+        help="self-supervised training with --framework torch|tensorflow (as python -m "
+        "torch_impl|tf_impl train)",
+        add_help=False,
+    )
     ex = sub.add_parser("explain", help="print the worked examples")
     ex.add_argument("which", nargs="*", help="a to h (default: all)")
     sub.add_parser(
@@ -57,7 +75,46 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(_dispatch, args, rest, traceback=args.traceback)
 
 
+def train_parser(framework: str | None) -> Parser:
+    """The parser of ``rosetta train``: ``--framework`` and the flags of that framework's
+    ``train`` (every flag while ``framework`` is ``None``, as for ``--help`` without it)."""
+    ap = Parser(
+        prog="rosetta train",
+        usage=TRAIN_USAGE.replace("%(prog)s", "%(prog)s --framework torch|tensorflow"),
+        description="Self-supervised training: `rosetta train --framework torch ...` runs "
+        "`python -m torch_impl train ...`, `--framework tensorflow` `python -m tf_impl train`, "
+        "with the same flags.",
+    )
+    ap.add_argument(
+        "--framework",
+        required=True,
+        choices=FRAMEWORKS,
+        help="the framework that trains (required; --framework F --help lists F's flags)",
+    )
+    add_verbose_flag(ap)
+    add_traceback_flag(ap)
+    add_train_args(ap, framework)
+    return ap
+
+
+def train(rest: list[str]) -> int:
+    """``rosetta train``: parse and check ``rest`` without a framework (one ``error:`` line for
+    a bad one), then become ``python -m <impl> train`` with the same arguments."""
+    pre = Parser(prog="rosetta train", add_help=False)
+    pre.add_argument("--framework", choices=FRAMEWORKS)
+    framework = pre.parse_known_args(rest)[0].framework
+    args = train_parser(framework).parse_args(rest)  # --help, and a missing --framework, end here
+    check_train(args.framework, args)
+    argv = [sys.executable, "-m", PACKAGES[args.framework], "train", *rest]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 0  # not reached: execv returns only by raising OSError
+
+
 def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.cmd == "train":
+        return train(rest)
     if args.cmd == "explain":
         from shared.oracle.worked_examples import main as explain
 

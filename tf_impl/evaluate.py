@@ -12,13 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.evaluation import (
-    cv_budget,
-    epochs_for,
-    evaluate,
-    labelled_subset,
-    subset_probe,
-)
+from shared.parity.weights import online_network
+from shared.run.evaluation import evaluate, finetune_protocol, labelled_subset
 from tf_impl.augment import TwoViews, simclr_augment
 from tf_impl.models import build_encoder
 from tf_impl.optim import SGD, set_learning_rate
@@ -54,7 +49,7 @@ def extract_features(
 def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
     """Projections z of un-augmented uint8 NHWC images, in inference mode: (N, D) float32 NumPy
     (``shared.run.health`` checks their spread after every epoch). ``device`` is unused: TF places."""
-    net = model.net if hasattr(model, "net") else model.encoder_q
+    net = online_network(model)
     dtype = net.weights[0].dtype
     x = tf.cast(tf.convert_to_tensor(images), dtype) / 255.0
     _, z = net(x, training=False)
@@ -66,7 +61,7 @@ def projection_batch(model, images: np.ndarray, cfg, seed: int = 1):
     ``cfg``: the run's resolved ``TrainConfig`` (its augmentation)."""
     two = TwoViews(simclr_augment(**cfg.augment_kwargs()))
     pairs = [two(tf.constant(im), tf.constant([seed, i])) for i, im in enumerate(images)]
-    net = model.net if hasattr(model, "net") else model.encoder_q
+    net = online_network(model)
     _, z1 = net(tf.stack([a for a, _ in pairs]), training=False)
     _, z2 = net(tf.stack([b for _, b in pairs]), training=False)
     return tf.cast(z1, tf.float32).numpy(), tf.cast(z2, tf.float32).numpy()
@@ -186,40 +181,36 @@ def finetune(
     flip: bool = False,
     subset_seed: int = 0,
 ) -> dict:
-    """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
-    architecture from scratch on the same subset; return both test accuracies. ``epochs``: as
-    ``torch_impl.evaluate.finetune`` (``None``: each arm's budget by cross-validation on the
-    labelled subset). ``flip``, the third arm ``linear_top1``, ``seed`` and ``subset_seed``: as
+    """Fine-tune the pretrained encoder on ``fraction`` of the labels, beside the same
+    architecture trained from scratch on the same subset and the frozen encoder's linear probe
+    (``shared.run.evaluation.finetune_protocol``). Arguments and results: as
     ``torch_impl.evaluate.finetune``."""
-    sub = labelled_subset(train, fraction, subset_seed)
     n_cls = int(train.labels.max()) + 1
-    results = {"fraction": fraction, "n_labelled": int(len(sub))}
-    for arm, start in (("finetune", encoder), ("scratch", None)):
 
-        def fit(images, labels, n_epochs, start=start):
-            tf.keras.utils.set_random_seed(seed)
-            enc = build_encoder(encoder_name)
-            if start is not None:
-                enc.set_weights(start.get_weights())
-            head = tf.keras.layers.Dense(n_cls)
-            head.build((None, enc.feature_dim))
-            variables = enc.trainable_variables + head.trainable_variables
-            bs = min(batch_size, len(labels))
-            _fit(enc, head, variables, images, labels, n_epochs, lr, bs, seed, True, flip)
-            return enc, head
+    def fit(start, images, labels, n_epochs, bs):
+        tf.keras.utils.set_random_seed(seed)
+        enc = build_encoder(encoder_name)
+        if start is not None:
+            enc.set_weights(start.get_weights())
+        head = tf.keras.layers.Dense(n_cls)
+        head.build((None, enc.feature_dim))
+        variables = enc.trainable_variables + head.trainable_variables
+        _fit(enc, head, variables, images, labels, n_epochs, lr, bs, seed, True, flip)
+        return enc, head
 
-        def fit_score(fit_idx, held_idx, steps, fit=fit):
-            n = epochs_for(steps, len(fit_idx), min(batch_size, len(fit_idx)))
-            enc, head = fit(sub.images[fit_idx], sub.labels[fit_idx], n)
-            return _accuracy(enc, head, sub.images[held_idx], sub.labels[held_idx])
+    def accuracy(model, images, labels):
+        return _accuracy(*model, images, labels)
 
-        n_epochs = epochs
-        if epochs is None:
-            choice = cv_budget(sub.labels, fit_score, seed=seed)
-            n_epochs = epochs_for(choice["steps"], len(sub), min(batch_size, len(sub)))
-            results[f"{arm}_budget"] = {**choice, "epochs": n_epochs}
-        enc, head = fit(sub.images, sub.labels, n_epochs)
-        results[f"{arm}_top1"] = _accuracy(enc, head, test.images, test.labels)
-    sub_f, test_f = (extract_features(encoder, x) for x in (sub.images, test.images))
-    results.update(subset_probe(sub_f, sub.labels, test_f, test.labels, seed=seed))
-    return results
+    return finetune_protocol(
+        encoder,
+        train,
+        test,
+        fit,
+        accuracy,
+        extract_features,
+        fraction=fraction,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        subset_seed=subset_seed,
+    )

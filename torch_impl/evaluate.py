@@ -6,8 +6,8 @@
   in eval mode; afterwards it checks that no backbone weight and no BatchNorm statistic moved
   (MoCo's ``main_lincls`` sanity check) and raises if one did.
 * :func:`finetune`: the whole encoder plus a linear classifier trained on a labelled subset
-  (10 % by default), reported beside the same network trained from scratch on that subset
-  (seed 000, sections 3.4 and 5.3).
+  (10 % by default), reported beside the same network trained from scratch on that subset and
+  the frozen encoder's linear probe (``shared.run.evaluation.finetune_protocol``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.oracle.optim import warmup_cosine
-from shared.run.evaluation import (
-    cv_budget,
-    epochs_for,
-    evaluate,
-    labelled_subset,
-    subset_probe,
-)
+from shared.parity.weights import online_network
+from shared.run.evaluation import evaluate, finetune_protocol, labelled_subset
 from torch_impl.augment import TwoViews, simclr_augment
 from torch_impl.models import build_encoder
 
@@ -63,7 +58,7 @@ def extract_features(
 def projections(model, images: np.ndarray, device="cpu") -> np.ndarray:
     """Projections z of un-augmented uint8 NHWC images, in eval mode: (N, D) float32 NumPy
     (``shared.run.health`` checks their spread after every epoch)."""
-    net = model.net if hasattr(model, "net") else model.encoder_q
+    net = online_network(model)
     was_training = net.training
     net.eval()
     dtype = next(net.parameters()).dtype
@@ -80,7 +75,7 @@ def projection_batch(model, images: np.ndarray, cfg, seed: int = 1):
     torch.manual_seed(seed)
     views = TwoViews(simclr_augment(**cfg.augment_kwargs()))
     pairs = [views(torch.from_numpy(im).permute(2, 0, 1)) for im in images]
-    net = model.net if hasattr(model, "net") else model.encoder_q
+    net = online_network(model)
     net.eval()
     _, z1 = net(torch.stack([a for a, _ in pairs]))
     _, z2 = net(torch.stack([b for _, b in pairs]))
@@ -208,45 +203,34 @@ def finetune(
     flip: bool = False,
     subset_seed: int = 0,
 ) -> dict:
-    """Fine-tune the pretrained encoder on ``fraction`` of the labels, and train the same
-    architecture from scratch on the same subset; return both test accuracies.
+    """Fine-tune the pretrained encoder on ``fraction`` of the labels, beside the same
+    architecture trained from scratch on the same subset and the frozen encoder's linear probe
+    (``shared.run.evaluation.finetune_protocol``: the arms, the budgets chosen by
+    cross-validation on the labelled subset where ``epochs`` is ``None``, the results).
 
-    ``epochs``: one fixed budget for both arms; ``None`` (the default): each arm's budget in
-    SGD steps chosen by ``shared.run.evaluation.cv_budget`` on the labelled subset alone (the
-    same grid, folds and rule for both arms; never the test split), reported as
-    ``<arm>_budget``. ``flip``: as :func:`linear_eval`. The third arm, ``linear_top1``, is the
-    frozen encoder's linear probe on the same subset (``shared.run.evaluation.subset_probe``).
-    ``seed`` seeds the training (initialisation, order, flips); ``subset_seed`` picks the
-    labelled subset, so that a seed study keeps the labels fixed (pass the run's data seed).
+    ``seed`` seeds the training (initialisation, order, flips), the folds and the probe;
+    ``subset_seed`` picks the labelled subset, so that a seed study keeps the labels fixed (pass
+    the run's data seed). ``flip``: as :func:`linear_eval`.
     """
-    sub = labelled_subset(train, fraction, subset_seed)
     n_cls = int(train.labels.max()) + 1
-    results = {"fraction": fraction, "n_labelled": int(len(sub))}
-    for arm, start in (("finetune", encoder), ("scratch", None)):
 
-        def fit(images, labels, n_epochs, start=start):
-            torch.manual_seed(seed)
-            enc = copy.deepcopy(start) if start is not None else build_encoder(encoder_name)
-            model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))
-            bs = min(batch_size, len(labels))
-            _fit(
-                model, model.parameters(), images, labels, n_epochs, lr, bs, seed, model.train, flip
-            )
-            return model
+    def fit(start, images, labels, n_epochs, bs):
+        torch.manual_seed(seed)
+        enc = copy.deepcopy(start) if start is not None else build_encoder(encoder_name)
+        model = nn.Sequential(enc, nn.Linear(enc.feature_dim, n_cls))
+        _fit(model, model.parameters(), images, labels, n_epochs, lr, bs, seed, model.train, flip)
+        return model
 
-        def fit_score(fit_idx, held_idx, steps, fit=fit):
-            n = epochs_for(steps, len(fit_idx), min(batch_size, len(fit_idx)))
-            model = fit(sub.images[fit_idx], sub.labels[fit_idx], n)
-            return _accuracy(model, sub.images[held_idx], sub.labels[held_idx])
-
-        n_epochs = epochs
-        if epochs is None:
-            choice = cv_budget(sub.labels, fit_score, seed=seed)
-            n_epochs = epochs_for(choice["steps"], len(sub), min(batch_size, len(sub)))
-            results[f"{arm}_budget"] = {**choice, "epochs": n_epochs}
-        results[f"{arm}_top1"] = _accuracy(
-            fit(sub.images, sub.labels, n_epochs), test.images, test.labels
-        )
-    sub_f, test_f = (extract_features(encoder, x) for x in (sub.images, test.images))
-    results.update(subset_probe(sub_f, sub.labels, test_f, test.labels, seed=seed))
-    return results
+    return finetune_protocol(
+        encoder,
+        train,
+        test,
+        fit,
+        _accuracy,
+        extract_features,
+        fraction=fraction,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        subset_seed=subset_seed,
+    )

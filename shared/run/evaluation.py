@@ -294,8 +294,8 @@ def cv_budget(labels, fit_score, budgets=None, folds=None, seed: int = 0) -> dic
 
     ``fit_score(fit_idx, held_idx, steps) -> accuracy`` trains a fresh model on ``labels``'
     rows ``fit_idx`` for ``steps`` SGD steps and scores it on ``held_idx``. Both arms of
-    :func:`finetune` (pretrained and from scratch) are chosen by this same rule, on the same
-    folds. ``budgets`` and ``folds`` default to ``FINETUNE_STEPS`` and ``FINETUNE_FOLDS``; the
+    :func:`finetune_protocol` (pretrained and from scratch) are chosen by this same rule, on the
+    same folds. ``budgets`` and ``folds`` default to ``FINETUNE_STEPS`` and ``FINETUNE_FOLDS``; the
     folds shrink to the rarest class's count, and with fewer than 2 labels in some class no CV
     is possible: the middle budget is taken and the rule says so. Ties go to the smaller budget.
     """
@@ -345,6 +345,69 @@ def subset_probe(sub_features, sub_labels, test_features, test_labels, seed: int
     top1 = linear_probe(sub_features, labels, test_features, test_labels, c=c, seed=seed)
     budget = {"c": c, "cv_by_c": {f"{k:g}": v for k, v in scores.items()}, "rule": rule}
     return {"linear_top1": top1, "linear_budget": budget}
+
+
+def finetune_protocol(
+    encoder,
+    train,
+    test,
+    fit,
+    accuracy,
+    features,
+    fraction: float = 0.1,
+    epochs: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    subset_seed: int = 0,
+) -> dict:
+    """The fine-tune protocol of both frameworks: the pretrained encoder fine-tuned on
+    ``fraction`` of the labels, the same architecture trained from scratch on the same subset,
+    and the frozen encoder's linear probe on that subset (:func:`subset_probe`).
+
+    Args:
+        encoder: the pretrained encoder, passed to ``fit`` and ``features`` only.
+        train: the training ``shared.run.data.Split`` the labelled subset is drawn from.
+        test: the ``Split`` each arm is scored on, once, after its budget is chosen.
+        fit: ``fit(start, images, labels, epochs, batch_size) -> model``: the encoder (a copy
+            of ``start``, or freshly initialised where ``start`` is ``None``) and a linear
+            classifier trained together from a fixed seed.
+        accuracy: ``accuracy(model, images, labels) -> float``, top-1 in [0, 1].
+        features: ``features(encoder, images) -> (N, F)`` NumPy features h.
+        fraction: the labelled fraction of ``train``, in (0, 1].
+        epochs: one fixed budget for both arms; ``None``: each arm's budget in SGD steps chosen
+            by :func:`cv_budget` on the labelled subset alone (the same grid, folds and rule for
+            both arms; never the test split).
+        batch_size: the largest batch; a smaller subset or fold is one batch.
+        seed: the seed of the folds and of the probe (``fit`` seeds the training itself).
+        subset_seed: the seed of :func:`labelled_subset`, so that a seed study keeps the
+            labels fixed.
+
+    Returns:
+        ``fraction``, ``n_labelled``, ``finetune_top1``, ``scratch_top1`` (with ``epochs=None``
+        also ``finetune_budget`` and ``scratch_budget``: :func:`cv_budget`'s choice plus
+        ``epochs``), ``linear_top1`` and ``linear_budget``.
+    """
+    sub = labelled_subset(train, fraction, subset_seed)
+    results = {"fraction": fraction, "n_labelled": int(len(sub))}
+    for arm, start in (("finetune", encoder), ("scratch", None)):
+
+        def fit_score(fit_idx, held_idx, steps, start=start):
+            bs = min(batch_size, len(fit_idx))
+            n = epochs_for(steps, len(fit_idx), bs)
+            model = fit(start, sub.images[fit_idx], sub.labels[fit_idx], n, bs)
+            return accuracy(model, sub.images[held_idx], sub.labels[held_idx])
+
+        bs = min(batch_size, len(sub))
+        n_epochs = epochs
+        if epochs is None:
+            choice = cv_budget(sub.labels, fit_score, seed=seed)
+            n_epochs = epochs_for(choice["steps"], len(sub), bs)
+            results[f"{arm}_budget"] = {**choice, "epochs": n_epochs}
+        model = fit(start, sub.images, sub.labels, n_epochs, bs)
+        results[f"{arm}_top1"] = accuracy(model, test.images, test.labels)
+    sub_f, test_f = (features(encoder, x) for x in (sub.images, test.images))
+    results.update(subset_probe(sub_f, sub.labels, test_f, test.labels, seed=seed))
+    return results
 
 
 def labelled_subset(split, fraction: float, seed: int = 0):

@@ -6,9 +6,11 @@ BN statistics included, the queue and its pointer), the optimiser's slots, step 
 rate, and the epoch. The augmentation and key-shuffle RNGs are stateless functions of
 (seed, epoch, step), so nothing else is needed to continue bit for bit.
 
-Keras 3 models are not reliably walked by ``tf.train.Checkpoint``'s object graph (nested
-sub-models were silently skipped), so the weights are listed explicitly, keyed by their
-position in ``model.weights``, which the architecture fixes.
+``tf.train.Checkpoint``'s object graph does not reliably walk Keras 3 models (it can skip
+nested sub-models silently), so the weights are listed explicitly: under each network's name in
+``shared.parity.weights.METHOD_PARTS`` (``net``; ``encoder_q``, ``encoder_k``), keyed by their
+position in the network's ``weights``, which the architecture fixes, beside MoCo's ``queue``
+and ``queue_ptr``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from shared import RosettaError
+from shared.parity.weights import method_state, networks
+from shared.run.errors import CheckpointError
 from shared.run.runlog import checkpoint_write_error, remove_orphans
 
 __all__ = [
@@ -29,21 +32,22 @@ __all__ = [
 ]
 
 
-class CheckpointError(RosettaError, RuntimeError):
-    """A checkpoint could not be read or does not fit the model; the message says which."""
+# What restoring raises for a checkpoint that cannot be read or does not fit the model:
+# tf.errors.OpError (NotFoundError: no such prefix or no index file; DataLossError or a plain
+# OpError: a corrupt index, a checksum mismatch), IndexError (a truncated data file: the
+# reader's short read), ValueError (a variable of another shape) and AssertionError
+# (assert_existing_objects_matched: another method, or optimiser slots the checkpoint lacks).
+_UNREADABLE = (tf.errors.OpError, IndexError, ValueError, AssertionError)
 
 
 def _model_parts(model) -> dict:
-    nets = (
-        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
-        if hasattr(model, "queue")
-        else {"net": model.net}
-    )
+    """The model's object graph: each network's weights by position under its registry name
+    (``net``; ``encoder_q``, ``encoder_k``), and its method state (``queue``, ``queue_ptr``)."""
     parts = {
-        name: {f"w{i:03d}": w for i, w in enumerate(net.weights)} for name, net in nets.items()
+        name: {f"w{i:03d}": w for i, w in enumerate(net.weights)}
+        for name, net in networks(model).items()
     }
-    if hasattr(model, "queue"):
-        parts.update(queue=model.queue, queue_ptr=model.queue_ptr)
+    parts.update(method_state(model))
     return parts
 
 
@@ -92,7 +96,7 @@ def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -
         # previous checkpoint is whole. The temp folder is removed here (and at the next start).
         remove_orphans(Path(run_dir))
         path = Path(run_dir) / "ckpt" / f"ckpt-{int(epoch)}"
-        raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from None
+        raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from e
 
 
 def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
@@ -105,14 +109,15 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
     if path is None:
         raise CheckpointError(f"no checkpoint in {run_dir}")
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = _checkpoint(model, optimizer, epoch)
     try:
-        status = _checkpoint(model, optimizer, epoch).restore(path)
+        status = ckpt.restore(path)
         status.assert_existing_objects_matched()
         if optimizer is None:  # evaluation: the optimiser's slots are deliberately not restored
             status.expect_partial()  # (else TF warns about each of them at exit)
-    except Exception as e:  # DataLossError, IndexError, assertion errors: all "unreadable"
+    except _UNREADABLE as e:
         raise CheckpointError(
             f"checkpoint {path} is unreadable or does not fit this model "
             f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
-        ) from None
+        ) from e
     return int(epoch.numpy())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from shared.parity.weights import WeightsError
+from shared.parity.weights import WeightsError, networks
 from tf_impl.localise import named_layers
 
 __all__ = ["FORMATS", "layer_outputs", "read_checkpoint", "reference_outputs"]
@@ -40,9 +40,7 @@ def read_checkpoint(path, fmt: str) -> dict:
         return {n: np.asarray(reader.get_tensor(n)) for n in names}
     except (tf.errors.OpError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(
-            f"checkpoint: {path} is not a readable TF checkpoint ({first})"
-        ) from None
+        raise WeightsError(f"checkpoint: {path} is not a readable TF checkpoint ({first})") from e
 
 
 class _Names:
@@ -148,13 +146,8 @@ def layer_outputs(model, images: np.ndarray) -> dict:
     for name, (_, layer, _, _) in named_layers(model).items():
         patched.append(layer)
         layer.call = _recording(layer.call, name, out)
-    nets = (
-        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
-        if hasattr(model, "queue")
-        else {"net": model.net}
-    )
     try:
-        for name, net in nets.items():
+        for name, net in networks(model).items():
             x = tf.constant(images, net.encoder.compute_dtype)
             h, z = net(x, training=False)
             out[f"{name}/h"], out[f"{name}/z"] = h.numpy(), z.numpy()

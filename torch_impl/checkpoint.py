@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared import RosettaError
+from shared.run.errors import CheckpointError
 from shared.run.runlog import atomic_write_bytes, checkpoint_write_error
 
 __all__ = [
@@ -25,10 +25,6 @@ __all__ = [
     "restore_checkpoint",
     "save_checkpoint",
 ]
-
-
-class CheckpointError(RosettaError, RuntimeError):
-    """A checkpoint could not be read or does not fit the model; the message says which."""
 
 
 def _rng_state() -> dict:
@@ -86,7 +82,7 @@ def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -
     try:
         atomic_write_bytes(path, buf.getvalue())
     except OSError as e:  # a full disk or a read-only folder: the previous checkpoint is whole
-        raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from None
+        raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from e
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink()
     return path
@@ -98,7 +94,7 @@ def _load(path: Path) -> dict:
     except Exception as e:  # pickle, zip and torch errors all mean "unreadable"
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {str(e)[:120]})"
-        ) from None
+        ) from e
 
 
 def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
@@ -121,7 +117,7 @@ def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:
         raise CheckpointError(
             f"checkpoint {path} does not fit this model ({first[0].strip()}); "
             "was it written with another --method, --encoder or size?"
-        ) from None
+        ) from e
     if optimizer is not None:
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torchvision
 
-from shared.parity.weights import WeightsError
+from shared.parity.weights import WeightsError, networks
 from torch_impl.localise import named_layers
 
 __all__ = ["FORMATS", "layer_outputs", "read_checkpoint", "reference_outputs"]
@@ -39,7 +39,7 @@ def read_checkpoint(path, fmt: str) -> dict:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many kinds; each means "not a checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"checkpoint: {path} is not a readable .pth.tar ({first})") from None
+        raise WeightsError(f"checkpoint: {path} is not a readable .pth.tar ({first})") from e
     if not isinstance(ck, dict) or not isinstance(ck.get("state_dict"), dict):
         raise WeightsError(f"checkpoint: {path} has no 'state_dict' dict (main_moco.py saves one)")
     sd = {k: v.detach().cpu().numpy() for k, v in ck["state_dict"].items()}
@@ -118,11 +118,6 @@ def layer_outputs(model, images: np.ndarray) -> dict:
         images: (B, H, W, 3).
     """
     names = {m: name for name, (_, m, _) in named_layers(model).items()}
-    nets = (
-        {"encoder_q": model.encoder_q, "encoder_k": model.encoder_k}
-        if hasattr(model, "queue")
-        else {"net": model.net}
-    )
     dtype = next(model.parameters()).dtype
     x = torch.from_numpy(np.transpose(images, (0, 3, 1, 2)).copy()).to(dtype)
     out: dict[str, np.ndarray] = {}
@@ -130,7 +125,7 @@ def layer_outputs(model, images: np.ndarray) -> dict:
     was_training = model.training
     model.eval()
     try:
-        for name, net in nets.items():
+        for name, net in networks(model).items():
             h, z = net(x)
             out[f"{name}/h"], out[f"{name}/z"] = h.numpy(), z.numpy()
     finally:

@@ -3,9 +3,10 @@
 The command lines (``rosetta``, ``python -m torch_impl|tf_impl``) print a ``RosettaError`` as
 one ``error: ...`` line and exit with status 2; any other exception is a bug and keeps its
 traceback (``--traceback`` shows it for these too). Each class also derives from the built-in
-type the code raised before (``ValueError``, ``OSError``, ...), so ``except ValueError`` still
-catches a bad flag. The others: ``shared.parity.weights.WeightsError``,
-``shared.run.datasets.DatasetNotFound`` and each framework's ``checkpoint.CheckpointError``.
+type of its kind of failure (``ValueError``, ``OSError``, ...), so ``except ValueError`` still
+catches a bad flag. The others: ``shared.parity.weights.WeightsError`` and
+``shared.run.datasets.DatasetNotFound``. :class:`CheckpointError` is also importable from
+each framework's ``checkpoint`` module, which raises it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from shared import RosettaError
 
 __all__ = [
+    "CheckpointError",
     "CheckpointWriteError",
     "ConfigError",
     "FileFormatError",
@@ -44,6 +46,10 @@ class MissingFileError(RosettaError, FileNotFoundError):
 class NonFiniteError(RosettaError, FloatingPointError):
     """Training reached a NaN or infinite loss or weight; the message names the last finite
     checkpoint."""
+
+
+class CheckpointError(RosettaError, RuntimeError):
+    """A checkpoint could not be read or does not fit the model; the message says which."""
 
 
 class CheckpointWriteError(RosettaError, OSError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -162,7 +161,3 @@ def fmt_ms(s: float) -> str:
 
 def spread(r: dict) -> str:
     return f"{fmt_ms(r['median_s'])} [{fmt_ms(r['q1_s'])}-{fmt_ms(r['q3_s'])}]"
-
-
-def geomean(xs) -> float:
-    return float(statistics.geometric_mean(xs))

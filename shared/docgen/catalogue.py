@@ -104,18 +104,6 @@ def bn_momentum_and_eps() -> dict:
     }
 
 
-def _ours_in_tf(name: str, w: dict, grads: list, lrs: list) -> np.ndarray:
-    """Our TF optimiser on the same weights and gradients, float64."""
-    from tf_impl.optim import build_optimizer, set_learning_rate
-
-    v = tf.Variable(w["w"], dtype=tf.float64)
-    opt = build_optimizer(None, name, lrs[0], momentum=0.9)
-    for lr, g in zip(lrs, grads):
-        set_learning_rate(opt, lr)
-        opt.apply_gradients([(tf.constant(g["w"]), v)])
-    return v.numpy()
-
-
 def keras_sgd() -> dict:
     """Keras's SGD folds the learning rate into the velocity (differs once lr changes)."""
     from shared.oracle import optim

@@ -15,16 +15,15 @@ SimCLR's crops teach. How weak depends on the protocol: weighted kNN on raw pixe
 53.5 % at the k that leave-one-out on the training split picks (k = 5, ``shared.run.evaluation``),
 and 33.7 % only at the CIFAR convention k = 200, which flatters every learned representation.
 
-Harder renderings were tried, with SimCLR's horizontal flip still on
-(``benchmarks/results/dataset_trials.md``): each brought raw
-pixels under 40 %, and each narrowed or reversed the small CNN SimCLR's lead over pixels, so this one
-stays the default.
+The harder renderings of ``benchmarks/results/dataset_trials.md`` (smaller digits, lower
+contrast, added strokes; measured with SimCLR's horizontal flip on) bring raw pixels under
+40 %, and each narrows or reverses the small CNN SimCLR's lead over pixels; this rendering keeps
+the largest lead.
 
-Why no colour: an earlier version tinted digit and background with a random colour per image.
-The tint is shared by both crops of an image and survives colour jitter, so SimCLR and MoCo
-learned to match tints (instance discrimination by colour histogram, the shortcut SimCLR's
-section 3 warns about) and their kNN accuracy stayed at chance. Grey renderings remove that
-shortcut without making raw pixels a good representation.
+Why grey: a random colour tint per image is shared by both crops of the image and survives
+colour jitter, so SimCLR and MoCo learn to match tints (instance discrimination by colour
+histogram, the shortcut SimCLR's section 3 warns about) and their kNN accuracy stays at chance.
+Grey renderings remove that shortcut without making raw pixels a good representation.
 
 The split is stratified (80 / 20). Arrays are uint8 NHWC with int64 labels. The rendered set is
 cached as ``.npz`` with its SHA-256 beside it; a cache whose checksum does not match is rebuilt.
@@ -44,7 +43,6 @@ import numpy as np
 
 NAME = "embedded"
 IMAGE_SIZE = 32
-NUM_CLASSES = 10
 DEFAULT_SEED = 0
 RENDER_VERSION = 5  # bump when render() changes, so stale caches are not reused
 

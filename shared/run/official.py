@@ -48,7 +48,6 @@ __all__ = [
 FORMATS = ("moco", "simclr-tf1")
 BN_EPS = 1e-5  # resnet.py BATCH_NORM_EPSILON; torchvision's BatchNorm2d default; ours
 RESNET50_BLOCKS = (3, 4, 6, 3)  # resnet.py resnet_v1 model_params[50]; torchvision resnet50
-DEPTHS = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
 INPUT_CONVENTIONS = {
     # main_moco.py: transforms.ToTensor() then Normalize(ImageNet mean, std)
     "moco": "RGB in [0, 1], then normalised by ImageNet's mean (0.485, 0.456, 0.406) and "

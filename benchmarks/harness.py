@@ -106,7 +106,6 @@ def cell_step(framework: str, method: str, device: str = "cpu"):
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 64, 32, 32, 3), dtype=np.float32)
     cfg = TrainConfig(method=method, amp=False).resolve(framework)
-    extra = {"key_momentum": cfg.key_momentum} if method == "moco" else {}
     if framework == "torch":
         import torch
 
@@ -124,7 +123,9 @@ def cell_step(framework: str, method: str, device: str = "cpu"):
             .contiguous(memory_format=torch.channels_last)
             for v in (a, b)
         )
-        return lambda: model.train_step(x1, x2, opt, **extra).item()
+        if method == "moco":
+            model.key_momentum = cfg.key_momentum
+        return lambda: model.train_step(x1, x2, opt).item()
     import tensorflow as tf
 
     from tf_impl.methods import build_model

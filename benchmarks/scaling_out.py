@@ -62,7 +62,7 @@ def _torch_worker(method: str) -> None:
     import torch.distributed as dist
 
     from shared.run.config import TrainConfig
-    from torch_impl.distributed import init_from_env, world_size, wrap_ddp
+    from torch_impl.distributed import init_from_env, world_size
     from torch_impl.methods import build_model
     from torch_impl.optim import build_optimizer
 
@@ -74,16 +74,14 @@ def _torch_worker(method: str) -> None:
     torch.manual_seed(0)
     model = build_model(cfg)
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-    ddp = wrap_ddp(model, where)
-    if ddp is not None:
-        ddp.register_comm_hook(counted, _counting_allreduce_hook)
     n = N // where.world_size
     rng = np.random.default_rng(where.rank)
     x1, x2 = (torch.from_numpy(rng.random((n, 3, 32, 32), dtype=np.float32)) for _ in range(2))
-    extra = {"key_momentum": cfg.key_momentum} if method == "moco" else {}
+    if method == "moco":
+        model.key_momentum = cfg.key_momentum
 
     def step():
-        loss = model.train_step(x1, x2, opt, ddp=ddp, **extra)
+        loss = model.train_step(x1, x2, opt)
         if world_size() > 1:
             dist.all_reduce(loss)  # the loop's global-mean loss
         return loss
@@ -125,15 +123,6 @@ def _count(dist, name: str, counted: dict) -> None:
         return original(*args, **kw)
 
     setattr(dist, name, wrapper)
-
-
-def _counting_allreduce_hook(state: dict, bucket):
-    """DDP's default all-reduce, routed through the counted ``dist.all_reduce``."""
-    import torch.distributed as dist
-
-    buf = bucket.buffer()
-    fut = dist.all_reduce(buf.div_(dist.get_world_size()), async_op=True).get_future()
-    return fut.then(lambda f: f.value()[0])
 
 
 # --------------------------------------------------------------------------------- TF worker

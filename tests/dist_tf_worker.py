@@ -31,10 +31,14 @@ from dist_cases import (  # noqa: E402
     views,
 )
 
-from tf_impl.distributed import local_rows, make_strategy  # noqa: E402
-from tf_impl.losses import nt_xent  # noqa: E402
+from tf_impl.distributed import (  # noqa: E402
+    DISTRIBUTED,
+    convert_sync_batchnorm,
+    local_rows,
+    make_strategy,
+    nt_xent_across_ranks,
+)
 from tf_impl.moco import MoCo  # noqa: E402
-from tf_impl.models import set_sync_bn  # noqa: E402
 from tf_impl.optim import SGD  # noqa: E402
 from tf_impl.simclr import SimCLR  # noqa: E402
 from tf_impl.train import compile_step  # noqa: E402
@@ -46,9 +50,10 @@ def one_step(case: str, strategy) -> dict:
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
         tf.keras.utils.set_random_seed(0)
-        model = (SimCLR if method == "simclr" else MoCo)(**kw)
+        one = SimCLR if method == "simclr" else MoCo
+        model = (one if strategy is None else DISTRIBUTED[method])(**kw)
         if sync:
-            set_sync_bn(model)
+            convert_sync_batchnorm(model)
         opt = SGD(LR, MOMENTUM, WEIGHT_DECAY)
         # the training step, also returning the gradients it applied (replica 0's, after the mean)
         step = compile_step(model, opt, strategy=strategy, return_gradients=True)
@@ -75,7 +80,7 @@ def shards(strategy) -> dict:
             z1, z2 = local_rows(z1g), local_rows(z2g)
             with tf.GradientTape() as tape:
                 tape.watch([z1, z2])
-                loss = nt_xent(z1, z2, 0.5, gather_distributed=True)
+                loss = nt_xent_across_ranks(z1, z2, 0.5)
             dz1, dz2 = tape.gradient(loss, [z1, z2])
             return loss, dz1, dz2
 

@@ -30,10 +30,14 @@ from dist_cases import (  # noqa: E402
 )
 
 from shared.parity.weights import to_canonical  # noqa: E402
-from torch_impl.distributed import concat_all_gather, init_from_env, wrap_ddp  # noqa: E402
-from torch_impl.losses import nt_xent  # noqa: E402
+from torch_impl.distributed import (  # noqa: E402
+    DISTRIBUTED,
+    concat_all_gather,
+    convert_sync_batchnorm,
+    init_from_env,
+    nt_xent_across_ranks,
+)
 from torch_impl.moco import MoCo  # noqa: E402
-from torch_impl.models import set_sync_bn  # noqa: E402
 from torch_impl.simclr import SimCLR  # noqa: E402
 from torch_impl.weights import entries, export_weights  # noqa: E402
 
@@ -41,18 +45,21 @@ from torch_impl.weights import entries, export_weights  # noqa: E402
 def one_step(case: str, single: bool, rank: int) -> dict:
     method, kw, sync = case_kwargs(case, "single" if single else "dist")
     torch.manual_seed(0)
-    model = (SimCLR if method == "simclr" else MoCo)(**kw)
+    if not single:
+        init_from_env(torch.device("cpu"))
+    one = SimCLR if method == "simclr" else MoCo
+    model = (one if single else DISTRIBUTED[method])(**kw)
     if sync:
-        set_sync_bn(model)
-    ddp = None if single else wrap_ddp(model, init_from_env(torch.device("cpu")))
+        convert_sync_batchnorm(model)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     x1, x2 = views(case)
     if not single:
         x1, x2 = local(x1, rank), local(x2, rank)
     a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous() for x in (x1, x2))
     torch.manual_seed(SHUFFLE_SEED)
-    extra = {"key_momentum": KEY_MOMENTUM} if method == "moco" else {}
-    loss = model.train_step(a, b, opt, ddp=ddp, **extra)
+    if method == "moco":
+        model.key_momentum = KEY_MOMENTUM
+    loss = model.train_step(a, b, opt)
     if not single:
         dist.all_reduce(loss)
         loss /= dist.get_world_size()
@@ -68,7 +75,7 @@ def one_step(case: str, single: bool, rank: int) -> dict:
 def shards(rank: int) -> dict:
     """Each rank's gathered NT-Xent on its rows of fixed projections, and its rows' gradient."""
     z1, z2 = (torch.from_numpy(local(z, rank)).requires_grad_() for z in projections())
-    loss = nt_xent(z1, z2, 0.5, gather_distributed=True)
+    loss = nt_xent_across_ranks(z1, z2, 0.5)
     loss.backward()
     return {
         "losses": concat_all_gather(loss.detach().reshape(1)).numpy(),

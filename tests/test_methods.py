@@ -66,7 +66,7 @@ def test_simclr_loss_is_the_oracle_on_its_own_projections(framework):
         _, _, z1, z2 = m(x1, x2)
     else:
         _, _, z1, z2 = m(x1, x2, training=True)
-    loss = m.contrastive_loss(x1, x2)
+    loss = m.loss(z1, z2)
     want = ref.nt_xent(_np(z1), _np(z2), 0.3)
     parity.assert_close(
         {"loss": want}, {"loss": float(_np(loss))}, dtype="float64", temperature=0.3
@@ -81,8 +81,7 @@ def test_moco_loss_is_the_oracle_on_its_own_queries_keys_and_queue(framework, sy
     )
     a, b = _images()
     x1, x2 = _x(framework, a), _x(framework, b)
-    args = () if framework == "torch" else (tf.constant([0, 1]),)
-    loss, keys = m.contrastive_loss(x1, x2, *args)
+    loss, keys = m.loss(x1, x2)
     queue = _np(m.queue)
 
     def query(x):  # one pass per view: BN sees one view at a time
@@ -133,7 +132,8 @@ def test_moco_step_order_ema_first_then_gradient_then_enqueue(framework):
     opt = _optimizer(framework, m)
     a, b = _images(6)
     if framework == "torch":
-        m.train_step(_x(framework, a), _x(framework, b), opt, key_momentum=0.75)
+        m.key_momentum = 0.75  # as the training loop sets it each step
+        m.train_step(_x(framework, a), _x(framework, b), opt)
     else:
         from tf_impl.train import compile_step
 
@@ -152,16 +152,14 @@ def _effective_hyperparameters(framework, method, m) -> dict:
     """What a built model computes with, read from its layers and buffers (not its arguments)."""
     net = m.net if method == "simclr" else m.encoder_q
     if framework == "torch":
-        from torch_impl.models import SplitBatchNorm
-
+        bn = torch.nn.modules.batchnorm._BatchNorm
         layers = list(net.modules())
         widths = [la.out_features for la in net.head.modules() if isinstance(la, torch.nn.Linear)]
     else:
-        from tf_impl.models import SplitBatchNorm
-
+        bn = tf.keras.layers.BatchNormalization
         layers = net._flatten_layers()
         widths = [la.units for la in (*net.head.dense, net.head.out)]
-    splits = {la.num_splits for la in layers if isinstance(la, SplitBatchNorm)}
+    splits = {getattr(la, "num_splits", 1) for la in layers if isinstance(la, bn)}
     assert len(splits) == 1, splits
     got = {
         "encoder": m.encoder_name,
@@ -212,6 +210,7 @@ def test_build_model_honours_fast_kernels_and_sync_bn(framework, monkeypatch):
     methods = __import__(f"{pkg}.methods", fromlist=["x"])
     fast = __import__(f"{pkg}.fast_kernels", fromlist=["x"])
     models = __import__(f"{pkg}.models", fromlist=["x"])
+    dist = __import__(f"{pkg}.distributed", fromlist=["x"])
     applied = []
     real_apply = fast.apply
     monkeypatch.setattr(fast, "apply", lambda m: applied.append(m) or real_apply(m))
@@ -228,8 +227,13 @@ def test_build_model_honours_fast_kernels_and_sync_bn(framework, monkeypatch):
         }
     synced = methods.build_model(TrainConfig(sync_bn=True, **small).resolve(framework))
     layers = synced.net.modules() if framework == "torch" else synced.net._flatten_layers()
-    bns = [la for la in layers if isinstance(la, models.SplitBatchNorm)]
-    assert bns and all(la.sync for la in bns)
+    bn = (
+        torch.nn.modules.batchnorm._BatchNorm
+        if framework == "torch"
+        else models.keras.layers.BatchNormalization
+    )
+    bns = [la for la in layers if isinstance(la, bn)]
+    assert bns and all(type(la) is dist.SyncBatchNorm for la in bns)
 
 
 def _split_bn_reference(x_nhwc, splits, eps=1e-5):
@@ -248,7 +252,7 @@ def test_split_batchnorm_is_per_split_bn(framework):
     x = rng.standard_normal((8, 3, 3, 2)) * np.array([1.0, 5.0]) + np.array([0.0, 3.0])
     want = _split_bn_reference(x, 4)
     if framework == "torch":
-        from torch_impl.models import SplitBatchNorm
+        from torch_impl.split_bn import SplitBatchNorm
 
         bn = SplitBatchNorm(2, num_splits=4).double().train()
         got = bn(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).detach().numpy()
@@ -256,7 +260,8 @@ def test_split_batchnorm_is_per_split_bn(framework):
         var = np.mean([c.var(axis=(0, 1, 2)) for c in np.split(x, 4)], axis=0) * n / (n - 1)
         np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * var, rtol=1e-12)
     else:
-        from tf_impl.models import SplitBatchNorm, dtype_policy
+        from tf_impl.models import dtype_policy
+        from tf_impl.split_bn import SplitBatchNorm
 
         with dtype_policy("float64"):
             bn = SplitBatchNorm(4, momentum=0.9, epsilon=1e-5)
@@ -266,8 +271,55 @@ def test_split_batchnorm_is_per_split_bn(framework):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_split_batchnorm_across_views_takes_each_views_share(framework):
+    """With V views, split j holds the j-th 1/S of each view (what device j of S holds)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 2, 2, 3)) * np.array([1.0, 4.0, 0.5]) + np.array([0.0, 2.0, -1.0])
+    parts = np.split(x, 4)  # view 0: parts 0, 1; view 1: parts 2, 3; split j: parts j and 2 + j
+    want = np.empty_like(x)
+    for j in range(2):
+        rows = np.concatenate([parts[j], parts[2 + j]])
+        y = (rows - rows.mean(axis=(0, 1, 2))) / np.sqrt(rows.var(axis=(0, 1, 2)) + 1e-5)
+        want[2 * j : 2 * j + 2], want[4 + 2 * j : 6 + 2 * j] = y[:2], y[2:]
+    if framework == "torch":
+        from torch_impl.split_bn import SplitBatchNorm
+
+        bn = SplitBatchNorm(3, num_splits=2, views=2).double().train()
+        got = bn(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).detach().numpy()
+    else:
+        from tf_impl.models import dtype_policy
+        from tf_impl.split_bn import SplitBatchNorm
+
+        with dtype_policy("float64"):
+            bn = SplitBatchNorm(2, 2, momentum=0.9, epsilon=1e-5)
+            got = bn(tf.constant(x), training=True).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_signature_defaults_are_literal_and_the_trained_configuration(framework, method):
+    """``SimCLR``/``MoCo`` show their defaults as literals in the signature (as MoCo's
+    builder.py does), equal to what ``train --method M`` resolves, key momentum included."""
+    import inspect
+
+    from shared.run.config import model_defaults
+
+    pkg = "torch_impl" if framework == "torch" else "tf_impl"
+    cls = __import__(f"{pkg}.methods", fromlist=["x"]).METHODS[method]
+    src = inspect.getsource(cls.__init__)
+    assert "TRAINED" not in src and "model_defaults" not in src
+    params = inspect.signature(cls).parameters
+    defaults = {k: p.default for k, p in params.items() if k != "dtype"}
+    want = dict(model_defaults(method))
+    if method == "moco":
+        want["key_momentum"] = TrainConfig(method="moco").resolve(framework).key_momentum
+    assert defaults == want
+
+
 def test_torch_split_batchnorm_with_one_split_is_batchnorm2d():
-    from torch_impl.models import SplitBatchNorm
+    from torch_impl.split_bn import SplitBatchNorm
 
     x = torch.randn(6, 4, 5, 5, dtype=torch.float64)
     a, b = SplitBatchNorm(4, 1).double(), torch.nn.BatchNorm2d(4).double()

@@ -173,8 +173,9 @@ def test_one_step_float32_within_the_table(method):
 
 
 def _halved_update(framework: str, method: str):
-    """``(class, name, replacement)``: the real step's update piece (``apply_gradients``) of
-    ``method`` in ``framework``, changed to apply half of each gradient."""
+    """``(class, name, replacement)``: the loss inside the real step of ``method`` in
+    ``framework`` (``train_step`` calls ``self.loss``), changed to half its value, so that the
+    step applies exactly half of each gradient (a power of two scales the backward exactly)."""
     if framework == "torch":
         from torch_impl.moco import MoCo
         from torch_impl.simclr import SimCLR
@@ -182,20 +183,21 @@ def _halved_update(framework: str, method: str):
         from tf_impl.moco import MoCo
         from tf_impl.simclr import SimCLR
     cls = SimCLR if method == "simclr" else MoCo
-    real = cls.apply_gradients
+    real = cls.loss
 
-    def halved(self, optimizer, grads, *keys):
-        return real(self, optimizer, [0.5 * g for g in grads], *keys)
+    def halved(self, *args):
+        out = real(self, *args)
+        return 0.5 * out if method == "simclr" else (0.5 * out[0], out[1])
 
-    return cls, "apply_gradients", halved
+    return cls, "loss", halved
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_step_outputs_follow_a_change_to_the_real_step(method, monkeypatch):
     """``step_outputs`` runs the training step itself, not a copy, in both frameworks: while
-    the real ``apply_gradients`` applies half of each gradient, the gradients step_outputs
-    reports are exactly half the real step's and every weight lands elsewhere; with the real
-    step back, torch and TF agree again within the table."""
+    the real step's loss is halved, the loss and the gradients step_outputs reports are exactly
+    half the real step's and every weight lands elsewhere; with the real step back, torch and
+    TF agree again within the table."""
     kw = dict(queue_size=12, bn_splits=2, shuffle_keys=False) if method == "moco" else {}
     pt, tfm = _models(method, "small_cnn", temperature=0.2, **kw)
     x1, x2 = _views(3)
@@ -215,7 +217,7 @@ def test_step_outputs_follow_a_change_to_the_real_step(method, monkeypatch):
                 out[framework, patched] = par.step_outputs(model, x1, x2, sgd, **m)
     for framework in ("torch", "tensorflow"):
         real, changed = out[framework, False], out[framework, True]
-        assert changed["loss"] == real["loss"], framework  # the loss comes before the update
+        assert changed["loss"] == 0.5 * real["loss"], framework
         grads = [k for k in real if k.startswith("grad/")]
         assert len(grads) > 10, grads
         for k in grads:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_impl.distributed import world_size
-from tf_impl.models import SmallCNN, SplitBatchNorm
+from tf_impl.models import SmallCNN
+from tf_impl.split_bn import SplitBatchNorm
 
 keras = tf.keras
 
@@ -66,11 +66,11 @@ class Conv3x3(keras.layers.Conv2D):
 
 class FusedSplitBatchNorm(SplitBatchNorm):
     """``SplitBatchNorm`` whose training pass over a float32 (or bfloat16) NHWC map runs TF's
-    fused kernel on each split. float64, (B, C) inputs and SyncBN take the plain path."""
+    fused kernel on each split. float64, (B, C) inputs and splits across views take the plain
+    path."""
 
     def call(self, x, training=None):
-        sync = self.sync and world_size() > 1
-        if not training or x.dtype == tf.float64 or len(x.shape) != 4 or sync:
+        if not training or x.dtype == tf.float64 or len(x.shape) != 4 or self.views > 1:
             return super().call(x, training=training)
         y, batch_mean, batch_var = self._fused(tf.cast(x, tf.float32))
         self._update_moving(batch_mean, batch_var)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 from shared.oracle.losses import check_temperature
-from tf_impl.distributed import gather_with_grad, rank, world_size
 
 __all__ = ["info_nce", "nt_xent"]
 
@@ -62,9 +61,7 @@ def _logit_dtype(*xs) -> tf.DType:
     return tf.float64 if any(x.dtype == tf.float64 for x in xs) else tf.float32
 
 
-def nt_xent(
-    z1, z2, temperature: float = 0.5, reduction: str = "mean", gather_distributed: bool = False
-) -> tf.Tensor:
+def nt_xent(z1, z2, temperature: float = 0.5, reduction: str = "mean") -> tf.Tensor:
     """NT-Xent (SimCLR eq. 1), mean over the 2N anchors. See ``torch_impl.losses.nt_xent``.
 
     Args:
@@ -72,10 +69,6 @@ def nt_xent(
         z2: (N, D) projections of the second views.
         temperature: tau > 0.
         reduction: ``"mean"`` (0-d) or ``"none"`` ((2N,) per-anchor losses).
-        gather_distributed: inside ``strategy.run`` with W replicas, the candidates are every
-            replica's rows, gathered with their gradients; this replica's anchors keep their
-            global positive and self indices, and the result is its share (the mean over its
-            2n anchors). A no-op with one replica.
 
     Returns:
         A float32 (or float64) tensor.
@@ -94,21 +87,12 @@ def nt_xent(
     dtype = _logit_dtype(z1, z2)
     n = tf.shape(z1)[0]
     u1, u2 = _unit(tf.cast(z1, dtype)), _unit(tf.cast(z2, dtype))  # (n, D) each
-    u = tf.concat([u1, u2], 0)  # (2n, D): this replica's anchors
-    if gather_distributed and world_size() > 1:
-        offset, total = rank() * n, world_size() * n  # this replica's rows, global N
-        candidates = tf.concat([gather_with_grad(u1), gather_with_grad(u2)], 0)  # (2N, D)
-    else:
-        offset, total, candidates = 0, n, u
-    logits = tf.matmul(u, candidates, transpose_b=True) / t  # (2n, 2N)
-    own = tf.range(n) + offset  # global index of row i in Z1
-    self_idx = tf.concat([own, own + total], 0)  # (2n,)
-    logits = tf.where(
-        tf.one_hot(self_idx, 2 * total, on_value=True, off_value=False),
-        tf.constant(-float("inf"), dtype),
-        logits,
-    )  # self-similarity excluded
-    positive = tf.concat([own + total, own], 0)  # (2n,) the other view
+    u = tf.concat([u1, u2], 0)  # (2N, D): z1 rows, then z2
+    logits = tf.matmul(u, u, transpose_b=True) / t  # (2N, 2N)
+    self_pairs = tf.one_hot(tf.range(2 * n), 2 * n, on_value=True, off_value=False)  # diagonal
+    logits = tf.where(self_pairs, tf.constant(-float("inf"), dtype), logits)  # no self term
+    i = tf.range(n)
+    positive = tf.concat([i + n, i], 0)  # (2N,) the other view of the same image
     per_anchor = tf.nn.sparse_softmax_cross_entropy_with_logits(positive, logits)  # (2n,)
     return tf.reduce_mean(per_anchor) if reduction == "mean" else per_anchor
 

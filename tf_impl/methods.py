@@ -1,6 +1,6 @@
 """The two methods in TensorFlow: build the model a configuration describes, or load a trained one.
 
-``torch_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` and ``fast_kernels`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
+``torch_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` -> ``distributed`` and ``fast_kernels`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from shared.run.config import TrainConfig, load_config
 from shared.run.hardware import cpu_has_native_bf16
 from tf_impl import fast_kernels
 from tf_impl.checkpoint import restore_checkpoint
+from tf_impl.distributed import DISTRIBUTED, convert_sync_batchnorm
 from tf_impl.moco import MoCo
-from tf_impl.models import merge_bn_splits, set_sync_bn
 from tf_impl.simclr import SimCLR
+from tf_impl.split_bn import merge_bn_splits
 
 __all__ = ["METHODS", "build_model", "load_trained", "use_amp"]
 
@@ -29,11 +30,14 @@ def use_amp(amp: bool | None) -> bool:
 
 def build_model(cfg: TrainConfig, dtype: str | None = None):
     """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes; dtype defaults to the amp setting.
-    With ``cfg.fast_kernels``, ``tf_impl.fast_kernels.apply`` swaps its kernels in."""
+    Inside a ``tf.distribute`` strategy's scope its ``tf_impl.distributed`` subclass
+    (``DISTRIBUTED``), with ``cfg.sync_bn`` its BatchNorm synchronised. With
+    ``cfg.fast_kernels``, ``tf_impl.fast_kernels.apply`` swaps its kernels in."""
     dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
-    model = METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
+    cls = DISTRIBUTED[cfg.method] if tf.distribute.has_strategy() else METHODS[cfg.method]
+    model = cls(**cfg.model_kwargs(), dtype=dtype)
     if cfg.sync_bn:
-        set_sync_bn(model)
+        convert_sync_batchnorm(model)
     return fast_kernels.apply(model) if cfg.fast_kernels else model
 
 

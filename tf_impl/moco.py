@@ -6,13 +6,15 @@ Algorithm 1 of the paper, one step (``MoCo.train_step``), in this order::
     q = normalize(f_q(x_q))               # (N, D) queries
     k = stop_gradient(normalize(f_k(x_k)))  # (N, D) keys (shuffled for BN)
     loss = info_nce(q, k, queue, tau)     # negatives read *before* this step's enqueue
-    grads of f_q only                     # compute_gradients (a GradientTape)
-    apply the gradients                   # apply_gradients: the update, then
+    grads = tape.gradient(loss, f_q's weights)
+    optimizer.apply_gradients(...)
     dequeue_and_enqueue(queue, ptr, k)    # FIFO ring buffer of the last K keys
 
-``tf_impl.train`` wraps ``train_step`` in one ``tf.function``, traced once: the queue, its
+``tf_impl.train`` runs ``train_step`` inside one ``tf.function``, traced once: the queue, its
 pointer, the EMA and the optimiser's update all happen inside the graph.
-``torch_impl.moco`` is the same file in PyTorch.
+``torch_impl.moco`` is the same file in PyTorch. On several replicas,
+``tf_impl.distributed.DistributedMoCo`` shuffles the keys across the replicas and enqueues
+every replica's keys.
 
 Key encoder BatchNorm: ``momentum_update`` moves the trainable weights only (as the official
 code); the key encoder's moving statistics are its own, updated by its forward passes.
@@ -23,20 +25,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from shared.oracle.queue import init_queue
-from shared.run.config import model_defaults
-from tf_impl.distributed import (
-    gather_chunks,
-    mean_gradients,
-    shuffle_across_ranks,
-    unshuffle_across_ranks,
-    world_size,
-)
 from tf_impl.losses import info_nce
 from tf_impl.models import EncoderWithHead, dtype_policy, normalize
 
 __all__ = ["MoCo", "dequeue_and_enqueue", "momentum_update"]
-
-TRAINED = model_defaults("moco")  # the defaults: the configuration that trains
 
 
 def momentum_update(query_encoder, key_encoder, key_momentum) -> None:
@@ -67,8 +59,7 @@ def dequeue_and_enqueue(queue: tf.Variable, ptr: tf.Variable, keys) -> None:
 
     Exact FIFO for any B and K, like ``shared.oracle.queue.dequeue_and_enqueue``: wrap-around,
     K % B != 0, a partial last batch, and B > K (only the newest K keys are kept). A scatter of
-    min(B, K) rows: O(B D), independent of K (under a ``tf.distribute`` strategy, whose
-    mirrored variables have no scatter, the queue is rewritten: O(K D)).
+    min(B, K) rows: O(B D), independent of K.
 
     Raises:
         ValueError: ``keys`` is not (B, D) with the queue's D.
@@ -80,26 +71,35 @@ def dequeue_and_enqueue(queue: tf.Variable, ptr: tf.Variable, keys) -> None:
         >>> queue.numpy().ravel().tolist(), int(ptr)
         ([2.0, 0.0, 1.0], 1)
     """
+    rows, new = _queue_rows(queue, ptr, keys)
+    queue.scatter_nd_update(rows[:, None], new)
+    ptr.assign(tf.math.floormod(ptr + tf.shape(keys, out_type=tf.int64)[0], queue.shape[0]))
+
+
+def _queue_rows(queue: tf.Variable, ptr: tf.Variable, keys):
+    """``(rows, new)``: the queue rows that ``keys`` (B, D) overwrite, (min(B, K),), and the
+    keys written there (the newest min(B, K), in the queue's dtype).
+
+    Raises:
+        ValueError: ``keys`` is not (B, D) with the queue's D.
+    """
     k_size, dim = queue.shape
     if keys.shape.rank != 2 or (keys.shape[1] is not None and keys.shape[1] != dim):
         raise ValueError(f"keys: expected shape (B, {dim}), got {tuple(keys.shape)}")
     b = tf.shape(keys, out_type=tf.int64)[0]
     start = tf.maximum(b - k_size, 0)
     rows = tf.math.floormod(ptr + tf.range(start, b, dtype=tf.int64), k_size)  # (min(B, K),)
-    new = tf.cast(keys[start:], queue.dtype)
-    if tf.distribute.has_strategy():  # a MirroredVariable has no scatter: assign the whole queue
-        queue.assign(tf.tensor_scatter_nd_update(queue, rows[:, None], new))
-    else:
-        queue.scatter_nd_update(rows[:, None], new)
-    ptr.assign(tf.math.floormod(ptr + b, k_size))
+    return rows, tf.cast(keys[start:], queue.dtype)
 
 
 class MoCo(tf.Module):
     """Query and key encoders (each f + g), the queue (K, D) and its pointer.
 
-    Args: as ``torch_impl.moco.MoCo``, with the same defaults (the trained configuration's,
-    ``shared.run.config.model_defaults("moco")``); ``dtype`` may also be
-    ``"mixed_bfloat16"``.
+    Args: as ``torch_impl.moco.MoCo``, with the same defaults (the configuration that trains);
+    ``dtype`` ``"mixed_bfloat16"`` is Keras's policy of that name. ``key_momentum`` and
+    ``shuffle_seed`` (the (2,) seed of this step's stateless key shuffle; torch draws from its
+    global generator) are variables that the training loop sets each step, as it sets the
+    learning rate, so the traced step reads them.
 
     Example:
         >>> m = MoCo(encoder="small_cnn", queue_size=8, proj_dim=4, hidden_dim=8)
@@ -111,16 +111,17 @@ class MoCo(tf.Module):
 
     def __init__(
         self,
-        encoder: str = TRAINED["encoder"],
-        queue_size: int = TRAINED["queue_size"],
-        proj_dim: int = TRAINED["proj_dim"],
-        hidden_dim: int = TRAINED["hidden_dim"],
-        head_layers: int = TRAINED["head_layers"],
-        temperature: float = TRAINED["temperature"],
-        bn_splits: int = TRAINED["bn_splits"],
-        shuffle_keys: bool = TRAINED["shuffle_keys"],
-        symmetric: bool = TRAINED["symmetric"],
-        seed: int = TRAINED["seed"],
+        encoder: str = "small_cnn",
+        queue_size: int = 512,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        head_layers: int = 2,
+        temperature: float = 0.1,
+        key_momentum: float = 0.99,
+        bn_splits: int = 2,
+        shuffle_keys: bool = True,
+        symmetric: bool = True,
+        seed: int = 0,
         dtype: str = "float32",
     ):
         super().__init__(name="moco")
@@ -139,6 +140,8 @@ class MoCo(tf.Module):
             name="queue",
         )  # (K, D)
         self.queue_ptr = tf.Variable(0, dtype=tf.int64, trainable=False, name="queue_ptr")
+        self.key_momentum = tf.Variable(float(key_momentum), dtype=tf.float64, trainable=False)
+        self.shuffle_seed = tf.Variable([seed, 0], dtype=tf.int32, trainable=False)
 
     @property
     def backbone(self):
@@ -150,22 +153,19 @@ class MoCo(tf.Module):
         return tuple(normalize(self.encoder_q(x, training=training)[1]) for x in views)
 
     def keys(self, x, seed):
-        """Normalised keys (B, D) of ``x`` from f_k, no gradient, optional batch shuffling:
-        within this replica (across its BN splits) or across the replicas."""
-        if self.shuffle_keys and world_size() > 1:
-            xs, perm = shuffle_across_ranks(x, seed)
-            k = unshuffle_across_ranks(self.encoder_k(xs, training=True)[1], perm)
-        elif self.shuffle_keys:
-            perm = tf.argsort(tf.random.stateless_uniform(tf.shape(x)[:1], seed))
-            _, k = self.encoder_k(tf.gather(x, perm), training=True)
-            k = tf.gather(k, tf.math.invert_permutation(perm))  # un-shuffle
-        else:
-            _, k = self.encoder_k(x, training=True)
+        """Normalised keys (B, D) of ``x`` from f_k, no gradient, the batch shuffled for BN if
+        asked (a stateless permutation drawn from ``seed``, (2,) int32)."""
+        if not self.shuffle_keys:
+            return tf.stop_gradient(normalize(self.encoder_k(x, training=True)[1]))  # (B, D)
+        perm = tf.argsort(tf.random.stateless_uniform(tf.shape(x)[:1], seed))
+        _, k = self.encoder_k(tf.gather(x, perm), training=True)
+        k = tf.gather(k, tf.math.invert_permutation(perm))  # un-shuffled
         return tf.stop_gradient(normalize(k))  # (B, D)
 
-    def contrastive_loss(self, x1, x2, seed):
+    def loss(self, x1, x2):
         """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``.
-        Symmetric: one pass per view, as ``torch_impl.moco.MoCo.contrastive_loss``."""
+        Symmetric: one pass per view, as ``torch_impl.moco.MoCo.loss``."""
+        seed = tf.identity(self.shuffle_seed)
         if not self.symmetric:
             (q,) = self(x1)  # (N, D)
             k = self.keys(x2, seed)  # (N, D)
@@ -178,32 +178,16 @@ class MoCo(tf.Module):
         )
         return loss, tf.concat([k2, k1], 0)  # (2N, D)
 
-    def compute_gradients(self, x1, x2, seed):
-        """The loss and its gradients, under a ``GradientTape``.
-
-        Returns ``(loss, grads, keys)``: the loss, the gradient of each of f_q's trainable
-        weights in ``encoder_q.trainable_weights`` order (inside ``strategy.run``: the mean over
-        the replicas), and the keys (B, D), or (2B, D) when symmetric, for the enqueue.
-        """
-        variables = self.encoder_q.trainable_weights  # f_q only
-        with tf.GradientTape() as tape:
-            loss, keys = self.contrastive_loss(x1, x2, seed)  # reads the queue before the enqueue
-        return loss, mean_gradients(tape.gradient(loss, variables)), keys
-
-    def apply_gradients(self, optimizer, grads, keys) -> None:
-        """The optimiser's update of f_q with ``grads``, then the enqueue of ``keys``; inside
-        ``strategy.run`` every replica enqueues the keys of all of them, so every copy of the
-        queue stays the same."""
-        optimizer.apply_gradients(zip(grads, self.encoder_q.trainable_weights))
-        keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
+    def enqueue(self, keys) -> None:
+        """Write this step's keys (B, D) into the queue (after the loss has read it)."""
         dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
 
-    def train_step(self, x1, x2, optimizer, key_momentum, seed):
-        """Algorithm 1, one step: EMA, loss and gradients, apply and enqueue. Returns the loss.
-
-        ``seed``: a (2,) int32 tensor for the stateless key shuffle (torch uses its global RNG).
-        """
-        momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
-        loss, grads, keys = self.compute_gradients(x1, x2, seed)
-        self.apply_gradients(optimizer, grads, keys)
+    def train_step(self, x1, x2, optimizer):
+        """Algorithm 1, one step: EMA, loss, gradients, update, enqueue. Returns the loss."""
+        momentum_update(self.encoder_q, self.encoder_k, self.key_momentum)  # eq. (2)
+        weights = self.encoder_q.trainable_weights  # f_q only
+        with tf.GradientTape() as tape:
+            loss, keys = self.loss(x1, x2)  # reads the queue before the enqueue
+        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        self.enqueue(keys)
         return loss

@@ -1,4 +1,4 @@
-"""Encoders f, the projection head g and SplitBatchNorm, in TensorFlow/Keras.
+"""Encoders f and the projection head g, in TensorFlow/Keras.
 
     x --encoder f--> h --head g--> z        (SimCLR Fig. 2; MoCo v2's f_q and f_k)
 
@@ -9,8 +9,10 @@ The same layers under the same names as ``torch_impl.models``:
   the CIFAR stem (3x3 stride-1 conv, no max-pool), or ``resnet50_samepool``'s "SAME" max-pool.
 * :class:`ProjectionHead`: ``head_layers - 1`` Dense-BN-ReLU blocks, then Dense.
 * :class:`EncoderWithHead`: f then g, ``call(x) -> (h, z)``.
-* :class:`SplitBatchNorm`: training statistics per sub-batch (``bn_splits``), the
-  single-device stand-in for MoCo's Shuffle-BN.
+
+BatchNorm is ``tf_impl.split_bn.SplitBatchNorm``, which with one split (the default) is
+Keras's ``BatchNormalization`` call for call; more splits are the one-process stand-in for
+several devices.
 
 Plain Keras layers only: ``Conv2D``, ``BatchNormalization`` (per split), ``Dense``. The
 speed-ups (a custom-gradient conv, TF's fused BatchNorm kernel) live in
@@ -28,7 +30,7 @@ import contextlib
 
 import tensorflow as tf
 
-from tf_impl.distributed import all_reduce_with_grad, world_size
+from tf_impl.split_bn import SplitBatchNorm
 
 keras = tf.keras
 
@@ -39,102 +41,16 @@ __all__ = [
     "EncoderWithHead",
     "ProjectionHead",
     "SmallCNN",
-    "SplitBatchNorm",
     "build_encoder",
-    "device_order",
     "dtype_policy",
-    "merge_bn_splits",
     "normalize",
-    "set_sync_bn",
 ]
 
 
-class SplitBatchNorm(keras.layers.BatchNormalization):
-    """BatchNorm whose training-mode statistics are computed per sub-batch (``num_splits``), or
-    over every replica (``sync``). See ``torch_impl.models.SplitBatchNorm``.
-
-    Inside ``strategy.run`` with several replicas, the moving statistics move towards the
-    replicas' mean of their batch moments (Keras's own BN would update each replica's copy
-    with its own moments, and the copies would drift apart), so W replicas keep what
-    ``num_splits = W`` keeps in one process.
-    """
-
-    def __init__(self, num_splits: int = 1, **kw):
-        super().__init__(**kw)
-        self.num_splits = int(num_splits)
-        self.sync = False
-
-    def call(self, x, training=None):
-        replicas = world_size()
-        if not training or (self.num_splits == 1 and replicas == 1):
-            return super().call(x, training=training)  # Keras's own BatchNormalization
-        in_dtype = x.dtype
-        x = x if x.dtype == tf.float64 else tf.cast(x, tf.float32)  # stats in fp32 under bf16
-        y, batch_mean, batch_var = self._normalize(x, self.sync and replicas > 1)
-        self._update_moving(batch_mean, batch_var)
-        return tf.cast(y, in_dtype)
-
-    def _normalize(self, x, sync: bool):
-        """Per-split moments with ``tf.nn.moments`` (any rank and dtype), or the global batch's
-        (``sync``): ``(y, batch mean, biased batch variance)``, the latter two (C,) averaged
-        over the splits."""
-        shape = tf.shape(x)
-        xs = tf.reshape(x, tf.concat([[self.num_splits, -1], shape[1:]], 0))  # (S, B/S, ...)
-        axes = list(range(1, len(x.shape)))  # all but the split and channel axes of xs
-        if sync:
-            mean, var = _global_moments(xs, axes)
-        else:
-            mean, var = tf.nn.moments(xs, axes=axes, keepdims=True)  # (S, 1, ..., C)
-        y = tf.reshape((xs - mean) * tf.math.rsqrt(var + self.epsilon), shape)
-        y = y * tf.cast(self.gamma, x.dtype) + tf.cast(self.beta, x.dtype)
-        batch_mean = tf.reshape(tf.reduce_mean(mean, 0), [-1])
-        batch_var = tf.reshape(tf.reduce_mean(var, 0), [-1])
-        return y, batch_mean, batch_var
-
-    def _update_moving(self, batch_mean, batch_var) -> None:
-        """Move the moving statistics towards the batch's (C,) moments; with several replicas,
-        towards the replicas' mean of them (the same update on every replica's copy)."""
-        replicas = world_size()
-        if replicas > 1:
-            batch_mean, batch_var = (
-                tf.stop_gradient(all_reduce_with_grad(t) / replicas)
-                for t in (batch_mean, batch_var)
-            )
-        m = self.momentum
-        self.moving_mean.assign(m * self.moving_mean + (1 - m) * batch_mean)
-        self.moving_variance.assign(m * self.moving_variance + (1 - m) * batch_var)
-
-    def get_config(self):
-        return {**super().get_config(), "num_splits": self.num_splits}
-
-
-def _global_moments(xs, axes):
-    """Mean and biased variance of ``xs`` over every replica's rows, differentiable."""
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(xs), [0] + axes)), xs.dtype) * world_size()
-    sums = tf.stack([tf.reduce_sum(xs, [0] + axes), tf.reduce_sum(xs * xs, [0] + axes)])  # (2, C)
-    total = all_reduce_with_grad(sums) / count
-    keep = [1] * (len(xs.shape) - 1) + [-1]  # (1, 1, ..., C), as tf.nn.moments(keepdims=True)
-    return tf.reshape(total[0], keep), tf.reshape(total[1] - total[0] * total[0], keep)
-
-
-def set_sync_bn(model) -> None:
-    """Make every SplitBatchNorm of ``model`` (a SimCLR, a MoCo or a Keras model) a
-    SyncBatchNorm (statistics of the global batch)."""
-    from shared.parity.weights import model_parts
-
-    parts = [model] if hasattr(model, "_flatten_layers") else [m for _, m in model_parts(model)]
-    for layer in (la for part in parts for la in _walk(part)):
-        if isinstance(layer, SplitBatchNorm):
-            if layer.num_splits != 1:
-                raise ValueError(
-                    f"sync_bn: expected bn_splits 1 (SyncBN normalises the whole global batch), "
-                    f"got {layer.num_splits}"
-                )
-            layer.sync = True
-
-
-def _bn(bn_splits: int, name=None):
-    return SplitBatchNorm(bn_splits, momentum=0.9, epsilon=1e-5, name=name)
+def _bn(bn_splits: int, views: int = 1, name=None):
+    """BatchNorm with torch's momentum and eps (``SplitBatchNorm`` of one split is Keras's
+    ``BatchNormalization``; more splits: ``tf_impl.split_bn``)."""
+    return SplitBatchNorm(bn_splits, views, momentum=0.9, epsilon=1e-5, name=name)
 
 
 class SmallCNN(keras.Model):
@@ -312,13 +228,21 @@ ENCODERS = {
 }
 
 
-def build_encoder(name: str, bn_splits: int = 1) -> keras.Model:
-    """An encoder by name, built on a 32x32 input so its weights exist."""
+def build_encoder(name: str, bn_splits: int = 1, views: int = 1) -> keras.Model:
+    """An encoder by name, built on a 32x32 input so its weights exist; ``bn_splits`` and
+    ``views`` as ``torch_impl.models.build_encoder``."""
     if name not in ENCODERS:
         raise ValueError(f"encoder: expected one of {sorted(ENCODERS)}, got {name!r}")
     enc = ENCODERS[name](bn_splits=bn_splits)
+    _set_views(enc, views)
     enc(tf.zeros([max(2, bn_splits), 32, 32, 3]))  # any size builds the weights (GAP at the end)
     return enc
+
+
+def _set_views(model, views: int) -> None:
+    for layer in _walk(model):
+        if isinstance(layer, SplitBatchNorm):
+            layer.views = int(views)
 
 
 class ProjectionHead(keras.Model):
@@ -330,13 +254,14 @@ class ProjectionHead(keras.Model):
         out_dim: int = 128,
         num_layers: int = 2,
         bn_splits: int = 1,
+        views: int = 1,
         **kw,
     ):
         super().__init__(**kw)
         if num_layers < 1:
             raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
         self.dense = [keras.layers.Dense(hidden_dim, use_bias=False) for _ in range(num_layers - 1)]
-        self.bns = [_bn(bn_splits) for _ in range(num_layers - 1)]
+        self.bns = [_bn(bn_splits, views) for _ in range(num_layers - 1)]
         self.out = keras.layers.Dense(out_dim)
 
     def call(self, h, training=False):
@@ -346,44 +271,28 @@ class ProjectionHead(keras.Model):
 
 
 class EncoderWithHead(keras.Model):
-    """f followed by g: ``call(x) -> (h, z)``."""
+    """f followed by g: ``call(x) -> (h, z)``; ``bn_splits`` and ``views`` as
+    ``torch_impl.models.EncoderWithHead``."""
 
     def __init__(
-        self, encoder: str, hidden_dim: int, proj_dim: int, head_layers: int, bn_splits: int, **kw
+        self,
+        encoder: str = "small_cnn",
+        hidden_dim: int = 512,
+        proj_dim: int = 128,
+        head_layers: int = 2,
+        bn_splits: int = 1,
+        views: int = 1,
+        **kw,
     ):
         super().__init__(**kw)
-        self.encoder = build_encoder(encoder, bn_splits)
-        self.head = ProjectionHead(hidden_dim, proj_dim, head_layers, bn_splits)
-        self.head(tf.zeros([max(2, bn_splits), self.encoder.feature_dim]))
-        self.bn_splits = int(bn_splits)
+        self.encoder = build_encoder(encoder, bn_splits, views)
+        self.head = ProjectionHead(hidden_dim, proj_dim, head_layers, bn_splits, views)
+        self.head(tf.zeros([max(2, bn_splits * views), self.encoder.feature_dim]))
 
-    def call(self, x, training=False, view_chunks: int = 1):
-        """``(h, z)``; ``view_chunks`` as ``torch_impl.models.EncoderWithHead.forward``."""
-        if training and self.bn_splits > 1 and view_chunks > 1:
-            order = device_order(tf.shape(x)[0], view_chunks, self.bn_splits)
-            h, z = self(tf.gather(x, order), training=True)
-            back = tf.math.invert_permutation(order)
-            return tf.gather(h, back), tf.gather(z, back)
+    def call(self, x, training=False):
+        """``(h, z)`` of x (B, S, S, 3): h (B, F), z (B, proj_dim)."""
         h = self.encoder(x, training=training)
         return h, self.head(h, training=training)
-
-
-def device_order(rows, chunks: int, splits: int):
-    """The row order that puts the j-th 1/splits of each of ``chunks`` chunks in split j.
-
-    Example:
-        >>> device_order(8, 2, 2).numpy().tolist()
-        [0, 1, 4, 5, 2, 3, 6, 7]
-    """
-    idx = tf.reshape(tf.range(rows), [chunks, splits, -1])  # (C, S, B/(C S))
-    return tf.reshape(tf.transpose(idx, [1, 0, 2]), [-1])
-
-
-def merge_bn_splits(model) -> None:
-    """Set every SplitBatchNorm under ``model`` to one split (ordinary BN), in place."""
-    for layer in _walk(model):
-        if isinstance(layer, SplitBatchNorm):
-            layer.num_splits = 1
 
 
 def _walk(layer):

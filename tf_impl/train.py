@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.oracle.optim import warmup_cosine
+from shared.parity.weights import method_of, online_network
 from shared.run.config import TrainConfig
 from shared.run.errors import ConfigError
 from shared.run.evaluation import evaluate_knn
@@ -37,7 +38,6 @@ from tf_impl.distributed import local_rows, make_strategy
 from tf_impl.evaluate import extract_features, projections
 from tf_impl.methods import build_model, use_amp
 from tf_impl.optim import build_optimizer, set_learning_rate
-from tf_impl.simclr import SimCLR
 from tf_impl.weights import export_weights
 
 __all__ = ["TRACE_COUNT", "compile_step", "make_dataset", "train"]
@@ -50,33 +50,31 @@ def compile_step(
 ):
     """One ``tf.function`` ``step(x1, x2, seed, key_momentum) -> loss`` for either model.
 
-    ``seed`` (2,) int32 drives MoCo's stateless key shuffle; SimCLR ignores it and
-    ``key_momentum``. The optimiser's slots are built first, so the function traces once.
-    With a ``tf.distribute`` ``strategy`` (model and optimiser built in its scope) the step
-    takes the global batch, runs ``train_step`` on every replica with its rows
-    (``tf_impl.distributed.local_rows``) and returns the replicas' mean loss: still one
+    Before the model's ``train_step``, MoCo's per-step variables are set from the inputs:
+    ``key_momentum`` (its schedule) and ``shuffle_seed`` (``seed``, (2,) int32, for the
+    stateless key shuffle); SimCLR ignores both. The optimiser's slots are built first, so the
+    function traces once. With a ``tf.distribute`` ``strategy`` (model and optimiser built in
+    its scope) the step takes the global batch, runs ``train_step`` on every replica with its
+    rows (``tf_impl.distributed.local_rows``) and returns the replicas' mean loss: still one
     ``tf.function``.
 
-    ``return_gradients``: the step returns ``(loss, grads)`` instead, ``grads`` being what
-    ``train_step`` handed the optimiser (with a strategy: replica 0's, already the replicas'
-    mean), in the order of the variables the optimiser is built for. The traced Python is the
-    same ``train_step``; the parity checks read the step this way.
+    ``return_gradients``: the step returns ``(loss, grads)`` instead, ``grads`` being what the
+    optimiser was handed (with a strategy: replica 0's, already the replicas' mean), in the
+    order of the variables the optimiser is built for. The traced Python is the same
+    ``train_step``; the parity checks read the step this way.
     """
     dtype = tf.float64 if model.backbone.weights[0].dtype == tf.float64 else tf.float32
     spec = tf.TensorSpec([None, None, None, 3], dtype)  # any batch and (square) image size
-    optimizer.build(
-        model.net.trainable_weights
-        if isinstance(model, SimCLR)
-        else model.encoder_q.trainable_weights
-    )
+    optimizer.build(online_network(model).trainable_weights)
+    moco = method_of(model) == "moco"
 
     def replica_step(x1, x2, seed, key_momentum):
         x1, x2 = local_rows(x1), local_rows(x2)
         opt = _GradientRecorder(optimizer) if return_gradients else optimizer
-        if isinstance(model, SimCLR):
-            loss = model.train_step(x1, x2, opt)
-        else:
-            loss = model.train_step(x1, x2, opt, key_momentum, seed)
+        if moco:  # as the learning rate, set each step
+            model.key_momentum.assign(key_momentum)
+            model.shuffle_seed.assign(seed)
+        loss = model.train_step(x1, x2, opt)
         return (loss, opt.grads) if return_gradients else loss
 
     @tf.function(

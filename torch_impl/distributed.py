@@ -8,8 +8,16 @@ One process per device, started by ``torchrun`` (which sets ``RANK``, ``WORLD_SI
 * MoCo: every rank's keys (n, D), gathered without gradients (:func:`concat_all_gather`)
   before the enqueue, so every rank's queue holds the same keys in the same order; with
   Shuffle-BN also the key images (:func:`shuffle_across_ranks`);
-* both: DDP's all-reduce of the gradients (a mean over ranks), and this project's mean of the
-  BatchNorm running statistics (:func:`average_buffers`), so that the ranks stay identical.
+* both: the mean of the gradients over the ranks (:class:`GradientMean`, DDP's all-reduce),
+  and of the BatchNorm running statistics (:func:`average_buffers`), so that the ranks stay
+  identical.
+
+The algorithm files (``torch_impl.simclr``, ``torch_impl.moco``) know nothing of this: the
+training loop builds :class:`DistributedSimCLR` or :class:`DistributedMoCo` (``DISTRIBUTED``)
+when the world is larger than one, subclasses that override the loss's negatives, the key
+shuffle and the enqueue, and hand the step a :class:`GradientMean` optimiser. Proven equal to
+one process on the global batch by ``tests/test_distributed.py``. ``--sync-bn`` swaps every
+BatchNorm for :class:`SyncBatchNorm` (:func:`convert_sync_batchnorm`).
 
 Gradient of a gather (the rule lightly and solo-learn also follow): rank r's loss L_r depends
 on every rank's rows, so the gradient that reaches rank r's own rows is ``sum_s dL_s/dz_r``,
@@ -22,29 +30,39 @@ batch. Nothing is multiplied by the world size.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
+from shared.oracle.losses import check_temperature
 from shared.run.errors import ConfigError
+from torch_impl.moco import MoCo
+from torch_impl.models import normalize
+from torch_impl.simclr import SimCLR
 
 __all__ = [
+    "DISTRIBUTED",
     "Dist",
+    "DistributedMoCo",
+    "DistributedSimCLR",
+    "GradientMean",
+    "SyncBatchNorm",
     "all_reduce_with_grad",
     "average_buffers",
     "concat_all_gather",
+    "convert_sync_batchnorm",
     "gather_chunks",
     "gather_with_grad",
     "init_from_env",
     "is_distributed",
+    "nt_xent_across_ranks",
     "rank",
     "shuffle_across_ranks",
     "unshuffle_across_ranks",
     "world_size",
-    "wrap_ddp",
 ]
 
 RENDEZVOUS_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -204,19 +222,137 @@ def average_buffers(module: torch.nn.Module, skip: tuple[str, ...] = ()) -> None
             buf.div_(world_size())
 
 
-def wrap_ddp(model: torch.nn.Module, where: Dist):
-    """``DistributedDataParallel`` around ``model`` in a process group (``None`` alone).
+def nt_xent_across_ranks(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (``torch_impl.losses.nt_xent``) with every rank's 2W n rows as candidates.
 
-    The model's ``train_step(..., ddp=wrapper)`` runs its forward through the wrapper, so DDP
-    all-reduces (averages) the gradients. Buffers are not re-broadcast from rank 0 at each
-    forward: the models average them over the ranks after each step (:func:`average_buffers`).
+    Each rank holds n rows of each view; its 2n anchors keep their global positive and self
+    indices among the gathered rows, which carry their gradients (:func:`gather_with_grad`).
+    Returns this rank's share, the mean over its 2n anchors; the mean over the ranks is the
+    loss of the global batch. In one process it is ``nt_xent``.
     """
-    if where.world_size == 1:
-        return None
-    from torch.nn.parallel import DistributedDataParallel
+    t = check_temperature(temperature)
+    n, w, r = z1.shape[0], world_size(), rank()
+    dtype = torch.float64 if torch.float64 in (z1.dtype, z2.dtype) else torch.float32
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        u1, u2 = (F.normalize(z.to(dtype), dim=1) for z in (z1, z2))  # (n, D) each
+        candidates = torch.cat([gather_with_grad(u1), gather_with_grad(u2)])  # (2N, D)
+        logits = (torch.cat([u1, u2]) / t) @ candidates.T  # (2n, 2N)
+        own = torch.arange(n, device=z1.device) + r * n  # global index of row i in Z1
+        rows = torch.arange(2 * n, device=z1.device)
+        logits[rows, torch.cat([own, own + w * n])] = float("-inf")  # no self-similarity
+        return F.cross_entropy(logits, torch.cat([own + w * n, own]))  # positive: other view
 
-    ids = [where.device.index] if where.device.type == "cuda" else None
-    params = inspect.signature(DistributedDataParallel).parameters
-    # torch 2.14 renamed broadcast_buffers; the buffers are equal at init either way
-    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-    return DistributedDataParallel(model, device_ids=ids, **{no_sync: False})
+
+class GradientMean:
+    """The optimiser as a rank's step sees it: ``step()`` first replaces every gradient by its
+    mean over the ranks (what DDP's all-reduce does, here in one flat all-reduce), then steps,
+    then averages the BatchNorm running statistics (:func:`average_buffers`)."""
+
+    def __init__(self, optimizer, model: torch.nn.Module, skip: tuple[str, ...] = ()):
+        self.optimizer, self.model, self.skip = optimizer, model, skip
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [
+            p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+        ]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat /= world_size()
+            for g, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                g.copy_(mean.view_as(g))
+        self.optimizer.step()
+        average_buffers(self.model, self.skip)
+
+
+class DistributedSimCLR(SimCLR):
+    """SimCLR on W processes: the negatives are every rank's views (:func:`nt_xent_across_ranks`)
+    and the step averages the gradients and BN statistics (:class:`GradientMean`). Equal to
+    ``SimCLR(bn_splits=W)`` in one process on the global batch."""
+
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return nt_xent_across_ranks(z1, z2, self.temperature)
+
+    def train_step(self, x1, x2, optimizer) -> torch.Tensor:
+        return super().train_step(x1, x2, GradientMean(optimizer, self))
+
+
+class DistributedMoCo(MoCo):
+    """MoCo on W processes: Shuffle-BN across the ranks (MoCo's ``batch_shuffle_ddp``), every
+    rank enqueues every rank's keys in the one-process order, and the step averages the
+    gradients and BN statistics. Equal to ``MoCo(bn_splits=W)`` on the global batch."""
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.shuffle_keys:
+            return super().keys(x)
+        xs, perm = shuffle_across_ranks(x)
+        return normalize(unshuffle_across_ranks(self.encoder_k(xs)[1], perm))  # (n, D)
+
+    def enqueue(self, keys: torch.Tensor) -> None:
+        super().enqueue(gather_chunks(keys, 2 if self.symmetric else 1))  # (W B, D)
+
+    def train_step(self, x1, x2, optimizer) -> torch.Tensor:
+        return super().train_step(x1, x2, GradientMean(optimizer, self, skip=("queue",)))
+
+
+DISTRIBUTED = {"simclr": DistributedSimCLR, "moco": DistributedMoCo}
+
+
+class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch, all-reduced with
+    their gradients (``torch.nn.SyncBatchNorm`` refuses CPU tensors; this runs on gloo and
+    nccl alike). In one process, and in eval mode, it is ordinary BatchNorm."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"x: expected a (B, C) or (B, C, H, W) input, got {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        b, c = x.shape[:2]
+        xs = (x if x.dtype == torch.float64 else x.float()).reshape(b, c, -1)  # (B, C, HW)
+        count = xs.shape[0] * xs.shape[2] * world_size()
+        sums = torch.stack([xs.sum(dim=(0, 2)), (xs * xs).sum(dim=(0, 2))])  # (2, C)
+        total = all_reduce_with_grad(sums) / count
+        mean, var = total[0].view(1, -1, 1), (total[1] - total[0] * total[0]).view(1, -1, 1)
+        y = ((xs - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        y = y * self.weight.view(shape) + self.bias.view(shape)
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.flatten().to(self.running_mean), alpha=m)
+            unbiased = var.flatten() * count / max(count - 1, 1)
+            self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var), alpha=m)
+            self.num_batches_tracked.add_(1)
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every BatchNorm of ``module`` replaced by a :class:`SyncBatchNorm` with its state, in
+    place (``torch.nn.SyncBatchNorm.convert_sync_batchnorm``'s job).
+
+    Raises:
+        ValueError: a BatchNorm of several splits (SyncBN normalises the whole global batch).
+    """
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(
+            child, SyncBatchNorm
+        ):
+            if getattr(child, "num_splits", 1) != 1:
+                raise ValueError(
+                    "sync_bn: expected bn_splits 1 (SyncBN normalises the whole global batch), "
+                    f"got {child.num_splits}"
+                )
+            sync = SyncBatchNorm(child.num_features, child.eps, child.momentum)
+            sync.load_state_dict(child.state_dict())
+            setattr(module, name, sync.to(child.weight))
+        else:
+            convert_sync_batchnorm(child)
+    return module

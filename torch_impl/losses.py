@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from shared.oracle.losses import check_temperature
-from torch_impl.distributed import gather_with_grad, rank, world_size
 
 __all__ = ["info_nce", "nt_xent"]
 
@@ -62,7 +61,6 @@ def nt_xent(
     z2: torch.Tensor,
     temperature: float = 0.5,
     reduction: str = "mean",
-    gather_distributed: bool = False,
 ) -> torch.Tensor:
     """NT-Xent (SimCLR eq. 1), mean over the 2N anchors.
 
@@ -74,12 +72,6 @@ def nt_xent(
         z2: (N, D) projections of the second views; row i pairs with ``z1[i]``.
         temperature: tau > 0.
         reduction: ``"mean"`` (a 0-d tensor) or ``"none"`` (the (2N,) per-anchor losses).
-        gather_distributed: inside a process group of W ranks, each holding n rows, the
-            candidates are the 2Wn rows of every rank, gathered with their gradients
-            (``torch_impl.distributed.gather_with_grad``); this rank's anchors keep their
-            global positive and self indices. The result is this rank's share: the mean over
-            its 2n anchors, whose mean over the ranks is the loss of the global batch. A no-op
-            in one process.
 
     Returns:
         A 0-d tensor (or (2N,)) in float32, or float64 for float64 inputs.
@@ -98,19 +90,11 @@ def nt_xent(
     n = z1.shape[0]
     dtype = _logit_dtype(z1, z2)
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        u1, u2 = (F.normalize(z.to(dtype), dim=1) for z in (z1, z2))  # (n, D) each
-        if gather_distributed and world_size() > 1:
-            offset, total = rank() * n, world_size() * n  # this rank's rows, global N
-            candidates = torch.cat([gather_with_grad(u1), gather_with_grad(u2)], 0)  # (2N, D)
-        else:
-            offset, total, candidates = 0, n, None
-        u = torch.cat([u1, u2], 0)  # (2n, D): this rank's anchors
-        # 1/tau folded into the (2n, D) side: no extra pass over the (2n, 2N) logits
-        logits = (u / t) @ (u if candidates is None else candidates).T  # (2n, 2N)
-        own = torch.arange(n, device=z1.device) + offset  # global index of row i in Z1
-        self_idx = torch.cat([own, own + total])  # (2n,)
-        logits[torch.arange(2 * n, device=z1.device), self_idx] = float("-inf")  # no self
-        target = torch.cat([own + total, own])  # (2n,) positive: the other view
+        u = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)  # (2N, D): z1 rows, then z2
+        logits = (u / t) @ u.T  # (2N, 2N); 1/tau folded into one side
+        logits.fill_diagonal_(float("-inf"))  # no self-similarity
+        i = torch.arange(n, device=z1.device)
+        target = torch.cat([i + n, i])  # (2N,) the positive: the other view of the same image
         return F.cross_entropy(logits, target, reduction=reduction)
 
 

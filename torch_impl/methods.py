@@ -1,6 +1,6 @@
 """The two methods in PyTorch: build the model a configuration describes, or load a trained one.
 
-``tf_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` and ``fast_kernels`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
+``tf_impl.methods`` has the same names. The import graph runs ``models`` -> ``simclr`` / ``moco`` -> ``distributed`` and ``fast_kernels`` -> ``methods`` -> ``train`` and the applications, so nothing below imports the training loop.
 """
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from __future__ import annotations
 from shared.run.config import TrainConfig, load_config
 from torch_impl import fast_kernels
 from torch_impl.checkpoint import restore_checkpoint
+from torch_impl.distributed import DISTRIBUTED, convert_sync_batchnorm, world_size
 from torch_impl.moco import MoCo
-from torch_impl.models import merge_bn_splits, set_sync_bn
 from torch_impl.simclr import SimCLR
+from torch_impl.split_bn import merge_bn_splits
 
 __all__ = ["METHODS", "build_model", "load_trained"]
 
@@ -18,11 +19,14 @@ METHODS = {"simclr": SimCLR, "moco": MoCo}  # the keys are shared.run.config.MET
 
 
 def build_model(cfg: TrainConfig, dtype: str = "float32"):
-    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config); with
-    ``cfg.fast_kernels``, ``torch_impl.fast_kernels.apply`` (the process's malloc setting)."""
-    model = METHODS[cfg.method](**cfg.model_kwargs(), dtype=dtype)
+    """The ``SimCLR`` or ``MoCo`` that ``cfg`` describes (a resolved config): inside a process
+    group of several ranks its ``torch_impl.distributed`` subclass (``DISTRIBUTED``), with
+    ``cfg.sync_bn`` its BatchNorm synchronised; with ``cfg.fast_kernels``,
+    ``torch_impl.fast_kernels.apply`` (the process's malloc setting)."""
+    cls = DISTRIBUTED[cfg.method] if world_size() > 1 else METHODS[cfg.method]
+    model = cls(**cfg.model_kwargs(), dtype=dtype)
     if cfg.sync_bn:
-        set_sync_bn(model)
+        convert_sync_batchnorm(model)
     return fast_kernels.apply(model) if cfg.fast_kernels else model
 
 

@@ -6,13 +6,15 @@ Algorithm 1 of the paper, one step (``MoCo.train_step``), in this order::
     q = normalize(f_q(x_q))               # (N, D) queries
     k = normalize(f_k(x_k))               # (N, D) keys, under no_grad (shuffled for BN)
     loss = info_nce(q, k, queue, tau)     # negatives read *before* this step's enqueue
-    loss.backward()                       # compute_gradients: f_q only (f_k: no grad)
-    optimizer.step()                      # apply_gradients: the update, then
+    loss.backward()                       # f_q only (f_k: no grad)
+    optimizer.step()
     dequeue_and_enqueue(queue, ptr, k)    # FIFO ring buffer of the last K keys
 
 With ``symmetric=True`` both directions are used, ``(q1, k2)`` and ``(q2, k1)``, averaged
 (the MoCo CIFAR demo sums them: 2x this value), and all 2N keys are enqueued.
-``tf_impl.moco`` is the same file in TensorFlow, where the whole step is one ``tf.function``.
+``tf_impl.moco`` is the same file in TensorFlow. On several processes,
+``torch_impl.distributed.DistributedMoCo`` shuffles the keys across the ranks and enqueues
+every rank's keys.
 
 Key encoder BatchNorm: ``momentum_update`` moves the parameters only (as the official code);
 the key encoder's running statistics are its own, updated by its forward passes.
@@ -26,20 +28,16 @@ import torch
 import torch.nn as nn
 
 from shared.oracle.queue import init_queue
-from shared.run.config import model_defaults
-from torch_impl.distributed import (
-    average_buffers,
-    gather_chunks,
-    shuffle_across_ranks,
-    unshuffle_across_ranks,
-    world_size,
-)
 from torch_impl.losses import info_nce
-from torch_impl.models import EncoderWithHead, amp_context, check_views, normalize, torch_dtype
+from torch_impl.models import (
+    EncoderWithHead,
+    autocast_dtype,
+    check_views,
+    normalize,
+    torch_dtype,
+)
 
 __all__ = ["MoCo", "dequeue_and_enqueue", "momentum_update"]
-
-TRAINED = model_defaults("moco")  # the defaults: the configuration that trains
 
 
 @torch.no_grad()
@@ -90,18 +88,19 @@ class MoCo(nn.Module):
         encoder: an ``ENCODERS`` name.
         queue_size: K, the number of negative keys.
         proj_dim: D, the head output and the queue's row size.
-        hidden_dim, head_layers: the projection head.
+        hidden_dim, head_layers: the projection head g.
         temperature: tau of InfoNCE.
-        bn_splits: SplitBatchNorm sub-batches in both encoders (1: ordinary BN).
+        key_momentum: m of eq. (2); the training loop sets it per step (its schedule).
+        bn_splits: BatchNorm sub-batches in both encoders (``torch_impl.split_bn``; 1: plain).
         shuffle_keys: permute the key batch before f_k and undo it after, so that a query
-            and its key are normalised with different sub-batches' statistics.
+            and its key are normalised with different sub-batches' statistics (Shuffle-BN).
         symmetric: the two-direction loss, averaged.
         seed: seed of the queue's random initial keys.
-        dtype: ``"float32"`` or ``"float64"``.
+        dtype: ``"float32"``, ``"float64"`` or ``"mixed_bfloat16"``.
 
-    The defaults are the trained MoCo's (``shared.run.config.model_defaults("moco")``, from
-    ``METHOD_DEFAULTS`` and ``TrainConfig``): tau 0.1, K 512, two BN splits, shuffled keys and
-    the symmetric loss, so ``MoCo()`` is the model ``train --method moco`` trains.
+    The defaults are the configuration that trains (``tests/test_methods.py`` holds them equal
+    to ``shared.run.config.model_defaults("moco")``), so ``MoCo()`` is the model
+    ``train --method moco`` trains.
 
     Example:
         >>> m = MoCo(encoder="small_cnn", queue_size=8, proj_dim=4, hidden_dim=8)
@@ -113,27 +112,29 @@ class MoCo(nn.Module):
 
     def __init__(
         self,
-        encoder: str = TRAINED["encoder"],
-        queue_size: int = TRAINED["queue_size"],
-        proj_dim: int = TRAINED["proj_dim"],
-        hidden_dim: int = TRAINED["hidden_dim"],
-        head_layers: int = TRAINED["head_layers"],
-        temperature: float = TRAINED["temperature"],
-        bn_splits: int = TRAINED["bn_splits"],
-        shuffle_keys: bool = TRAINED["shuffle_keys"],
-        symmetric: bool = TRAINED["symmetric"],
-        seed: int = TRAINED["seed"],
+        encoder: str = "small_cnn",
+        queue_size: int = 512,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        head_layers: int = 2,
+        temperature: float = 0.1,
+        key_momentum: float = 0.99,
+        bn_splits: int = 2,
+        shuffle_keys: bool = True,
+        symmetric: bool = True,
+        seed: int = 0,
         dtype: str = "float32",
     ):
         super().__init__()
         self.encoder_name = encoder
-        self.temperature = float(temperature)
+        self.temperature, self.key_momentum = float(temperature), float(key_momentum)
         self.shuffle_keys, self.symmetric = bool(shuffle_keys), bool(symmetric)
         self.encoder_q = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits)
         self.encoder_k = copy.deepcopy(self.encoder_q)  # an exact copy at init
         self.encoder_k.requires_grad_(False)  # updated by momentum_update, never by gradients
         self.register_buffer("queue", torch.from_numpy(init_queue(queue_size, proj_dim, seed)))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.autocast = autocast_dtype(dtype)
         self.to(torch_dtype(dtype))
 
     @property
@@ -143,40 +144,30 @@ class MoCo(nn.Module):
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Normalised queries (B, D) of each view batch from f_q, one pass per view (BN never
-        mixes two views of an image). One call, so that a DDP wrapper sees one forward."""
+        mixes two views of an image)."""
         return tuple(normalize(self.encoder_q(x)[1]) for x in views)
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised keys (B, D) of ``x`` from f_k, with optional batch shuffling: within this
-        process (across its BN splits) or, in a process group, across the ranks."""
-        if self.shuffle_keys and world_size() > 1:
-            xs, perm = shuffle_across_ranks(x)
-            k = unshuffle_across_ranks(self.encoder_k(xs)[1], perm)
-        elif self.shuffle_keys:
-            perm = torch.randperm(x.shape[0], device=x.device)
-            _, k = self.encoder_k(x[perm])
-            k = k[torch.argsort(perm)]  # un-shuffle
-        else:
-            _, k = self.encoder_k(x)
-        return normalize(k)  # (B, D)
+        """Normalised keys (B, D) of ``x`` from f_k, with the batch shuffled for BN if asked."""
+        if not self.shuffle_keys:
+            return normalize(self.encoder_k(x)[1])  # (B, D)
+        perm = torch.randperm(x.shape[0], device=x.device)
+        k = self.encoder_k(x[perm])[1]
+        return normalize(k[torch.argsort(perm)])  # un-shuffled (B, D)
 
-    def contrastive_loss(self, x1: torch.Tensor, x2: torch.Tensor, ddp=None):
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor):
         """InfoNCE of the queries against their keys and the queue; returns ``(loss, keys)``.
 
-        ``ddp``: a ``DistributedDataParallel`` wrapper of this model, whose forward computes
-        the queries (DDP syncs the gradients of what passes through its forward).
-        Symmetric: each view has its own pass, as in the official code: a BN group that holds
-        both views of the same images cost 8.6 kNN points here (58.5 % -> 49.9 %, torch, 25
-        epochs, embedded data).
+        Symmetric: each view has its own pass, as in the official code, so that no BN group
+        holds both views of an image.
         """
         check_views(x1, x2, min_batch=1)
-        query = ddp or self
         if not self.symmetric:
-            (q,) = query(x1)  # (N, D)
+            (q,) = self(x1)  # (N, D)
             k = self.keys(x2)  # (N, D)
             return info_nce(q, k, self.queue, self.temperature), k
-        q1, q2 = query(x1, x2)  # (N, D) each
+        q1, q2 = self(x1, x2)  # (N, D) each
         k2, k1 = self.keys(x2), self.keys(x1)  # (N, D) each: the other view of q1, q2
         loss = 0.5 * (
             info_nce(q1, k2, self.queue, self.temperature)
@@ -184,48 +175,17 @@ class MoCo(nn.Module):
         )
         return loss, torch.cat([k2, k1])  # (2N, D)
 
-    def compute_gradients(self, x1, x2, amp_dtype: torch.dtype | None = None, ddp=None):
-        """The loss and its gradients: forward (under autocast with ``amp_dtype``), backward.
-
-        Returns ``(loss, grads, keys)``: the detached loss, the gradient of each parameter of
-        f_q in ``encoder_q.parameters()`` order (also left in ``.grad``), and the keys (B, D),
-        or (2B, D) when symmetric, for the enqueue. With ``ddp`` the backward averages the
-        gradients over the ranks.
-        """
-        self.encoder_q.zero_grad(set_to_none=True)
-        with amp_context(x1, amp_dtype):
-            loss, keys = self.contrastive_loss(x1, x2, ddp)  # reads the queue before the enqueue
-        loss.backward()
-        return loss.detach(), [p.grad for p in self.encoder_q.parameters()], keys
-
-    def apply_gradients(self, optimizer, grads, keys) -> None:
-        """The optimiser's step on f_q with ``grads``, then the enqueue of ``keys``.
-
-        In a process group every rank enqueues the keys of all ranks (in the one-process
-        order) and the BN running statistics are averaged over the ranks.
-        """
-        for p, g in zip(self.encoder_q.parameters(), grads, strict=True):
-            p.grad = g
-        optimizer.step()
-        keys = gather_chunks(keys, 2 if self.symmetric else 1)  # (W B, D), one-process order
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write this step's keys (B, D) into the queue (after the loss has read it)."""
         dequeue_and_enqueue(self.queue, self.queue_ptr, keys)
-        average_buffers(self, skip=("queue",))
 
-    def train_step(
-        self,
-        x1,
-        x2,
-        optimizer,
-        key_momentum: float,
-        amp_dtype: torch.dtype | None = None,
-        ddp=None,
-    ) -> torch.Tensor:
-        """Algorithm 1, one step: EMA, loss and gradients, apply and enqueue. Returns the loss.
-
-        ``ddp``: the ``DistributedDataParallel`` wrapper in a process group (see
-        :meth:`compute_gradients` and :meth:`apply_gradients`).
-        """
-        momentum_update(self.encoder_q, self.encoder_k, key_momentum)  # eq. (2)
-        loss, grads, keys = self.compute_gradients(x1, x2, amp_dtype, ddp)
-        self.apply_gradients(optimizer, grads, keys)
-        return loss
+    def train_step(self, x1: torch.Tensor, x2: torch.Tensor, optimizer) -> torch.Tensor:
+        """Algorithm 1, one step: EMA, loss, backward, update, enqueue. Returns the loss."""
+        momentum_update(self.encoder_q, self.encoder_k, self.key_momentum)  # eq. (2)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(x1.device.type, self.autocast, enabled=self.autocast is not None):
+            loss, keys = self.loss(x1, x2)  # reads the queue before the enqueue
+        loss.backward()
+        optimizer.step()
+        self.enqueue(keys)
+        return loss.detach()

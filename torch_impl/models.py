@@ -1,4 +1,4 @@
-"""Encoders f, the projection head g and SplitBatchNorm, in PyTorch.
+"""Encoders f and the projection head g, in PyTorch.
 
     x --encoder f--> h --head g--> z        (SimCLR Fig. 2; MoCo v2's f_q and f_k)
 
@@ -9,8 +9,9 @@
   ``tf_impl.models`` builds the same layers under the same names.
 * :class:`ProjectionHead`: ``head_layers - 1`` blocks of Linear-BN-ReLU, then a Linear.
 * :class:`EncoderWithHead`: f then g, ``forward(x) -> (h, z)``; SimCLR has one, MoCo two.
-* :class:`SplitBatchNorm`: BatchNorm whose training statistics are taken over ``num_splits``
-  contiguous sub-batches: the single-device stand-in for MoCo's Shuffle-BN.
+
+BatchNorm is ``nn.BatchNorm2d`` / ``nn.BatchNorm1d``; ``bn_splits > 1`` builds
+``torch_impl.split_bn.SplitBatchNorm`` instead, the one-process stand-in for several devices.
 
 Conventions (named, since TensorFlow's differ): BatchNorm momentum 0.1 here is Keras's 0.9
 (``running = (1 - 0.1) running + 0.1 batch``); eps 1e-5 on both sides; the running variance is
@@ -19,7 +20,6 @@ torch's *unbiased* batch variance, Keras stores the biased one.
 
 from __future__ import annotations
 
-import contextlib
 from functools import partial
 
 import torch
@@ -27,110 +27,48 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from torch_impl.distributed import all_reduce_with_grad, world_size
+from torch_impl.split_bn import SplitBatchNorm
 
 __all__ = [
     "ENCODERS",
     "EncoderWithHead",
     "ProjectionHead",
     "SmallCNN",
-    "SplitBatchNorm",
-    "amp_context",
+    "autocast_dtype",
+    "batch_norm",
     "build_encoder",
-    "device_order",
-    "merge_bn_splits",
-    "set_sync_bn",
+    "check_views",
+    "normalize",
     "torch_dtype",
 ]
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "mixed_bfloat16": torch.float32}
 
 
 def torch_dtype(dtype: str) -> torch.dtype:
-    """``"float32"`` or ``"float64"`` as a ``torch.dtype`` (``ValueError`` otherwise)."""
+    """The weights' ``torch.dtype`` of ``"float32"``, ``"float64"`` or ``"mixed_bfloat16"``
+    (float32 weights, bf16 autocast in the step: Keras's policy of that name).
+
+    Raises:
+        ValueError: another name.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
 
 
-class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm (of (B, C) or (B, C, H, W) inputs) whose training-mode statistics come from
-    ``num_splits`` sub-batches, or from every process (``sync``).
-
-    The batch is cut into ``num_splits`` contiguous chunks of B / S rows; each chunk is
-    normalised with its own mean and biased variance, as S devices would each normalise their
-    own rows. The running statistics move towards the mean over chunks of each chunk's mean and
-    *unbiased* variance (torch's BN convention). ``num_splits = 1`` is exactly
-    ``nn.BatchNorm1d`` / ``nn.BatchNorm2d``. In eval mode the running statistics are used.
-
-    ``sync = True`` (``set_sync_bn``) is SyncBatchNorm: inside a process group the statistics
-    are those of the global batch, all-reduced with their gradients (``torch.nn.SyncBatchNorm``
-    refuses CPU tensors; this runs on gloo and nccl alike). Alone, it is ordinary BN.
-
-    Example:
-        >>> bn = SplitBatchNorm(3, num_splits=2)
-        >>> x = torch.cat([torch.zeros(2, 3, 1, 1), 10 + torch.randn(2, 3, 1, 1)])
-        >>> bool(bn(x)[:2].abs().max() < 1e-6)  # the first split alone: all zeros -> 0
-        True
-    """
-
-    def __init__(self, num_features: int, num_splits: int = 1, **kw):
-        super().__init__(num_features, **kw)
-        self.num_splits = int(num_splits)
-        self.sync = False
-
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() not in (2, 4):
-            raise ValueError(f"x: expected a (B, C) or (B, C, H, W) input, got {tuple(x.shape)}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(x)
-        if not self.training or (self.num_splits == 1 and not (self.sync and world_size() > 1)):
-            return super().forward(x)
-        b, c = x.shape[:2]
-        s = self.num_splits
-        xs = (x if x.dtype == torch.float64 else x.float()).reshape(s, b // s, c, -1)
-        if self.sync and world_size() > 1:  # (1, B, C, HW) per rank; statistics over all ranks
-            mean, var, n = _global_moments(xs)
-        else:
-            mean = xs.mean(dim=(1, 3), keepdim=True)  # (S, 1, C, 1)
-            var = xs.var(dim=(1, 3), unbiased=False, keepdim=True)
-            n = xs.shape[1] * xs.shape[3]  # values per channel in one split
-        y = ((xs - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
-        shape = (1, c) + (1,) * (x.dim() - 2)
-        y = y * self.weight.view(shape) + self.bias.view(shape)
-        with torch.no_grad():
-            m = self.momentum
-            self.running_mean.mul_(1 - m).add_(
-                mean.mean(0).flatten().to(self.running_mean), alpha=m
-            )
-            unbiased = var.mean(0).flatten() * n / max(n - 1, 1)
-            self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var), alpha=m)
-            self.num_batches_tracked.add_(1)
-        return y.to(x.dtype)
+def autocast_dtype(dtype: str) -> torch.dtype | None:
+    """The autocast dtype of a model built with ``dtype``: bf16 for ``"mixed_bfloat16"``."""
+    torch_dtype(dtype)  # validates the name
+    return torch.bfloat16 if dtype == "mixed_bfloat16" else None
 
 
-def _global_moments(xs: torch.Tensor):
-    """Mean and biased variance (1, 1, C, 1) of ``xs`` (S, b, C, HW) over every rank's rows,
-    differentiable (``torch_impl.distributed.all_reduce_with_grad``), and the global count."""
-    count = xs.shape[0] * xs.shape[1] * xs.shape[3] * world_size()
-    sums = torch.stack([xs.sum(dim=(0, 1, 3)), (xs * xs).sum(dim=(0, 1, 3))])  # (2, C)
-    total = all_reduce_with_grad(sums)
-    mean = (total[0] / count).view(1, 1, -1, 1)
-    var = (total[1] / count).view(1, 1, -1, 1) - mean * mean
-    return mean, var, count
-
-
-def set_sync_bn(model: nn.Module) -> None:
-    """Make every SplitBatchNorm of ``model`` a SyncBatchNorm (statistics of the global batch)."""
-    for m in model.modules():
-        if isinstance(m, SplitBatchNorm):
-            if m.num_splits != 1:
-                raise ValueError(
-                    f"sync_bn: expected bn_splits 1 (SyncBN normalises the whole global batch), "
-                    f"got {m.num_splits}"
-                )
-            m.sync = True
+def batch_norm(num_features: int, dim: int = 2, bn_splits: int = 1, views: int = 1) -> nn.Module:
+    """``nn.BatchNorm2d`` (``dim=2``) or ``nn.BatchNorm1d``; with ``bn_splits`` > 1 a
+    ``SplitBatchNorm`` of that many sub-batches (``views``: see ``torch_impl.split_bn``)."""
+    if bn_splits == 1:
+        return nn.BatchNorm2d(num_features) if dim == 2 else nn.BatchNorm1d(num_features)
+    return SplitBatchNorm(num_features, bn_splits, views)
 
 
 class SmallCNN(nn.Module):
@@ -143,18 +81,18 @@ class SmallCNN(nn.Module):
     (``relu(max(x)) == max(relu(x))``, exactly, in floating point too) and so do their
     gradients: both orders send a window's gradient to its first maximum when that maximum is
     positive, and nowhere otherwise. So the network is conv-BN-ReLU-pool, bit for bit, with the
-    ReLU and its backward on a quarter of the pixels: 8 % less time per SimCLR step on this
-    CPU. ``tests/test_torch_impl.py`` checks both orders for equality.
+    ReLU and its backward on a quarter of the pixels. ``tests/test_torch_impl.py`` checks both
+    orders for equality.
     """
 
-    def __init__(self, width: int = 32, bn_splits: int = 1):
+    def __init__(self, width: int = 32, bn_splits: int = 1, views: int = 1):
         super().__init__()
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for i in range(4):
             layers += [
                 nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
-                SplitBatchNorm(chans[i + 1], bn_splits),
+                batch_norm(chans[i + 1], 2, bn_splits, views),
                 *([nn.MaxPool2d(2)] if i < 3 else []),  # pool, then ReLU: see the docstring
                 nn.ReLU(inplace=True),
             ]
@@ -188,8 +126,8 @@ class SamePadMaxPool2d(nn.Module):
 def _resnet(depth: int, cifar_stem: bool, same_pool: bool = False):
     """A builder ``(bn_splits) -> torchvision ResNet-<depth>`` without its classifier."""
 
-    def build(bn_splits: int = 1) -> nn.Module:
-        norm = partial(SplitBatchNorm, num_splits=bn_splits)
+    def build(bn_splits: int = 1, views: int = 1) -> nn.Module:
+        norm = partial(batch_norm, dim=2, bn_splits=bn_splits, views=views)
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=norm)
         if cifar_stem:  # SimCLR appendix B.9: 3x3 stride-1 first conv, no max-pool, for 32 px
             net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
@@ -205,7 +143,7 @@ def _resnet(depth: int, cifar_stem: bool, same_pool: bool = False):
 
 
 ENCODERS = {
-    "small_cnn": lambda bn_splits=1: SmallCNN(bn_splits=bn_splits),
+    "small_cnn": lambda bn_splits=1, views=1: SmallCNN(bn_splits=bn_splits, views=views),
     "resnet18_cifar": _resnet(18, True),
     "resnet18": _resnet(18, False),
     "resnet50_cifar": _resnet(50, True),
@@ -214,7 +152,7 @@ ENCODERS = {
 }
 
 
-def build_encoder(name: str, bn_splits: int = 1) -> nn.Module:
+def build_encoder(name: str, bn_splits: int = 1, views: int = 1) -> nn.Module:
     """An encoder by name (``ENCODERS``); it has ``feature_dim`` and ``input_size`` attributes.
 
     Raises:
@@ -227,7 +165,7 @@ def build_encoder(name: str, bn_splits: int = 1) -> nn.Module:
     """
     if name not in ENCODERS:
         raise ValueError(f"encoder: expected one of {sorted(ENCODERS)}, got {name!r}")
-    return ENCODERS[name](bn_splits)
+    return ENCODERS[name](bn_splits, views)
 
 
 class ProjectionHead(nn.Module):
@@ -244,6 +182,7 @@ class ProjectionHead(nn.Module):
         out_dim: int = 128,
         num_layers: int = 2,
         bn_splits: int = 1,
+        views: int = 1,
     ):
         super().__init__()
         if num_layers < 1:
@@ -253,7 +192,7 @@ class ProjectionHead(nn.Module):
         for _ in range(num_layers - 1):
             layers += [
                 nn.Linear(d, hidden_dim, bias=False),
-                SplitBatchNorm(hidden_dim, bn_splits),
+                batch_norm(hidden_dim, 1, bn_splits, views),
                 nn.ReLU(inplace=True),
             ]
             d = hidden_dim
@@ -265,7 +204,11 @@ class ProjectionHead(nn.Module):
 
 
 class EncoderWithHead(nn.Module):
-    """f followed by g: ``forward(x) -> (h, z)``, h (B, F) and z (B, proj_dim)."""
+    """f followed by g: ``forward(x) -> (h, z)``, h (B, F) and z (B, proj_dim).
+
+    ``bn_splits`` and ``views``: the BatchNorm layers' sub-batches (``torch_impl.split_bn``;
+    1 and 1 build plain BatchNorm).
+    """
 
     def __init__(
         self,
@@ -274,39 +217,18 @@ class EncoderWithHead(nn.Module):
         proj_dim: int = 128,
         head_layers: int = 2,
         bn_splits: int = 1,
+        views: int = 1,
     ):
         super().__init__()
-        self.encoder = build_encoder(encoder, bn_splits)
+        self.encoder = build_encoder(encoder, bn_splits, views)
         self.head = ProjectionHead(
-            self.encoder.feature_dim, hidden_dim, proj_dim, head_layers, bn_splits
+            self.encoder.feature_dim, hidden_dim, proj_dim, head_layers, bn_splits, views
         )
-        self.bn_splits = int(bn_splits)
 
-    def forward(self, x: torch.Tensor, view_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(h, z)`` of x (B, 3, S, S): h (B, F), z (B, proj_dim).
-
-        ``view_chunks``: x is that many equal chunks (views) concatenated. With ``bn_splits``
-        S > 1 the rows are regrouped so that BN split j holds the j-th 1/S of *every* chunk,
-        which is what device j of S would hold (its share of each view), and put back after.
-        """
-        if self.training and self.bn_splits > 1 and view_chunks > 1:
-            order = device_order(x.shape[0], view_chunks, self.bn_splits, x.device)
-            h, z = self(x[order])
-            back = torch.argsort(order)
-            return h[back], z[back]
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h, z)`` of x (B, 3, S, S): h (B, F), z (B, proj_dim)."""
         h = self.encoder(x)  # (B, F)
         return h, self.head(h)  # (B, F), (B, proj_dim)
-
-
-def device_order(rows: int, chunks: int, splits: int, device=None) -> torch.Tensor:
-    """The row order that puts the j-th 1/splits of each of ``chunks`` chunks in split j.
-
-    Example:
-        >>> device_order(8, 2, 2).tolist()  # chunks [0..3], [4..7]; split 0 gets 0,1 and 4,5
-        [0, 1, 4, 5, 2, 3, 6, 7]
-    """
-    idx = torch.arange(rows, device=device).view(chunks, splits, -1)  # (C, S, B/(C S))
-    return idx.transpose(0, 1).reshape(-1)
 
 
 def check_views(x1, x2, min_batch: int = 2) -> None:
@@ -334,21 +256,3 @@ def check_views(x1, x2, min_batch: int = 2) -> None:
 def normalize(z: torch.Tensor) -> torch.Tensor:
     """Row-wise L2 normalisation in float32 (float64 stays float64), as the losses do."""
     return F.normalize(z if z.dtype == torch.float64 else z.float(), dim=1)
-
-
-def amp_context(x: torch.Tensor, amp_dtype: torch.dtype | None):
-    """``torch.autocast`` on x's device in ``amp_dtype`` (bf16), or a no-op for ``None``.
-
-    TensorFlow's counterpart is the Keras dtype policy a model is built under.
-    """
-    if amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(x.device.type, dtype=amp_dtype)
-
-
-def merge_bn_splits(model: nn.Module) -> nn.Module:
-    """Set every SplitBatchNorm of ``model`` to one split (ordinary BN), in place."""
-    for m in model.modules():
-        if isinstance(m, SplitBatchNorm):
-            m.num_splits = 1
-    return model

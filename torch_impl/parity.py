@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from shared.parity import golden
+from shared.parity.weights import online_network
 from torch_impl.losses import info_nce, nt_xent
-from torch_impl.models import amp_context
 
 FRAMEWORK = "torch"
 
@@ -82,21 +82,23 @@ def step_outputs(
 
     dev = check_device(device)
     model.to(dev)
-    amp_dtype = torch.bfloat16 if amp else None
+    if amp:  # as a model built with dtype "mixed_bfloat16"
+        model.autocast = torch.bfloat16
+    if key_momentum is not None:  # as the training loop sets it
+        model.key_momentum = key_momentum
     dtype = next(model.parameters()).dtype
     a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).to(dev, dtype) for x in (x1, x2))
-    net = model.net if hasattr(model, "net") else model.encoder_q
+    net = online_network(model)
     out = lambda t: t.float().cpu().numpy() if amp else t.cpu().numpy()  # noqa: E731
     model.eval()
-    with torch.no_grad(), amp_context(a, amp_dtype):
+    with torch.no_grad(), torch.autocast(a.device.type, torch.bfloat16, enabled=amp):
         h1, z1 = (out(t) for t in net(a))
         model.train()
         # a train-mode pass moves BN's statistics: put them back (copies: torch shares memory)
         state = {k: np.array(v) for k, v in export_weights(model).items()}
         h1_train, z1_train = (out(t) for t in net(a))
         import_weights(model, state)
-    extra = {} if key_momentum is None else {"key_momentum": key_momentum}
-    loss = model.train_step(a, b, optimizer, amp_dtype=amp_dtype, **extra)
+    loss = model.train_step(a, b, optimizer)
     features = {"h1": h1, "z1": z1, "h1_train": h1_train, "z1_train": z1_train}
     return {"loss": out(loss), **features, **_state_after(model, optimizer)}
 
@@ -172,7 +174,7 @@ def train_run(cfg, model, epochs: list) -> dict:
 
     dtype = next(model.parameters()).dtype
     opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
-    ctx = {"device": torch.device("cpu"), "amp_dtype": None, "ddp": None, "progress": False}
+    ctx = {"device": torch.device("cpu"), "progress": False}
     steps, epoch_loss = [], []
     for epoch, views in enumerate(epochs):
         batches = [

@@ -6,8 +6,9 @@ and call the model's ``train_step``: the algorithm lives in ``torch_impl.simclr`
 ``torch_impl.moco``, not here. ``tf_impl.train`` is the same loop in TensorFlow.
 
 Under ``torchrun --nproc_per_node W`` the same loop runs in W processes: each takes its
-``batch_size / W`` share of every global batch, the model's step goes through DDP
-(``torch_impl.distributed``), the epoch loss is the mean over ranks, and rank 0 alone writes
+``batch_size / W`` share of every global batch, the model is its method's
+``torch_impl.distributed`` subclass (gathered negatives, Shuffle-BN across ranks, averaged
+gradients), the epoch loss is the mean over ranks, and rank 0 alone writes
 the run directory (``config.json`` records ``world_size``).
 
 Run directory (schema in ``shared.run.runlog``): ``config.json``, ``metrics.json``, TensorBoard
@@ -37,7 +38,7 @@ from shared.run.lifecycle import EpochTally, Hooks, RunLifecycle, ScalarWriter, 
 from torch_impl import checkpoint
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
 from torch_impl.data import TwoViewDataset, load_split
-from torch_impl.distributed import Dist, init_from_env, rank, world_size, wrap_ddp
+from torch_impl.distributed import Dist, init_from_env, rank, world_size
 from torch_impl.evaluate import extract_features, projections
 from torch_impl.methods import build_model
 from torch_impl.optim import build_optimizer, set_learning_rate
@@ -126,15 +127,10 @@ def run_epoch(
         step = epoch * steps + i
         lr = cfg.lr * warmup_cosine(step, cfg.warmup_epochs * steps, cfg.epochs * steps)
         set_learning_rate(optimizer, lr)
+        if cfg.method == "moco":  # MoCo's m follows its schedule, as the learning rate does
+            model.key_momentum = cfg.key_momentum_at(step, cfg.epochs * steps)
         x1, x2 = (v.to(ctx["device"], memory_format=torch.channels_last) for v in (x1, x2))
-        extra = (
-            {}
-            if cfg.method == "simclr"
-            else {"key_momentum": cfg.key_momentum_at(step, cfg.epochs * steps)}
-        )
-        loss = model.train_step(
-            x1, x2, optimizer, amp_dtype=ctx["amp_dtype"], ddp=ctx["ddp"], **extra
-        )
+        loss = model.train_step(x1, x2, optimizer)
         loss = _global_mean(loss).item()  # the same value on every rank: all stop together
         tally.add(loss, cfg.batch_size, i + 1)
         bar.set_postfix(loss=f"{loss:.3f}")
@@ -174,20 +170,15 @@ def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
     seed_everything(cfg.seed)
     with RunLifecycle(cfg, where.is_main) as life:
         train_split, _, steps = life.open(load_split, _on_main_first)  # before any write
-        model = build_model(cfg).to(device, memory_format=torch.channels_last)  # NHWC: ~1.5x
+        cfg.amp = amp_dtype_for(cfg.amp, device) is not None  # config.json records what ran
+        dtype = "mixed_bfloat16" if cfg.amp else "float32"
+        model = build_model(cfg, dtype).to(device, memory_format=torch.channels_last)  # NHWC
         optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
         start_epoch = life.restore(HOOKS, model, optimizer, device)
         if where.world_size > 1:  # each rank its own augmentation stream (the weights: rank 0's)
             torch.manual_seed(cfg.seed * 100_003 + start_epoch * 1_009 + where.rank)
-        amp_dtype = amp_dtype_for(cfg.amp, device)
-        cfg.amp = amp_dtype is not None  # config.json records what ran
         life.start(start_epoch)
-        ctx = {
-            "device": device,
-            "amp_dtype": amp_dtype,
-            "progress": progress and sys.stderr.isatty() and where.is_main,
-            "ddp": wrap_ddp(model, where),
-        }
+        ctx = {"device": device, "progress": progress and sys.stderr.isatty() and where.is_main}
 
         def one_epoch(epoch: int) -> dict:
             batches = epoch_batches(cfg, train_split, epoch, steps, where.rank)

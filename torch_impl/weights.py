@@ -44,16 +44,13 @@ def entries(model):
 
 def export_weights(model) -> dict[str, np.ndarray]:
     """Every weight (BN statistics, MoCo's queue and pointer included) in the canonical layout."""
-    from shared.parity.weights import to_canonical
+    from shared.parity.weights import method_state, to_canonical
 
     state = {
         name: to_canonical(kind, role, t.detach().cpu().numpy(), "torch")
         for name, kind, role, t in entries(model)
     }
-    if hasattr(model, "queue"):
-        state.update(
-            queue=model.queue.detach().cpu().numpy(), queue_ptr=np.asarray(int(model.queue_ptr))
-        )
+    state.update({k: v.detach().cpu().numpy() for k, v in method_state(model).items()})
     return state
 
 
@@ -64,15 +61,15 @@ def import_weights(model, state: dict[str, np.ndarray]) -> None:
     Raises:
         shared.parity.weights.WeightsError: an unknown, missing or misshapen entry, named.
     """
-    from shared.parity.weights import check_state, from_canonical, to_canonical
+    from shared.parity.weights import check_state, from_canonical, method_state, to_canonical
 
     walk = list(entries(model))
     expected = {
         name: to_canonical(kind, role, np.empty(tuple(t.shape)), "torch").shape
         for name, kind, role, t in walk
     }
-    if hasattr(model, "queue"):
-        expected.update(queue=tuple(model.queue.shape), queue_ptr=())
+    extra = method_state(model)  # MoCo's queue (K, D) and pointer ()
+    expected.update({k: tuple(v.shape) for k, v in extra.items()})
     check_state(expected, state)
     for name, kind, role, t in walk:
         t.copy_(
@@ -80,6 +77,5 @@ def import_weights(model, state: dict[str, np.ndarray]) -> None:
                 np.ascontiguousarray(from_canonical(kind, role, state[name], "torch"))
             ).to(t.dtype)
         )
-    if hasattr(model, "queue"):
-        model.queue.copy_(torch.from_numpy(state["queue"]).to(model.queue.dtype))
-        model.queue_ptr.fill_(int(state["queue_ptr"]))
+    for k, v in extra.items():
+        v.copy_(torch.from_numpy(np.asarray(state[k])).to(v.dtype))

@@ -70,7 +70,11 @@ class WeightsError(RosettaError, ValueError):
 # names its method in its class attribute ``method``; nothing else is looked up on it.
 METHOD_PARTS = {
     "simclr": {"nets": ("net",), "online": "net", "state": ()},
-    "moco": {"nets": ("encoder_q", "encoder_k"), "online": "encoder_q", "state": ("queue", "queue_ptr")},
+    "moco": {
+        "nets": ("encoder_q", "encoder_k"),
+        "online": "encoder_q",
+        "state": ("queue", "queue_ptr"),
+    },
 }
 
 

@@ -18,8 +18,9 @@
 #
 # **What you will learn.** How the project's own code implements both methods in both
 # frameworks, read and run cell by cell: the batched augmentation, the encoder and head, the
-# losses, SimCLR's step and MoCo's key encoder, Shuffle-BN, queue and momentum update, and the
-# split of each step into `compute_gradients` and `apply_gradients`. Every cell imports the real
+# losses, SimCLR's step and MoCo's key encoder, Shuffle-BN, queue and momentum update, and one
+# idiomatic `train_step` per framework (torch: `zero_grad`, `backward`, `step`; TensorFlow: a
+# `GradientTape`, then `apply_gradients`). Every cell imports the real
 # functions (`torch_impl`, `tf_impl`), never a copy, and shows that what they compute equals the
 # NumPy oracle. You will write NT-Xent in PyTorch, graded on its value and its gradients.
 #
@@ -133,8 +134,9 @@ assert diff <= 5e-5  # the tolerance of tests/test_augment_parity.py
 # *Source 000: 编码器网络构建*
 #
 # `build_encoder("small_cnn")` in `torch_impl/models.py`: four conv-BN-ReLU blocks and global
-# average pooling. `SplitBatchNorm` is BatchNorm over sub-batches (one group unless
-# `--bn-splits`), as several devices would compute it.
+# average pooling. Its BatchNorm is `nn.BatchNorm2d`; with `--bn-splits S` it becomes
+# `torch_impl/split_bn.py`'s `SplitBatchNorm`, BatchNorm over S sub-batches, as S devices would
+# compute it.
 
 # %%
 encoder = torch_models.build_encoder(cfg.encoder)
@@ -184,30 +186,30 @@ assert abs(ours.item() - ref) <= 1e-12 * ref
 #
 # *Source 000: 训练循环*
 #
-# The step is the model's: `SimCLR.train_step` is `compute_gradients` (forward under optional
-# autocast, backward) and then `apply_gradients` (the optimiser's step). The split lets the parity
-# tests read the gradients a real step hands the optimiser (`tests/test_step_parity.py`).
+# The step is the model's: `SimCLR.train_step` is PyTorch's own idiom, `zero_grad`, the forward
+# pass and the loss (under autocast when the model is built `mixed_bfloat16`), `backward`, then
+# the optimiser's `step`. The gradients stay in each parameter's `.grad`, where the parity tests
+# read them (`tests/test_step_parity.py`).
 
 # %%
-excerpt(TorchSimCLR.train_step, "loss, grads = self.compute_gradients")
-excerpt(TorchSimCLR.compute_gradients, "self.net.zero_grad")
+excerpt(TorchSimCLR.train_step, "optimizer.zero_grad")
 
 # %% [markdown]
-# One real step of the float64 model: the loss `compute_gradients` returns is the oracle's NT-Xent
-# of the same forward pass (train mode: BN uses the batch statistics), and the optimiser then
-# moves the weights.
+# One real step of the float64 model: the loss `train_step` returns is the oracle's NT-Xent of the
+# same forward pass (train mode: BN uses the batch statistics), and the optimiser moves the
+# weights.
 
 # %%
 z1_ref, z2_ref = (z.detach().numpy() for z in model64(x1, x2)[2:])
 opt = torch_optimizer(model64, "lars", 0.3, 0.9, 1e-6)
-loss, grads = model64.compute_gradients(x1, x2)
 before = [p.detach().clone() for p in model64.net.parameters()]
-model64.apply_gradients(opt, grads)
+loss = model64.train_step(x1, x2, opt)
+grads = [p.grad for p in model64.net.parameters()]
 moved = max(float((p.detach() - b).abs().max()) for p, b in zip(model64.net.parameters(), before))
 ref = oracle.nt_xent(z1_ref, z2_ref, cfg.temperature)
-print(f"compute_gradients: loss {loss.item():.15f}, oracle {ref:.15f}")
+print(f"train_step: loss {loss.item():.15f}, oracle {ref:.15f}")
 assert abs(loss.item() - ref) <= 1e-12 * ref
-print(f"{len(grads)} gradient tensors; apply_gradients moved a weight by up to {moved:.2e}")
+print(f"{len(grads)} gradients left in .grad; the step moved a weight by up to {moved:.2e}")
 
 # %% [markdown]
 # %% [markdown]
@@ -232,7 +234,8 @@ excerpt(tf_train.compile_step, "@tf.function", "return replica_step")
 # worked example (e) (K = 4, batches of 3) beside the NumPy oracle:
 
 # %%
-excerpt(tf_moco.dequeue_and_enqueue, "b = tf.shape(keys")
+excerpt(tf_moco._queue_rows, "b = tf.shape(keys")
+excerpt(tf_moco.dequeue_and_enqueue, "rows, new = _queue_rows")
 queue = tf.Variable(tf.zeros((4, 1), tf.float64))
 ptr = tf.Variable(0, dtype=tf.int64)
 ref_queue, ref_ptr = np.zeros((4, 1)), 0
@@ -251,8 +254,7 @@ for step in (1, 2, 3):
 #
 # `encoder_q` and `encoder_k` are the same `EncoderWithHead`. The key encoder starts as an exact
 # copy (Keras's `clone_model` would re-initialise it, so the weights are copied) and never
-# receives a gradient: `compute_gradients` differentiates with respect to `encoder_q`'s weights
-# only.
+# receives a gradient: `train_step` differentiates with respect to `encoder_q`'s weights only.
 
 # %%
 small_moco = dict(encoder="small_cnn", hidden_dim=16, proj_dim=8, queue_size=32, temperature=0.1)
@@ -266,7 +268,7 @@ print(f"f_q and f_k: {len(pairs)} trainable tensors each, largest difference {ga
 assert gap == 0.0
 print(f"trainable weights of f_k: {sum(int(tf.size(w)) for w in moco.encoder_k.trainable_weights):,}, "
       "updated by the momentum update alone (the BN statistics are each encoder's own)")
-excerpt(tf_moco.MoCo.compute_gradients, "variables = self.encoder_q", "return loss")
+excerpt(tf_moco.MoCo.train_step, "weights = self.encoder_q", "self.enqueue")
 
 # %% [markdown]
 # ### 5.2.3 The momentum update
@@ -336,7 +338,7 @@ assert abs(ours - ref) <= 1e-12 * ref
 
 # %%
 excerpt(tf_moco.MoCo.train_step, "momentum_update(self.encoder_q")
-excerpt(tf_moco.MoCo.apply_gradients, "optimizer.apply_gradients")
+excerpt(tf_moco.MoCo.enqueue, "dequeue_and_enqueue")
 
 # %% [markdown]
 # A few compiled steps of a small MoCo (K = 32 keys, batches of 8, the symmetric loss: 16 keys
@@ -418,8 +420,8 @@ plt.show()
 #
 # Each method exists in both frameworks with the same names and arguments, and weights port
 # between them by canonical name (`torch_impl/weights.py`, `tf_impl/weights.py`). Port a
-# float64 SimCLR from PyTorch to TensorFlow and run one `compute_gradients` in each on the same
-# views: the same loss, to rounding. `tests/test_step_parity.py` compares every gradient, weight
+# float64 SimCLR from PyTorch to TensorFlow and compute the loss in each on the same views: the
+# same value, to rounding. `tests/test_step_parity.py` compares every gradient, weight
 # and optimiser slot of such a step, for both methods.
 
 # %%
@@ -430,15 +432,16 @@ v2 = np.random.default_rng(2).random((4, 32, 32, 3))
 tfm(tf.constant(v1), tf.constant(v2))  # builds the Keras weights
 tf_weights.import_weights(tfm, torch_weights.export_weights(pt))
 to_nchw = lambda v: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-loss_pt, _ = pt.compute_gradients(to_nchw(v1), to_nchw(v2))
-loss_tf, _ = tfm.compute_gradients(tf.constant(v1), tf.constant(v2))
+loss_pt = pt.loss(*pt(to_nchw(v1), to_nchw(v2))[2:])
+loss_tf = tfm.loss(*tfm(tf.constant(v1), tf.constant(v2))[2:])
 print(f"SimCLR step, torch {loss_pt.item():.15f}\n            TF    {float(loss_tf):.15f}")
 assert abs(loss_pt.item() - float(loss_tf)) <= 1e-10 * loss_pt.item()  # the float64 rtol of shared/parity/tolerances.py
 
 moco_pt = TorchMoCo(**small_moco, dtype="float64", shuffle_keys=False)
 opt_pt = torch_optimizer(moco_pt, "sgd", 0.03)
 ptr0 = int(moco_pt.queue_ptr)
-loss = moco_pt.train_step(to_nchw(v1), to_nchw(v2), opt_pt, key_momentum=0.99)
+moco_pt.key_momentum = 0.99  # the training loop sets m each step, from its schedule
+loss = moco_pt.train_step(to_nchw(v1), to_nchw(v2), opt_pt)
 print(f"MoCo step in torch: loss {loss.item():.4f}, queue pointer {ptr0} -> {int(moco_pt.queue_ptr)} (2N = 8 keys)")
 assert int(moco_pt.queue_ptr) == (ptr0 + 8) % small_moco["queue_size"]
 

@@ -315,33 +315,24 @@ CONCEPTS = (
             "from m theta_k(t-1) + (1 - m) theta_q(t) either way, and at step 1 f_k is still "
             "the copy of f_q. Only the state after the last step differs (Algorithm 1 has one "
             "more EMA).",
-            "torch runs eagerly; TF traces the same Python once into a `tf.function` "
-            "(`tf_impl.train.compile_step`, below), queue and EMA included.",
+            "torch: `zero_grad`, `backward`, `step`, with the gradients in `.grad`; TF: a "
+            "`GradientTape` and `optimizer.apply_gradients`. torch runs eagerly; TF traces the "
+            "same Python once into a `tf.function` (`tf_impl.train.compile_step`, below), "
+            "queue and EMA included.",
         ),
     ),
     Concept(
-        "Loss and gradients (MoCo)",
-        "The forward passes and the backward pass, gradients of f_q only.",
-        Source("moco", "MoCo.compute_gradients"),
-        Source("moco", "MoCo.compute_gradients"),
+        "The loss (MoCo)",
+        "The queries from f_q, one pass per view; the keys from f_k; InfoNCE against the "
+        "queue, read before this step's enqueue.",
+        Source("moco", "MoCo.loss"),
+        Source("moco", "MoCo.loss"),
         (
-            "torch backpropagates with `loss.backward()` and leaves the gradients in `.grad`; "
-            "TF records a `GradientTape` and gets them from `tape.gradient`.",
-            "torch's DDP averages the gradients inside the backward; TF's `mean_gradients` "
-            "does it explicitly (the identity outside `strategy.run`).",
-        ),
-    ),
-    Concept(
-        "Applying the gradients (MoCo)",
-        "The optimiser's step on f_q, then the enqueue of this step's keys (after the loss "
-        "has read the queue).",
-        Source("moco", "MoCo.apply_gradients"),
-        Source("moco", "MoCo.apply_gradients"),
-        (
-            "torch's optimisers read `.grad`, so the gradients are put back there; TF's take "
-            "(gradient, variable) pairs.",
-            "In a process group every rank enqueues every rank's keys, in the one-process "
-            "order (`gather_chunks`); torch also averages the BN running statistics.",
+            "The same Python in both: `train_step` calls it, torch under autocast when the "
+            "model is built `mixed_bfloat16`, TF inside the `GradientTape`.",
+            "On several processes `torch_impl.distributed.DistributedMoCo` (and TF's) "
+            "overrides `keys` (Shuffle-BN across ranks) and `enqueue` (every rank's keys): "
+            "this file does not change.",
         ),
     ),
     Concept(
@@ -405,7 +396,7 @@ IDIOMS = (
     Idiom(
         "`loss.backward()`",
         "`tf.GradientTape`, `tape.gradient`",
-        ("torch_impl/moco.py::MoCo.compute_gradients", "tf_impl/moco.py::MoCo.compute_gradients"),
+        ("torch_impl/moco.py::MoCo.train_step", "tf_impl/moco.py::MoCo.train_step"),
         "torch accumulates into each parameter's `.grad` (cleared with `zero_grad`); TF "
         "returns the gradients of the variables it is asked for.",
     ),
@@ -444,11 +435,13 @@ IDIOMS = (
         "{compile_note}",
     ),
     Idiom(
-        "`DistributedDataParallel`",
+        "a process group (`torchrun`, gloo or nccl)",
         "`tf.distribute.MirroredStrategy`",
-        ("torch_impl/distributed.py::wrap_ddp", "tf_impl/distributed.py::make_strategy"),
-        "DDP all-reduces the gradients inside `backward`; under a strategy the step runs per "
-        "replica (`strategy.run`) and `mean_gradients` averages them. Both equal the "
+        ("torch_impl/distributed.py::GradientMean", "tf_impl/distributed.py::GradientMean"),
+        "One process per device in torch, one replica per device in one `tf.function` in TF. "
+        "Both average the gradients and BN statistics in a `GradientMean` optimiser that "
+        "the `Distributed*` subclasses hand to the unchanged `train_step` (torch does not use "
+        "DDP: the step's gradient all-reduce is one flat `all_reduce`). Both equal the "
         "one-process step on the whole batch (`tests/test_distributed.py`).",
     ),
 )

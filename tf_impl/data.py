@@ -27,7 +27,7 @@ def _tfds(name: str, root: str, split: str, download: bool) -> Split:
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
         how = (
             f"run once with --download and network access (tfds.load('{name}', "
-            f"data_dir='{root}', download=True)), or copy a prepared tfds folder there"
+            f"data_dir={str(root)!r}, download=True)), or copy a prepared tfds folder there"
         )
         raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
     except OSError as e:  # requests and urllib3 errors are OSErrors: offline, DNS, refused

@@ -6,12 +6,15 @@ Both ``torch_impl.data`` and ``tf_impl.data`` accept the same ``--dataset`` name
 * ``cifar10``, ``cifar100``, ``stl10``: through torchvision / tfds with a ``root`` / ``data_dir``;
   downloaded only on request (``--download``). Offline and absent raises
   :class:`DatasetNotFound`, which the CLIs print as one clear line (no traceback).
-* ``folder:PATH``: a folder of unlabeled images (any depth). Unreadable files are skipped and
-  counted.
+* ``folder:PATH``: a folder of unlabeled images (any depth). Regular files only: anything else
+  named like an image (a FIFO, a device, a folder), unreadable files and images over Pillow's
+  pixel limit are skipped and counted.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +32,7 @@ class DatasetNotFound(MissingFileError):
 
 def missing_message(name: str, root, how: str) -> str:
     return (
-        f"dataset '{name}' was not found under {root!s}. This run does not download. "
+        f"dataset '{name}' was not found under {str(root)!r}. This run does not download. "
         f"To get it: {how}. Or use --dataset embedded, which needs no download."
     )
 
@@ -38,7 +41,7 @@ def download_failed(name: str, root, error: BaseException) -> str:
     """The one-line message for a ``--download`` that could not reach or read the network."""
     first = str(error).splitlines()[0] if str(error) else type(error).__name__
     return (
-        f"dataset '{name}' could not be downloaded to {root!s} ({type(error).__name__}: {first}). "
+        f"dataset '{name}' could not be downloaded to {str(root)!r} ({type(error).__name__}: {first}). "
         "Check network access, or download it on a machine that has it and copy the folder to "
         "--root. Or use --dataset embedded, which needs no download."
     )
@@ -69,9 +72,11 @@ def load_local_split(dataset: str, split: str, image_size: int = 32, seed: int =
         f = read_image_folder(dataset[len("folder:") :], image_size)
         if f.skipped:
             logging.getLogger(__name__).warning(
-                "skipped %d unreadable image file(s) of %d",
+                "skipped %d unreadable image file(s) of %d (not a regular file, not an image, "
+                "or over Pillow's pixel limit), the first %r",
                 len(f.skipped),
                 len(f.skipped) + len(f.paths),
+                f.skipped[0],
             )
         return Split(f.images, np.full(len(f.images), -1, dtype=np.int64))
     return None
@@ -95,41 +100,74 @@ class FolderImages:
 def read_image_folder(root, image_size: int = 32) -> FolderImages:
     """Read every image under ``root`` (recursively), RGB, resized to ``image_size`` square.
 
-    Corrupt or unreadable files are skipped and listed in ``skipped``; the caller reports the
-    count. Raises :class:`DatasetNotFound` if ``root`` is missing or holds no readable image.
-    """
-    from PIL import Image, UnidentifiedImageError
+    Only regular files are opened (a symbolic link to one too): a FIFO, socket, device or
+    folder named like an image is skipped, as are corrupt or unreadable files and images over
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (its ``DecompressionBombWarning``); all are listed in
+    ``skipped`` and the caller reports the count. An image over twice that limit (Pillow's
+    ``DecompressionBombError``) stops the run with the file named.
 
+    Raises:
+        DatasetNotFound: ``root`` is missing or holds no readable image.
+        FileFormatError: an image over twice Pillow's pixel limit (a decompression bomb).
+    """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetNotFound(f"image folder {root} does not exist or is not a directory")
+        raise DatasetNotFound(f"image folder {str(root)!r} does not exist or is not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     images, paths, skipped = [], [], []
     for p in files:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                images.append(np.asarray(im, dtype=np.uint8))
-                paths.append(str(p))
-        except Image.DecompressionBombError as e:
-            raise _bomb_error(p, e) from None
-        except (OSError, UnidentifiedImageError, ValueError):
+        image = _read_image(p, image_size)
+        if image is None:
             skipped.append(str(p))
+        else:
+            images.append(image)
+            paths.append(str(p))
     if not images:
         raise DatasetNotFound(
-            f"image folder {root} holds no readable image "
+            f"image folder {str(root)!r} holds no readable image "
             f"({len(skipped)} unreadable file(s) skipped)"
         )
     return FolderImages(np.stack(images), paths, skipped)
 
 
+def _read_image(path: Path, image_size: int) -> np.ndarray | None:
+    """One image file as (S, S, 3) uint8, or ``None`` when it is not a regular file, cannot be
+    read or decoded, or is over Pillow's pixel limit.
+
+    The file is opened without blocking (``O_NONBLOCK``: a FIFO would wait for a writer) and its
+    type read from the open descriptor, so it cannot be swapped between the check and the read.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # a socket, a dangling link, no permission
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(fh) as im:
+                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                    return np.asarray(im, dtype=np.uint8)
+        except Image.DecompressionBombError as e:
+            raise _bomb_error(path, e) from None
+        except (Image.DecompressionBombWarning, OSError, UnidentifiedImageError, ValueError):
+            return None
+
+
 def _bomb_error(path: Path, error: Exception) -> FileFormatError:
-    """Pillow refuses to decode an image over ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb:
-    a small file that expands to gigabytes). Name the file instead of a traceback; skipping it
-    silently would hide that the folder holds something unexpected."""
+    """Pillow refuses to decode an image over twice ``Image.MAX_IMAGE_PIXELS`` (a decompression
+    bomb: a small file that expands to gigabytes). Name the file instead of a traceback;
+    skipping it silently would hide that the folder holds something unexpected."""
     return FileFormatError(
-        f"dataset: {path} is refused by Pillow as a possible decompression bomb ({error}). "
-        "Remove it from the folder, or shrink it to the training size first"
+        f"dataset: {str(path)!r} is refused by Pillow as a possible decompression bomb "
+        f"({error}). Remove it from the folder, or shrink it to the training size first"
     )
 
 

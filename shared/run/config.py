@@ -208,6 +208,23 @@ FRAMEWORK_ONLY = {
     ),
 }
 
+# Upper bounds of the sizes, checked before anything is allocated, so that a mistyped value
+# (hidden_dim 1e15, image_size 1e8) is one line and not an allocator crash or minutes of work.
+# Each is far above the published recipes: batch 8192 and 1000 epochs (SimCLR), projections of
+# 128 to 8192 (SimCLR to Barlow Twins), queue 65536 (MoCo), crops of 224 (ImageNet).
+SIZE_LIMITS = {
+    "epochs": 100_000,
+    "warmup_epochs": 100_000,
+    "batch_size": 65_536,
+    "proj_dim": 65_536,
+    "hidden_dim": 65_536,
+    "head_layers": 64,
+    "queue_size": 2**20,
+    "image_size": 1024,
+    "num_workers": 1024,
+    "cpu_devices": 1024,
+}
+
 # Flags for the tests (a quick run on a slice of the data): accepted, not shown by --help.
 TEST_ONLY = ("limit_train",)
 
@@ -331,6 +348,8 @@ class TrainConfig:
             _at_least(name, getattr(self, name), 1)
         for name in ("warmup_epochs", "knn_every", "num_workers", "data_seed"):
             _at_least(name, getattr(self, name), 0)
+        for name, high in SIZE_LIMITS.items():
+            _at_most(name, getattr(self, name), high)
         if self.limit_train is not None:
             _at_least("limit_train", self.limit_train, 2)
         _positive("lr", self.lr)
@@ -627,6 +646,14 @@ def _choice(name: str, value, choices) -> None:
 def _at_least(name: str, value, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+
+
+def _at_most(name: str, value, high: int) -> None:
+    if isinstance(value, (int, float)) and value > high:  # other types: _at_least refuses
+        raise ConfigError(
+            f"{name}: expected an integer <= {high} (far above any real run; larger sizes are "
+            f"refused before anything is allocated), got {value!r}"
+        )
 
 
 def _positive(name: str, value) -> None:

@@ -88,10 +88,19 @@ def init_from_env(device: torch.device) -> Dist:
     nccl on CUDA), or return a one-process ``Dist`` when ``WORLD_SIZE`` is unset or 1.
 
     Raises:
-        ConfigError: ``WORLD_SIZE`` > 1 but a rendezvous variable is missing (the message
-            names it and says to start the job with ``torchrun``).
+        ConfigError: ``WORLD_SIZE`` or ``LOCAL_RANK`` is not an integer, or ``WORLD_SIZE`` > 1
+            but a rendezvous variable is missing (the message names it and says to start the
+            job with ``torchrun``).
     """
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+
+    def env_int(name: str, default: str) -> int:
+        text = os.environ.get(name, default)
+        try:
+            return int(text)
+        except ValueError as e:
+            raise ConfigError(f"{name}: expected an integer, got {text!r}") from e
+
+    size = env_int("WORLD_SIZE", "1")
     if size <= 1:
         return Dist(device=device)
     missing = [v for v in RENDEZVOUS_VARS if v not in os.environ]
@@ -100,7 +109,7 @@ def init_from_env(device: torch.device) -> Dist:
             f"WORLD_SIZE={size} but these are not set: {', '.join(missing)}; start multi-process "
             "training with torchrun --nproc_per_node N -m torch_impl train ..."
         )
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = env_int("LOCAL_RANK", "0")
     if device.type == "cuda":
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)

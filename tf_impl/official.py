@@ -40,7 +40,9 @@ def read_checkpoint(path, fmt: str) -> dict:
         return {n: np.asarray(reader.get_tensor(n)) for n in names}
     except (tf.errors.OpError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"checkpoint: {path} is not a readable TF checkpoint ({first})") from e
+        raise WeightsError(
+            f"checkpoint: {str(path)!r} is not a readable TF checkpoint ({first})"
+        ) from e
 
 
 class _Names:

@@ -9,6 +9,8 @@ Activations are returned in the canonical layout (NHWC), as NumPy.
 
 from __future__ import annotations
 
+import reprlib
+
 import numpy as np
 import torch
 import torchvision
@@ -31,25 +33,51 @@ def read_checkpoint(path, fmt: str) -> dict:
     """An official MoCo checkpoint as NumPy: ``{"epoch", "arch", "state_dict": {key: array},
     "optimizer_entries": int}``.
 
+    The field types are checked by ``shared.run.official.moco_state``; the tensors are checked
+    here, where they are converted.
+
     Raises:
-        WeightsError: not a readable ``torch.save`` file, or not a dict with a ``state_dict``.
+        WeightsError: not a readable ``torch.save`` file, not a dict with a ``state_dict``, or
+            a ``state_dict`` entry that is not a tensor of numbers.
     """
     _check_format(fmt)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many kinds; each means "not a checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"checkpoint: {path} is not a readable .pth.tar ({first})") from e
+        raise WeightsError(f"checkpoint: {str(path)!r} is not a readable .pth.tar ({first})") from e
     if not isinstance(ck, dict) or not isinstance(ck.get("state_dict"), dict):
-        raise WeightsError(f"checkpoint: {path} has no 'state_dict' dict (main_moco.py saves one)")
-    sd = {k: v.detach().cpu().numpy() for k, v in ck["state_dict"].items()}
+        raise WeightsError(
+            f"checkpoint: {str(path)!r} has no 'state_dict' dict (main_moco.py saves one)"
+        )
     opt = ck.get("optimizer") if isinstance(ck.get("optimizer"), dict) else {}
+    state = opt.get("state")
     return {
-        "epoch": int(ck.get("epoch", 0)),
+        "epoch": ck.get("epoch", 0),
         "arch": ck.get("arch"),
-        "state_dict": sd,
-        "optimizer_entries": len(opt.get("state", {})),
+        "state_dict": {k: _array(path, k, v) for k, v in ck["state_dict"].items()},
+        "optimizer_entries": len(state) if isinstance(state, dict) else 0,
     }
+
+
+def _array(path, name, value) -> np.ndarray:
+    """A ``state_dict`` entry as NumPy.
+
+    Raises:
+        WeightsError: not a tensor, or of a dtype NumPy has not (bfloat16, quantised).
+    """
+    if not isinstance(value, torch.Tensor):
+        raise WeightsError(
+            f"checkpoint: {str(path)!r}: state_dict[{reprlib.repr(name)}]: expected a tensor, "
+            f"got {type(value).__name__} {reprlib.repr(value)}"
+        )
+    try:
+        return value.detach().cpu().numpy()
+    except TypeError as e:  # torch: "Got unsupported ScalarType BFloat16"
+        raise WeightsError(
+            f"checkpoint: {str(path)!r}: state_dict[{reprlib.repr(name)}]: a {value.dtype} "
+            "tensor, expected float32 or float64"
+        ) from e
 
 
 def _nhwc(t: torch.Tensor) -> np.ndarray:

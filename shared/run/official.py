@@ -28,6 +28,8 @@ conv2, bn2, conv3, bn3, downsample.0, downsample.1), numbered per kind within
 
 from __future__ import annotations
 
+import reprlib
+
 import numpy as np
 
 from shared.parity.weights import WeightsError, canonical_name
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 FORMATS = ("moco", "simclr-tf1")
+NUMERIC_KINDS = "biuf"  # numpy dtype kinds a weight may have: bool, integers, floats
 BN_EPS = 1e-5  # resnet.py BATCH_NORM_EPSILON; torchvision's BatchNorm2d default; ours
 RESNET50_BLOCKS = (3, 4, 6, 3)  # resnet.py resnet_v1 model_params[50]; torchvision resnet50
 INPUT_CONVENTIONS = {
@@ -105,11 +108,23 @@ def _canonical_encoder(prefix: str, blocks=RESNET50_BLOCKS) -> dict[str, str]:
 
 
 def _check_shape(name: str, array, shape: tuple) -> np.ndarray:
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in NUMERIC_KINDS:
+        got = f"a {array.dtype} array" if isinstance(array, np.ndarray) else type(array).__name__
+        raise WeightsError(f"checkpoint: {name} is {got}, expected an array of numbers")
     if tuple(np.shape(array)) != tuple(shape):
         raise WeightsError(
             f"checkpoint: {name} has shape {tuple(np.shape(array))}, expected {tuple(shape)}"
         )
     return np.asarray(array)
+
+
+def _check_ndim(name: str, array, ndim: int):
+    """``array``, if it has ``ndim`` dimensions (read before the full check of the shapes)."""
+    if np.ndim(array) != ndim:
+        raise WeightsError(
+            f"checkpoint: {name} has shape {tuple(np.shape(array))}, expected {ndim} dimensions"
+        )
+    return array
 
 
 def _bn_entries(layer: str, gamma, beta, mean, var) -> dict[str, np.ndarray]:
@@ -204,9 +219,12 @@ def moco_state(checkpoint: dict) -> tuple[dict, dict]:
     Raises:
         WeightsError: another arch, an unknown, missing or misshapen key (one line, named).
     """
+    _check_moco_fields(checkpoint)
     arch = checkpoint.get("arch")
     if arch != "resnet50":
-        raise WeightsError(f"checkpoint: arch {arch!r} is not supported (resnet50 only)")
+        raise WeightsError(
+            f"checkpoint: arch {reprlib.repr(arch)} is not supported (resnet50 only)"
+        )
     sd = checkpoint["state_dict"]
     version = _moco_version(sd)
     queue = sd.get("module.queue")
@@ -242,6 +260,36 @@ def moco_state(checkpoint: dict) -> tuple[dict, dict]:
     info = _moco_info(checkpoint, version, int(dim), int(k), pairs)
     state = {k: np.asarray(v, np.float64) for k, v in state.items()}  # folded entries exact
     return {**state, "queue_ptr": ptr}, info
+
+
+def _check_moco_fields(checkpoint) -> None:
+    """The types of a read MoCo checkpoint's fields: a dict whose ``epoch`` (if any) is an
+    integer >= 0 and whose ``state_dict`` maps names to arrays (their shapes are checked later,
+    against the architecture).
+
+    Raises:
+        WeightsError: the first field of another type, named with its value (shortened).
+    """
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"checkpoint: expected a dict, got {type(checkpoint).__name__}")
+    epoch = checkpoint.get("epoch", 0)
+    if not isinstance(epoch, (int, np.integer)) or isinstance(epoch, bool) or epoch < 0:
+        raise WeightsError(
+            f"checkpoint: epoch: expected an integer >= 0, got {reprlib.repr(epoch)}"
+        )
+    sd = checkpoint.get("state_dict")
+    if not isinstance(sd, dict):
+        raise WeightsError(f"checkpoint: state_dict: expected a dict, got {type(sd).__name__}")
+    for name, array in sd.items():
+        if not isinstance(name, str):
+            raise WeightsError(
+                f"checkpoint: state_dict: expected str keys, got {reprlib.repr(name)}"
+            )
+        if not isinstance(array, np.ndarray):
+            raise WeightsError(
+                f"checkpoint: state_dict[{reprlib.repr(name)}]: expected an array, got "
+                f"{type(array).__name__} {reprlib.repr(array)}"
+            )
 
 
 def _moco_info(checkpoint: dict, version: str, dim: int, k: int, pairs: list) -> dict:
@@ -347,6 +395,7 @@ def _simclr_variant(weights: dict) -> tuple[bool, int]:
     stem = weights.get("base_model/conv2d/kernel")
     if stem is None:
         raise WeightsError("checkpoint: missing variable 'base_model/conv2d/kernel'")
+    _check_ndim("base_model/conv2d/kernel", stem, 4)
     if len(convs) in SK_CONVS:
         raise WeightsError(
             f"checkpoint: selective kernels (sk_ratio > 0, ResNet-{SK_CONVS[len(convs)]}-SK) "
@@ -426,9 +475,9 @@ def simclr_state(variables: dict) -> tuple[dict, dict, dict]:
             weights[name] = array
     cifar, layers = _simclr_variant(weights)
     last = f"head_contrastive/nl_{layers - 1}/dense/kernel"
-    out_dim = int(np.shape(weights[last])[-1]) if last in weights else 128
+    out_dim = int(np.shape(_check_ndim(last, weights[last], 2))[-1]) if last in weights else 128
     sup = weights.get("head_supervised/linear_layer/dense/kernel")
-    classes = None if sup is None else int(np.shape(sup)[-1])
+    classes = None if sup is None else int(np.shape(_check_ndim("head_supervised", sup, 2))[-1])
     _check_keys(_simclr_expected(cifar, layers, out_dim, classes), weights, "variable")
     state: dict[str, np.ndarray] = {}
     pairs = []

@@ -14,8 +14,8 @@ subprocesses, so this module (and all of ``shared``) never imports a framework. 
 checks its arguments here, then this process becomes ``python -m <impl> train`` with the same
 arguments (``os.execv``: the same process for signals, exit status and ``torchrun``).
 
-An expected failure (``shared.RosettaError``) is one ``error:`` line and exit status 2; anything
-else shows its traceback. ``--traceback`` (anywhere on the line) shows it for expected failures
+An expected failure (``shared.RosettaError``) is one ``error:`` line and exit status 2, Ctrl-C
+one ``interrupted:`` line and exit status 130; anything else shows its traceback. ``--traceback`` (anywhere on the line) shows it for expected failures
 too, here and in the framework processes started (``ROSETTA_TRACEBACK=1``).
 """
 
@@ -33,6 +33,7 @@ from shared.apps.impl_cli import (
     add_train_args,
     add_verbose_flag,
     check_train,
+    check_utf8,
     run_guarded,
 )
 from shared.run.config import FRAMEWORKS, PACKAGES
@@ -72,7 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         args.traceback = True
     if args.traceback:
         os.environ["ROSETTA_TRACEBACK"] = "1"  # the framework processes started inherit it
-    return run_guarded(_dispatch, args, rest, traceback=args.traceback)
+    return run_guarded(
+        _dispatch, args, rest, traceback=args.traceback, interrupted=lambda: _interrupted(args.cmd)
+    )
+
+
+RESUMABLE = {
+    "results": "each unit finished is kept under --work: the same command continues from them",
+}
+
+
+def _interrupted(cmd: str) -> str:
+    """The one line of a Ctrl-C in ``rosetta CMD`` (``train`` is the framework's process by then,
+    which prints its own: ``shared.apps.impl_cli.interrupt_line``)."""
+    return f"interrupted: rosetta {cmd} stopped; " + RESUMABLE.get(cmd, "run it again")
 
 
 def train_parser(framework: str | None) -> Parser:
@@ -104,6 +118,7 @@ def train(rest: list[str]) -> int:
     pre.add_argument("--framework", choices=FRAMEWORKS)
     framework = pre.parse_known_args(rest)[0].framework
     args = train_parser(framework).parse_args(rest)  # --help, and a missing --framework, end here
+    check_utf8(args)
     check_train(args.framework, args)
     argv = [sys.executable, "-m", PACKAGES[args.framework], "train", *rest]
     sys.stdout.flush()

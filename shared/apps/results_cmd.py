@@ -15,17 +15,22 @@ Each unit trains or evaluates in its own subprocess, ``--jobs`` at a time (one t
 
 It writes ``docs/results.json`` (the schema of ``shared.run.published``) and
 ``docs/matrix_curves.png``. Each unit's result is kept under ``--work``, so a run that was
-stopped continues where it stopped. Frameworks run in subprocesses: this module imports neither.
+stopped continues where it stopped: a unit is done before when its ``unit.json`` records the
+command this run would give it (other ``--train-args`` run it again). Two ``rosetta results``
+on one ``--work`` share the units through a lock per unit (``fcntl.flock``: a dead process
+holds none). Frameworks run in subprocesses: this module imports neither.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -33,11 +38,11 @@ from pathlib import Path
 
 from shared.apps.demo import FAST_KERNELS, KNN_EVERY, MATRIX, thread_env
 from shared.run.config import METHOD_DEFAULTS, PACKAGES, TrainConfig, flip_default
-from shared.run.errors import ConfigError
+from shared.run.errors import ConfigError, FileFormatError, MissingFileError, RunDirError
 from shared.run.evaluation import KS, PROTOCOL
 from shared.run.hardware import cpu_model, versions
 from shared.run.published import RESULTS, decide, entry_from_rows
-from shared.run.runlog import atomic_write_json
+from shared.run.runlog import atomic_write_json, exclusive_lock
 
 FRACTIONS = (0.01, 0.1, 1.0)
 FINETUNE_CELL = ("simclr", "torch")
@@ -59,6 +64,7 @@ SWEEPS = {
 }
 PREFER = {"epochs": "fewest"}  # every other knob: "default" (changed only by more than the spread)
 RULE_METRIC = "knn_loo"  # decisions read the training split only
+LOCK_POLL_S = 0.5  # how often a unit that another process runs tries its lock
 
 
 @dataclass
@@ -134,11 +140,23 @@ def command(unit: Unit, work: Path, extra: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
+def read_json(path: Path):
+    """The JSON value in ``path``.
+
+    Raises:
+        FileFormatError: ``path`` cannot be read or is not JSON (the message names it).
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise FileFormatError(f"{str(path)!r}: not a readable JSON file ({e})") from e
+
+
 def train_row(run_dir: Path, seed: int) -> dict:
     """One training unit's published numbers, from its run directory's metrics and eval."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    ev = json.loads((run_dir / "eval.json").read_text())
-    method = json.loads((run_dir / "config.json").read_text())["method"]
+    metrics = read_json(run_dir / "metrics.json")
+    ev = read_json(run_dir / "eval.json")
+    method = read_json(run_dir / "config.json")["method"]
     e, eps = ev[method], metrics["epochs"]
     secs = 0.0
     knn_curve = []
@@ -177,7 +195,7 @@ def _baseline_row(e: dict, seed: int) -> dict:
 
 
 def finetune_row(path: Path, seed: int) -> dict:
-    r = json.loads(path.read_text())
+    r = read_json(path)
     row = {"seed": seed, "n_labelled": r["n_labelled"]}
     for arm in ("finetune", "scratch"):
         row[f"{arm}_top1"] = r[f"{arm}_top1"]
@@ -198,34 +216,99 @@ def host() -> dict:
     return {"cpu": cpu_model(), "python": platform.python_version(), "versions": versions()}
 
 
-def run_unit(unit: Unit, work: Path, extra: list[str], done: dict) -> dict:
-    """Run ``unit`` (unless ``work/<name>/unit.json`` holds its result) and return its result:
-    ``{"name", "row", "wall_s", "load", ...}``. ``done``: the futures of the units it needs."""
-    marker = work / unit.name / "unit.json"
-    if marker.exists():
-        print(f"[results] {unit.name}: done before, read from {marker}", flush=True)
-        return json.loads(marker.read_text())
-    if unit.needs:
-        done[unit.needs].result()  # its run directory must be complete
+def run_unit(unit: Unit, work: Path, extra: list[str], done: dict, stop=None) -> dict:
+    """Run ``unit`` (unless ``work/<name>/unit.json`` records its result for the same command)
+    and return its result: ``{"name", "row", "wall_s", "load", "command", ...}``. ``done``: the
+    futures of the units it needs; ``stop``: a ``threading.Event`` that ends a wait.
+
+    Another ``rosetta results`` on the same ``--work`` coordinates through ``running.lock``
+    (``fcntl.flock``, which the kernel releases when its holder dies): while it runs the unit,
+    this one waits for it; a lock left by a dead process locks nothing.
+
+    Raises:
+        MissingFileError: the other process that ran the unit stopped without its result (the
+            message names that unit's log).
+    """
+    needs = done[unit.needs].result() if unit.needs else None  # its run directory is complete
     cmd = command(unit, work, extra)
-    (work / unit.name).mkdir(parents=True, exist_ok=True)
-    lock = work / unit.name / "running.lock"  # another `rosetta results` on the same --work
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        print(f"[results] {unit.name}: another process runs it; waiting for {marker}", flush=True)
-        while not marker.exists():
-            time.sleep(5)
-        return json.loads(marker.read_text())
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    try:
-        return _run_and_record(unit, cmd, work, marker)
-    finally:
-        lock.unlink(missing_ok=True)
+    want = _identity(cmd, needs)
+    marker = work / unit.name / "unit.json"
+    held, waited = _take_lock(unit, work / unit.name / "running.lock", stop or threading.Event())
+    with held:
+        old = read_json(marker) if marker.exists() else None
+        if old is not None and _same_run(old, want):
+            how = "done by the other process" if waited else "done before"
+            print(f"[results] {unit.name}: {how}, read from {str(marker)!r}", flush=True)
+            return old
+        if waited and old is None:
+            log = marker.with_name("log.txt")
+            raise MissingFileError(
+                f"{unit.name}: the other process running it stopped without its result (its "
+                f"log: {str(log)!r}); run this command again to run the unit here"
+            )
+        if old is not None:
+            print(f"[results] {unit.name}: {str(marker)!r} records another command; running it "
+                  "again", flush=True)  # fmt: skip
+        return _run_and_record(unit, cmd, work, marker, want)
 
 
-def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path) -> dict:
+def _take_lock(unit: Unit, lock: Path, stop) -> tuple[contextlib.ExitStack, bool]:
+    """The unit's lock, held by the returned stack, and whether another process held it first.
+
+    While another process holds it (it runs the unit), the lock is tried every ``LOCK_POLL_S``
+    until that process releases it: done, failed, or dead (the kernel releases a dead process's
+    lock). ``stop`` (set by :func:`run` on a failure or Ctrl-C) ends the wait.
+    """
+    waited = False
+    while True:
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(exclusive_lock(lock, blocking=False))
+            return held, waited
+        except BlockingIOError:
+            if not waited:
+                print(f"[results] {unit.name}: another process runs it; waiting for it", flush=True)
+            waited = True
+            if stop.wait(LOCK_POLL_S):
+                raise RuntimeError(f"{unit.name}: stopped while waiting for it") from None
+
+
+def _identity(cmd: list[str], needs: dict | None) -> dict:
+    """What a unit's ``unit.json`` records of how it was made: its command (the interpreter
+    aside), and for a fine-tune the command of the training run it read."""
+    return {"command": cmd[1:], **({"needs_command": needs["command"]} if needs else {})}
+
+
+def _same_run(recorded: dict, want: dict) -> bool:
+    return isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in want.items())
+
+
+def recorded(units: list[Unit], work: Path, extra: list[str], done: dict) -> dict:
+    """The results recorded under ``work`` for ``units`` that this command did not run (outside
+    ``--match``), each checked to record the command this one would run.
+
+    Raises:
+        ConfigError: a unit recorded with another command (other ``--train-args``): the results
+            file would mix two settings under this command's name.
+    """
+    out = {}
+    for u in units:
+        marker = work / u.name / "unit.json"
+        if u.name in done or not marker.exists():
+            continue
+        res = read_json(marker)
+        needs = (done.get(u.needs) or out.get(u.needs)) if u.needs else None
+        if not _same_run(res, _identity(command(u, work, extra), needs)):
+            raise ConfigError(
+                f"{u.name}: {str(marker)!r} records another command (or a fine-tune of another "
+                f"training run) than this one's; run it again (--match {u.name}) or pass the "
+                "--train-args it was run with"
+            )
+        out[u.name] = res
+    return out
+
+
+def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path, want: dict) -> dict:
     log = work / unit.name / "log.txt"
     print(f"[results] start {unit.name}", flush=True)
     t0, load0 = time.time(), os.getloadavg()[0]
@@ -236,7 +319,7 @@ def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path) -> dic
         raise RuntimeError(f"{unit.name} failed (exit {rc}); {log}:\n" + "\n".join(tail))
     wall = time.time() - t0
     res = {"name": unit.name, "row": row_of(unit, work), "wall_s": round(wall, 1),
-           "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "command": cmd[1:]}  # fmt: skip
+           "load": [round(load0, 2), round(os.getloadavg()[0], 2)], **want}  # fmt: skip
     atomic_write_json(marker, res)
     print(f"[results] done  {unit.name} in {wall:.0f} s", flush=True)
     return res
@@ -455,10 +538,36 @@ def run(units: list[Unit], work: Path, jobs: int, extra: list[str]) -> dict:
     from concurrent.futures import Future
 
     futures: dict[str, Future] = {}
+    stop = threading.Event()
     with ThreadPoolExecutor(jobs) as pool:
-        for u in units:
-            futures[u.name] = pool.submit(run_unit, u, work, extra, futures)
-        return {name: fut.result() for name, fut in futures.items()}
+        try:
+            for u in units:
+                futures[u.name] = pool.submit(run_unit, u, work, extra, futures, stop)
+            return {name: fut.result() for name, fut in futures.items()}
+        except BaseException:  # a failure or Ctrl-C: no unit starts after it, no wait goes on
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def check_work(work: Path) -> None:
+    """Create ``work`` and write a probe file in it, so that a folder that cannot be written is
+    named before any unit runs.
+
+    Raises:
+        RunDirError: ``work`` is a file or cannot be written.
+    """
+    import tempfile
+
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=work, prefix=".write-probe.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise RunDirError(
+            f"work: {str(work)!r} is not a writable folder ({e.strerror or e}); choose another "
+            "--work"
+        ) from e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -501,9 +610,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     t0 = time.time()
     print(f"[results] {len(units)} units, {args.jobs} at a time, under {work}", flush=True)
+    if not args.assemble:
+        check_work(work)
     if args.assemble:
         marks = {u.name: work / u.name / "unit.json" for u in units}
-        done = {n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()}
+        done = {n: read_json(p) for n, p in marks.items() if p.exists()}
         for u in units:  # the rows again from the run directories: the row's fields may be new
             if u.name in done:
                 done[u.name]["row"] = row_of(u, work)
@@ -513,11 +624,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.match:
             todo = [u for u in units if any(m in u.name for m in args.match.split(","))]
         done = run(todo, work, args.jobs, args.train_args.split())
-        marks = {u.name: work / u.name / "unit.json" for u in units if u.name not in done}
-        done.update({n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()})
+        done.update(recorded(units, work, args.train_args.split(), done))
     for u in sweep_seed_units(args.seeds):  # a sweep value's other seeds, where they were run
         if u.name not in done and (work / u.name / "unit.json").exists():
-            done[u.name] = {**json.loads((work / u.name / "unit.json").read_text())}
+            if not args.assemble:
+                recorded([u], work, args.train_args.split(), done)  # the same command's
+            done[u.name] = {**read_json(work / u.name / "unit.json")}
             done[u.name]["row"] = row_of(u, work)
     results = assemble(units, done, args.seeds)
     extra = confirmations(results, args.seeds)  # changes seed 0 suggests, run on every seed
@@ -526,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[results] confirming a suggested change on every seed: {names}", flush=True)
         if args.assemble:
             marks = {u.name: work / u.name / "unit.json" for u in extra}
-            done.update({n: json.loads(p.read_text()) for n, p in marks.items() if p.exists()})
+            done.update({n: read_json(p) for n, p in marks.items() if p.exists()})
             for u in extra:
                 if u.name in done:
                     done[u.name]["row"] = row_of(u, work)
@@ -555,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     if args.assemble and out.exists():  # the measurement is the run's, not this assembly's
-        before = json.loads(out.read_text()).get("measured", {})
+        before = read_json(out).get("measured", {})
         keep = ("command", "date", "commit", "host", "jobs", "wall_s", "note")
         results["measured"].update({k: before[k] for k in keep if k in before})
         results["measured"]["assembled_by"] = "rosetta results --assemble"

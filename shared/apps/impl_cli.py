@@ -18,14 +18,16 @@ errors answer at once. Each framework package provides the same modules (``train
 ``evaluate``, ``checkpoint``, ``data``, ``parity``) with the same functions, which is what lets
 one CLI serve both. Expected failures (``shared.RosettaError``: bad input, missing data, a bad
 checkpoint, a run directory in use; and argparse's own errors) print one ``error:`` line and
-exit with status 2; anything else is a bug and shows its traceback. ``--traceback`` (before or
-after the command; or ``ROSETTA_TRACEBACK=1`` in the environment) shows the traceback of
-expected failures too.
+exit with status 2; anything else is a bug and shows its traceback. Ctrl-C prints one
+``interrupted:`` line (in ``train``, the last complete checkpoint and ``--resume``) and exits
+with status 130. ``--traceback`` (before or after the command; or ``ROSETTA_TRACEBACK=1`` in
+the environment) shows the traceback of expected failures and of Ctrl-C too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -304,10 +306,18 @@ def main(framework: str, argv=None, import_framework=None) -> int:
     args = build_parser(framework).parse_args(argv)
     if not args.verbose:  # TensorFlow's C++ log (cuInit, PredictCost, ...) reads this at import
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return run_guarded(_run, framework, args, import_framework, traceback=args.traceback)
+    return run_guarded(
+        _run,
+        framework,
+        args,
+        import_framework,
+        traceback=args.traceback,
+        interrupted=lambda: interrupt_line(framework, args),
+    )
 
 
 def _run(framework: str, args, import_framework) -> int:
+    check_utf8(args)
     checks = {"train": check_train, "finetune": check_finetune, "parity-dump": check_parity_dump}
     if args.cmd in checks:  # framework-free: a bad argument is answered before any import
         checks[args.cmd](framework, args)
@@ -332,8 +342,32 @@ def _world(framework: str, cfg: TrainConfig) -> int | None:
     """The processes or replicas of the run: torchrun's ``WORLD_SIZE``, or ``None`` while TF's
     strategy has not counted its replicas."""
     if framework == "torch":
-        return int(os.environ.get("WORLD_SIZE", "1"))
+        text = os.environ.get("WORLD_SIZE", "1")
+        try:
+            return int(text)
+        except ValueError as e:
+            raise ConfigError(f"WORLD_SIZE: expected an integer, got {text!r}") from e
     return 1 if cfg.strategy == "none" else None
+
+
+def check_utf8(args: argparse.Namespace) -> None:
+    """Refuse an argument that is not valid UTF-8 (a path whose name holds other bytes, which
+    Python keeps as surrogates): run directories and paths are written into the run's JSON
+    files and printed, so one is refused here rather than by a traceback half-way.
+
+    Raises:
+        ConfigError: names the argument, its value quoted with ``repr``.
+    """
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ConfigError(
+                    f"{name}: expected a name that is valid UTF-8, got {text!r}; rename it"
+                ) from e
 
 
 def check_train(framework: str, args) -> TrainConfig:
@@ -634,15 +668,71 @@ def _dump_train(pkg: str, args) -> int:
     return 0
 
 
-def run_guarded(fn, *args, traceback: bool = False) -> int:
+INTERRUPTED = 130  # the shells' status of a command stopped by SIGINT (128 + 2)
+
+
+def run_guarded(fn, *args, traceback: bool = False, interrupted=None) -> int:
     """``fn(*args)``, a subcommand. An expected failure (a ``shared.RosettaError``: bad input,
     missing data, a bad checkpoint, a run directory in use) becomes one ``error: ...`` line and
-    exit status 2; with ``traceback`` (or ``ROSETTA_TRACEBACK=1``) it propagates, traceback
-    and all. Any other exception is a bug: it always propagates."""
+    exit status 2; Ctrl-C (``KeyboardInterrupt``) one ``interrupted: ...`` line, the one
+    ``interrupted()`` returns, and status 130. With ``traceback`` (or ``ROSETTA_TRACEBACK=1``)
+    both propagate, traceback and all. Any other exception is a bug: it always propagates."""
+    shown = traceback or os.environ.get("ROSETTA_TRACEBACK", "") not in ("", "0")
     try:
         return fn(*args)
     except RosettaError as e:
-        if traceback or os.environ.get("ROSETTA_TRACEBACK", "") not in ("", "0"):
+        if shown:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if shown:
+            raise
+        with _sigint_ignored():  # a second Ctrl-C does not break the line in two
+            print(interrupted() if interrupted else "interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED
+
+
+def interrupt_line(framework: str, args: argparse.Namespace) -> str:
+    """The line a Ctrl-C prints: for ``train``, the run's last complete checkpoint (checkpoints
+    are written atomically, so the newest listed is whole) and how to continue from it.
+
+    The framework's checkpoint module is asked only when the run already imported it: a run
+    stopped before that (importing the framework) has not touched its run directory.
+    """
+    if args.cmd != "train":
+        return f"interrupted: {args.cmd} stopped before it finished; run it again"
+    import warnings
+
+    with warnings.catch_warnings():  # check_train's warnings were shown at the start
+        warnings.simplefilter("ignore")
+        run_dir = check_train(framework, args).run_dir
+    ck = sys.modules.get(f"{PACKAGES[framework]}.checkpoint")
+    if ck is None:
+        return f"interrupted before training started; {str(run_dir)!r} was not touched"
+    last = ck.latest_checkpoint(run_dir)
+    if last is None:
+        return (
+            f"interrupted before the first checkpoint of {str(run_dir)!r}; run the same command "
+            "with --resume to start it again"
+        )
+    return (
+        f"interrupted: the last complete checkpoint is {str(last)!r}; run the same command "
+        "with --resume to continue from it"
+    )
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored for the ``with`` body, in the main thread (elsewhere: unchanged)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

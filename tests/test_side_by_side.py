@@ -120,7 +120,7 @@ def test_the_idiom_table_has_the_seven_idioms(page):
         ("DataLoader", "tf.data"),
         ("nn.Module", "keras.Model"),
         ("torch.compile", "tf.function"),
-        ("DistributedDataParallel", "tf.distribute"),
+        ("torchrun", "tf.distribute"),
     ]
     assert len(rows) == len(pairs)
     for row, (torch_idiom, tf_idiom) in zip(rows, pairs):

@@ -85,12 +85,12 @@ def make_strategy(name: str, cpu_devices: int = 1):
             tf.config.set_logical_device_configuration(
                 cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_devices
             )
-        except RuntimeError:  # already initialised: fine if it already has the devices
+        except RuntimeError as e:  # already initialised: fine if it already has the devices
             if len(tf.config.list_logical_devices("CPU")) != cpu_devices:
                 raise ConfigError(
                     f"cpu_devices: {cpu_devices} logical CPUs must be set before TensorFlow "
                     "initialises; start a new process"
-                ) from None
+                ) from e
     if name == "none":
         return None
     if name == "multi_worker":
@@ -102,7 +102,7 @@ def make_strategy(name: str, cpu_devices: int = 1):
         try:  # a clear error here, not deep inside TF
             json.loads(os.environ["TF_CONFIG"])
         except ValueError as e:
-            raise ConfigError(f"TF_CONFIG: expected a JSON cluster description ({e})") from None
+            raise ConfigError(f"TF_CONFIG: expected a JSON cluster description ({e})") from e
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]

@@ -9,7 +9,7 @@ Algorithm 1 of the paper, one step (``SimCLR.train_step``)::
 
 ``tf_impl.train`` runs ``train_step`` inside one ``tf.function``, traced once.
 ``torch_impl.simclr`` is the same file in PyTorch. On several replicas,
-``tf_impl.distributed.DistributedSimCLR`` gathers the negatives from every replica.
+``tf_impl.distributed.DistributedSimCLR`` takes the negatives from every replica.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Algorithm 1 of the paper, one step (``SimCLR.train_step``)::
     optimizer.step()
 
 ``tf_impl.simclr`` is the same file in TensorFlow. On several processes,
-``torch_impl.distributed.DistributedSimCLR`` gathers the negatives from every rank.
+``torch_impl.distributed.DistributedSimCLR`` takes the negatives from every rank.
 """
 
 from __future__ import annotations

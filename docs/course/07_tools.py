@@ -68,7 +68,8 @@ for package in ("torch", "torchvision", "tensorflow", "keras"):
 # *Source 000: PyTorch*
 #
 # Eager by default; the training step is ordinary Python (`loss.backward()`,
-# `optimizer.step()`), DDP through `torchrun` (gloo on CPU, nccl on CUDA) scales it out. In one
+# `optimizer.step()`), and `torchrun` (gloo on CPU, nccl on CUDA) scales it out, one process per
+# device. In one
 # process, import torch and torchvision before TensorFlow.
 #
 # ### 7.1.2 TensorFlow

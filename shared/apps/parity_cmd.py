@@ -49,7 +49,7 @@ def load_dump(path) -> tuple[dict, dict]:
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(
             f"compare: {path} is not a parity dump written by parity-dump ({type(e).__name__}: {e})"
-        ) from None
+        ) from e
     return meta, out
 
 

@@ -38,7 +38,7 @@ def to_mathml(latex: str, block: bool) -> str:
     try:
         out = convert(latex, display="block" if block else "inline")
     except Exception as e:  # latex2mathml raises its own exception types, one per error
-        raise MathError(f"cannot render {latex!r}: {type(e).__name__} {e}".rstrip()) from None
+        raise MathError(f"cannot render {latex!r}: {type(e).__name__} {e}".rstrip()) from e
     unknown = UNKNOWN.search(out)
     if unknown:
         raise MathError(f"cannot render {latex!r}: unknown command {unknown.group(1)}")
@@ -71,4 +71,4 @@ def on_page_content(content: str, page, config, files) -> str:
     try:
         return render_math(content)
     except MathError as e:
-        raise PluginError(f"{page.file.src_uri}: {e}") from None
+        raise PluginError(f"{page.file.src_uri}: {e}") from e

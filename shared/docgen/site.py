@@ -104,7 +104,7 @@ def build(out: Path = OUT, course: Path | None = None, staging: Path = STAGING) 
     try:
         mkdocs_build(load_config(staging, out, pages))
     except Abort as e:
-        raise SiteError("\n".join([str(e), *warnings.messages])) from None
+        raise SiteError("\n".join([str(e), *warnings.messages])) from e
     finally:
         logger.removeHandler(warnings)
     return out

@@ -79,10 +79,10 @@ def check_temperature(temperature: float) -> float:
     """Return ``temperature`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
     try:
         t = float(temperature)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as e:
         raise ValueError(
             f"temperature: expected a positive finite number, got {temperature!r}"
-        ) from None
+        ) from e
     if not math.isfinite(t) or t <= 0.0:
         raise ValueError(f"temperature: expected a positive finite number, got {temperature!r}")
     return t

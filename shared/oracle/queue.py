@@ -25,8 +25,8 @@ def check_momentum(momentum: float) -> float:
     """Return ``momentum`` as float or raise ``ValueError`` unless it lies in [0, 1]."""
     try:
         m = float(momentum)
-    except (TypeError, ValueError):
-        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}") from None
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}") from e
     if not 0.0 <= m <= 1.0:  # NaN fails this too
         raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}")
     return m

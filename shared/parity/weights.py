@@ -173,7 +173,7 @@ def load_weights(path) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
     except (OSError, ValueError) as e:
-        raise WeightsError(f"weights: {path} is not a readable .npz ({e})") from None
+        raise WeightsError(f"weights: {path} is not a readable .npz ({e})") from e
     if "__meta__" not in data:
         raise WeightsError(
             f"weights: {path} has no __meta__ entry; it was not written by export_weights"
@@ -181,7 +181,7 @@ def load_weights(path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         meta = json.loads(str(data.pop("__meta__")))
     except ValueError as e:
-        raise WeightsError(f"weights: {path} has a __meta__ entry that is not JSON ({e})") from None
+        raise WeightsError(f"weights: {path} has a __meta__ entry that is not JSON ({e})") from e
     meta = meta if isinstance(meta, dict) else {}
     if meta.get("format") != FORMAT:
         raise WeightsError(

@@ -1,7 +1,7 @@
 """Checkpoints in TensorFlow: save, find, restore. ``torch_impl.checkpoint`` has the same functions.
 
-A checkpoint (``ckpt/ckpt-<epoch>``, ``tf.train.Checkpoint`` through a ``CheckpointManager``
-that keeps the newest ``keep``) holds every weight of the model (for MoCo: both encoders,
+A checkpoint (``ckpt/ckpt-<epoch>``, ``tf.train.Checkpoint`` written through a
+``CheckpointManager``) holds every weight of the model (for MoCo: both encoders,
 BN statistics included, the queue and its pointer), the optimiser's slots, step and learning
 rate, and the epoch. The augmentation and key-shuffle RNGs are stateless functions of
 (seed, epoch, step), so nothing else is needed to continue bit for bit.
@@ -11,19 +11,33 @@ nested sub-models silently), so the weights are listed explicitly: under each ne
 ``shared.parity.weights.METHOD_PARTS`` (``net``; ``encoder_q``, ``encoder_k``), keyed by their
 position in the network's ``weights``, which the architecture fixes, beside MoCo's ``queue``
 and ``queue_ptr``.
+
+The run's checkpoints are the ``ckpt-<N>.index`` files (with their data files) in ``ckpt/``,
+listed from the folder itself: the paths in TF's ``checkpoint`` state file are never used, so a
+run directory shared with others cannot make a save delete or a restore read anything
+outside it. :func:`save_checkpoint` removes that file before each save (the manager starts
+from nothing, keeps everything, ``max_to_keep=None``, and records the new checkpoint alone for
+TF's own tools), then deletes all but the newest ``keep`` by N: their regular files only.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import tensorflow as tf
 
 from shared.parity.weights import method_state, networks
 from shared.run.errors import CheckpointError
-from shared.run.runlog import checkpoint_write_error, remove_orphans
+from shared.run.runlog import (
+    checkpoint_write_error,
+    is_own_file,
+    refuse_link,
+    remove_orphans,
+)
 
 __all__ = [
+    "DISK_FULL_ERRORS",
     "CheckpointError",
     "latest_checkpoint",
     "list_checkpoints",
@@ -38,6 +52,9 @@ __all__ = [
 # reader's short read), ValueError (a variable of another shape) and AssertionError
 # (assert_existing_objects_matched: another method, or optimiser slots the checkpoint lacks).
 _UNREADABLE = (tf.errors.OpError, IndexError, ValueError, AssertionError)
+# what TF's file writers (checkpoints, TensorBoard) raise for a full disk or quota (ENOSPC, EDQUOT)
+DISK_FULL_ERRORS = (tf.errors.ResourceExhaustedError,)
+_INDEX = re.compile(r"ckpt-(\d+)\.index")
 
 
 def _model_parts(model) -> dict:
@@ -67,36 +84,80 @@ def _checkpoint(model, optimizer, epoch: tf.Variable) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(**parts)
 
 
-def _manager(ckpt, run_dir, keep: int = 2) -> tf.train.CheckpointManager:
-    return tf.train.CheckpointManager(ckpt, str(Path(run_dir) / "ckpt"), max_to_keep=keep)
+def _folder(run_dir) -> Path:
+    """``run_dir/ckpt``, refused where it is a symbolic link (RunDirError)."""
+    folder = Path(run_dir) / "ckpt"
+    refuse_link(folder)
+    return folder
+
+
+def _numbers(folder: Path) -> list[int]:
+    """The N of each checkpoint in ``folder``, ascending: a regular file ``ckpt-N.index``
+    (TF writes it last, once the data files are in place)."""
+    found = []
+    for p in folder.iterdir() if folder.is_dir() else ():
+        m = _INDEX.fullmatch(p.name)
+        if m and is_own_file(p):
+            found.append(int(m.group(1)))
+    return sorted(found)
 
 
 def list_checkpoints(run_dir) -> list[str]:
-    """The run's checkpoint prefixes, oldest first."""
-    state = tf.train.get_checkpoint_state(str(Path(run_dir) / "ckpt"))
-    return list(state.all_model_checkpoint_paths) if state else []
+    """The run's checkpoint prefixes (``run_dir/ckpt/ckpt-N``), oldest first, from the folder's
+    own files (never from the ``checkpoint`` state file's paths).
+
+    Raises:
+        RunDirError: ``run_dir/ckpt`` is a symbolic link.
+    """
+    folder = _folder(run_dir)
+    return [str(folder / f"ckpt-{n}") for n in _numbers(folder)]
 
 
 def latest_checkpoint(run_dir) -> str | None:
-    """The newest checkpoint prefix of ``run_dir``, or ``None``."""
-    return tf.train.latest_checkpoint(str(Path(run_dir) / "ckpt"))
+    """The newest checkpoint prefix of ``run_dir`` (the largest N), or ``None``."""
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def _delete(folder: Path, n: int) -> None:
+    """Delete checkpoint ``n``'s regular files in ``folder``: ``ckpt-N.index`` and its
+    ``ckpt-N.data-XXXXX-of-YYYYY``."""
+    own = re.compile(rf"ckpt-{n}\.(index|data-\d{{5}}-of-\d{{5}})")
+    for p in list(folder.iterdir()):
+        if own.fullmatch(p.name) and is_own_file(p):
+            p.unlink(missing_ok=True)
 
 
 def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -> str:
-    """Write ``ckpt/ckpt-<epoch>``; keep only the newest ``keep``. Returns its prefix.
+    """Write ``ckpt/ckpt-<epoch>``; keep only the newest ``keep`` (by N, among the folder's own
+    checkpoints). Returns its prefix.
 
     The optimiser's slots must exist (``optimizer.build``): the train loop builds them first.
+
+    Raises:
+        CheckpointWriteError: the disk is full or the folder read-only (the previous
+            checkpoint is intact). RunDirError: ``run_dir/ckpt`` is a symbolic link.
     """
+    folder = _folder(run_dir)
+    state = folder / "checkpoint"
+    refuse_link(state)
     epoch_var = tf.Variable(int(epoch), dtype=tf.int64, trainable=False)
-    manager = _manager(_checkpoint(model, optimizer, epoch_var), run_dir, keep)
+    ckpt = _checkpoint(model, optimizer, epoch_var)
     try:
-        return manager.save(checkpoint_number=int(epoch))
+        folder.mkdir(parents=True, exist_ok=True)
+        if is_own_file(state):  # the manager would read the paths it lists: it starts from none
+            state.unlink()
+        manager = tf.train.CheckpointManager(ckpt, str(folder), max_to_keep=None)  # deletes none
+        prefix = manager.save(checkpoint_number=int(epoch))
     except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, OSError) as e:
         # a full disk or a read-only folder; TF writes into ckpt-N_temp/ and renames, so the
         # previous checkpoint is whole. The temp folder is removed here (and at the next start).
         remove_orphans(Path(run_dir))
-        path = Path(run_dir) / "ckpt" / f"ckpt-{int(epoch)}"
+        path = folder / f"ckpt-{int(epoch)}"
         raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from e
+    for n in _numbers(folder)[:-keep]:
+        _delete(folder, n)
+    return prefix
 
 
 def restore_checkpoint(run_dir, model, optimizer=None, path=None) -> int:

@@ -3,7 +3,9 @@
 ``ckpt-<epoch>.pt`` holds the model's ``state_dict`` (for MoCo: both encoders, the queue and
 its pointer, as buffers), the optimiser state, the epoch and the torch / NumPy / Python RNG
 states, so a resumed run continues bit for bit. Files are written atomically (temp file, fsync,
-rename) and the newest ``keep`` are kept. Loading uses ``weights_only=True``.
+rename) and the newest ``keep`` are kept. Loading uses ``weights_only=True``, so a checkpoint
+from a shared run directory is never unpickled. The run's checkpoints are its own regular files
+named ``ckpt-<N>.pt``: a symbolic link of that name is refused, never read, replaced or deleted.
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ import numpy as np
 import torch
 
 from shared.run.errors import CheckpointError
-from shared.run.runlog import atomic_write_bytes, checkpoint_write_error
+from shared.run.runlog import (
+    TORCH_CHECKPOINT,
+    atomic_write_bytes,
+    checkpoint_write_error,
+    is_own_file,
+    refuse_link,
+)
 
 __all__ = [
+    "DISK_FULL_ERRORS",
     "CheckpointError",
     "latest_checkpoint",
     "list_checkpoints",
     "restore_checkpoint",
     "save_checkpoint",
 ]
+
+
+DISK_FULL_ERRORS = ()  # torch's writers report a full disk as OSError(ENOSPC / EDQUOT) alone
 
 
 def _rng_state() -> dict:
@@ -55,13 +67,19 @@ def _set_rng_state(s: dict) -> None:
 
 
 def list_checkpoints(run_dir) -> list[Path]:
-    """The run's checkpoints, oldest first (by the epoch in their name)."""
+    """The run's checkpoints ``ckpt-<N>.pt``, oldest first (by N): its own regular files.
+
+    Raises:
+        RunDirError: one of them is a symbolic link.
+    """
+    d = Path(run_dir)
     found = []
-    for p in Path(run_dir).glob("ckpt-*.pt"):
-        try:
-            found.append((int(p.stem.split("-", 1)[1]), p))
-        except ValueError:
-            continue
+    for p in d.iterdir() if d.is_dir() else ():
+        m = TORCH_CHECKPOINT.fullmatch(p.name)
+        if m:
+            refuse_link(p)
+            if is_own_file(p):
+                found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found)]
 
 
@@ -84,7 +102,7 @@ def save_checkpoint(run_dir, epoch: int, model, optimizer=None, keep: int = 2) -
     except OSError as e:  # a full disk or a read-only folder: the previous checkpoint is whole
         raise checkpoint_write_error(path, e, latest_checkpoint(run_dir)) from e
     for old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink()
+        old.unlink(missing_ok=True)
     return path
 
 

@@ -17,6 +17,13 @@ here, in this order:
    run naming the last finite checkpoint; then :meth:`RunLifecycle.end_epoch`.
 5. :meth:`RunLifecycle.close` (the ``with`` block's end): the writer closed, the lock released.
 
+Everything a run writes or deletes is inside its run directory: the lock and the checks refuse
+a symbolic link among the run's own files and folders (``.lock``, ``ckpt``, ``tb``, ...) before
+anything is written. A full disk or quota while the logs are written (``config.json``,
+``metrics.json``, TensorBoard) stops the run with one line naming the last intact checkpoint
+(``shared.run.runlog.DiskFullError``); a checkpoint that does not fit is the checkpoint
+module's ``CheckpointWriteError``.
+
 The framework reaches this module only as functions (:class:`Hooks`), so it imports neither.
 """
 
@@ -39,11 +46,15 @@ from shared.run.datasets import train_test_splits
 from shared.run.errors import ConfigError
 from shared.run.health import HEALTH_IMAGES, HealthMonitor
 from shared.run.runlog import (
+    DiskFullError,
     RunLog,
+    disk_full_error,
     first_non_finite,
+    is_disk_full,
     lock_run_dir,
     non_finite_error,
     prepare_run_dir,
+    refuse_link,
 )
 
 __all__ = ["SCALARS", "EpochTally", "Hooks", "RunLifecycle", "ScalarWriter", "epoch_bar"]
@@ -67,8 +78,9 @@ class Hooks:
 
     Attributes:
         checkpoint: the framework's checkpoint module: ``save_checkpoint(folder, epoch, model,
-            optimizer)``, ``restore_checkpoint(run_dir, model, optimizer) -> epoch`` and
-            ``latest_checkpoint(run_dir) -> path | None``.
+            optimizer)``, ``restore_checkpoint(run_dir, model, optimizer) -> epoch``,
+            ``latest_checkpoint(run_dir) -> path | None`` and ``DISK_FULL_ERRORS`` (what its
+            file writers raise for a full disk besides ``OSError``; optional).
         export_weights: ``(model) -> {name: array}``, the canonical weights.
         projections: ``(model, images, device) -> z``: uint8 NHWC images (N, S, S, 3) to their
             projections (N, D), for the health monitor.
@@ -160,8 +172,12 @@ class RunLifecycle:
     def __enter__(self) -> RunLifecycle:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.close()
+        except DiskFullError:
+            if exc is None:
+                raise  # else the error in flight propagates: it came first
 
     def open(self, load_split, on_main_first=_now):
         """Claim the run directory, check a resume, load the data; ``(train, test, steps)``.
@@ -211,16 +227,39 @@ class RunLifecycle:
         return start_epoch
 
     def start(self, start_epoch: int) -> None:
-        """The run log (writes ``config.json``), the writer and the health monitor's baseline."""
+        """The run log (writes ``config.json``), the writer and the health monitor's baseline.
+
+        Raises:
+            DiskFullError: the disk or quota is full (names the last intact checkpoint).
+            RunDirError: ``run_dir/tb`` is a symbolic link.
+        """
         if not self.main:
             return
         h = self.hooks
-        self.runlog = RunLog.resume(self.run_dir, self.cfg, start_epoch, self.changed)
-        self.writer = h.open_writer(self.run_dir)
+        with self._disk_full("config.json / metrics.json"):
+            self.runlog = RunLog.resume(self.run_dir, self.cfg, start_epoch, self.changed)
+        refuse_link(self.run_dir / "tb")  # the writer creates and writes its folder
+        with self._disk_full("the TensorBoard log"):
+            self.writer = h.open_writer(self.run_dir)
         images = self.splits[0].images[:HEALTH_IMAGES]
         self.health = HealthMonitor(
             h.projections(self.model, images, self.device), h.export_weights(self.model)
         )
+
+    @contextlib.contextmanager
+    def _disk_full(self, what: str):
+        """Around a write of the run's logs: a full disk or quota becomes one line
+        (``DiskFullError``) naming ``what`` and the last intact checkpoint; any other error
+        passes unchanged."""
+        extra = tuple(getattr(self.hooks.checkpoint, "DISK_FULL_ERRORS", ()))
+        try:
+            yield
+        except (OSError, *extra) as e:
+            if not is_disk_full(e, extra):
+                raise
+            last = self.hooks.checkpoint.latest_checkpoint(self.run_dir)
+            where = f"{what} in {str(self.run_dir)!r}"
+            raise disk_full_error(where, e, last) from e
 
     def run_epochs(self, start_epoch: int, run_epoch: Callable[[int], dict]) -> dict:
         """``run_epoch(epoch) -> record`` for each epoch left, each followed by
@@ -254,12 +293,15 @@ class RunLifecycle:
         record.update(self.health.check(z, state, epoch + 1))
         monitor = test is not None and self.cfg.knn_due(epoch)
         record["knn_top1"] = h.knn(self.model, train, test, self.device) if monitor else None
-        for key in SCALARS:
-            if record[key] is not None:
-                self.writer.scalar(key, record[key], epoch + 1)
-        self.writer.flush()
+        with self._disk_full("the TensorBoard log"):
+            for key in SCALARS:
+                if record[key] is not None:
+                    self.writer.scalar(key, record[key], epoch + 1)
+            self.writer.flush()
         # metrics first: resume drops the rows past the last checkpoint
-        print(self.runlog.epoch(**record), flush=True)
+        with self._disk_full("metrics.json"):
+            line = self.runlog.epoch(**record)
+        print(line, flush=True)
         ck.save_checkpoint(self.run_dir, epoch + 1, self.model, self.optimizer)
 
     def result(self, record: dict) -> dict:
@@ -275,7 +317,8 @@ class RunLifecycle:
         """Close the writer and release the lock (also after an error)."""
         try:
             if self.writer is not None:
-                self.writer.close()
-                self.writer = None
+                writer, self.writer = self.writer, None
+                with self._disk_full("the TensorBoard log"):
+                    writer.close()
         finally:
             self._held.close()

@@ -407,9 +407,11 @@ def _splits(pkg: str, cfg):
 
 def cmd_eval(pkg: str, args) -> int:
     from shared.run.evaluation import raw_pixel_baseline
-    from shared.run.runlog import atomic_write_json
+    from shared.run.runlog import atomic_write_json, atomic_write_npz, check_output_folder
 
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
+    files = ("eval.json", "features.npz")  # checked before the evaluation, written after it
+    out = check_output_folder(args.out or args.run_dir, "out", files)
     ev = _mod(pkg, "evaluate")
     train, test = _splits(pkg, cfg)
     res = {
@@ -420,12 +422,12 @@ def cmd_eval(pkg: str, args) -> int:
     if args.linear_eval:
         res[cfg.method].update(ev.linear_eval(model.backbone, train, test, flip=cfg.flip))
     print(json.dumps(res, indent=2))
-    out = Path(args.out or args.run_dir)
     atomic_write_json(out / "eval.json", res)
     z1, z2 = ev.projection_batch(model, test.images[:16], cfg)
     ev_random = ev.random_init_encoder(cfg.encoder, cfg.seed)
-    np.savez_compressed(
+    atomic_write_npz(
         out / "features.npz",
+        compressed=True,
         test_labels=test.labels,
         trained=ev.extract_features(model.backbone, test.images),
         random_init=ev.extract_features(ev_random, test.images),
@@ -486,8 +488,9 @@ def cmd_export_weights(pkg: str, args) -> int:
 def cmd_import_weights(pkg: str, args) -> int:
     """A run directory of this framework holding the imported weights as its checkpoint."""
     from shared.parity.weights import WeightsError, load_weights
-    from shared.run.runlog import atomic_write_json
+    from shared.run.runlog import atomic_write_json, check_output_folder
 
+    check_output_folder(args.out, "out", ("config.json",))  # before any work
     state, meta = load_weights(args.weights)
     cfg = _config_file(args.config)
     if (meta["method"], meta["encoder"]) != (cfg.method, cfg.encoder):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from shared.parity.localise import Report, format_report
 from shared.parity.tolerances import tolerance
 from shared.run.config import PACKAGES
 from shared.run.errors import ConfigError, RunDirError
+from shared.run.runlog import atomic_write_bytes, check_writable
 
 __all__ = ["import_official", "main", "proof_rows", "proof_tolerance"]
 
@@ -111,12 +113,13 @@ def import_official(
     """Import the checkpoint at ``path`` into a run of ``to`` at ``out``; the exit status.
 
     Raises:
-        RunDirError: ``out`` exists already.
+        RunDirError: ``out`` exists already (a symbolic link too), or its folder, where the
+            work folder is made, cannot be written; checked before any work.
     """
     out = Path(out)
-    if out.exists():
-        raise RunDirError(f"out: {out} exists; choose a new run directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(out):
+        raise RunDirError(f"out: {str(out)!r} exists; choose a new run directory")
+    check_writable(out.parent, "out", "choose another --out")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
     try:
         steps = [
@@ -139,8 +142,8 @@ def import_official(
             print(f"error: import: the proof failed; {report.verdict()}", file=sys.stderr)
             return 1
         run = work / "run"
-        (run / "import_report.json").write_text(json.dumps(data, indent=2))
-        (run / "import_report.md").write_text(text)
+        atomic_write_bytes(run / "import_report.json", json.dumps(data, indent=2).encode())
+        atomic_write_bytes(run / "import_report.md", text.encode())
         if (work / "supervised_head.npz").exists():
             shutil.copy(work / "supervised_head.npz", run / "supervised_head.npz")
         run.rename(out)

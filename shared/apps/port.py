@@ -3,7 +3,9 @@ of the other, which ``eval`` accepts.
 
 Each framework runs in its own process: the source exports its model as framework-neutral
 weights (``shared.parity.weights``), the target imports them into the same architecture and writes a
-run directory (``config.json`` and one checkpoint).
+run directory (``config.json`` and one checkpoint). ``--out`` is checked before either starts: a
+file, a folder holding a run, a symbolic link among its run files or a folder that cannot be
+written is one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from shared.run.config import PACKAGES
 from shared.run.errors import FileFormatError
+from shared.run.runlog import check_new_run_dir
 
 
 def main(argv=None) -> int:
@@ -39,6 +42,7 @@ def main(argv=None) -> int:
     if source not in PACKAGES:
         print(f"error: {config}: unknown framework {source!r}", file=sys.stderr)
         return 2
+    check_new_run_dir(args.out, "out")  # before the export: a bad --out costs nothing
     with tempfile.TemporaryDirectory() as tmp:
         weights = str(Path(tmp) / "weights.npz")
         steps = [

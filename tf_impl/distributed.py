@@ -280,9 +280,9 @@ class SyncBatchNorm(SplitBatchNorm):
     their gradients; with one replica, ordinary BatchNorm. ``torch_impl.distributed`` has the
     same layer."""
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, mask=None):
         if not training or world_size() == 1:
-            return super().call(x, training=training)
+            return super().call(x, training=training, mask=mask)
         in_dtype = x.dtype
         x = x if x.dtype == tf.float64 else tf.cast(x, tf.float32)
         axes = list(range(len(x.shape) - 1))  # all but the channels
@@ -305,10 +305,11 @@ def convert_sync_batchnorm(model) -> None:
     """
     for net in networks(model).values():
         for layer in net._flatten_layers(include_self=True, recursive=True):
-            if type(layer) is SplitBatchNorm:
-                if layer.num_splits != 1:
+            if type(layer) in (tf.keras.layers.BatchNormalization, SplitBatchNorm):
+                if getattr(layer, "num_splits", 1) != 1:
                     raise ValueError(
                         "sync_bn: expected bn_splits 1 (SyncBN normalises the whole global "
                         f"batch), got {layer.num_splits}"
                     )
+                layer.num_splits, layer.views = 1, 1
                 layer.__class__ = SyncBatchNorm

@@ -69,9 +69,9 @@ class FusedSplitBatchNorm(SplitBatchNorm):
     fused kernel on each split. float64, (B, C) inputs and splits across views take the plain
     path."""
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, mask=None):
         if not training or x.dtype == tf.float64 or len(x.shape) != 4 or self.views > 1:
-            return super().call(x, training=training)
+            return super().call(x, training=training, mask=mask)
         y, batch_mean, batch_var = self._fused(tf.cast(x, tf.float32))
         self._update_moving(batch_mean, batch_var)
         return tf.cast(y, x.dtype)
@@ -100,7 +100,7 @@ class FusedSplitBatchNorm(SplitBatchNorm):
 def apply(model):
     """Swap the fast kernels into a built ``SimCLR``, ``MoCo`` or Keras model, in place.
 
-    Every ``SplitBatchNorm`` becomes a :class:`FusedSplitBatchNorm`, and the 2nd to 4th convs of
+    Every BatchNorm (Keras's, or a ``SplitBatchNorm``) becomes a :class:`FusedSplitBatchNorm`, and the 2nd to 4th convs of
     each ``SmallCNN`` become :class:`Conv3x3` (the first needs no input gradient). Only the
     layers' classes change: the same objects, weights and weight names. Returns ``model``.
     """
@@ -108,7 +108,9 @@ def apply(model):
 
     parts = [model] if hasattr(model, "_flatten_layers") else [m for _, m in model_parts(model)]
     for layer in (la for part in parts for la in part._flatten_layers(recursive=True)):
-        if type(layer) is SplitBatchNorm:
+        if type(layer) in (keras.layers.BatchNormalization, SplitBatchNorm):
+            layer.num_splits = getattr(layer, "num_splits", 1)
+            layer.views = getattr(layer, "views", 1)
             layer.__class__ = FusedSplitBatchNorm
         elif isinstance(layer, SmallCNN):
             convs = [la for la in layer.body if type(la) is keras.layers.Conv2D]

@@ -10,9 +10,8 @@ The same layers under the same names as ``torch_impl.models``:
 * :class:`ProjectionHead`: ``head_layers - 1`` Dense-BN-ReLU blocks, then Dense.
 * :class:`EncoderWithHead`: f then g, ``call(x) -> (h, z)``.
 
-BatchNorm is ``tf_impl.split_bn.SplitBatchNorm``, which with one split (the default) is
-Keras's ``BatchNormalization`` call for call; more splits are the one-process stand-in for
-several devices.
+BatchNorm is ``keras.layers.BatchNormalization``; ``bn_splits > 1`` builds
+``tf_impl.split_bn.SplitBatchNorm`` instead, the one-process stand-in for several devices.
 
 Plain Keras layers only: ``Conv2D``, ``BatchNormalization`` (per split), ``Dense``. The
 speed-ups (a custom-gradient conv, TF's fused BatchNorm kernel) live in
@@ -48,8 +47,10 @@ __all__ = [
 
 
 def _bn(bn_splits: int, views: int = 1, name=None):
-    """BatchNorm with torch's momentum and eps (``SplitBatchNorm`` of one split is Keras's
-    ``BatchNormalization``; more splits: ``tf_impl.split_bn``)."""
+    """Keras's ``BatchNormalization`` with torch's momentum and eps; with ``bn_splits`` > 1 a
+    ``tf_impl.split_bn.SplitBatchNorm`` of that many sub-batches."""
+    if bn_splits == 1:
+        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
     return SplitBatchNorm(bn_splits, views, momentum=0.9, epsilon=1e-5, name=name)
 
 
@@ -73,7 +74,11 @@ class SmallCNN(keras.Model):
 
     def call(self, x, training=False):
         for layer in self.body:
-            x = layer(x, training=training) if isinstance(layer, SplitBatchNorm) else layer(x)
+            x = (
+                layer(x, training=training)
+                if isinstance(layer, keras.layers.BatchNormalization)
+                else layer(x)
+            )
         return tf.reduce_mean(x, axis=[1, 2])  # (B, 8w) global average pool
 
 
@@ -177,7 +182,7 @@ class ResNet(keras.Model):
             and a 3x3 stride-2 max-pool padded 1 (zeros: after a ReLU they equal torch's -inf).
         same_pool: the ImageNet stem's max-pool with TensorFlow's "SAME" padding instead (0
             before and 1 after on an even size), as google-research/simclr's ResNet has it.
-        bn_splits: see :class:`SplitBatchNorm`.
+        bn_splits: BatchNorm sub-batches (``tf_impl.split_bn``; 1: Keras's BatchNormalization).
     """
 
     def __init__(self, depth=18, cifar_stem=True, same_pool=False, bn_splits: int = 1, **kw):

@@ -27,9 +27,9 @@ class SplitBatchNorm(keras.layers.BatchNormalization):
         super().__init__(**kw)
         self.num_splits, self.views = int(num_splits), int(views)
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, mask=None):
         if not training or self.num_splits == 1:
-            return super().call(x, training=training)  # Keras's own BatchNormalization
+            return super().call(x, training=training, mask=mask)  # Keras's own layer
         in_dtype = x.dtype
         x = x if x.dtype == tf.float64 else tf.cast(x, tf.float32)  # stats in fp32 under bf16
         y, batch_mean, batch_var = self._normalize(x)

@@ -29,9 +29,9 @@ def _tfds(name: str, root: str, split: str, download: bool) -> Split:
             f"run once with --download and network access (tfds.load('{name}', "
             f"data_dir={str(root)!r}, download=True)), or copy a prepared tfds folder there"
         )
-        raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from None
+        raise DatasetNotFound(missing_message(name, root, how) + f" [{type(e).__name__}]") from e
     except OSError as e:  # requests and urllib3 errors are OSErrors: offline, DNS, refused
-        raise DatasetNotFound(download_failed(name, root, e)) from None
+        raise DatasetNotFound(download_failed(name, root, e)) from e
     pairs = list(tfds.as_numpy(ds))  # element-wise: batch_size=-1 aborts on mocked datasets
     images = np.stack([p[0] for p in pairs]).astype(np.uint8)
     labels = np.array([p[1] for p in pairs], dtype=np.int64)

@@ -84,7 +84,9 @@ def inject_model(model, inject: str | None) -> None:
     """
     _check_inject(inject)
     for _, layer, parent, _ in named_layers(model).values():
-        if inject == "BN momentum and epsilon" and isinstance(layer, keras.layers.BatchNormalization):
+        if inject == "BN momentum and epsilon" and isinstance(
+            layer, keras.layers.BatchNormalization
+        ):
             layer.momentum, layer.epsilon = 0.99, 1e-3
         if inject == "stride-2 conv padding" and layer is getattr(parent, "padded", None):
             if layer.strides != (1, 1):

@@ -27,12 +27,12 @@ def _torchvision(name: str, root: str, split: str, download: bool):
         ds = cls(root, train=split == "train", download=download)
         return np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
     except OSError as e:  # urllib's URLError (offline, DNS, refused) is an OSError
-        raise DatasetNotFound(download_failed(name, root, e)) from None
+        raise DatasetNotFound(download_failed(name, root, e)) from e
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. ..."
         if download:
-            raise DatasetNotFound(download_failed(name, root, e)) from None
+            raise DatasetNotFound(download_failed(name, root, e)) from e
         how = f"run once with --download and network access (torchvision.datasets.{cls.__name__})"
-        raise DatasetNotFound(missing_message(name, root, how)) from None
+        raise DatasetNotFound(missing_message(name, root, how)) from e
 
 
 def load_split(

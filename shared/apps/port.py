@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     try:
         source = json.loads(config.read_text()).get("framework")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
-        raise FileFormatError(f"{config}: not a readable config.json ({e})") from None
+        raise FileFormatError(f"{config}: not a readable config.json ({e})") from e
     if source not in PACKAGES:
         print(f"error: {config}: unknown framework {source!r}", file=sys.stderr)
         return 2

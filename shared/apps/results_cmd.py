@@ -270,7 +270,9 @@ def _take_lock(unit: Unit, lock: Path, stop) -> tuple[contextlib.ExitStack, bool
                 print(f"[results] {unit.name}: another process runs it; waiting for it", flush=True)
             waited = True
             if stop.wait(LOCK_POLL_S):
-                raise RuntimeError(f"{unit.name}: stopped while waiting for it") from None
+                raise RuntimeError(
+                    f"{unit.name}: stopped while waiting for it"
+                ) from None  # a held lock: nothing more to show
 
 
 def _identity(cmd: list[str], needs: dict | None) -> dict:

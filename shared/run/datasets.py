@@ -156,7 +156,7 @@ def _read_image(path: Path, image_size: int) -> np.ndarray | None:
                     im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                     return np.asarray(im, dtype=np.uint8)
         except Image.DecompressionBombError as e:
-            raise _bomb_error(path, e) from None
+            raise _bomb_error(path, e) from e
         except (Image.DecompressionBombWarning, OSError, UnidentifiedImageError, ValueError):
             return None
 

@@ -270,7 +270,7 @@ class RunLifecycle:
                 record = run_epoch(epoch)
             except FloatingPointError as e:  # a non-finite loss: stop before any checkpoint
                 last = self.hooks.checkpoint.latest_checkpoint(self.run_dir)
-                raise non_finite_error(str(e), epoch + 1, last) from None
+                raise non_finite_error(str(e), epoch + 1, last) from e
             self.end_epoch(record, epoch)
         return record
 

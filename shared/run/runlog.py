@@ -158,7 +158,7 @@ def lock_run_dir(run_dir) -> contextlib.ExitStack:
         raise RunDirError(
             f"run_dir: {d} is in use: another run holds its lock ({d / LOCK_FILE}); wait for "
             "it to finish or choose another --run-dir"
-        ) from None
+        ) from None  # a held lock: nothing more to show
     return stack
 
 
@@ -438,7 +438,7 @@ def read_metrics(path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise FileFormatError(f"{path}: not a readable metrics.json ({e})") from None
+        raise FileFormatError(f"{path}: not a readable metrics.json ({e})") from e
     epochs = data.get("epochs", []) if isinstance(data, dict) else None
     if not isinstance(epochs, list) or not all(
         isinstance(e, dict) and isinstance(e.get("epoch"), int) for e in epochs

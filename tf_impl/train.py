@@ -120,10 +120,9 @@ def make_dataset(
     ``aug``: a ``tf.function`` of :class:`BatchAugment` to reuse across epochs (tracing it again
     every epoch costs ~0.5 s on 2 cores).
 
-    ``autotune``: tf.data's autotuning, off by default (``benchmarks/stall.py`` turns it on
-    to measure the difference). Off, the parallelism is fixed with a prefetch of 2: on, deleting
-    the epoch's iterator waited for autotune's background thread, 5.0 s at a time, in about 1
-    epoch in 3 (MoCo epochs of 5.5 s took 10.5 s; benchmarks/results/stall.md).
+    ``autotune``: tf.data's autotuning, off by default: the parallelism is fixed, with a
+    prefetch of 2. With it on, deleting an epoch's iterator can wait up to 5 s for autotune's
+    background thread (``benchmarks/stall.py`` measures it: benchmarks/results/stall.md).
     """
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(images))
     ds = tf.data.Dataset.from_tensor_slices((images[order], order.astype(np.int32)))

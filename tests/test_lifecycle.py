@@ -112,7 +112,7 @@ def test_the_lifecycle_writes_calls_and_prints_in_order(tmp_path, capsys):
     assert metrics["epochs"][0]["weight_norm"] == 2.0  # |ones(4)|
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[torch/simclr] epoch   1  loss 2.0000  lr 1.00e-01")
-    assert lines[1].endswith("knn_top1 50.0%")
+    assert lines[1].endswith("knn_top1 50.0%  float32")  # the precision ends each line
 
 
 def test_the_lifecycle_refuses_too_few_images_and_non_finite_values(tmp_path):

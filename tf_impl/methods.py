@@ -8,7 +8,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 from shared.run.config import TrainConfig, load_config
-from shared.run.hardware import cpu_has_native_bf16
 from tf_impl import fast_kernels
 from tf_impl.checkpoint import restore_checkpoint
 from tf_impl.distributed import DISTRIBUTED, convert_sync_batchnorm
@@ -16,16 +15,9 @@ from tf_impl.moco import MoCo
 from tf_impl.simclr import SimCLR
 from tf_impl.split_bn import merge_bn_splits
 
-__all__ = ["METHODS", "build_model", "load_trained", "use_amp"]
+__all__ = ["METHODS", "build_model", "load_trained"]
 
 METHODS = {"simclr": SimCLR, "moco": MoCo}  # the keys are shared.run.config.METHODS
-
-
-def use_amp(amp: bool | None) -> bool:
-    """``amp=None`` (auto): on with a GPU or a CPU with native bf16 (``shared.run.hardware``)."""
-    if amp is None:
-        return bool(tf.config.list_physical_devices("GPU")) or cpu_has_native_bf16()
-    return amp
 
 
 def build_model(cfg: TrainConfig, dtype: str | None = None):
@@ -33,7 +25,7 @@ def build_model(cfg: TrainConfig, dtype: str | None = None):
     Inside a ``tf.distribute`` strategy's scope its ``tf_impl.distributed`` subclass
     (``DISTRIBUTED``), with ``cfg.sync_bn`` its BatchNorm synchronised. With
     ``cfg.fast_kernels``, ``tf_impl.fast_kernels.apply`` swaps its kernels in."""
-    dtype = dtype or ("mixed_bfloat16" if use_amp(cfg.amp) else "float32")
+    dtype = dtype or ("mixed_bfloat16" if cfg.amp else "float32")
     cls = DISTRIBUTED[cfg.method] if tf.distribute.has_strategy() else METHODS[cfg.method]
     model = cls(**cfg.model_kwargs(), dtype=dtype)
     if cfg.sync_bn:

@@ -36,7 +36,7 @@ from tf_impl.augment import BatchAugment, TwoViews, simclr_augment
 from tf_impl.data import load_split
 from tf_impl.distributed import local_rows, make_strategy
 from tf_impl.evaluate import extract_features, projections
-from tf_impl.methods import build_model, use_amp
+from tf_impl.methods import build_model
 from tf_impl.optim import build_optimizer, set_learning_rate
 from tf_impl.weights import export_weights
 
@@ -208,7 +208,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.device == "cuda" and not tf.config.list_physical_devices("GPU"):
         raise ConfigError("device: 'cuda' was asked for but TensorFlow sees no GPU")
     tf.keras.utils.set_random_seed(cfg.seed)
-    cfg.amp = use_amp(cfg.amp)  # config.json records what ran
     # a non-chief worker saves its checkpoints to a scratch folder: saving is collective in MWMS
     with RunLifecycle(cfg, _is_chief(strategy), collective_save=True) as life:
         train_split, _, steps = life.open(load_split)  # before anything is written

@@ -33,7 +33,6 @@ from shared.oracle.optim import warmup_cosine
 from shared.run.config import TrainConfig
 from shared.run.errors import ConfigError, RosettaError, RunDirError
 from shared.run.evaluation import evaluate_knn
-from shared.run.hardware import cpu_has_native_bf16
 from shared.run.lifecycle import EpochTally, Hooks, RunLifecycle, ScalarWriter, epoch_bar
 from torch_impl import checkpoint
 from torch_impl.augment import BatchAugment, TwoViews, simclr_augment
@@ -55,14 +54,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def amp_dtype_for(amp: bool | None, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast or ``None``. ``amp=None`` (auto): on for CUDA GPUs with bf16 and for CPUs
-    with native bf16 (``shared.run.hardware``), off otherwise."""
-    if amp is None:
-        amp = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
-    if not amp or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
-        return None
-    return torch.bfloat16
+def amp_dtype_for(amp: bool, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast (``amp``) or ``None`` (float32), on any device that was asked for it.
+
+    Raises:
+        ConfigError: ``amp`` on a CUDA GPU without bf16.
+    """
+    if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("amp: bf16 autocast was asked for, but this GPU has no bf16")
+    return torch.bfloat16 if amp else None
 
 
 def seed_everything(seed: int) -> None:
@@ -170,8 +170,7 @@ def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
     seed_everything(cfg.seed)
     with RunLifecycle(cfg, where.is_main) as life:
         train_split, _, steps = life.open(load_split, _on_main_first)  # before any write
-        cfg.amp = amp_dtype_for(cfg.amp, device) is not None  # config.json records what ran
-        dtype = "mixed_bfloat16" if cfg.amp else "float32"
+        dtype = "mixed_bfloat16" if amp_dtype_for(cfg.amp, device) else "float32"
         model = build_model(cfg, dtype).to(device, memory_format=torch.channels_last)  # NHWC
         optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
         start_epoch = life.restore(HOOKS, model, optimizer, device)

@@ -177,7 +177,7 @@ def make_artifact(run_dir: str, out: Path = ARTIFACT, components: int = 50) -> N
     meta = {
         "source": f"the test split's encoder features h, L2-normalised, {components} singular directions",
         "command": f"python -m torch_impl train --method {cfg.method} --seed {cfg.seed}",
-        "amp": cfg.amp,  # bf16 autocast: on by default on a CPU with native bf16
+        "amp": cfg.amp,  # bf16 autocast: only with --amp
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "epochs": len(epochs),
         "batch_size": cfg.batch_size,

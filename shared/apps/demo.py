@@ -384,7 +384,7 @@ def _report(
     report = [
         f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Wall time {wall:.0f} s on the embedded dataset; {epochs}; "
+        f"Wall time {wall:.0f} s on the embedded dataset; {epochs}; float32 (no --amp); "
         + ("--fast-kernels on." if fast_kernels else "the plain kernels (--fast-kernels off)."),
         "",
     ]

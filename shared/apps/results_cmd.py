@@ -321,7 +321,8 @@ def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path, want: 
         raise RuntimeError(f"{unit.name} failed (exit {rc}); {log}:\n" + "\n".join(tail))
     wall = time.time() - t0
     res = {"name": unit.name, "row": row_of(unit, work), "wall_s": round(wall, 1),
-           "load": [round(load0, 2), round(os.getloadavg()[0], 2)], **want}  # fmt: skip
+           "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
+           "precision": "bfloat16 autocast" if "--amp" in cmd else "float32", **want}  # fmt: skip
     atomic_write_json(marker, res)
     print(f"[results] done  {unit.name} in {wall:.0f} s", flush=True)
     return res

@@ -29,7 +29,6 @@ from shared.oracle.optim import OPTIMIZERS, default_lr
 from shared.oracle.queue import check_momentum, cosine_momentum
 from shared.run.datasets import check_name
 from shared.run.errors import ConfigError, FileFormatError, MissingFileError
-from shared.run.hardware import cpu_has_native_bf16
 
 __all__ = [
     "FRAMEWORKS",
@@ -122,8 +121,8 @@ HELP = {
     "fast_kernels": "the speed-ups of {torch,tf}_impl/fast_kernels.py (TF: Conv3x3's input "
     "gradient as a forward conv, fused per-split BatchNorm; torch: glibc malloc keeps freed "
     "blocks): the same function, TF's float32 rounding differs; off: plain torch.nn and Keras",
-    "amp": "bfloat16 compute, float32 weights; the loss stays float32. Unset: on for GPUs "
-    "and for CPUs with native bf16 (AVX512-BF16/AMX), off otherwise (emulated bf16 is ~12x slower)",
+    "amp": "bfloat16 autocast (bf16 compute, float32 weights; the loss stays float32); off "
+    "(float32) unless asked for, on every host, whatever its bf16 support",
     "device": "auto, cpu or cuda",
     "num_workers": "torch DataLoader workers for --augment per_sample (tf.data autotunes)",
     "seed": "seed of initialisation, data order and augmentation (not of the dataset: --data-seed)",
@@ -266,7 +265,7 @@ class TrainConfig:
     cpu_devices: int = 1
     jit_compile: bool = False
     fast_kernels: bool = False
-    amp: bool | None = None
+    amp: bool = False
     device: str = "auto"
     num_workers: int = 0
     seed: int = 0
@@ -293,8 +292,6 @@ class TrainConfig:
         if cfg.lr is None:
             _at_least("batch_size", cfg.batch_size, 1)  # the default lr is a function of it
             cfg.lr = default_lr(cfg.optimizer, cfg.batch_size) if cfg.optimizer in OPTIMIZERS else 0
-        if cfg.amp is None and cfg.device == "cpu":
-            cfg.amp = cpu_has_native_bf16()
         if cfg.run_dir is None:
             cfg.run_dir = f"runs/{framework}-{cfg.method}"
         if cfg.flip is None:
@@ -453,6 +450,12 @@ class TrainConfig:
             "flip": self.flip,
         }
 
+    @property
+    def precision(self) -> str:
+        """What the step computes in: ``"float32"``, or ``"bfloat16 autocast"`` with ``amp``
+        (float32 weights either way). Recorded in ``metrics.json`` and each epoch's line."""
+        return "bfloat16 autocast" if self.amp else "float32"
+
     def model_kwargs(self) -> dict:
         """The keyword arguments of ``SimCLR(...)`` or ``MoCo(...)``, the same in both frameworks.
 
@@ -556,13 +559,12 @@ FREE_FIELDS = (
     "num_workers",
     "root",
     "download",
-    "amp",
     "framework",
     "strategy",
     "cpu_devices",
 )
-# fast_kernels is not free: like jit_compile it changes TF's float32 rounding, so a resume that
-# flips it continues on another trajectory (allowed with allow_config_change, and recorded).
+# fast_kernels and amp are not free: like jit_compile they change the rounding, so a resume that
+# flips one continues on another trajectory (allowed with allow_config_change, and recorded).
 
 
 def check_resume(saved: TrainConfig, new: TrainConfig) -> list[str]:

@@ -3,7 +3,8 @@
 bfloat16 autocast pays off on a CPU only with native bf16 arithmetic (AVX512-BF16 or AMX). On
 an AVX2-only CPU both frameworks emulate it, and a training step becomes about 12x slower than
 in float32 (measured here: 1.19 s against 0.10 s per SimCLR step on an AMD EPYC with AVX2).
-``amp=None`` ("auto") in ``shared.run.config`` uses this to decide.
+So it is a flag's choice (``--amp``), never the host's: this module only reports what the CPU
+has (the benchmarks record it beside their times).
 """
 
 from __future__ import annotations

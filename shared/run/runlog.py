@@ -461,6 +461,7 @@ class RunLog:
             "framework": config.framework,
             "method": config.method,
             "dataset": config.dataset,
+            "precision": config.precision,
             "epochs": [],
         }
         atomic_write_json(self.run_dir / "config.json", dataclasses.asdict(config))
@@ -487,5 +488,5 @@ class RunLog:
         return (
             f"[{self.data['framework']}/{self.data['method']}] epoch {rec['epoch']:>3}  "
             f"loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  "
-            f"{rec['images_per_s']:.0f} img/s  {rec['time_s']:.1f}s{knn}"
+            f"{rec['images_per_s']:.0f} img/s  {rec['time_s']:.1f}s{knn}  {self.data['precision']}"
         )

@@ -350,3 +350,22 @@ def test_import_and_import_weights_refuse_a_read_only_folder_before_reading(
     assert impl_cli.main("torch", ["import-weights", *weights, "--out", str(ro / "run")]) == 2
     assert f"out: {str(ro / 'run')!r} is not writable" in _one_error_line(capsys)
     assert not any(ro.iterdir())
+
+
+def test_save_weights_replaces_a_link_and_never_writes_through_it(tmp_path):
+    """``export-weights --out``'s writer: a link at the output path is replaced by the file,
+    and the file it pointed to keeps its bytes."""
+    import numpy as np
+
+    from shared.parity.weights import load_weights, save_weights
+
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep me")
+    link = tmp_path / "run" / "weights.npz"
+    link.parent.mkdir()
+    link.symlink_to(outside)
+    save_weights(link, {"w": np.arange(3.0)}, {"method": "simclr"})
+    assert outside.read_bytes() == b"keep me" and not link.is_symlink()
+    state, meta = load_weights(link)
+    assert state["w"].tolist() == [0.0, 1.0, 2.0] and meta["method"] == "simclr"
+    assert [p.name for p in link.parent.iterdir()] == ["weights.npz"]  # no temporary file left

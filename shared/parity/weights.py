@@ -29,6 +29,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +158,21 @@ def check_state(expected: dict[str, tuple], state: dict[str, np.ndarray]) -> Non
 
 
 def save_weights(path, state: dict[str, np.ndarray], meta: dict) -> Path:
-    """Write ``state`` and ``meta`` (method, encoder, framework, versions) to an ``.npz``."""
+    """Write ``state`` and ``meta`` (method, encoder, framework, versions) to an ``.npz``.
+
+    Written to a temporary file beside ``path``, then renamed over it: a symbolic link at
+    ``path`` is replaced, never written through, and a failed write leaves no partial file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, __meta__=json.dumps({"format": FORMAT, **meta}), **state)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=json.dumps({"format": FORMAT, **meta}), **state)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

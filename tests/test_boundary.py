@@ -369,3 +369,21 @@ def test_save_weights_replaces_a_link_and_never_writes_through_it(tmp_path):
     state, meta = load_weights(link)
     assert state["w"].tolist() == [0.0, 1.0, 2.0] and meta["method"] == "simclr"
     assert [p.name for p in link.parent.iterdir()] == ["weights.npz"]  # no temporary file left
+
+
+@pytest.mark.parametrize("command", ["finetune", "export-weights"])
+def test_finetune_and_export_refuse_a_bad_out_before_loading(command, tmp_path, capsys):
+    """``--out FILE`` of finetune and export-weights is checked before the run is loaded: a
+    link there is refused in one line, exit 2, and the file it points to keeps its bytes."""
+    from shared.apps.impl_cli import main
+
+    outside = tmp_path / "outside.json"
+    outside.write_text("keep")
+    out = tmp_path / "out" / "result.json"
+    out.parent.mkdir()
+    out.symlink_to(outside)
+    missing_run = tmp_path / "no-such-run"  # loading it would fail differently
+    code = main("torch", [command, "--run-dir", str(missing_run), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: out:"), err
+    assert "link" in err[0] and outside.read_text() == "keep"

@@ -446,7 +446,16 @@ def check_finetune(framework: str, args) -> None:
         raise ConfigError(f"epochs: expected >= 1 fine-tuning epochs, got {args.epochs}")
 
 
+def _check_out_file(out) -> None:
+    """``--out FILE``: its folder writable and FILE neither a link nor a folder, before work."""
+    from shared.run.runlog import check_output_folder
+
+    if out:
+        check_output_folder(Path(out).parent, "out", (Path(out).name,))
+
+
 def cmd_finetune(pkg: str, args) -> int:
+    _check_out_file(args.out)
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     train, test = _splits(pkg, cfg)
     seed = cfg.seed if args.seed is None else args.seed
@@ -472,6 +481,7 @@ def cmd_finetune(pkg: str, args) -> int:
 def cmd_export_weights(pkg: str, args) -> int:
     from shared.parity.weights import save_weights
 
+    _check_out_file(args.out)
     model, cfg = _mod(pkg, "methods").load_trained(args.run_dir)
     meta = {
         "method": cfg.method,

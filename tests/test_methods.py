@@ -318,6 +318,17 @@ def test_signature_defaults_are_literal_and_the_trained_configuration(framework,
     assert defaults == want
 
 
+def test_one_train_step_signature_for_both_methods_in_both_frameworks():
+    """``train_step(x1, x2, optimizer)`` for SimCLR and MoCo, in torch and in TF: a loop (or a
+    reader) calls every method the same way; MoCo's schedule enters as its ``key_momentum``."""
+    import inspect
+
+    for pkg in ("torch_impl", "tf_impl"):
+        for cls in __import__(f"{pkg}.methods", fromlist=["x"]).METHODS.values():
+            params = list(inspect.signature(cls.train_step).parameters)
+            assert params == ["self", "x1", "x2", "optimizer"], (pkg, cls.__name__, params)
+
+
 def test_torch_split_batchnorm_with_one_split_is_batchnorm2d():
     from torch_impl.split_bn import SplitBatchNorm
 

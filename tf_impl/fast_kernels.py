@@ -100,13 +100,14 @@ class FusedSplitBatchNorm(SplitBatchNorm):
 def apply(model):
     """Swap the fast kernels into a built ``SimCLR``, ``MoCo`` or Keras model, in place.
 
-    Every BatchNorm (Keras's, or a ``SplitBatchNorm``) becomes a :class:`FusedSplitBatchNorm`, and the 2nd to 4th convs of
-    each ``SmallCNN`` become :class:`Conv3x3` (the first needs no input gradient). Only the
+    Every BatchNorm (Keras's, or a ``SplitBatchNorm``) becomes a :class:`FusedSplitBatchNorm`,
+    and the 2nd to 4th convs of each ``SmallCNN`` become :class:`Conv3x3` (the first needs no input gradient). Only the
     layers' classes change: the same objects, weights and weight names. Returns ``model``.
     """
-    from shared.parity.weights import model_parts
+    from shared.parity.weights import METHOD_PARTS, model_parts
 
-    parts = [model] if hasattr(model, "_flatten_layers") else [m for _, m in model_parts(model)]
+    method = getattr(type(model), "method", None) in METHOD_PARTS  # else a Keras model
+    parts = [m for _, m in model_parts(model)] if method else [model]
     for layer in (la for part in parts for la in part._flatten_layers(recursive=True)):
         if type(layer) in (keras.layers.BatchNormalization, SplitBatchNorm):
             layer.num_splits = getattr(layer, "num_splits", 1)

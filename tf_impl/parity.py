@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.parity import golden
+from shared.parity.weights import online_network
 from tf_impl.devices import check_device
 from tf_impl.losses import info_nce, nt_xent
 
@@ -73,7 +74,7 @@ def step_outputs(
     """
     from tf_impl.weights import export_weights, import_weights
 
-    net = model.net if hasattr(model, "net") else model.encoder_q
+    net = online_network(model)
     mixed = net.dtype_policy.name == "mixed_bfloat16"
     if bool(amp) != mixed:
         raise ValueError(
@@ -116,7 +117,7 @@ def _state_after(model, optimizer, grads) -> dict:
     from tf_impl.weights import entries, export_weights
 
     names = {id(v): n for n, v in entries(model)}
-    variables = (model.net if hasattr(model, "net") else model.encoder_q).trainable_weights
+    variables = online_network(model).trainable_weights
     out = {f"grad/{names[id(v)]}": g.numpy() for v, g in zip(variables, grads, strict=True)}
     out.update({f"after/{n}": v for n, v in export_weights(model).items()})
     out.update(

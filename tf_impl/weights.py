@@ -58,9 +58,10 @@ def entries(model):
 
 def export_weights(model) -> dict:
     """Every weight (BN statistics, MoCo's queue and pointer included) in the canonical layout."""
+    from shared.parity.weights import method_state
+
     state = {name: v.numpy() for name, v in entries(model)}  # TF's layout is the canonical one
-    if hasattr(model, "queue"):
-        state.update(queue=model.queue.numpy(), queue_ptr=model.queue_ptr.numpy())
+    state.update({k: v.numpy() for k, v in method_state(model).items()})  # MoCo's queue, ptr
     return state
 
 
@@ -70,15 +71,14 @@ def import_weights(model, state: dict) -> None:
     Raises:
         shared.parity.weights.WeightsError: an unknown, missing or misshapen entry, named.
     """
-    from shared.parity.weights import check_state
+    from shared.parity.weights import check_state, method_state
 
     walk = list(entries(model))
     expected = {name: tuple(v.shape) for name, v in walk}
-    if hasattr(model, "queue"):
-        expected.update(queue=tuple(model.queue.shape), queue_ptr=())
+    extra = method_state(model)  # MoCo's queue (K, D) and pointer ()
+    expected.update({k: tuple(v.shape) for k, v in extra.items()})
     check_state(expected, state)
     for name, v in walk:
         v.assign(tf.cast(state[name], v.dtype))
-    if hasattr(model, "queue"):
-        model.queue.assign(tf.cast(state["queue"], model.queue.dtype))
-        model.queue_ptr.assign(int(state["queue_ptr"]))
+    for k, v in extra.items():
+        v.assign(tf.cast(state[k], v.dtype))

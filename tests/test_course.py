@@ -593,13 +593,13 @@ def test_seed002_loss_is_the_quoted_formula_and_goes_negative():
 
 def test_the_exercise_errata_and_worked_example_d_state_one_formula():
     """The exercise's NumPy starting point is the mean over the anchors of the oracle's
-    ``seed002_raw_cosine_ratio``, which erratum 3 and worked example (d) run."""
-    from shared.oracle.losses import seed002_raw_cosine_ratio
+    ``raw_cosine_ratio_as_quoted``, which erratum 3 and worked example (d) run."""
+    from shared.oracle.losses import raw_cosine_ratio_as_quoted
 
     rng = np.random.default_rng(5)
     for _ in range(10):
         z1, z2 = rng.standard_normal((2, 4, 3)) + 2.0  # positive-leaning: finite values
-        want = float(np.mean(seed002_raw_cosine_ratio(z1, z2)))
+        want = float(np.mean(raw_cosine_ratio_as_quoted(z1, z2)))
         assert math.isclose(E.seed002_loss(z1, z2), want, rel_tol=1e-12)
 
 

@@ -141,23 +141,23 @@ def _without_the_self_term(z1, z2):
 def test_erratum_3_runs_the_formula_it_quotes():
     import numpy as np
 
-    from shared.oracle.losses import seed002_raw_cosine_ratio
+    from shared.oracle.losses import raw_cosine_ratio_as_quoted
 
     assert errata.SEED_RAW_COSINE_LATEX in errata._raw_cosines().quote
     assert errata.SEED_RAW_COSINE_LATEX in errata.OUT.read_text()  # the page quotes it
-    assert "seed002_raw_cosine_ratio" in errata._raw_cosines().why  # it names what it runs
+    assert "raw_cosine_ratio_as_quoted" in errata._raw_cosines().why  # it names what it runs
     formula = _quoted_formula(errata.SEED_RAW_COSINE_LATEX)
     rng = np.random.default_rng(3)
     cases = [(np.array(a, float), np.array(b, float)) for _, a, b in errata.RAW_COSINE_CASES]
     cases += [tuple(rng.standard_normal((2, 5, 3))) for _ in range(20)]
-    assert _agrees(formula, seed002_raw_cosine_ratio, cases)
+    assert _agrees(formula, raw_cosine_ratio_as_quoted, cases)
     # the checker fails on the variant that drops s(z1, z1) from the denominator's sum
     assert not _agrees(formula, _without_the_self_term, cases)
     # by hand, the page's first case: row 0 is -log(1 / (1 + 0.6 - 0.8)) = log(0.8) < 0
-    first = seed002_raw_cosine_ratio(*cases[0])
+    first = raw_cosine_ratio_as_quoted(*cases[0])
     assert first[0] == pytest.approx(np.log(0.8), rel=1e-12) and first[0] < 0
     assert first[1] == pytest.approx(np.log(2.4), rel=1e-12)
-    assert np.isnan(seed002_raw_cosine_ratio(*cases[1])[0])  # 1 - 0.6 - 0.8 < 0
+    assert np.isnan(raw_cosine_ratio_as_quoted(*cases[1])[0])  # 1 - 0.6 - 0.8 < 0
     assert f"= {np.log(0.8):.4f}  negative" in errata.raw_cosine_rows()
 
 

@@ -220,19 +220,19 @@ def test_info_nce_bad_input(q, k, queue, match):
         L.info_nce(q, k, queue, 0.07)
 
 
-def test_seed002_raw_cosine_ratio_against_a_loop():
+def test_raw_cosine_ratio_as_quoted_against_a_loop():
     """The quoted formula, one anchor at a time: -log(1 / (1 + sum_j cos(z2_j, z1_i)))."""
     z1, z2 = rand(11, 4, 3), rand(12, 4, 3)
-    for i, got in enumerate(L.seed002_raw_cosine_ratio(z1, z2)):
+    for i, got in enumerate(L.raw_cosine_ratio_as_quoted(z1, z2)):
         cos = [z1[i] @ b / (np.linalg.norm(z1[i]) * np.linalg.norm(b)) for b in z2]
         den = 1.0 + sum(cos)
         want = -math.log(1.0 / den) if den > 0 else math.nan
         np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
     # the closed form of worked example (d): unit rows, row 0 at 1 + 0.6 - 0.8 = 0.8
-    got = L.seed002_raw_cosine_ratio([[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8], [-0.8, 0.6]])
+    got = L.raw_cosine_ratio_as_quoted([[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8], [-0.8, 0.6]])
     np.testing.assert_allclose(got, [math.log(0.8), math.log(2.4)], rtol=1e-12)
     with pytest.raises(ValueError, match="z2: expected rows with non-zero norm"):
-        L.seed002_raw_cosine_ratio(np.ones((2, 2)), np.zeros((2, 2)))
+        L.raw_cosine_ratio_as_quoted(np.ones((2, 2)), np.zeros((2, 2)))
 
 
 def test_importing_shared_imports_no_framework_and_the_oracle_no_app():

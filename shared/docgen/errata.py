@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.oracle.losses import seed002_raw_cosine_ratio
+from shared.oracle.losses import raw_cosine_ratio_as_quoted
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "errata.md"
 
@@ -100,14 +100,14 @@ RAW_COSINE_CASES = (  # (Z1, Z2): unit rows, so the cosines are the dot products
 
 
 def raw_cosine_rows() -> str:
-    """The quoted formula (:func:`shared.oracle.losses.seed002_raw_cosine_ratio`) on two cases,
+    """The quoted formula (:func:`shared.oracle.losses.raw_cosine_ratio_as_quoted`) on two cases,
     term by term, beside NT-Xent on the same vectors."""
     from shared.oracle.losses import nt_xent
 
     lines = ["L_i = -log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) ), s = cosine"]
     for label, a, b in RAW_COSINE_CASES:
         z1, z2 = np.array(a, dtype=float), np.array(b, dtype=float)
-        cos, loss = z1 @ z2.T, seed002_raw_cosine_ratio(z1, z2)
+        cos, loss = z1 @ z2.T, raw_cosine_ratio_as_quoted(z1, z2)
         lines += ["", label]
         for i, value in enumerate(loss):
             den = 1 + cos[i].sum()
@@ -278,7 +278,7 @@ def _raw_cosines() -> Erratum:
         "use a softmax over exp(sim / tau), a ratio in (0, 1), so their loss is finite and "
         "positive. The run below evaluates the quoted formula exactly, its P(z_1, z_1) term "
         "in the denominator as in erratum 2 "
-        "(`shared.oracle.losses.seed002_raw_cosine_ratio`, which worked example (d) runs too), "
+        "(`shared.oracle.losses.raw_cosine_ratio_as_quoted`, which worked example (d) runs too), "
         "on two pairs of 2-D batches:",
         [Run("The quoted formula on actual numbers (NumPy)", "")],
     )

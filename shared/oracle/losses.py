@@ -35,7 +35,7 @@ Published conventions (see :data:`CONVENTIONS`, each with a tested conversion):
   rescaled by the same factor, which is why MoCo v3 tunes its learning rate with it).
 
 Seed 002's formula, which puts raw cosine similarities into the ratio (no exp, no tau), is
-*not* a loss: see :func:`seed002_raw_cosine_ratio` and ``shared.oracle.worked_examples``.
+*not* a loss: see :func:`raw_cosine_ratio_as_quoted` and ``shared.oracle.worked_examples``.
 
 Zero rows: an all-zero row has no direction, so normalisation is undefined. We raise
 ``ValueError`` rather than add a silent epsilon (torch's ``F.normalize`` clamps the norm at
@@ -68,7 +68,7 @@ __all__ = [
     "nt_xent_loop",
     "nt_xent_shards",
     "nt_xent_terms",
-    "seed002_raw_cosine_ratio",
+    "raw_cosine_ratio_as_quoted",
 ]
 
 
@@ -475,7 +475,7 @@ def info_nce_loop(q, k, queue, temperature: float = 0.07) -> float:
 # --------------------------------------------------------------------------------------------
 # Seed 002's broken formula, kept only to show that it fails.
 # --------------------------------------------------------------------------------------------
-def seed002_raw_cosine_ratio(z1, z2) -> np.ndarray:
+def raw_cosine_ratio_as_quoted(z1, z2) -> np.ndarray:
     """Seed 002's formula as erratum 3 quotes it, per anchor, with ``s`` the raw cosine:
     ``L_i = -log( s(z1_i, z1_i) / (s(z1_i, z1_i) + sum_j s(z2_j, z1_i)) )``.
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.oracle.losses import info_nce_terms, nt_xent, nt_xent_terms, seed002_raw_cosine_ratio
+from shared.oracle.losses import info_nce_terms, nt_xent, nt_xent_terms, raw_cosine_ratio_as_quoted
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results.json"  # the committed results
 
@@ -188,9 +188,11 @@ def example_d() -> Example:
     z1 = np.array([[1.0, 0.0], [0.0, 1.0]])
     z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
     cos = z1 @ z2.T  # (2, 2) unit rows: the cosines are the dot products
-    bad = seed002_raw_cosine_ratio(z1, z2)
+    bad = raw_cosine_ratio_as_quoted(z1, z2)
     ex.add("Seed 002 writes L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )")
-    ex.add("with P = cosine (erratum 3 quotes it; shared.oracle.losses.seed002_raw_cosine_ratio).")
+    ex.add(
+        "with P = cosine (erratum 3 quotes it; shared.oracle.losses.raw_cosine_ratio_as_quoted)."
+    )
     ex.add("z1 = (1, 0), (0, 1);  z2 = (0.6, 0.8), (-0.8, 0.6)")
     ex.add("Cross-view cosines P(z1_i, z2_j):")
     ex.lines += ["   " + s for s in matrix(["z1_0", "z1_1"], ["z2_0", "z2_1"], cos)]
@@ -205,7 +207,7 @@ def example_d() -> Example:
         ("agree", [1.0, 0.0], "z2_0 = z1_0 = (1, 0), the views agree"),
     ):
         other = np.array([first, z2[1]])
-        variants[name] = {"cos": z1 @ other.T, "seed002": seed002_raw_cosine_ratio(z1, other)}
+        variants[name] = {"cos": z1 @ other.T, "seed002": raw_cosine_ratio_as_quoted(z1, other)}
         ex.add(f"With {says}:")
         ex.lines += _seed002_rows(variants[name]["cos"], variants[name]["seed002"], rows=[0])
     ex.add("Opposite views make the log undefined; agreeing views *raise* row 0's 'loss', because")

@@ -69,3 +69,36 @@ def projections() -> tuple[np.ndarray, np.ndarray]:
     """The gather test's global projections: two (N, 5) float64 batches."""
     rng = np.random.default_rng(99)
     return rng.normal(size=(N, 5)), rng.normal(size=(N, 5))
+
+
+# A worker writes ``OUT/steps.done`` once every case's step and the shards are written. Then the
+# training legs it runs (``THIS OUT --train SPEC``): SPEC is a JSON object ``{"first": argv,
+# "then": argv}``. The worker runs the CLI's ``main(first)``, writes ``OUT/first.done`` (its exit
+# status), waits for the test to create ``OUT/go`` (the test's own leg runs meanwhile), then
+# runs ``main(then)``; its exit status is the worker's.
+STEPS_DONE, FIRST_DONE, GO = "steps.done", "first.done", "go"
+
+
+def run_legs(main, out, spec: str, is_main=True, before=None, timeout: float = 600.0) -> int:
+    """Run the two legs of ``spec`` with the CLI's ``main`` (above), calling ``before()`` (if
+    given) before each; ``is_main``: this process writes ``first.done`` (rank 0 of several).
+    Returns the first non-zero exit status, else 0."""
+    import json
+    import time
+    from pathlib import Path
+
+    legs, out = json.loads(spec), Path(out)
+    before = before or (lambda: None)
+    before()
+    code = main(legs["first"])
+    if is_main:
+        (out / FIRST_DONE).write_text(str(code))
+    if code:
+        return code
+    deadline = time.monotonic() + timeout
+    while not (out / GO).exists():
+        if time.monotonic() > deadline:
+            return 124
+        time.sleep(0.05)
+    before()
+    return main(legs["then"])

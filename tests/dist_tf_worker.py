@@ -1,4 +1,6 @@
-"""The TF side of the 2-replica equivalence test: ``python THIS OUT``.
+"""The TF side of the 2-replica equivalence test: ``python THIS OUT``; with ``--train SPEC``,
+then the 2-replica legs of the training test (``run_legs``, ``tests/dist_cases.py``):
+``tf_impl``'s CLI with ``--strategy mirrored --cpu-devices 2``, on the logical CPUs set here.
 
 Splits the CPU into 2 logical devices, then runs each case's step under ``MirroredStrategy``
 with 2 replicas (each taking its half of the batch) inside ``tf_impl.train.compile_step``, and
@@ -24,10 +26,12 @@ from dist_cases import (  # noqa: E402
     KEY_MOMENTUM,
     LR,
     MOMENTUM,
+    STEPS_DONE,
     WEIGHT_DECAY,
     WORLD,
     case_kwargs,
     projections,
+    run_legs,
     views,
 )
 
@@ -100,14 +104,26 @@ def write_single(out: Path) -> None:
         np.savez(out / f"{case}-single.npz", **one_step(case, None))
 
 
-def main() -> None:
+def main() -> int:
     out = Path(sys.argv[1])
     strategy = make_strategy("mirrored", cpu_devices=WORLD)
     assert strategy.num_replicas_in_sync == WORLD, strategy.num_replicas_in_sync
     for case in sorted(CASES):
         np.savez(out / f"{case}-dist.npz", **one_step(case, strategy))
     np.savez(out / "shards.npz", **shards(strategy))
+    (out / STEPS_DONE).touch()
+    if "--train" in sys.argv:
+        from tf_impl.__main__ import main as cli
+
+        def new_keys():
+            """Each leg's MirroredStrategy gets collective keys of its own, as TensorFlow's
+            tests do for several strategies in one process (the same keys with another
+            collective's type or dtype abort the step)."""
+            tf.distribute.MirroredStrategy._collective_key_base += 100_000
+
+        return run_legs(cli, out, sys.argv[sys.argv.index("--train") + 1], before=new_keys)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,6 @@
-"""One torch process of the 2-process equivalence test: ``torchrun --nproc_per_node 2 THIS OUT``.
+"""One torch process of the 2-process equivalence test: ``torchrun --nproc_per_node 2 THIS OUT``,
+and with ``--train SPEC`` then the 2-process legs of the training test (``run_legs``,
+``tests/dist_cases.py``): ``torch_impl``'s CLI in each rank, as ``torchrun -m torch_impl`` runs it.
 
 Also ``python THIS OUT --single`` (or :func:`write_single` in the test's process): the same step
 in one process on the whole batch. Each run writes ``OUT/<case>.npz`` (rank 0): loss (the mean
@@ -22,10 +24,12 @@ from dist_cases import (  # noqa: E402
     LR,
     MOMENTUM,
     SHUFFLE_SEED,
+    STEPS_DONE,
     WEIGHT_DECAY,
     case_kwargs,
     local,
     projections,
+    run_legs,
     views,
 )
 
@@ -90,11 +94,11 @@ def write_single(out: Path) -> None:
         np.savez(out / f"{case}.npz", **one_step(case, True, 0))
 
 
-def main() -> None:
+def main() -> int:
     out, single = Path(sys.argv[1]), "--single" in sys.argv
     if single:
         write_single(out)
-        return
+        return 0
     d = init_from_env(torch.device("cpu"))
     for case in sorted(CASES):
         res = one_step(case, False, d.rank)
@@ -103,9 +107,23 @@ def main() -> None:
     res = shards(d.rank)
     if d.is_main:
         np.savez(out / "shards.npz", **res)
+        (out / STEPS_DONE).touch()
+    code = 0
+    if "--train" in sys.argv:
+        from torch_impl.__main__ import main as cli
+
+        # The ranks keep this process group for both legs: train() would end each leg by
+        # destroying it, and a new group in the same processes reuses the old one's keys in
+        # torchrun's store (gloo then dials the old group's closed ports).
+        destroy, dist.destroy_process_group = dist.destroy_process_group, lambda *a, **k: None
+        try:
+            code = run_legs(cli, out, sys.argv[sys.argv.index("--train") + 1], d.is_main)
+        finally:
+            dist.destroy_process_group = destroy
     if dist.is_initialized():
         dist.destroy_process_group()
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

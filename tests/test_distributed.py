@@ -8,13 +8,18 @@ BatchNorm is made exactly comparable: per-process BN over 2 processes against Sp
 with 2 splits in one process, SyncBatchNorm against BN over the whole batch. The cases are in
 ``tests/dist_cases.py``; the workers are ``tests/dist_torch_worker.py`` and
 ``tests/dist_tf_worker.py``. The 2-process and 2-replica sides run in their own processes (a
-process group, and logical devices that must be set before TensorFlow starts); the one-process
-sides run in the test's process meanwhile.
+process group, and logical devices that must be set before TensorFlow starts): one worker per
+framework for the whole module, which then also runs the 2-process (2-replica) legs of the
+training test; the one-process sides run in the test's process meanwhile.
 """
 
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,30 +29,70 @@ from shared.parity import compare as parity
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from dist_cases import CASES  # noqa: E402
+from dist_cases import CASES, FIRST_DONE, GO, STEPS_DONE  # noqa: E402
 
 
 def _env() -> dict:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
-    )
+class Worker:
+    """A worker process (with its children: torchrun's ranks), its output in ``out/worker.log``;
+    it says how far it got by the files of ``tests/dist_cases.py`` in ``out``."""
+
+    def __init__(self, args: list[str], out: Path):
+        self.out, self.log = out, out / "worker.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+            )
+
+    def output(self) -> str:
+        return self.log.read_text()[-6000:]
+
+    def reached(self, name: str, timeout: float = 240) -> None:
+        """Wait for ``out/name``; fail with the worker's output if it exits first or is late."""
+        deadline = time.monotonic() + timeout
+        while not (self.out / name).exists():
+            assert self.proc.poll() is None, f"exit {self.proc.returncode}: {self.output()}"
+            assert time.monotonic() < deadline, f"no {name} in {timeout} s: {self.output()}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 240) -> None:
+        """Wait for the worker to exit, and check that it succeeded."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self.kill()
+        assert self.proc.returncode == 0, self.output()
+
+    def kill(self) -> None:
+        """Stop the worker and its children, unless they are gone: SIGTERM first, which torchrun
+        passes on to its ranks (each in a session of its own), then SIGKILL."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
 
 
-def _wait(proc: subprocess.Popen, timeout: int = 240) -> None:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+# The command lines a user runs: a 2-process (or 2-replica) epoch, then the same run resumed
+# with the other world size (the queue does not depend on it: every rank holds all of it). The
+# one-process leg runs in the test's process (the same CLI, ``main``); the 2-process and
+# 2-replica legs run in the module's worker, after its steps (``run_legs``, tests/dist_cases.py).
+TRAIN = ["--epochs", "1", "--limit-train", "64", "--batch-size", "16", "--knn-every", "0"]
+METHOD = {"torch": "moco", "tensorflow": "simclr"}
 
 
-def _run(args: list[str], timeout: int = 240) -> None:
-    _wait(_start(args), timeout)
+def _legs(framework: str, run: Path) -> tuple[list[str], str]:
+    """The training test's arguments (a run in ``run``) and the worker's legs, as JSON: the
+    first epoch in 2 processes (replicas), and after the test's leg (epoch 2, in 1) epoch 3."""
+    args = ["train", "--method", METHOD[framework], "--run-dir", str(run), *TRAIN, "--no-progress"]
+    two = ["--strategy", "mirrored", "--cpu-devices", "2"] if framework == "tensorflow" else []
+    then = ["--epochs", "3", "--resume", "--allow-config-change"]  # and back: 1 -> 2
+    return args, json.dumps({"first": [*args, *two], "then": [*args, *then, *two]})
 
 
 def _compare(single: dict, dist: dict, context: str) -> list:
@@ -56,32 +101,55 @@ def _compare(single: dict, dist: dict, context: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def torch_results(tmp_path_factory):
-    """The two ranks under torchrun; meanwhile the one-process side runs in this process
-    (``one_step`` needs no process group)."""
+def torch_worker(tmp_path_factory):
+    """The two ranks under torchrun: the cases' steps, then the training legs; meanwhile the
+    one-process side runs in this process (``one_step`` needs no process group).
+    ``(single, dist, worker, run)``."""
     pytest.importorskip("torch")
     import dist_torch_worker
 
     single, dist = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("dist")
-    worker = str(HERE / "dist_torch_worker.py")
+    run = tmp_path_factory.mktemp("torch-train") / "run"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]  # a free port
-    proc = _start([*torchrun, "--nproc_per_node", "2", worker, str(dist)])
-    dist_torch_worker.write_single(single)
-    _wait(proc)
+    worker = [str(HERE / "dist_torch_worker.py"), str(dist), "--train", _legs("torch", run)[1]]
+    proc = Worker([*torchrun, "--nproc_per_node", "2", *worker], dist)
+    try:
+        dist_torch_worker.write_single(single)
+        yield single, dist, proc, run
+    finally:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def torch_results(torch_worker):
+    single, dist, worker, _ = torch_worker
+    worker.reached(STEPS_DONE)
     return single, dist
 
 
 @pytest.fixture(scope="module")
-def tf_results(tmp_path_factory):
+def tf_worker(tmp_path_factory):
     """The two replicas in a process of their own (its logical CPUs are set before TensorFlow
-    starts); meanwhile the one-replica side runs in this process."""
+    starts): the cases' steps, then the training legs; meanwhile the one-replica side runs in
+    this process. ``(out, worker, run)``."""
     pytest.importorskip("tensorflow")
     import dist_tf_worker
 
     out = tmp_path_factory.mktemp("tf")
-    proc = _start([sys.executable, str(HERE / "dist_tf_worker.py"), str(out)])
-    dist_tf_worker.write_single(out)
-    _wait(proc)
+    run = tmp_path_factory.mktemp("tf-train") / "run"
+    worker = [str(HERE / "dist_tf_worker.py"), str(out), "--train", _legs("tensorflow", run)[1]]
+    proc = Worker([sys.executable, *worker], out)
+    try:
+        dist_tf_worker.write_single(out)
+        yield out, proc, run
+    finally:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def tf_results(tf_worker):
+    out, worker, _ = tf_worker
+    worker.reached(STEPS_DONE)
     return out
 
 
@@ -138,61 +206,46 @@ def test_every_rank_enqueued_every_key(torch_results, tf_results, case):
         assert int(state["after/queue_ptr"]) == per_step % len(state["after/queue"])
 
 
-# The command lines a user runs: a 2-process (or 2-replica) epoch, then the same run resumed
-# with the other world size (the queue does not depend on it: every rank holds all of it). The
-# one-process legs run in this process (the same CLI, ``main``); the 2-process and 2-replica
-# legs need their own processes (a process group; logical CPUs set before TensorFlow starts).
-TRAIN = ["--epochs", "1", "--limit-train", "64", "--batch-size", "16", "--knn-every", "0"]
-
-
 def _world(run_dir: Path) -> int:
-    import json
-
     return json.loads((run_dir / "config.json").read_text())["world_size"]
 
 
 def _epochs(run_dir: Path) -> list[int]:
-    import json
-
     return [e["epoch"] for e in json.loads((run_dir / "metrics.json").read_text())["epochs"]]
 
 
-def test_torchrun_trains_and_resumes_in_one_process(tmp_path):
-    pytest.importorskip("torch")
+def test_torchrun_trains_and_resumes_in_one_process(torch_worker):
+    """``torchrun --nproc_per_node 2`` trains epoch 1 (the worker's ranks run ``torch_impl``'s
+    CLI), one process resumes it for epoch 2, and 2 processes again for epoch 3."""
     from torch_impl.__main__ import main
 
-    run = tmp_path / "run"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    args = ["train", "--method", "moco", "--run-dir", str(run), *TRAIN, "--no-progress"]
-    _run([*torchrun, "--nproc_per_node", "2", "-m", "torch_impl", *args])
+    _, dist, worker, run = torch_worker
+    args, _ = _legs("torch", run)
+    worker.reached(FIRST_DONE)
+    assert (dist / FIRST_DONE).read_text() == "0", worker.output()
     assert _world(run) == 2 and sorted(p.name for p in run.glob("ckpt-*")) == ["ckpt-0001.pt"]
     more = ["--epochs", "2", "--resume", "--allow-config-change"]  # world size 2 -> 1
     assert main([*args, *more]) == 0
     assert _world(run) == 1 and _epochs(run) == [1, 2]
-    more = ["--epochs", "3", "--resume", "--allow-config-change"]  # and back: 1 -> 2
-    _run([*torchrun, "--nproc_per_node", "2", "-m", "torch_impl", *args, *more])
+    (dist / GO).touch()  # and back: 1 -> 2
+    worker.finish()
     assert _world(run) == 2 and _epochs(run) == [1, 2, 3]
 
 
-def test_tf_mirrored_trains_and_resumes_in_one_replica(tmp_path, early_child):
-    pytest.importorskip("tensorflow")
+def test_tf_mirrored_trains_and_resumes_in_one_replica(tf_worker):
+    """``--strategy mirrored --cpu-devices 2`` trains epoch 1 (in the worker, whose TensorFlow
+    has the 2 logical CPUs), one replica resumes it for epoch 2, and 2 replicas for epoch 3."""
     from tf_impl.__main__ import main
 
-    run = tmp_path / "run"
-    args = ["train", "--method", "simclr", "--run-dir", str(run), *TRAIN, "--no-progress"]
-    two = ["--strategy", "mirrored", "--cpu-devices", "2"]
-    more = ["--epochs", "3", "--resume", "--allow-config-change", *two]  # and back: 1 -> 2
-    back = early_child(  # imports TensorFlow now (no device yet), trains after the other legs
-        "import tf_impl.train\nfrom tf_impl.__main__ import main",
-        f"main({[*args, *more]!r})",
-        _env(),
-    )
-    _run([sys.executable, "-m", "tf_impl", *args, *two])
+    out, worker, run = tf_worker
+    args, _ = _legs("tensorflow", run)
+    worker.reached(FIRST_DONE)
+    assert (out / FIRST_DONE).read_text() == "0", worker.output()
     assert _world(run) == 2 and (run / "ckpt").is_dir()
     assert main([*args, "--epochs", "2", "--resume", "--allow-config-change"]) == 0
     assert _world(run) == 1 and _epochs(run) == [1, 2]
-    res = back.wait(timeout=240)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (out / GO).touch()  # and back: 1 -> 2
+    worker.finish()
     assert _world(run) == 2 and _epochs(run) == [1, 2, 3]
 
 

@@ -11,6 +11,11 @@ Devices: by default the tests run on the CPU and every GPU is hidden from them
 host's driver cannot fail a CPU test. ``ROSETTA_TEST_GPU=1 make test`` leaves the GPUs
 visible: the tests that take a device then also run their CUDA cases. The header of the test
 run says which (``pytest_report_header``).
+
+BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1`` unless set), here and in every child:
+OpenBLAS's threads spin while they wait, and on a 2-core host that the frameworks' thread pools
+and other processes share, the pixel probe's logistic regressions
+(``tests/test_shared_misc.py``) took 25 times as long on two threads as on one.
 """
 
 import os
@@ -19,6 +24,7 @@ TEST_GPU = os.environ.get("ROSETTA_TEST_GPU", "0") not in ("", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if not TEST_GPU:
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (torch imports it)
 
 try:  # 1. torch stack first
     import torch  # noqa: F401

@@ -236,53 +236,47 @@ def _float64_drift_is_rounding(method: str, steps: int) -> None:
     )
 
 
-@pytest.mark.slow  # tests/test_docs.py runs the same five steps of both methods, and bounds them
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_two_step_float64_drift_stays_at_rounding(method):
+    """The drift curve of ``shared.docgen.drift`` (docs/step_drift.md) in float64: two steps
+    of each framework's optimiser from the same ported weights (the second from stepped weights
+    and momentum) stay at rounding level. float32 is not bounded here: its first step is
+    :func:`test_one_step_float32_within_the_table`, and after that the two float32 trajectories
+    separate as chaotic training does (the docs report the curve; its size depends on the CPU's
+    kernels)."""
+    _float64_drift_is_rounding(method, 2)
+
+
+@pytest.mark.slow  # test_two_step_float64_drift_stays_at_rounding runs the same code for two steps
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_five_step_float64_drift_stays_at_rounding(method):
-    """The drift curve of ``shared.docgen.drift`` (docs/step_drift.md) in float64: five steps
-    of each framework's optimiser from the same ported weights stay at rounding level. float32
-    is not bounded here: its first step is :func:`test_one_step_float32_within_the_table`, and
-    after that the two float32 trajectories separate as chaotic training does (the docs report
-    the curve; its size depends on the CPU's kernels)."""
+    """:func:`test_two_step_float64_drift_stays_at_rounding` for five steps, as
+    ``tests/test_docs.py::test_step_drift_measurement_holds_now`` measures them."""
     _float64_drift_is_rounding(method, 5)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["simclr", "moco"])
 def test_twenty_step_float64_drift_stays_at_rounding(method):
-    """The docs page's 20 steps; :func:`test_five_step_float64_drift_stays_at_rounding` runs
-    the same code path for five."""
+    """The docs page's 20 steps; :func:`test_two_step_float64_drift_stays_at_rounding` runs
+    the same code path for two."""
     _float64_drift_is_rounding(method, 20)
 
 
-def test_rosetta_parity_level_step_passes(tmp_path):
-    """The command: torch dumps the initial weights and its step, TF imports them and steps,
-    each in its own process; both cases, float64, float32 and the bf16-autocast step, exit
-    status 0 and a table that names the device and the TF32 policy."""
-    import subprocess
-    import sys
+def test_rosetta_parity_level_step_passes(tmp_path, capsys):
+    """The command (``rosetta parity``, its ``main`` here): torch dumps the initial weights and
+    its step, TF imports them and steps, each in its own process; both cases, float64, float32
+    and the bf16-autocast step, exit status 0 and a table that names the device and the TF32
+    policy. The only default test whose dumps run in processes of their own, as a user's do."""
+    import json
 
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shared.apps.cli",
-            "parity",
-            "--level",
-            "step",
-            "--dtypes",
-            "float64",
-            "float32",
-            "bfloat16",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    from shared.apps.cli import main
+    from shared.parity.step_parity import summary_markdown
+
+    argv = ["parity", "--level", "step", "--dtypes", "float64", "float32", "bfloat16"]
+    code = main([*argv, "--device", "cpu", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, out[-2000:] + err[-2000:]
     table = (tmp_path / "parity.md").read_text()
     assert table.startswith("device cpu; TF32 off in both frameworks (no effect on a CPU)")
     assert "| loss | simclr: tensorflow vs torch | bfloat16 |" in table
@@ -290,29 +284,40 @@ def test_rosetta_parity_level_step_passes(tmp_path):
     assert "pinned.after/net/head/bn0/moving_variance (ratio n/(n-1), n=16)" in table
     assert "ptr.after/queue_ptr | moco: tensorflow vs torch | float64" in table
     assert "**NO**" not in table
-    import json
-
-    from shared.parity.step_parity import summary_markdown
-
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     compact = summary_markdown(rows)  # the demo report's step table
     assert compact.count("\n") == 2 + 4 + 4 + 5 + 5 + 1 + 1  # header, rows per case and dtype
     assert "| moco | float64 | queue | 1 | queue.after/queue |" in compact
 
 
-def test_rosetta_parity_random_cases_name_their_seed(tmp_path):
-    """--random N adds N random cases per loss, each reproducible from its seed; the table
-    names the worst case per quantity, and a random case's inputs are the oracle's."""
-    import json
-    import subprocess
-    import sys
+def _dumps_here(cmds: list[list[str]], labels: list[str], env=None) -> bool:
+    """``parity_cmd._run_all`` in this process: each ``python -m PKG ARGS`` it would start is
+    ``PKG``'s ``main(ARGS)``, one after the other; True when all return 0."""
+    import importlib
 
+    for cmd in cmds:
+        assert cmd[1] == "-m", cmd
+        if importlib.import_module(f"{cmd[2]}.__main__").main(cmd[3:]) != 0:
+            return False
+    return True
+
+
+def test_rosetta_parity_random_cases_name_their_seed(tmp_path, monkeypatch, capsys):
+    """--random N adds N random cases per loss, each reproducible from its seed; the table
+    names the worst case per quantity, and a random case's inputs are the oracle's. The command
+    runs in this process, its two dumps too (``_dumps_here``): the dumps' own processes are
+    :func:`test_rosetta_parity_level_step_passes`'."""
+    import json
+
+    from shared.apps import parity_cmd
+    from shared.apps.cli import main
     from shared.oracle.losses import nt_xent
     from shared.parity import golden
 
-    cmd = [sys.executable, "-m", "shared.apps.cli", "parity", "--random", "20", "--seed", "40"]
-    res = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    monkeypatch.setattr(parity_cmd, "_run_all", _dumps_here)
+    code = main(["parity", "--random", "20", "--seed", "40", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, out[-2000:] + err[-2000:]
     rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
     cases = {r["case"] for r in rows}
     assert {f"r{s}" for s in range(40, 60)} <= cases  # 20 random cases, beside the goldens

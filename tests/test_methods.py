@@ -365,11 +365,13 @@ def _cfg(tmp_path, method, **kw):
     return TrainConfig(**base)
 
 
-def test_torch_moco_resume_is_bit_exact_queue_and_pointer_included(tmp_path):
+def test_torch_moco_resume_is_bit_exact_queue_and_pointer_included(tmp_path, trained_run):
+    """The session's one-epoch MoCo run, resumed for a second epoch, ends with the straight
+    run's state, bit for bit: both encoders, the queue and its pointer."""
     from torch_impl.train import train
 
     straight = train(_cfg(tmp_path / "a", "moco"), progress=False)["model"].state_dict()
-    train(_cfg(tmp_path / "b", "moco", epochs=1), progress=False)
+    trained_run("torch", _cfg(tmp_path / "b", "moco", epochs=1))
     resumed = train(_cfg(tmp_path / "b", "moco", resume=True), progress=False)["model"].state_dict()
     assert (
         "queue" in straight

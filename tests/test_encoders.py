@@ -49,7 +49,7 @@ def _walk(layers_of, encoder, framework):
 
 
 def test_both_frameworks_have_every_encoder():
-    from shared.run.config import ENCODER_NAMES
+    from shared.run.encoders import ENCODER_NAMES
 
     assert sorted(pm.ENCODERS) == sorted(tm.ENCODERS) == sorted(FEATURES) == sorted(ENCODER_NAMES)
 

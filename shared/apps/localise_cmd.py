@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from shared.parity.localise import INJECTABLE, format_report, localise
-from shared.run.config import ENCODER_NAMES
+from shared.run.encoders import ENCODER_NAMES
 
 __all__ = ["build_pair", "load_pair", "localise_models", "main"]
 

@@ -28,6 +28,7 @@ from shared.oracle.augment_spec import augment_spec
 from shared.oracle.optim import OPTIMIZERS, default_lr
 from shared.oracle.queue import check_momentum, cosine_momentum
 from shared.run.datasets import check_name
+from shared.run.encoders import ENCODER_HELP, ENCODER_NAMES
 from shared.run.errors import ConfigError, FileFormatError, MissingFileError
 
 __all__ = [
@@ -73,23 +74,13 @@ METHOD_DEFAULTS = {
     },
 }
 
-# the encoders of torch_impl.models.ENCODERS and tf_impl.models.ENCODERS (tests/test_encoders.py)
-ENCODER_NAMES = (
-    "small_cnn",
-    "resnet18_cifar",
-    "resnet18",
-    "resnet50_cifar",
-    "resnet50",
-    "resnet50_samepool",
-)
-
 HELP = {
     "method": "simclr (NT-Xent over the 2N views) or moco (InfoNCE against a key queue)",
     "dataset": "embedded (default, no download), cifar10, cifar100, stl10 or folder:PATH",
     "train_split": "the split trained on: train, or unlabeled (stl10's 100,000 unlabelled images)",
     "root": "where torchvision / tfds keep downloaded datasets",
     "download": "allow downloading the dataset (needs network access)",
-    "encoder": "small_cnn, resnet18_cifar, resnet18, resnet50, resnet50_cifar or resnet50_samepool (ImageNet stem with TF's \"SAME\" max-pool, as SimCLR's checkpoints)",
+    "encoder": ENCODER_HELP,
     "image_size": "side of the augmented crops in pixels (any dataset size is cropped to it)",
     "epochs": "passes over the training split (default: per method)",
     "batch_size": "images per step N; each step sees 2N views",

@@ -139,7 +139,8 @@ def test_same_command_line_same_run_in_both_frameworks():
     cfgs = [
         config_from_args(build_parser(fw).parse_args(["train"])) for fw in ("torch", "tensorflow")
     ]
-    assert cfgs[0] == cfgs[1] == TrainConfig() and cfgs[0].method == "simclr"
+    assert cfgs[0] == cfgs[1] and cfgs[0].method == "simclr" and cfgs[0].recipe == "digits"
+    assert cfgs[0].resolve("torch") == TrainConfig().resolve("torch")  # digits: the defaults
 
 
 def test_fast_kernels_is_off_recorded_and_a_trajectory_field(tmp_path):

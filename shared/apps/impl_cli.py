@@ -113,7 +113,8 @@ def _add_flag(group, f: dataclasses.Field, flag: str) -> None:
     else:
         said = f" (default: {default})"
     text = HELP[f.name] + said
-    kw = {"default": default, "help": argparse.SUPPRESS if f.name in TEST_ONLY else text}
+    # not given: absent from the namespace, so that the recipe's value stands (config_from_args)
+    kw = {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS if f.name in TEST_ONLY else text}
     if str(f.type).startswith("bool"):
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     elif isinstance(f.default, tuple):
@@ -128,11 +129,10 @@ def _flag_type(f: dataclasses.Field):
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The ``TrainConfig`` of parsed ``train`` flags; a field the parser did not offer (the
-    other framework's) keeps its default."""
-    return TrainConfig(
-        **{name: getattr(args, name) for name in TrainConfig.flag_names() if hasattr(args, name)}
-    )
+    """The ``TrainConfig`` of parsed ``train`` flags: ``--recipe``'s values (default: digits),
+    each flag given in place of the recipe's value (``TrainConfig.from_recipe``)."""
+    given = {name: getattr(args, name) for name in TrainConfig.flag_names() if hasattr(args, name)}
+    return TrainConfig.from_recipe(**given)
 
 
 def add_train_args(parser: argparse.ArgumentParser, framework: str | None) -> None:

@@ -30,6 +30,7 @@ from shared.oracle.queue import check_momentum, cosine_momentum
 from shared.run.datasets import check_name
 from shared.run.encoders import ENCODER_HELP, ENCODER_NAMES
 from shared.run.errors import ConfigError, FileFormatError, MissingFileError
+from shared.run.recipes import RECIPES, recipe_values, value_sources
 
 __all__ = [
     "FRAMEWORKS",
@@ -55,26 +56,19 @@ PACKAGES = {"torch": "torch_impl", "tensorflow": "tf_impl"}  # each framework's 
 # swept there: the weight decays (SimCLR's 1e-6 as in its paper; MoCo's 5e-4 as in MoCo's CIFAR
 # demo), the optimisers, and MoCo's key momentum 0.99.
 # lr None: default_lr(optimizer, B).
+# The values live in the recipe "digits" (shared/run/recipes.py), with their sources.
 METHOD_DEFAULTS = {
-    "simclr": {
-        "epochs": 60,
-        "optimizer": "lars",
-        "lr": None,
-        "weight_decay": 1e-6,
-        "temperature": 0.2,
-        "bn_splits": 1,
-    },
-    "moco": {
-        "epochs": 25,
-        "optimizer": "sgd",
-        "lr": 0.015,
-        "weight_decay": 5e-4,
-        "temperature": 0.1,
-        "bn_splits": 2,
-    },
+    method: {
+        k: RECIPES["digits"].values[method][k].value
+        for k in ("epochs", "optimizer", "lr", "weight_decay", "temperature", "bn_splits")
+    }
+    for method in METHODS
 }
 
 HELP = {
+    "recipe": "the setting to start from, each value with its source (docs/recipes.md): "
+    + ", ".join(RECIPES)
+    + "; a flag overrides one value",
     "method": "simclr (NT-Xent over the 2N views) or moco (InfoNCE against a key queue)",
     "dataset": "embedded (default, no download), cifar10, cifar100, stl10 or folder:PATH",
     "train_split": "the split trained on: train, or unlabeled (stl10's 100,000 unlabelled images)",
@@ -95,6 +89,8 @@ HELP = {
     "head_layers": "linear layers in the projection head (>= 1)",
     "crop_scale": "random-resized-crop area range, 0 < MIN <= MAX <= 1",
     "color_strength": "colour-jitter strength s of SimCLR's augmentation, in [0, 1]",
+    "blur": "Gaussian blur of each view with p = 0.5, sigma in [0.1, 2] (default: on above 32 px, "
+    "as SimCLR's ImageNet setting; off at 32 px, as its CIFAR-10 one)",
     "flip": "random horizontal flip of each view, p = 0.5, as in SimCLR (default: off for the "
     "embedded digits, whose mirror images are not digits; on for every other dataset)",
     "augment": "batch (vectorised, per-image parameters) or per_sample (one image at a time)",
@@ -133,6 +129,7 @@ FLAG_GROUPS = {
     "method": (
         "which method, and the settings of its loss and of MoCo's key encoder",
         (
+            "recipe",
             "method",
             "temperature",
             "queue_size",
@@ -152,6 +149,7 @@ FLAG_GROUPS = {
             "image_size",
             "crop_scale",
             "color_strength",
+            "blur",
             "flip",
             "augment",
             "num_workers",
@@ -223,6 +221,7 @@ TEST_ONLY = ("limit_train",)
 class TrainConfig:
     """Every knob of a run; written to ``config.json``. ``None`` means "the method's default"."""
 
+    recipe: str = "digits"
     method: str = "simclr"
     dataset: str = "embedded"
     train_split: str = "train"
@@ -243,6 +242,7 @@ class TrainConfig:
     head_layers: int = 2
     crop_scale: tuple[float, float] = (0.3, 1.0)
     color_strength: float = 0.5
+    blur: bool | None = None  # None: by image size (augment_spec)
     flip: bool | None = None  # None: by dataset (flip_default)
     augment: str = "batch"
     queue_size: int = 512
@@ -269,6 +269,32 @@ class TrainConfig:
     limit_train: int | None = None
     framework: str | None = None
     world_size: int | None = None
+    value_sources: dict | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "digits", **flags) -> TrainConfig:
+        """The recipe's configuration with each of ``flags`` (``TrainConfig`` fields) in place
+        of the recipe's value; not resolved yet.
+
+        Raises:
+            ConfigError: an unknown recipe, a method it has no setting for, or a recipe whose
+                dataset is not bundled (moco-v2's ImageNet) without ``dataset``.
+
+        Example:
+            >>> cfg = TrainConfig.from_recipe("moco-cifar", epochs=2).resolve("torch")
+            >>> cfg.method, cfg.epochs, cfg.queue_size, cfg.symmetric, cfg.head_layers
+            ('moco', 2, 4096, False, 1)
+        """
+        try:
+            method, values = recipe_values(recipe, flags.get("method"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        if values.get("dataset", "") is None and flags.get("dataset") is None:
+            raise ConfigError(
+                f"dataset: recipe {recipe} trains on ImageNet, which is not bundled; expected "
+                "--dataset folder:PATH (a folder of class folders of images)"
+            )
+        return cls(**{**values, **flags, "recipe": recipe, "method": method})
 
     def resolve(self, framework: str, world_size: int | None = 1) -> TrainConfig:
         """A copy with the method's defaults filled in, validated. Raises ``ValueError``.
@@ -277,6 +303,7 @@ class TrainConfig:
         is not known yet (the checks that need it then wait for :meth:`for_world`).
         """
         _choice("framework", framework, FRAMEWORKS)
+        _choice("recipe", self.recipe, tuple(RECIPES))
         _choice("method", self.method, METHODS)
         filled = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
         cfg = replace(self, framework=framework, crop_scale=tuple(self.crop_scale), **filled)
@@ -287,9 +314,22 @@ class TrainConfig:
             cfg.run_dir = f"runs/{framework}-{cfg.method}"
         if cfg.flip is None:
             cfg.flip = flip_default(cfg.dataset)
+        if cfg.blur is None:
+            cfg.blur = (
+                isinstance(cfg.image_size, int) and cfg.image_size > 32
+            )  # augment_spec's rule
         cfg.world_size = world_size
         cfg._validate()
+        cfg.value_sources = self._sources(cfg)
         return cfg
+
+    @staticmethod
+    def _sources(cfg: TrainConfig) -> dict | None:
+        """Where each of the recipe's values came from (``recipes.value_sources``)."""
+        if cfg.method not in RECIPES[cfg.recipe].values:
+            return None  # a Python-built config of another method than its recipe label's
+        lr = default_lr(cfg.optimizer, cfg.batch_size)
+        return value_sources(cfg.recipe, cfg.method, vars(cfg), default_lr=lr)
 
     def for_world(self, world_size: int) -> TrainConfig:
         """This resolved config for ``world_size`` processes or replicas, validated again.
@@ -432,12 +472,13 @@ class TrainConfig:
 
         Example:
             >>> TrainConfig().resolve("torch").augment_kwargs()
-            {'image_size': 32, 'scale': (0.3, 1.0), 'strength': 0.5, 'flip': False}
+            {'image_size': 32, 'scale': (0.3, 1.0), 'strength': 0.5, 'blur': False, 'flip': False}
         """
         return {
             "image_size": self.image_size,
             "scale": tuple(self.crop_scale),
             "strength": self.color_strength,
+            "blur": self.blur,
             "flip": self.flip,
         }
 
@@ -510,7 +551,7 @@ class TrainConfig:
         ]
 
 
-RUNTIME_FIELDS = ("framework", "world_size")  # recorded in config.json, not flags
+RUNTIME_FIELDS = ("framework", "world_size", "value_sources")  # in config.json, not flags
 
 
 def model_defaults(method: str) -> dict:
@@ -553,6 +594,7 @@ FREE_FIELDS = (
     "framework",
     "strategy",
     "cpu_devices",
+    "value_sources",
 )
 # fast_kernels and amp are not free: like jit_compile they change the rounding, so a resume that
 # flips one continues on another trajectory (allowed with allow_config_change, and recorded).

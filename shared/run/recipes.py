@@ -219,8 +219,9 @@ SIMCLR_CIFAR10 = Recipe(
         ),
         (
             "lr schedule",
-            "both warm up linearly, then decay by a cosine; here the cosine is over "
-            "the steps after the warmup",
+            "both warm up linearly, then decay by a cosine over the steps after the warmup "
+            "(WarmUpAndCosineDecay in tf2/model.py); its rate at warmup step s is s / W of the "
+            "peak, this project's (s + 1) / W, so that the first step is not wasted",
         ),
     ),
 )

@@ -265,7 +265,7 @@ def test_demo_trains_cells_at_once_and_starts_parity_after_the_first(monkeypatch
     runs, after, figs = demo.train_cells(
         demo.PAIR, tmp_path, None, 2, then=fake_parity, after_cells=fake_figures
     )
-    assert list(runs) == ["SimCLR (torch)", "MoCo v2 (TF)"] and after == "parity-result"
+    assert list(runs) == ["SimCLR (torch)", "MoCo (TF)"] and after == "parity-result"
     assert figs == sorted(runs)
     kinds = [e[0] for e in events]
     assert kinds[:2] == ["start", "start"]  # both at once

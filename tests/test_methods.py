@@ -502,7 +502,7 @@ def test_demo_end_to_end_one_epoch(tmp_path):
 
     assert demo.main(["--epochs", "1", "--out", str(tmp_path)]) == 0
     rep = json.loads((tmp_path / "report.json").read_text())
-    assert rep["parity_ok"] and set(rep["cells"]) == {"SimCLR (torch)", "MoCo v2 (TF)"}
+    assert rep["parity_ok"] and set(rep["cells"]) == {"SimCLR (torch)", "MoCo (TF)"}
     for cell in rep["cells"].values():
         assert cell["epochs"] == 1 and 0 < cell["train_wall_s"] < rep["wall_s"]
         assert set(cell["eval"]) == {cell["method"], "random_init", "raw_pixels"}

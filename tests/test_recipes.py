@@ -170,3 +170,24 @@ def test_the_recipes_page_is_generated_from_the_table():
                 assert f"[{v.source}](#{v.source})" in page
     for title, read in SOURCES.values():
         assert f"{title}. {read}." in page
+
+
+def test_demo_and_results_take_a_recipe():
+    """``rosetta demo --recipe R`` trains R's method in both frameworks; ``rosetta results
+    --recipe R`` passes it to every run, and refuses the digits' sweeps and fine-tunes."""
+    import argparse
+
+    from shared.apps import demo, results_cmd
+
+    assert demo.demo_cells(False, "simclr-cifar10") == [
+        ("torch", "simclr"),
+        ("tensorflow", "simclr"),
+    ]
+    assert demo.demo_cells(True) == demo.MATRIX and demo.demo_cells(False) == demo.PAIR
+    ns = argparse.Namespace(recipe="moco-cifar", only=None, train_args="--epochs 1")
+    assert results_cmd._recipe_plan(ns) == (("cells",), ["--recipe", "moco-cifar", "--epochs", "1"])
+    ns.only = "cells,sweeps"
+    with pytest.raises(ConfigError, match="^only: the sweeps and fine-tunes are the digits"):
+        results_cmd._recipe_plan(ns)
+    digits = argparse.Namespace(recipe="digits", only=None, train_args="")
+    assert results_cmd._recipe_plan(digits) == (("cells", "finetune", "sweeps"), [])

@@ -1,7 +1,7 @@
 """``make demo`` / ``rosetta demo``: the whole pipeline in one command, with a report.
 
-1. SimCLR (torch) and MoCo v2 (TF), the design's pair, train on the embedded dataset, each in
-   its own process (``--matrix``: all four cells, {SimCLR, MoCo} x {torch, TF}, with the same
+1. SimCLR (torch) and MoCo (TF), the design's pair, train on the embedded dataset (the recipe
+   ``digits``; ``--recipe`` another), each in its own process (``--matrix``: all four cells, {SimCLR, MoCo} x {torch, TF}, with the same
    per-method hyperparameters, and a 2x2 table in ``matrix.md`` / ``matrix.json``);
 2. both are evaluated by ``shared.run.evaluation`` beside the random-init and raw-pixel baselines;
 3. the parity checks run (``rosetta parity``, loss and step levels);
@@ -29,10 +29,12 @@ from shared.apps import parity_cmd
 from shared.parity.step_parity import summary_markdown as step_summary
 from shared.run.config import PACKAGES
 from shared.run.evaluation import KS, PROTOCOL
+from shared.run.recipes import RECIPES
 
 PAIR = [("torch", "simclr"), ("tensorflow", "moco")]
 MATRIX = [("torch", "simclr"), ("tensorflow", "simclr"), ("torch", "moco"), ("tensorflow", "moco")]
-LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "torch", "tensorflow": "TF"}
+# "MoCo", not "MoCo v2": what trains on the digits is the recipe "digits" (docs/recipes.md)
+LABEL = {"simclr": "SimCLR", "moco": "MoCo", "torch": "torch", "tensorflow": "TF"}
 
 
 # The training-time kNN monitor (the curve in curves.png) every 10 epochs, not the CLI's 5:
@@ -83,15 +85,17 @@ def train_cell(
     epochs: int | None,
     threads: int | None = None,
     fast_kernels: bool = False,
+    recipe: str = "digits",
 ) -> dict:
     """Train and evaluate one cell in one subprocess (``train --eval``); return its metrics,
     eval and timings.
 
     ``threads``: the intra-op threads of the cell's process (``None``: the frameworks'
-    default, every core). ``fast_kernels``: train with ``--fast-kernels``."""
+    default, every core). ``fast_kernels``: train with ``--fast-kernels``. ``recipe``: the
+    ``--recipe`` it trains (``shared.run.recipes``)."""
     py, pkg, env = sys.executable, PACKAGES[framework], thread_env(threads)
     run_dir = out / f"{framework}-{method}"
-    extra = ["--epochs", str(epochs)] if epochs is not None else []
+    extra = ["--recipe", recipe] + (["--epochs", str(epochs)] if epochs is not None else [])
     extra += ["--fast-kernels"] if fast_kernels else []
     t_start = time.time()  # wall clock: compared with a file's modification time
     _run(
@@ -153,6 +157,7 @@ def train_cells(
     then=None,
     after_cells=None,
     fast_kernels: bool = False,
+    recipe: str = "digits",
 ) -> tuple[dict, object, object]:
     """Every cell, ``jobs`` at a time, each with ``cores // jobs`` threads; then ``then()``
     (the parity checks), which starts as soon as a worker is free, so that it overlaps the
@@ -170,7 +175,7 @@ def train_cells(
     with ThreadPoolExecutor(jobs) as pool:
         futures = {
             f"{LABEL[m]} ({LABEL[f]})": pool.submit(
-                train_cell, f, m, out, epochs, threads, fast_kernels
+                train_cell, f, m, out, epochs, threads, fast_kernels, recipe
             )
             for f, m in cells
         }
@@ -193,6 +198,19 @@ def train_cells(
         runs = {label: fut.result() for label, fut in futures.items()}
         made = after_cells(runs) if after_cells is not None else None
         return runs, (later[0].result() if later else None), made
+
+
+def demo_cells(matrix: bool, recipe: str = "digits") -> list[tuple[str, str]]:
+    """The ``(framework, method)`` cells the demo trains: the pair (or with ``matrix`` the 2x2)
+    of the digits, or another recipe's method in both frameworks.
+
+    Example:
+        >>> demo_cells(False), demo_cells(False, "moco-cifar")
+        ([('torch', 'simclr'), ('tensorflow', 'moco')], [('torch', 'moco'), ('tensorflow', 'moco')])
+    """
+    if recipe == "digits":
+        return MATRIX if matrix else PAIR
+    return [(f, m) for f, m in MATRIX if m in RECIPES[recipe].values]
 
 
 def _trained(cell: dict) -> dict:
@@ -376,6 +394,7 @@ def _report(
     figs: list[str],
     matrix: bool,
     fast_kernels: bool = False,
+    recipe: str = "digits",
 ) -> None:
     acc, bar = _accuracy_tables(runs)
     epochs = ", ".join(
@@ -384,7 +403,8 @@ def _report(
     report = [
         f"# contrastive-rosetta demo ({time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Wall time {wall:.0f} s on the embedded dataset; {epochs}; float32 (no --amp); "
+        f"Wall time {wall:.0f} s; recipe {recipe} (docs/recipes.md); {epochs}; float32 "
+        "(no --amp); "
         + ("--fast-kernels on." if fast_kernels else "the plain kernels (--fast-kernels off)."),
         "",
     ]
@@ -414,7 +434,8 @@ def _report(
     from shared.run.runlog import atomic_write_json
 
     atomic_write_json(
-        out / "report.json", {**report_json(runs, wall, parity_ok), "fast_kernels": fast_kernels}
+        out / "report.json",
+        {**report_json(runs, wall, parity_ok), "fast_kernels": fast_kernels, "recipe": recipe},
     )
     print("\n".join(acc))
     print("\n".join(bar))
@@ -447,6 +468,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>)")
     ap.add_argument(
+        "--recipe",
+        default="digits",
+        choices=list(RECIPES),
+        help="the setting every cell trains (docs/recipes.md; default digits, the tuned pair on "
+        "the embedded digits); another recipe trains its method in both frameworks",
+    )
+    ap.add_argument(
         "--fast-kernels",
         action=argparse.BooleanOptionalAction,
         default=FAST_KERNELS,
@@ -472,7 +500,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
-    cells = MATRIX if args.matrix else PAIR
+    cells = demo_cells(args.matrix, args.recipe)
     threading.Thread(target=_preload_figure_modules, daemon=True).start()  # while cells train
     try:
         runs, (rows, parity_ok, step_rows, step_ok), figs = train_cells(
@@ -483,6 +511,7 @@ def main(argv=None) -> int:
             then=lambda: _parity(out, 1 if args.jobs > 1 else None),
             after_cells=lambda runs: _figures(out, runs),  # while the parity checks finish
             fast_kernels=args.fast_kernels,
+            recipe=args.recipe,
         )
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -496,7 +525,9 @@ def main(argv=None) -> int:
         + step_summary(step_rows)
     )
     wall = time.perf_counter() - t0
-    _report(out, runs, wall, parity_ok, parity_md, figs, args.matrix, args.fast_kernels)
+    _report(
+        out, runs, wall, parity_ok, parity_md, figs, args.matrix, args.fast_kernels, args.recipe
+    )
     n = len(rows) + len(step_rows)
     print(f"parity: {'PASS' if parity_ok else 'FAIL'} ({n} comparisons, loss and step levels)")
     print(f"report: {out / 'report.md'}  (wall time {wall:.0f} s)")

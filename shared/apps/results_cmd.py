@@ -42,6 +42,7 @@ from shared.run.errors import ConfigError, FileFormatError, MissingFileError, Ru
 from shared.run.evaluation import KS, PROTOCOL
 from shared.run.hardware import cpu_model, versions
 from shared.run.published import RESULTS, decide, entry_from_rows
+from shared.run.recipes import RECIPES
 from shared.run.runlog import atomic_write_json, exclusive_lock
 
 FRACTIONS = (0.01, 0.1, 1.0)
@@ -573,6 +574,25 @@ def check_work(work: Path) -> None:
         ) from e
 
 
+def _recipe_plan(args) -> tuple[tuple, list[str]]:
+    """``--only``'s parts and every run's extra train flags (``--recipe`` first).
+
+    Raises:
+        ConfigError: an unknown part, or the digits' sweeps or fine-tunes with another recipe.
+    """
+    default = "cells,finetune,sweeps" if args.recipe == "digits" else "cells"
+    only = tuple((args.only or default).split(","))
+    if bad := set(only) - {"cells", "finetune", "sweeps"}:
+        raise ConfigError(f"only: expected a subset of cells,finetune,sweeps, got {sorted(bad)}")
+    if args.recipe != "digits" and set(only) != {"cells"}:
+        raise ConfigError(
+            f"only: the sweeps and fine-tunes are the digits recipe's; with --recipe "
+            f"{args.recipe}, expected --only cells, got {','.join(only)}"
+        )
+    recipe = ["--recipe", args.recipe] if args.recipe != "digits" else []  # digits: the default
+    return only, [*recipe, *args.train_args.split()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rosetta results", description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per cell (>= 1)")
@@ -583,7 +603,16 @@ def main(argv: list[str] | None = None) -> int:
         "--figure", default=None, help="the figure (default: matrix_curves.png beside --out)"
     )
     ap.add_argument(
-        "--only", default="cells,finetune,sweeps", help="a subset of cells,finetune,sweeps"
+        "--only",
+        default=None,
+        help="a subset of cells,finetune,sweeps (default: all three; cells with --recipe)",
+    )
+    ap.add_argument(
+        "--recipe",
+        default="digits",
+        choices=list(RECIPES),
+        help="the setting every run trains (docs/recipes.md; default digits): another recipe "
+        "trains its method's cells in both frameworks",
     )
     ap.add_argument(
         "--fractions", default=",".join(f"{f:g}" for f in FRACTIONS), help="labelled fractions"
@@ -605,11 +634,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         raise ConfigError(f"seeds, jobs: expected >= 1, got {args.seeds}, {args.jobs}")
-    only = tuple(args.only.split(","))
-    if bad := set(only) - {"cells", "finetune", "sweeps"}:
-        raise ConfigError(f"only: expected a subset of cells,finetune,sweeps, got {sorted(bad)}")
+    only, train_args = _recipe_plan(args)
     fractions = tuple(float(x) for x in args.fractions.split(","))
     units = plan(args.seeds, fractions, only=only)
+    if args.recipe != "digits":
+        units = [u for u in units if u.method in RECIPES[args.recipe].values]
     work = Path(args.work)
     t0 = time.time()
     print(f"[results] {len(units)} units, {args.jobs} at a time, under {work}", flush=True)
@@ -626,12 +655,12 @@ def main(argv: list[str] | None = None) -> int:
         todo = units
         if args.match:
             todo = [u for u in units if any(m in u.name for m in args.match.split(","))]
-        done = run(todo, work, args.jobs, args.train_args.split())
-        done.update(recorded(units, work, args.train_args.split(), done))
+        done = run(todo, work, args.jobs, train_args)
+        done.update(recorded(units, work, train_args, done))
     for u in sweep_seed_units(args.seeds):  # a sweep value's other seeds, where they were run
         if u.name not in done and (work / u.name / "unit.json").exists():
             if not args.assemble:
-                recorded([u], work, args.train_args.split(), done)  # the same command's
+                recorded([u], work, train_args, done)  # the same command's
             done[u.name] = {**read_json(work / u.name / "unit.json")}
             done[u.name]["row"] = row_of(u, work)
     results = assemble(units, done, args.seeds)
@@ -646,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
                 if u.name in done:
                     done[u.name]["row"] = row_of(u, work)
         else:
-            done.update(run(extra, work, args.jobs, args.train_args.split()))
+            done.update(run(extra, work, args.jobs, train_args))
         results = assemble(units + extra, done, args.seeds)
     results["runs"] = [
         {"name": n, "seed": r["row"]["seed"], "wall_s": r["wall_s"], "load": r["load"]}
@@ -666,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
             "data_seed": 0,
             "threads_per_unit": 1,
             "method_defaults": METHOD_DEFAULTS,
+            "recipe": args.recipe,
         },  # fmt: skip
     }
     out = Path(args.out)

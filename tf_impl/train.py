@@ -178,19 +178,19 @@ def run_epoch(
 ) -> dict:
     """One pass: per step, set lr (and m), then the compiled step. Returns the epoch record.
 
+    The step's loss stays a tensor; the tally reads the kept losses every ``LOSS_READ_EVERY``
+    steps and at the epoch's end (one host synchronisation each).
     ``on_step``: called with each step's loss (a float), e.g. to record the curve."""
-    tally = EpochTally(on_step)
+    tally = EpochTally(on_step, read=lambda xs: tf.stack(xs).numpy().astype(float).tolist())
     bar = epoch_bar(dataset, steps, f"tf/{cfg.method}", epoch, cfg.epochs, progress)
     for i, (x1, x2) in enumerate(bar):
         step = epoch * steps + i
         lr = cfg.lr * warmup_cosine(step, cfg.warmup_epochs * steps, cfg.epochs * steps)
         set_learning_rate(optimizer, lr)
         m = cfg.key_momentum_at(step, cfg.epochs * steps)
-        loss = float(
-            step_fn(x1, x2, tf.constant([cfg.seed, step], tf.int32), tf.constant(m, tf.float64))
-        )
-        tally.add(loss, int(x1.shape[0]), i + 1)  # the global batch
-        bar.set_postfix(loss=f"{loss:.3f}")
+        loss = step_fn(x1, x2, tf.constant([cfg.seed, step], tf.int32), tf.constant(m, tf.float64))
+        if (read := tally.add(loss, int(x1.shape[0]), i + 1)) is not None:  # the global batch
+            bar.set_postfix(loss=f"{read:.3f}")
     return tally.record(epoch, lr)
 
 

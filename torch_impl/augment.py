@@ -182,12 +182,33 @@ class BatchAugment:
         return x.clamp_(0.0, 1.0)
 
     def _color(self, x, apply, factors, order) -> torch.Tensor:
+        """Each image meets each jitter op once, in its own order; only where ``apply``.
+
+        Two schedules of the same arithmetic, equal bit for bit (tests/test_data_path.py): on
+        the CPU each op runs on the images that take it at that position (gathered by
+        ``nonzero``, faster on a CPU at the digits' batch of 64); on an accelerator each op runs on
+        every image and ``torch.where`` keeps the right ones, because ``nonzero`` makes the
+        host wait for the device.
+        """
+        if x.device.type != "cpu":
+            return self._color_where(x, apply, factors, order)
         y = x.clone()
-        for pos in range(4):  # each image meets each op once, in its own order
+        for pos in range(4):
             for op in range(4):
                 idx = torch.nonzero(apply & (order[:, pos] == op)).squeeze(1)
                 if idx.numel():
                     y[idx] = self._jitter_op(op, y[idx], factors[idx, op])
+        return y
+
+    def _color_where(self, x, apply, factors, order) -> torch.Tensor:
+        """:meth:`_color` without a host synchronisation: every op on every image, kept by mask."""
+        y = x
+        for pos in range(4):
+            out = y
+            for op in range(4):
+                keep = (apply & (order[:, pos] == op))[:, None, None, None]
+                out = torch.where(keep, self._jitter_op(op, y, factors[:, op]), out)
+            y = out
         return y
 
     @staticmethod

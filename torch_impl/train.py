@@ -79,12 +79,15 @@ def knn_monitor(model, train, test, device="cpu") -> float:
     return evaluate_knn(ftr, train.labels, fte, test.labels)["knn_top1"]
 
 
-def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0):
+def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0, device=None):
     """This rank's view pairs ``(x1, x2)`` of the epoch, in an order fixed by (seed, epoch).
 
     Each step's global batch of ``batch_size`` images is the same for any world size W; rank r
     takes its contiguous ``batch_size / W`` of them (``--augment per_sample``: a
-    ``DistributedSampler``, re-shuffled each epoch with ``set_epoch``).
+    ``DistributedSampler``, re-shuffled each epoch with ``set_epoch``, on the CPU's workers).
+
+    ``device``: where the batched augmentation runs, the model's device: the epoch's uint8
+    images go there once and the views are made there (``None``: the CPU).
     """
     world = cfg.world_size or 1
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -107,7 +110,8 @@ def epoch_batches(cfg: TrainConfig, split, epoch: int, steps: int, rank: int = 0
         )
         return ((v1, v2) for v1, v2, _ in loader)
     batch_aug = BatchAugment(**cfg.augment_kwargs())
-    x = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
+    x = torch.from_numpy(split.images).permute(0, 3, 1, 2)  # uint8 (N, 3, S, S)
+    x = x.to(device or "cpu").contiguous()  # one copy per epoch; the views are made there
     order = torch.randperm(len(x), generator=gen)[: steps * cfg.batch_size]
     n = cfg.batch_size // world
     mine = order.view(steps, world, n)[:, rank]  # (steps, n): this rank's share of each batch
@@ -119,9 +123,11 @@ def run_epoch(
 ) -> dict:
     """One pass: per step, set lr (and m), then ``model.train_step``. Returns the epoch record.
 
+    The step's loss stays on the device; the tally reads the kept losses every
+    ``LOSS_READ_EVERY`` steps and at the epoch's end (one host synchronisation each).
     ``on_step``: called with each step's loss (a float), e.g. to record the curve."""
     model.train()
-    tally = EpochTally(on_step)
+    tally = EpochTally(on_step, read=_read_losses)
     bar = epoch_bar(batches, steps, f"torch/{cfg.method}", epoch, cfg.epochs, ctx["progress"])
     for i, (x1, x2) in enumerate(bar):
         step = epoch * steps + i
@@ -131,18 +137,19 @@ def run_epoch(
             model.key_momentum = cfg.key_momentum_at(step, cfg.epochs * steps)
         x1, x2 = (v.to(ctx["device"], memory_format=torch.channels_last) for v in (x1, x2))
         loss = model.train_step(x1, x2, optimizer)
-        loss = _global_mean(loss).item()  # the same value on every rank: all stop together
-        tally.add(loss, cfg.batch_size, i + 1)
-        bar.set_postfix(loss=f"{loss:.3f}")
+        if (read := tally.add(loss.detach(), cfg.batch_size, i + 1)) is not None:
+            bar.set_postfix(loss=f"{read:.3f}")
     return tally.record(epoch, lr)
 
 
-def _global_mean(loss: torch.Tensor) -> torch.Tensor:
+def _read_losses(losses: list[torch.Tensor]) -> list[float]:
+    """The kept step losses as floats in one transfer, averaged over the ranks (the same
+    values on every rank, so that all stop together on a non-finite one)."""
+    stacked = torch.stack(losses)  # float64 runs keep float64
     if world_size() > 1:
-        loss = loss.clone()
-        dist.all_reduce(loss)
-        loss /= world_size()
-    return loss
+        dist.all_reduce(stacked)
+        stacked /= world_size()
+    return stacked.tolist()
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -180,7 +187,7 @@ def _train(cfg: TrainConfig, where: Dist, progress: bool) -> dict:
         ctx = {"device": device, "progress": progress and sys.stderr.isatty() and where.is_main}
 
         def one_epoch(epoch: int) -> dict:
-            batches = epoch_batches(cfg, train_split, epoch, steps, where.rank)
+            batches = epoch_batches(cfg, train_split, epoch, steps, where.rank, device)
             return run_epoch(model, optimizer, cfg, batches, epoch, steps, ctx)
 
         return life.result(life.run_epochs(start_epoch, one_epoch))

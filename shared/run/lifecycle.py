@@ -109,31 +109,71 @@ def epoch_bar(batches, steps: int, label: str, epoch: int, epochs: int, shown: b
     )
 
 
+# Steps between two reads of the losses: each read is one host synchronisation (a GPU waits for
+# the host only there), so a step does not wait for the one before it to finish.
+LOSS_READ_EVERY = 25
+
+
 class EpochTally:
     """One epoch's mean loss, throughput and time, and the guard against a non-finite loss.
 
-    ``on_step``: called with each step's loss (a float), e.g. to record the curve.
+    The framework hands each step's loss as it is (a device scalar, unread); the tally keeps
+    them and reads them all at once with ``read`` every ``every`` steps and at the epoch's end,
+    so the loop synchronises with the device once per ``every`` steps, not once per step.
+
+    Args:
+        on_step: called with each step's loss (a float), in step order, when it is read.
+        read: ``[loss, ...] -> [float, ...]`` in one transfer (torch: ``torch.stack(xs)
+            .tolist()``); default ``float`` of each.
+        every: steps between two reads.
     """
 
-    def __init__(self, on_step: Callable[[float], Any] | None = None):
-        self.on_step = on_step
+    def __init__(
+        self,
+        on_step: Callable[[float], Any] | None = None,
+        read: Callable[[list], list] | None = None,
+        every: int = LOSS_READ_EVERY,
+    ):
+        self.on_step, self.every = on_step, every
+        self.read = read or (lambda xs: [float(x) for x in xs])
         self.t0, self.total, self.seen = time.perf_counter(), 0.0, 0
+        self.pending: list = []
+        self.last: float | None = None
 
-    def add(self, loss: float, images: int, step: int) -> None:
-        """Count one step's ``loss`` over its (global) batch of ``images``.
+    def add(self, loss, images: int, step: int) -> float | None:
+        """Keep one step's ``loss`` over its (global) batch of ``images`` (``step``: 1-based in
+        the epoch); every ``every`` steps, read the kept ones (:meth:`flush`).
+
+        Returns:
+            The newest loss read now, or ``None`` when nothing was read.
+        """
+        self.pending.append((loss, images, step))
+        return self.flush() if len(self.pending) >= self.every else None
+
+    def flush(self) -> float | None:
+        """Read the kept losses in one transfer and count them.
 
         Raises:
-            FloatingPointError: ``loss`` is NaN or infinite (``step``: 1-based in the epoch);
+            FloatingPointError: a loss is NaN or infinite (named with its step);
                 :meth:`RunLifecycle.run_epochs` turns it into a ``NonFiniteError``.
         """
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at step {step}")
-        if self.on_step is not None:
-            self.on_step(loss)
-        self.total, self.seen = self.total + loss * images, self.seen + images
+        if not self.pending:
+            return None
+        values = self.read([loss for loss, _, _ in self.pending])
+        for value, (_, images, step) in zip(values, self.pending, strict=True):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} at step {step}")
+            if self.on_step is not None:
+                self.on_step(value)
+            self.total, self.seen = self.total + value * images, self.seen + images
+        self.pending.clear()
+        self.last = values[-1]
+        return self.last
 
     def record(self, epoch: int, lr: float) -> dict:
-        """The epoch's record: ``{"epoch" (1-based), "loss", "lr", "images_per_s", "time_s"}``."""
+        """The epoch's record: ``{"epoch" (1-based), "loss", "lr", "images_per_s", "time_s"}``;
+        the losses not read yet are read first."""
+        self.flush()
         elapsed = time.perf_counter() - self.t0
         return {
             "epoch": epoch + 1,

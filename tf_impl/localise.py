@@ -29,12 +29,12 @@ import tensorflow as tf
 from shared.parity.localise import INJECTABLE
 from shared.parity.weights import model_parts
 from tf_impl import models
+from tf_impl.pair import call_and_tape
 from tf_impl.weights import entries, export_weights, import_weights
 
 __all__ = ["inject_model", "layer_outputs", "named_layers", "optimizer_step"]
 
 keras = tf.keras
-TRAINABLE = ("kernel", "bias", "gamma", "beta")
 KINDS = (
     (keras.layers.Conv2D, "conv", ("kernel", "bias")),
     (keras.layers.Dense, "dense", ("kernel", "bias")),
@@ -109,23 +109,9 @@ def _unit(inject):
 
 
 def _run_layer(fn, roles: dict, rec: dict, dtype) -> dict:
-    """One call of ``fn`` on the record's input and its backward from the record's ``gy``."""
-    params = {r: v.value for r, v in roles.items() if r in TRAINABLE}  # Keras 3 -> tf.Variable
-    x = tf.constant(rec["x"], dtype)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        for v in params.values():
-            tape.watch(v)
-        y = fn(x)
-    grads = tape.gradient(
-        y, [x, *params.values()], output_gradients=tf.constant(rec["gy"], y.dtype)
-    )
-    out = {"forward": y.numpy(), "grad/input": grads[0].numpy()}
-    out.update({f"grad/{r}": g.numpy() for r, g in zip(params, grads[1:])})
-    for r in ("moving_mean", "moving_variance"):
-        if r in roles:
-            out[f"running/{r}"] = roles[r].numpy().copy()
-    return out
+    """One call of ``fn`` on the record's input and its backward from the record's ``gy``:
+    ``tf_impl.pair.call_and_tape``, the one layer runner of both localisers."""
+    return call_and_tape(fn, roles, rec["x"], rec["gy"], dtype)
 
 
 def layer_outputs(model, records: dict, inject: str | None = None) -> dict:

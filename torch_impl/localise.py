@@ -15,11 +15,11 @@ import torch
 from shared.parity.localise import PROBE
 from shared.parity.weights import from_canonical, to_canonical
 from torch_impl.models import normalize
+from torch_impl.pair import run_layer
 from torch_impl.weights import entries, export_weights, import_weights
 
 __all__ = ["capture", "layer_outputs", "named_layers", "optimizer_step"]
 
-TRAINABLE = ("kernel", "bias", "gamma", "beta")
 SLOT_NAMES = {"momentum_buffer": "momentum", "exp_avg": "m", "exp_avg_sq": "v"}
 
 
@@ -138,25 +138,9 @@ def _records(layers: dict, seen: dict, heads: dict, seed: int) -> dict:
 
 
 def _run_layer(kind: str, fn, roles: dict, rec: dict, like: torch.Tensor) -> dict:
-    """One training-mode call of ``fn`` on the record's input and its backward from ``gy``."""
-    params = {r: t for r, t in roles.items() if r in TRAINABLE}
-    flags = {r: t.requires_grad for r, t in params.items()}
-    x = _to_torch(rec["x"], like).requires_grad_()
-    try:
-        for t in params.values():
-            t.requires_grad_(True)
-        y = fn(x)
-        grads = torch.autograd.grad(y, [x, *params.values()], _to_torch(rec["gy"], like))
-    finally:
-        for r, t in params.items():
-            t.requires_grad_(flags[r])
-    out = {"forward": _canonical(y), "grad/input": _canonical(grads[0])}
-    for (r, _), g in zip(params.items(), grads[1:]):
-        out[f"grad/{r}"] = to_canonical(kind, r, g.numpy(), "torch")
-    for r in ("moving_mean", "moving_variance"):
-        if r in roles:
-            out[f"running/{r}"] = roles[r].detach().numpy().copy()
-    return out
+    """One training-mode call of ``fn`` on the record's input and its backward from ``gy``:
+    ``torch_impl.pair.run_layer``, the one layer runner of both localisers."""
+    return run_layer(kind, fn, roles, rec["x"], rec["gy"], dtype=like.dtype)
 
 
 def layer_outputs(model, records: dict) -> dict:

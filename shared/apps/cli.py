@@ -5,6 +5,8 @@
     rosetta demo [--matrix]     the main job (see shared/apps/demo.py)
     rosetta results [--seeds 3] every published accuracy, with its spread (shared/apps/results_cmd.py)
     rosetta parity              torch vs TF vs NumPy on the goldens (see shared/apps/parity_cmd.py)
+    rosetta localise --torch F:M --keras F:M --input-shape N,C,H,W
+                                where your own two models disagree (shared/apps/pair_cmd.py)
     rosetta port RUN --to F     a run of one framework as a run of the other (shared/apps/port.py)
     rosetta import CKPT ...     an official SimCLR or MoCo checkpoint as a run (shared/apps/import_cmd.py)
     rosetta bench               the benchmarks (see benchmarks/)
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         add_help=False,
     )
     sub.add_parser("parity", help="compare torch, TF and NumPy on the goldens", add_help=False)
+    sub.add_parser(
+        "localise",
+        help="port your own torch module and Keras model, name the first layer that differs",
+        add_help=False,
+    )
     sub.add_parser("port", help="a run of one framework becomes a run of the other", add_help=False)
     sub.add_parser(
         "import",
@@ -150,6 +157,10 @@ def _dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         from shared.apps.import_cmd import main as import_main
 
         return import_main(rest)
+    if args.cmd == "localise":
+        from shared.apps.pair_cmd import main as localise
+
+        return localise(rest)
     if args.cmd == "parity":
         from shared.apps.parity_cmd import main as parity
 

@@ -31,6 +31,7 @@ Everything here is NumPy: arrays are in the canonical layout (NHWC activations, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,11 +60,20 @@ CATALOGUE_ROWS = {
     "SGD with momentum": 4,
     "Adam's epsilon": 5,
     "L2 normalisation clamp": 7,
+    "Python floats in float64 TF": 6,
+    "GELU's tanh approximation": 17,
+    "LayerNorm epsilon": 18,
+    "SAME padding in a stride-2 depthwise conv": 19,
+    "activation folded into a Keras layer": 20,
+    "flatten order before a Dense": 21,
 }
-INJECTABLE = tuple(CATALOGUE_ROWS)  # each can be left unaligned (tf_impl.localise.inject_model)
+# the rows that tf_impl.localise.inject_model can leave unaligned in the project's own models
+INJECTABLE = tuple(list(CATALOGUE_ROWS)[:6])
+PAIR_KINDS = ("conv", "dwconv", "dense", "bn", "ln", "embedding")  # shared.parity.pair.KINDS
 PROBE = 1e-8  # the scale of the normalisation stage's probe row
 KERAS_BN = {"momentum": 0.99, "epsilon": 1e-3}  # keras.layers.BatchNormalization's defaults
 KERAS_L2_EPSILON = 1e-12  # tf.math.l2_normalize's default clamp of the squared norm
+KERAS_LN_EPSILON = 1e-3  # keras.layers.LayerNormalization's default (torch's: 1e-5)
 
 
 def group_of_quantity(quantity: str) -> str:
@@ -152,17 +162,29 @@ def compare_layers(
 # NumPy models of TF's unaligned conventions, each on one layer's captured input and weights.
 
 
-def _conv_same(rec: dict) -> np.ndarray:
-    """A conv with Keras's ``padding="same"``: ``(k - s)`` padding split 0 before, 1 after."""
+def _same_pad(rec: dict) -> np.ndarray:
+    """The record's input padded as Keras's ``padding="same"`` pads it: the total
+    ``(ceil(size / s) - 1) s + k - size`` split ``total // 2`` before, the rest after."""
     x, k, s = rec["x"], rec["before"]["kernel"], rec["config"]["stride"]
-    kh, kw = k.shape[:2]
     pads = []
-    for size, kern in ((x.shape[1], kh), (x.shape[2], kw)):
+    for size, kern in ((x.shape[1], k.shape[0]), (x.shape[2], k.shape[1])):
         total = max((-(-size // s) - 1) * s + kern - size, 0)
         pads.append((total // 2, total - total // 2))
-    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::s, ::s]
-    return np.einsum("bhwcij,ijco->bhwo", win, k, optimize=True)
+    return np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+def _conv_same(rec: dict) -> np.ndarray:
+    """A conv (or, for kind ``dwconv``, a depthwise conv, output channel ``c m + j``) with
+    Keras's ``padding="same"``, plus the bias if the layer has one."""
+    k, s = rec["before"]["kernel"], rec["config"]["stride"]
+    xp = _same_pad(rec)
+    win = np.lib.stride_tricks.sliding_window_view(xp, k.shape[:2], axis=(1, 2))[:, ::s, ::s]
+    if rec["kind"] == "dwconv":
+        y = np.einsum("bhwcij,ijcm->bhwcm", win, k, optimize=True)
+        y = y.reshape(*y.shape[:3], -1)
+    else:
+        y = np.einsum("bhwcij,ijco->bhwo", win, k, optimize=True)
+    return y + rec["before"].get("bias", 0.0)
 
 
 def _bn_moments(rec: dict):
@@ -201,7 +223,13 @@ def _biased_variance(rec: dict, quantity: str, _settings: dict):
 
 
 def _same_padding(rec: dict, quantity: str, _settings: dict):
-    return _conv_same(rec) if quantity == "forward" and rec["config"]["stride"] > 1 else None
+    """Keras's "same" at stride 2: the layer's output, or (after a ``ZeroPadding2D`` that
+    mimics it) the padded input that Keras's own forward pass gives the layer."""
+    if rec["config"].get("stride", 1) < 2:
+        return None
+    if quantity == "input":
+        return _same_pad(rec)
+    return _conv_same(rec) if quantity == "forward" else None
 
 
 def _keras_clamp(rec: dict, quantity: str, _settings: dict):
@@ -237,14 +265,112 @@ def _stock_optimizer(name: str):
     return model
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+ACTIVATIONS = {  # NumPy models of the activations a Keras layer may fold in (by name)
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "tanh": np.tanh,
+    "softmax": lambda x: (
+        np.exp(x - x.max(-1, keepdims=True))
+        / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)
+    ),
+    "gelu": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+    "silu": lambda x: x / (1 + np.exp(-x)),
+    "swish": lambda x: x / (1 + np.exp(-x)),
+}
+
+
+def _gelu(x: np.ndarray, approximate: bool, constant=float) -> np.ndarray:
+    """GELU as ``tf.nn.gelu`` computes it, its cast constants passed through ``constant``
+    (``np.float32``: TF's ``math_ops.cast`` of a Python float): exact,
+    ``0.5 x erfc(-x c)`` with ``c = 1 / sqrt(2)`` cast; tanh's, ``0.5 x (1 + tanh(sqrt(2 / pi)
+    (x + k x^3)))`` with ``k = 0.044715`` cast."""
+    if approximate:
+        k = float(constant(0.044715))
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + k * x**3)))
+    c = float(constant(1 / math.sqrt(2)))
+    return 0.5 * x * np.vectorize(math.erfc, otypes=[np.float64])(-x * c)
+
+
+def _gelu_prev(rec: dict, quantity: str):
+    """The previous layer's output, if it is where this layer's input came from."""
+    prev, x = rec.get("prev"), rec["x"]
+    if quantity != "input" or prev is None or np.shape(prev) != np.shape(x):
+        return None
+    return prev
+
+
+def _gelu_other(rec: dict, quantity: str, _settings: dict):
+    """The other GELU on the previous layer's output: tanh's where torch's input is the exact
+    GELU (``F.gelu``'s default; ``keras.ops.gelu``'s is ``approximate=True``), and back; with
+    exact constants or TF's float32-rounded ones (candidates)."""
+    prev = _gelu_prev(rec, quantity)
+    if prev is None:
+        return None
+    torch_exact = np.abs(rec["x"] - _gelu(prev, False)).max()
+    other = torch_exact <= np.abs(rec["x"] - _gelu(prev, True)).max()
+    return [_gelu(prev, other, c) for c in (float, np.float32)]
+
+
+def _float32_constant(rec: dict, quantity: str, _settings: dict):
+    """The exact GELU with ``1 / sqrt(2)`` rounded to float32: TF's ``tf.cast`` of a Python float
+    (``keras.ops.gelu(x, approximate=False)`` in float64)."""
+    prev = _gelu_prev(rec, quantity)
+    if prev is None or np.abs(rec["x"] - _gelu(prev, False)).max() > 1e-6:
+        return None
+    return _gelu(prev, False, np.float32)
+
+
+def _ln_keras_eps(rec: dict, quantity: str, _settings: dict):
+    """LayerNorm over the last axis with Keras's default epsilon, 1e-3."""
+    if quantity != "forward":
+        return None
+    x = rec["x"]
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + KERAS_LN_EPSILON)
+    return y * rec["before"].get("gamma", 1.0) + rec["before"].get("beta", 0.0)
+
+
+def _folded_activation(rec: dict, quantity: str, _settings: dict):
+    """The activation folded into the previous Keras layer, applied to torch's value: the
+    layer's input, or (stage ``output``) the model's output."""
+    act = ACTIVATIONS.get(rec["config"].get("folded", "linear"))
+    wanted = "forward" if rec["kind"] == "output" else "input"
+    return None if act is None or quantity != wanted else act(rec["x"])
+
+
+def _flatten_nhwc(rec: dict, quantity: str, _settings: dict):
+    """torch's flattened (C, H, W) features re-flattened in Keras's (H, W, C) order; C from the
+    previous layer's output (the channels survive pooling), H = W."""
+    prev, x = rec.get("prev"), rec["x"]
+    if quantity != "input" or prev is None or np.ndim(prev) != 4 or x.ndim != 2:
+        return None
+    c = prev.shape[-1]
+    hw = x.shape[1] // c
+    h = math.isqrt(hw)
+    if h * h * c != x.shape[1] or hw < 2:
+        return None
+    return x.reshape(-1, c, h, h).transpose(0, 2, 3, 1).reshape(x.shape)
+
+
 # catalogue row -> (layer kinds it applies to, model of TF's output under the unaligned convention)
 HYPOTHESES = {
     "stride-2 conv padding": (("conv",), _same_padding),
     "BN running variance": (("bn",), _biased_variance),
     "BN momentum and epsilon": (("bn",), _keras_bn),
-    "SGD with momentum": (("conv", "dense", "bn"), _stock_optimizer("sgd")),
-    "Adam's epsilon": (("conv", "dense", "bn"), _stock_optimizer("adam")),
+    "SGD with momentum": (PAIR_KINDS, _stock_optimizer("sgd")),
+    "Adam's epsilon": (PAIR_KINDS, _stock_optimizer("adam")),
     "L2 normalisation clamp": (("normalize",), _keras_clamp),
+    "Python floats in float64 TF": (PAIR_KINDS, _float32_constant),
+    "GELU's tanh approximation": (PAIR_KINDS, _gelu_other),
+    "LayerNorm epsilon": (("ln",), _ln_keras_eps),
+    "SAME padding in a stride-2 depthwise conv": (("dwconv",), _same_padding),
+    "activation folded into a Keras layer": ((*PAIR_KINDS, "output"), _folded_activation),
+    "flatten order before a Dense": (("dense",), _flatten_nhwc),
 }
 
 
@@ -265,11 +391,13 @@ def explain(
         if predicted is None:
             continue
         tried.append(name)
-        r = compare_leaf(
-            name, tf_value, predicted, dtype=dtype, quantity=group_of_quantity(quantity)
-        )
-        if r.passed:
-            found.append((name, CATALOGUE_ROWS[name], r.worst_margin))
+        margins = [
+            compare_leaf(name, tf_value, p, dtype=dtype, quantity=group_of_quantity(quantity))
+            for p in (predicted if isinstance(predicted, list) else [predicted])
+        ]
+        best = min(margins, key=lambda r: r.worst_margin)
+        if best.passed:
+            found.append((name, CATALOGUE_ROWS[name], best.worst_margin))
     return found, tried
 
 

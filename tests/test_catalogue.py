@@ -31,6 +31,12 @@ EXPECT = {
     "resize_antialias": (None, 1e-5),
     "same_max_pool": (0.1, 0.0),
     "moco_queue_layout": (None, 0.0),
+    # porting differences (rosetta localise names each: tests/test_localise_pair.py)
+    "gelu_approximation": (1e-4, 1e-12),
+    "layer_norm_epsilon": (1e-2, 1e-12),
+    "depthwise_same_padding": (0.1, 1e-12),
+    "folded_activation": (0.1, 1e-12),
+    "flatten_order": (0.1, 1e-12),
 }
 
 

@@ -364,6 +364,104 @@ def moco_queue_layout() -> dict:
     }
 
 
+def _dense(kernel: np.ndarray, **kw):
+    """A built float64 ``keras.layers.Dense`` holding ``kernel`` (in, out) and a zero bias."""
+    layer = tf.keras.layers.Dense(kernel.shape[1], dtype="float64", **kw)
+    layer.build((None, kernel.shape[0]))
+    layer.kernel.assign(kernel)
+    return layer
+
+
+def gelu_approximation() -> dict:
+    """torch's GELU is exact by default; ``keras.ops.gelu`` is the tanh approximation."""
+    x = RNG.standard_normal(64) * 3
+    pt = F.gelu(torch.from_numpy(x)).numpy()
+    default = tf.keras.ops.gelu(x).numpy()
+    aligned = (0.5 * x * (1 + tf.keras.ops.erf(x / np.sqrt(2)))).numpy()  # a float64 sqrt(2)
+    return {
+        "name": "GELU's tanh approximation",
+        "torch": "`F.gelu`, `nn.GELU()`: exact, `x Phi(x)` (erf)",
+        "tf": '`keras.ops.gelu(x)`: `approximate=True`, the tanh form (`Activation("gelu")` is exact)',
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "porting: `0.5 x (1 + keras.ops.erf(x / sqrt(2)))` (`keras.ops.gelu(x, approximate=False)` is exact too, but TF casts its 1 / sqrt(2) through float32, row 6), or torch's `approximate=\"tanh\"`; `rosetta localise` names it at the next layer's input",
+    }
+
+
+def layer_norm_epsilon() -> dict:
+    """LayerNorm's epsilon: torch 1e-5, Keras 1e-3; it matters where a row's variance is small."""
+    x = RNG.standard_normal((4, 8)) * 0.05
+    pt = F.layer_norm(torch.from_numpy(x), (8,)).numpy()
+    default = tf.keras.layers.LayerNormalization(dtype="float64")(x).numpy()
+    aligned = tf.keras.layers.LayerNormalization(epsilon=1e-5, dtype="float64")(x).numpy()
+    return {
+        "name": "LayerNorm epsilon",
+        "torch": "`nn.LayerNorm`: eps 1e-5",
+        "tf": "`keras.layers.LayerNormalization`: epsilon 1e-3",
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "porting: `LayerNormalization(epsilon=1e-5)`; `rosetta localise` names it at the LayerNorm's forward",
+    }
+
+
+def depthwise_same_padding() -> dict:
+    """A stride-2 3x3 depthwise conv: torch pads (1, 1); Keras's "SAME" (0, 1) on even inputs."""
+    from shared.parity.pair import canonical_to_torch
+
+    x = RNG.standard_normal((1, 8, 8, 2))
+    k = RNG.standard_normal((3, 3, 2, 1))
+    w = torch.from_numpy(canonical_to_torch("dwconv", "kernel", k).copy())
+    pt = F.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), w, stride=2, padding=1, groups=2)
+    pt = pt.permute(0, 2, 3, 1).numpy()
+    same = tf.nn.depthwise_conv2d(x, k, [1, 2, 2, 1], "SAME").numpy()
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    aligned = tf.nn.depthwise_conv2d(padded, k, [1, 2, 2, 1], "VALID").numpy()
+    return {
+        "name": "SAME padding in a stride-2 depthwise conv",
+        "torch": "`Conv2d(C, C, 3, 2, padding=1, groups=C)`: 1 pixel on every side",
+        "tf": '`DepthwiseConv2D(3, 2, padding="same")`: 0 before, 1 after (even input)',
+        "effect": float(np.abs(pt - same).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": 'porting: `ZeroPadding2D(1)` and `padding="valid"`; `rosetta localise` names it at the depthwise conv (`keras.applications` pads (0, 1) with `correct_pad`)',
+    }
+
+
+def folded_activation() -> dict:
+    """An activation folded into a Keras layer (``activation="softmax"`` on the head): torch's
+    ``Linear`` returns the logits."""
+    x, w = RNG.standard_normal((4, 6)), RNG.standard_normal((6, 3))
+    pt = F.linear(torch.from_numpy(x), torch.from_numpy(w.T.copy())).numpy()
+    default = _dense(w, activation="softmax")(x).numpy()
+    aligned = _dense(w)(x).numpy()
+    return {
+        "name": "activation folded into a Keras layer",
+        "torch": "`nn.Linear`, `nn.Conv2d`: no activation; `nn.ReLU` etc. are modules of their own",
+        "tf": '`Dense(..., activation="relu")`, a `"softmax"` classifier head (`keras.applications`)',
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "porting: the same activation on both sides (or none on the head); `rosetta localise` runs each Keras layer without it and names it at the next layer's input or the output",
+    }
+
+
+def flatten_order() -> dict:
+    """Flattening a feature map before a Dense: torch's order is (C, H, W), Keras's (H, W, C)."""
+    x, w = RNG.standard_normal((2, 3, 2, 2)), RNG.standard_normal((4, 12))  # NCHW; Linear (out, in)
+    pt = F.linear(torch.from_numpy(x).flatten(1), torch.from_numpy(w)).numpy()
+    nhwc = x.transpose(0, 2, 3, 1)
+    flatten = tf.keras.layers.Flatten(dtype="float64")
+    default = _dense(w.T)(flatten(nhwc)).numpy()
+    chw = flatten(tf.keras.layers.Permute((3, 1, 2), dtype="float64")(nhwc))
+    aligned = _dense(w.T)(chw).numpy()
+    return {
+        "name": "flatten order before a Dense",
+        "torch": "`torch.flatten(x, 1)` of (N, C, H, W): channel-major",
+        "tf": "`Flatten()` of (N, H, W, C): channel-minor",
+        "effect": float(np.abs(pt - default).max()),
+        "aligned": float(np.abs(pt - aligned).max()),
+        "how": "porting: `Permute((3, 1, 2))` before `Flatten()` (or permute the Dense kernel's rows); `rosetta localise` names it at the Dense's input",
+    }
+
+
 ROWS = [
     conv_padding,
     bn_running_variance,
@@ -381,6 +479,11 @@ ROWS = [
     resize_antialias,
     same_max_pool,
     moco_queue_layout,
+    gelu_approximation,
+    layer_norm_epsilon,
+    depthwise_same_padding,
+    folded_activation,
+    flatten_order,
 ]
 AGREEMENTS = {"hue_rotation", "resize_antialias"}  # rows that record an agreement, not a difference
 

@@ -248,8 +248,10 @@ def localise_pair(
     k = _discover("keras", kp.discover, keras_model, xk)
     pairs = match_layers(t[0], k[0], name_map)
     _port(tp, kp, t, k, pairs, port)
-    t, k = tp.discover(torch_model, x), kp.discover(keras_model, xk)
-    pairs = match_layers(t[0], k[0], name_map)
+    if port == "torch-to-keras":  # the inputs each layer sees in the ported model
+        k = kp.discover(keras_model, xk)
+    elif port == "keras-to-torch":
+        t = tp.discover(torch_model, x)
     records, t_in, k_in = _records(tp, pairs, t, k, seed)
     torch_out, keras_out = _layer_outputs(tp, kp, pairs, t, k, records, t_in, k_in)
     lr = lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-3)

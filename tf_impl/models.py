@@ -322,3 +322,21 @@ def dtype_policy(dtype: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def _simclr_resnet(depth: int, width: int, sk: bool):
+    """A builder of google-research/simclr's ResNet (``tf_impl.simclr_resnet``)."""
+
+    def build(bn_splits: int = 1):
+        from tf_impl.simclr_resnet import SimCLRResNet
+
+        return SimCLRResNet(depth, width, sk, bn_splits)
+
+    return build
+
+
+# google-research/simclr's other ResNets, simclr_r<depth>_<width>x_sk<0|1> (depths 50-152, widths
+# 1x-4x, selective kernels): registered last, so the definitions above keep their lines
+from shared.run.encoders import SIMCLR_RESNETS  # noqa: E402
+
+ENCODERS.update({name: _simclr_resnet(*spec) for name, spec in SIMCLR_RESNETS.items()})

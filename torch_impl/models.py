@@ -256,3 +256,21 @@ def check_views(x1, x2, min_batch: int = 2) -> None:
 def normalize(z: torch.Tensor) -> torch.Tensor:
     """Row-wise L2 normalisation in float32 (float64 stays float64), as the losses do."""
     return F.normalize(z if z.dtype == torch.float64 else z.float(), dim=1)
+
+
+def _simclr_resnet(depth: int, width: int, sk: bool):
+    """A builder of google-research/simclr's ResNet (``torch_impl.simclr_resnet``)."""
+
+    def build(bn_splits: int = 1, views: int = 1) -> nn.Module:
+        from torch_impl.simclr_resnet import SimCLRResNet
+
+        return SimCLRResNet(depth, width, sk, bn_splits, views)
+
+    return build
+
+
+# google-research/simclr's other ResNets, simclr_r<depth>_<width>x_sk<0|1> (depths 50-152, widths
+# 1x-4x, selective kernels): registered last, so the definitions above keep their lines
+from shared.run.encoders import SIMCLR_RESNETS  # noqa: E402
+
+ENCODERS.update({name: _simclr_resnet(*spec) for name, spec in SIMCLR_RESNETS.items()})

@@ -6,7 +6,9 @@ The MoCo checkpoint is what ``main_moco.py`` saves (``{"epoch", "arch", "state_d
 the SimCLR one a TF1 checkpoint whose variables are named as ``resnet.py`` and
 ``model_util.py`` create them, with EMA shadows, LARS slots, ``global_step`` and a supervised
 head. The expected features come from torchvision (MoCo) and from the import's own
-``tf.nn`` reference, written from the official code (SimCLR).
+``tf.nn`` reference, written from the official code (SimCLR). SimCLR's other variants (EMA
+copies, no head, fine-tuned heads, selective kernels, widths, depths):
+``tests/test_import_variants.py``.
 """
 
 import json
@@ -97,19 +99,17 @@ def test_moco_v2_imports_and_matches_torchvision(tmp_path, framework, capsys):
 # --- SimCLR TF1 ------------------------------------------------------------------------
 
 
-def simclr_variables(
-    layers=3, width=1, sk=False, classes=10, seed=0, extras=True, kernels=True
-) -> dict:
+def simclr_variables(layers=3, classes=10, seed=0, extras=True) -> dict:
     """The variables of an official SimCLR checkpoint, named as ``tf.layers`` names them while
-    ``resnet.py`` builds a ResNet-50 (stem, then per block: projection first, three convs) and
-    ``model_util.py`` the heads; with LARS ``Momentum`` slots, EMA shadows and global_step.
-    ``kernels=False``: the convolution kernels are zeros of their shapes (checkpoints refused by
-    their names and shapes, before a value is read; drawing a 2x-wide ResNet's takes seconds)."""
+    ``resnet.py`` builds a ResNet-50 1x (stem, then per block: projection first, three convs)
+    and ``model_util.py`` the heads; with LARS ``Momentum`` slots, EMA shadows and global_step.
+    The other variants (selective kernels, widths, depths, EMA copies, no head):
+    tests/test_import_variants.py."""
     rng = np.random.default_rng(seed)
     v, count = {}, {}
 
     def normal(std, shape):
-        return rng.normal(0, std, shape) if kernels else np.zeros(shape, np.float32)
+        return rng.normal(0, std, shape)
 
     def auto(base):
         i = count[base] = count.get(base, -1) + 1
@@ -127,21 +127,15 @@ def simclr_variables(
         v[f"{auto('conv2d')}/kernel"] = normal(np.sqrt(2 / (k * k * cin)), (k, k, cin, cout))
         bn(cout)
 
-    w = 64 * width
-    if sk:  # ResNet-D stem of sk_ratio > 0: three 3x3 convs
-        conv(3, 3, w // 2), conv(3, w // 2, w // 2), conv(3, w // 2, w)
-    else:
-        conv(7, 3, w)
+    w = 64
+    conv(7, 3, w)
     cin = w
     for n, f in zip((3, 4, 6, 3), (w, 2 * w, 4 * w, 8 * w)):
         for b in range(n):
             if b == 0:
                 conv(1, cin, 4 * f)
             conv(1, cin, f)
-            if sk:  # sk_conv2d: a doubled 3x3 conv and two 1x1 mixing convs
-                conv(3, f, 2 * f), conv(1, f, 32), conv(1, 32, 2 * f)
-            else:
-                conv(3, f, f)
+            conv(3, f, f)
             conv(1, f, 4 * f)
             cin = 4 * f
     for j in range(layers):
@@ -223,13 +217,8 @@ def test_simclr_tf1_imports_and_matches_the_official_forward(tmp_path, framework
             lambda v: {**v, "base_model/batch_normalization_3/gamma": np.ones(3, np.float32)},
             "has shape (3,), expected (64,)",
         ),
-        (lambda v: simclr_variables(sk=True, extras=False, kernels=False), "selective kernels"),
-        (
-            lambda v: simclr_variables(width=2, extras=False, kernels=False),
-            "width 2x is not supported",
-        ),
     ],
-    ids=["unknown", "missing", "shape", "sk", "width2x"],
+    ids=["unknown", "missing", "shape"],
 )
 def test_bad_simclr_checkpoints_are_one_line_exit_2_and_no_run(tmp_path, change, message, capsys):
     write_tf1(tmp_path / "model.ckpt-1", change(simclr_variables(layers=2)))
@@ -297,11 +286,11 @@ def test_an_imported_run_ports_to_the_other_framework(tmp_path):
 def test_a_failed_proof_names_the_first_layer_and_writes_no_run(tmp_path, monkeypatch, capsys):
     """Mapped to torchvision's max-pool (padding 1) instead of the official "SAME" one, the
     proof fails at the first layer after the pool, layer1.0.conv1 (canonical conv1)."""
-    from shared.run import official
+    from shared.run import simclr_tf1
 
-    real = official.simclr_config
+    real = simclr_tf1.simclr_config
     monkeypatch.setattr(
-        official, "simclr_config", lambda info: {**real(info), "encoder": "resnet50"}
+        simclr_tf1, "simclr_config", lambda info: {**real(info), "encoder": "resnet50"}
     )
     write_tf1(tmp_path / "model.ckpt-1", simclr_variables(layers=2, extras=False))
     code = import_official(tmp_path / "model.ckpt-1", "simclr-tf1", "torch", tmp_path / "run",

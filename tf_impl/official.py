@@ -1,7 +1,8 @@
 """The official checkpoints, TensorFlow's side: read google-research/simclr's TF1 checkpoints,
-run the independent reference (a ``tf.nn`` forward of the checkpoint's variables, written from
-the official ``resnet.py`` and ``model_util.py``), and record each layer's output of our model
-for the import's proof.
+run the independent reference (a ``tf.nn`` forward of the checkpoint's variables by their
+official names, written from the official ``resnet.py`` and ``model_util.py``: any depth and
+width, selective kernels, the ``ema_model/`` copy, the supervised head), and record each
+layer's output of our model for the import's proof.
 
 ``torch_impl.official`` is the same three functions for the format torch reads (MoCo's
 ``.pth.tar``). The name mapping between them is framework-free: ``shared.run.official``.
@@ -57,11 +58,27 @@ class _Names:
         return f"base_model/{base}" + (f"_{i}" if i else "")
 
 
-def _conv(x, v: dict, names: _Names, stride: int, out: dict):
+class _Vars:
+    """The checkpoint's variables of one copy: ``v[name]`` reads ``ema_model/<name>`` for
+    ``weights="ema"`` where it exists, ``<name>`` otherwise; as a constant of ``dtype``."""
+
+    def __init__(self, checkpoint: dict, weights: str, dtype):
+        self.ck, self.dtype = checkpoint, dtype
+        self.prefix = "ema_model/" if weights == "ema" else ""
+
+    def get(self, name: str):
+        a = self.ck.get(self.prefix + name)
+        return self.ck.get(name) if a is None else a
+
+    def __getitem__(self, name: str):
+        return tf.constant(self.get(name), self.dtype)
+
+
+def _conv(x, v: _Vars, names: _Names, stride: int, out: dict):
     """resnet.py ``conv2d_fixed_padding``: stride > 1 pads (k - 1) // 2 before, the rest after,
     then VALID; stride 1 is SAME."""
     scope = names.next("conv2d")
-    k = tf.constant(v[f"{scope}/kernel"], x.dtype)
+    k = v[f"{scope}/kernel"]
     if stride > 1:
         total = k.shape[0] - 1  # resnet.py fixed_padding
         side = [total // 2, total - total // 2]
@@ -71,66 +88,113 @@ def _conv(x, v: dict, names: _Names, stride: int, out: dict):
     return y
 
 
-def _bn(x, v: dict, scope: str, out: dict, center: bool = True):
+def _bn(x, v: _Vars, scope: str, out: dict, center: bool = True, relu: bool = False):
     """tf.layers.batch_normalization at inference, eps 1e-5; ``center=False``: no beta."""
-    get = lambda r: tf.constant(v[f"{scope}/{r}"], x.dtype)  # noqa: E731
-    beta = get("beta") if center else None
+    beta = v[f"{scope}/beta"] if center else None
     y = tf.nn.batch_normalization(
-        x, get("moving_mean"), get("moving_variance"), beta, get("gamma"), BN_EPS
-    )
+        x, v[f"{scope}/moving_mean"], v[f"{scope}/moving_variance"], beta, v[f"{scope}/gamma"],
+        BN_EPS,
+    )  # fmt: skip
     out[scope] = y.numpy()
-    return y
+    return tf.nn.relu(y) if relu else y
 
 
-def _bottleneck(x, v, names: _Names, filters_stride, projection: bool, out: dict):
-    """resnet.py ``bottleneck_block``: the projection shortcut (conv + BN) is created first."""
-    stride = filters_stride
+def _conv_bn(x, v, names: _Names, stride: int, out: dict, relu: bool = True):
+    y = _conv(x, v, names, stride, out)
+    return _bn(y, v, names.next("batch_normalization"), out, relu=relu)
+
+
+def _sk_conv(x, v, names: _Names, stride: int, out: dict):
+    """resnet.py ``sk_conv2d``: a doubled 3x3 conv split into two streams, mixed per channel by
+    a softmax over the pair of a 1x1-conv bottleneck of their summed global average."""
+    streams = tf.stack(tf.split(_conv_bn(x, v, names, stride, out), 2, axis=3))
+    g = tf.reduce_mean(tf.reduce_sum(streams, axis=0), [1, 2], keepdims=True)
+    g = _conv_bn(g, v, names, 1, out)
+    mixing = tf.stack(tf.split(_conv(g, v, names, 1, out), 2, axis=3))
+    return tf.reduce_sum(streams * tf.nn.softmax(mixing, axis=0), axis=0)
+
+
+def _bottleneck(x, v, names: _Names, stride: int, projection: bool, sk: bool, out: dict):
+    """resnet.py ``bottleneck_block``: the projection shortcut (conv + BN; with selective
+    kernels ResNet-D's average pool first, then a stride-1 conv) is created first."""
     shortcut = x
-    if projection:
-        shortcut = _conv(x, v, names, stride, out)
-        shortcut = _bn(shortcut, v, names.next("batch_normalization"), out)
-    y = tf.nn.relu(_bn(_conv(x, v, names, 1, out), v, names.next("batch_normalization"), out))
-    y = tf.nn.relu(_bn(_conv(y, v, names, stride, out), v, names.next("batch_normalization"), out))
-    y = _bn(_conv(y, v, names, 1, out), v, names.next("batch_normalization"), out)
+    if projection and sk:
+        pooled = tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]) if stride > 1 else x
+        pooled = tf.nn.avg_pool2d(pooled, 2, stride, "SAME" if stride == 1 else "VALID")
+        shortcut = _conv_bn(pooled, v, names, 1, out, relu=False)
+    elif projection:
+        shortcut = _conv_bn(x, v, names, stride, out, relu=False)
+    y = _conv_bn(x, v, names, 1, out)
+    y = _sk_conv(y, v, names, stride, out) if sk else _conv_bn(y, v, names, stride, out)
+    y = _conv_bn(y, v, names, 1, out, relu=False)
     return tf.nn.relu(y + shortcut)
 
 
-def reference_outputs(checkpoint: dict, fmt: str, images: np.ndarray, dtype: str) -> dict:
-    """Each layer's output of the official SimCLR ResNet-50 1x and projection head at inference.
+BLOCK_GROUPS = {16: (3, 4, 6, 3), 33: (3, 4, 23, 3), 50: (3, 8, 36, 3)}  # resnet.py: 50/101/152
+
+
+def _resnet(x, v: _Vars, out: dict):
+    """resnet.py ``resnet_v1`` (bottleneck blocks) at inference: (B, H, W, 3) -> h (B, F).
+    Selective kernels and the depth are read off the checkpoint: with them, the stem's second
+    conv is a 3x3 one; the depth is the number of blocks the conv kernels make."""
+    names = _Names()
+    sk = np.shape(v.get("base_model/conv2d_1/kernel"))[:2] == (3, 3)
+    convs = sum(v.get(f"base_model/conv2d_{i}/kernel") is not None for i in range(1, 400)) + 1
+    blocks = BLOCK_GROUPS[(convs - 7) // 5 if sk else (convs - 5) // 3]
+    cifar = not sk and np.shape(v.get("base_model/conv2d/kernel"))[:2] == (3, 3)
+    x = _conv_bn(x, v, names, 1 if cifar else 2, out)
+    if sk:  # ResNet-D's stem
+        x = _conv_bn(_conv_bn(x, v, names, 1, out), v, names, 1, out)
+    if not cifar:  # resnet.py: tf.layers.max_pooling2d(pool_size=3, strides=2, padding="SAME")
+        x = tf.nn.max_pool2d(x, 3, 2, "SAME")
+    for group, n in enumerate(blocks):
+        for b in range(n):
+            stride = 2 if group and not b else 1
+            x = _bottleneck(x, v, names, stride, b == 0, sk, out)
+    return tf.reduce_mean(x, [1, 2])
+
+
+def reference_outputs(
+    checkpoint: dict, fmt: str, images: np.ndarray, dtype: str, weights: str = "raw",
+    ft_proj_selector: int = 0,
+) -> dict:  # fmt: skip
+    """Each layer's output of the official SimCLR ResNet (any depth, width, selective kernels)
+    and heads at inference, from the checkpoint's variables by their official names.
 
     Args:
         checkpoint: from :func:`read_checkpoint` (``{variable name: array}``).
         images: (B, H, W, 3) RGB in [0, 1].
         dtype: "float32" or "float64".
+        weights: "raw", or "ema": ``ema_model/<name>`` where the checkpoint has it.
+        ft_proj_selector: model_util.py's: the supervised head reads ``hiddens_list[it]``.
 
     Returns:
         ``{official scope: output}`` (``base_model/conv2d_3``, ``head_contrastive/nl_0``: the
-        BN output of that head layer, before its ReLU), ``"h"`` (B, 2048) and ``"z"``.
+        BN output of that head layer, before its ReLU), ``"h"`` (B, F), ``"z"`` (with a
+        projection head) and ``"logits_sup"`` (with a supervised head).
     """
     _check_format(fmt)
-    v, out, names = checkpoint, {}, _Names()
-    x = tf.constant(images, getattr(tf, dtype))
-    cifar = tuple(np.shape(v["base_model/conv2d/kernel"])[:2]) == (3, 3)
-    x = _conv(x, v, names, 1 if cifar else 2, out)
-    x = tf.nn.relu(_bn(x, v, names.next("batch_normalization"), out))
-    if not cifar:  # resnet.py: tf.layers.max_pooling2d(pool_size=3, strides=2, padding="SAME")
-        x = tf.nn.max_pool2d(x, 3, 2, "SAME")
-    for stage, blocks in enumerate((3, 4, 6, 3)):
-        for b in range(blocks):
-            stride = (1 if stage == 0 else 2) if b == 0 else 1
-            x = _bottleneck(x, v, names, stride, b == 0, out)
-    h = tf.reduce_mean(x, [1, 2])
+    out: dict = {}
+    v = _Vars(checkpoint, weights, getattr(tf, dtype))
+    h = _resnet(tf.constant(images, getattr(tf, dtype)), v, out)
     out["h"] = h.numpy()
-    layers = sum(n.startswith("head_contrastive/nl_") and n.endswith("/dense/kernel") for n in v)
-    z = h
-    for j in range(layers):  # model_util.py projection_head / linear_layer(use_bn=True)
+    z, hiddens = h, [h]
+    for j in range(400):  # model_util.py projection_head / linear_layer(use_bn=True)
         p = f"head_contrastive/nl_{j}"
-        z = tf.matmul(z, tf.constant(v[f"{p}/dense/kernel"], z.dtype))
-        last = j == layers - 1
-        z = _bn(z, v, f"{p}/batch_normalization", {}, center=not last)
+        if v.get(f"{p}/dense/kernel") is None:
+            break
+        last = v.get(f"head_contrastive/nl_{j + 1}/dense/kernel") is None
+        z = _bn(tf.matmul(z, v[f"{p}/dense/kernel"]), v, f"{p}/batch_normalization", {},
+                center=not last)  # fmt: skip
         out[p] = z.numpy()
         z = z if last else tf.nn.relu(z)
-    out["z"] = z.numpy()
+        hiddens.append(z)
+    if len(hiddens) > 1:
+        out["z"] = z.numpy()
+    sup = "head_supervised/linear_layer/dense"
+    if v.get(f"{sup}/kernel") is not None:
+        logits = tf.matmul(hiddens[ft_proj_selector], v[f"{sup}/kernel"]) + v[f"{sup}/bias"]
+        out["logits_sup"] = logits.numpy()
     return out
 
 

@@ -76,6 +76,7 @@ def _report(rows: list, info: dict, to: str) -> tuple[Report, dict, str]:
         f"# Import of an official {info['format']} {info['version']} checkpoint into {to}",
         "",
         f"- input convention: {info['input']}",
+        *_simclr_lines(info),
         f"- skipped: {skipped}",
         f"- inference only: {'; '.join(info['inference_only']) or 'nothing'}",
         f"- proof batch: {info['proof_batch']}, float32 and float64; tolerance per layer: "
@@ -85,11 +86,30 @@ def _report(rows: list, info: dict, to: str) -> tuple[Report, dict, str]:
     ]
     if info.get("supervised_classes"):
         lines.append(
-            f"- supervised head ({info['supervised_classes']} classes) saved beside: "
-            "supervised_head.npz (kernel (2048, classes), bias)"
+            f"- supervised head ({info['supervised_classes']} classes, reading "
+            f"{info['supervised_input']}) saved beside: supervised_head.npz (kernel "
+            f"({info.get('feature_dim', 2048)}, classes), bias, ft_proj_selector); proven as "
+            "net/logits_sup"
         )
     text = "\n".join(lines + ["", "```", format_report(report), "```", ""])
     return report, data, text
+
+
+def _simclr_lines(info: dict) -> list[str]:
+    """The report's lines on a SimCLR checkpoint's variant, copy of the weights and head."""
+    if info["format"] != "simclr-tf1":
+        return []
+    weights = {
+        "raw": "raw (the trained variables; an ema_model/ copy, if any, is skipped)",
+        "ema": "ema (the ema_model/ copy)",
+    }[info["weights"]]
+    if info["raw_fallback"]:
+        fallback = info["raw_fallback"]
+        weights += f"; read raw, having no EMA copy: {len(fallback)} ({fallback[0]}, ...)"
+    lines = [f"- variant: {info['variant']} -> encoder {info['encoder']}", f"- weights: {weights}"]
+    if info["z"]:
+        lines.append(f"- {info['z']}")
+    return lines
 
 
 def _run(argv: list[str], in_process: bool) -> int:
@@ -108,9 +128,11 @@ def _run(argv: list[str], in_process: bool) -> int:
 
 
 def import_official(
-    path, fmt: str, to: str, out, *, images: int = 2, size: int = 224, in_process: bool = False
-) -> int:
+    path, fmt: str, to: str, out, *, images: int = 2, size: int = 224, in_process: bool = False,
+    weights: str = "raw", ft_proj_selector: int = 0,
+) -> int:  # fmt: skip
     """Import the checkpoint at ``path`` into a run of ``to`` at ``out``; the exit status.
+    ``weights`` ("raw" or "ema") and ``ft_proj_selector``: SimCLR's (``main``'s help).
 
     Raises:
         RunDirError: ``out`` exists already (a symbolic link too), or its folder, where the
@@ -124,7 +146,8 @@ def import_official(
     try:
         steps = [
             ["shared.apps.import_stages", "read", "--checkpoint", str(path), "--format", fmt,
-             "--work", str(work), "--images", str(images), "--size", str(size)],
+             "--work", str(work), "--images", str(images), "--size", str(size),
+             "--weights", weights, "--ft-proj-selector", str(ft_proj_selector)],
             [PACKAGES[to], "import-weights", "--weights", str(work / "weights.npz"),
              "--config", str(work / "config.json"), "--out", str(work / "run")],
             ["shared.apps.import_stages", "target", "--framework", to, "--work", str(work)],
@@ -164,12 +187,29 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the new run directory (must not exist)")
     ap.add_argument("--images", type=int, default=2, help="images in the proof batch")
     ap.add_argument("--size", type=int, default=224, help="side of the proof batch's images")
+    ap.add_argument(
+        "--weights",
+        choices=("raw", "ema"),
+        default="raw",
+        help="simclr-tf1: the trained variables (raw) or their ema_model/ copy (ema)",
+    )
+    ap.add_argument(
+        "--ft-proj-selector",
+        type=int,
+        default=0,
+        help="simclr-tf1: what the supervised head reads, as model_util.py's flag: 0 h (a "
+        "pretrained checkpoint's linear head), 1 the first projection layer's output (the "
+        "README's fine-tuning recipe)",
+    )
     args = ap.parse_args(argv)
     if args.images < 1 or args.size < 32:
         raise ConfigError(
             f"images, size: expected >= 1 images of >= 32 px (ResNet-50 downsamples 32x), "
             f"got {args.images} of {args.size}"
         )
+    if args.format != "simclr-tf1" and (args.weights, args.ft_proj_selector) != ("raw", 0):
+        raise ConfigError("weights, ft-proj-selector: expected only with --format simclr-tf1")
     return import_official(
-        args.path, args.format, args.to, args.out, images=args.images, size=args.size
-    )
+        args.path, args.format, args.to, args.out, images=args.images, size=args.size,
+        weights=args.weights, ft_proj_selector=args.ft_proj_selector,
+    )  # fmt: skip

@@ -230,4 +230,17 @@ def test_third_party_pair_torchvision_against_keras_applications(capsys, tmp_pat
     assert out[-1].startswith("first difference: features.0.0 (torch) / Conv1 (keras) forward")
     assert out[-1].endswith("catalogue row 1: stride-2 conv padding")
     table = report.read_text()
-    assert table.count("\n| ") == 105 + 1 + 1  # header, 104 layers and the output
+    assert table.count("\n| ") == 1 + 105 + 1  # the header, 52 convs, 52 BNs, 1 dense, output
+    import json
+
+    doc = json.loads(Path(f"{report}.json").read_text())
+    explained = doc["explained"]  # each layer whose own quantities fail, fed torch's input
+    assert explained.pop("features.0.0") == [["stride-2 conv padding", 1]]
+    assert explained.pop("output") == []  # Keras's own output: differences upstream
+    assert len(explained) == 52  # every BN: keras.applications' epsilon 1e-3
+    assert all(v == [["BN momentum and epsilon", 3]] for v in explained.values())
+    # the first stride-2 depthwise conv: Keras's correct_pad pads (0, 1), torch (1, 1)
+    row = [
+        r for r in doc["rows"] if r["layer"] == "features.2.conv.1.0" and r["quantity"] == "input"
+    ]
+    assert row[0]["reason"] == "shape mismatch: expected (2, 18, 18, 48), got (2, 17, 17, 48)"

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.apps.impl_cli import Parser
-from shared.parity.localise import Report, localise
+from shared.parity.localise import Report, explain, localise
 from shared.parity.pair import PairError, load_name_map, match_layers
 
 __all__ = [
@@ -60,6 +60,9 @@ class PairReport:
     names: dict
     dtype: str
     steps: dict | None = field(default=None)
+    per_layer: dict = field(
+        default_factory=dict
+    )  # {layer: [catalogue rows]} of its own first failure
 
     @property
     def passed(self) -> bool:
@@ -262,7 +265,24 @@ def localise_pair(
     keras_out = {a: keras_out[a] for a in torch_out}
     report = localise(records, torch_out, keras_out, dtype, {**opt, "grads": grads})
     names = {a.name: b.name for a, b in pairs}
-    return PairReport(report, {**names, "output": "output"}, dtype)
+    result = PairReport(report, {**names, "output": "output"}, dtype)
+    result.per_layer = _explain_each(records, keras_out, report, dtype, {**opt, "grads": grads})
+    return result
+
+
+def _explain_each(records, keras_out, report, dtype: str, settings: dict) -> dict:
+    """For every layer whose own quantities fail (fed torch's input, so a difference upstream
+    does not count), the catalogue rows that reproduce its first failing one."""
+    out: dict = {}
+    for layer, quantity, r in report.rows:
+        if r.passed or quantity == "input" or layer in out:
+            continue
+        layer_settings = {**settings, "grads": settings["grads"].get(layer, {})}
+        found, _ = explain(
+            records[layer], quantity, keras_out[layer][quantity], dtype, layer_settings
+        )
+        out[layer] = [(name, i) for name, i, _ in found]
+    return out
 
 
 def first_difference(result: PairReport) -> str:
@@ -581,8 +601,8 @@ def report_markdown(result: PairReport) -> str:
         first_difference(result),
         "",
         "| # | torch | keras | its input in Keras's own pass | own quantities | first failing "
-        "(or worst) | max abs | x its tolerance | own ok |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(or worst) | max abs | x its tolerance | own ok | looks like (catalogue row) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     layers: dict = {}
     for layer, quantity, r in result.report.rows:
@@ -595,9 +615,16 @@ def report_markdown(result: PairReport) -> str:
         q, r = bad[0] if bad else max(own, key=lambda qr: qr[1].worst_margin)
         lines.append(
             f"| {i} | {layer} | {result.names.get(layer, layer)} | {given} | {len(own)} | {q} | "
-            f"{r.max_abs:.3g} | {r.worst_margin:.3g} | {'FAIL' if bad else 'ok'} |"
+            f"{r.max_abs:.3g} | {r.worst_margin:.3g} | {'FAIL' if bad else 'ok'} | "
+            f"{_rows_text(result.per_layer.get(layer)) if bad else ''} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _rows_text(rows) -> str:
+    if not rows:
+        return "none reproduces it"
+    return "; ".join(f"{name} ({i})" for name, i in rows)
 
 
 def _short(r) -> str:
@@ -618,6 +645,7 @@ def write_report(result: PairReport, path: str) -> None:
         "verdict": first_difference(result),
         "dtype": result.dtype,
         "rows": rows,
+        "explained": {layer: [list(x) for x in rows] for layer, rows in result.per_layer.items()},
         "steps": None
         if result.steps is None
         else {"first": result.steps["first"], "losses": result.steps["losses"]},

@@ -21,6 +21,7 @@ import pytest
 from shared.run.config import PACKAGES
 
 SMALL_TRAIN, SMALL_TEST = 200, 100  # about 20 training and 10 test images per class
+COURSE_EPOCHS = 3  # chapter 5's training run in the suite (15 epochs, about 2 minutes, by hand)
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +130,10 @@ def executed_course(tmp_path_factory):
     """The course (``docs/course/``) rendered and executed once per session by
     ``shared.docgen.course``, two kernels at a time: the folder of its executed notebooks, its
     Markdown pages and their PNG figures, beside ``timings.json`` (each chapter's seconds and
-    the wall time of all). The chapters read the committed results file."""
+    the wall time of all). The chapters read the committed results file; each kernel runs in a
+    scratch folder outside the repository (``shared.docgen.course.execute``), and chapter 5's
+    training run is cut to ``COURSE_EPOCHS`` epochs (``tests/test_course.py`` checks that its
+    kNN still rises above the random-init encoder's)."""
     pytest.importorskip("nbclient")
     pytest.importorskip("jupytext")
     import time
@@ -138,7 +142,8 @@ def executed_course(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("course")
     start = time.perf_counter()
-    seconds = course.render(out, run=True, jobs=2)
+    epochs = {"ROSETTA_COURSE_EPOCHS": str(COURSE_EPOCHS)}
+    seconds = course.render(out, run=True, jobs=2, extra_env=epochs)
     timings = {"chapters_s": seconds, "wall_s": time.perf_counter() - start}
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     return out

@@ -13,11 +13,8 @@
 # %% [markdown]
 # # Chapter 1. Background
 #
-# *Source 000, section 1: 背景介绍 (Background)*
-#
 # **What you will learn.** Where contrastive learning comes from, what it is used for, and how
-# this course is laid out: nine chapters, each a notebook you can run, following the outline of
-# source document 000 (`docs/source_outline.md`).
+# this course is laid out: nine chapters, each a notebook you can run.
 #
 # **Prerequisites.** Python; the idea of a neural network that maps an image to a vector. No
 # framework is needed for this chapter.
@@ -27,15 +24,12 @@
 # %% [markdown]
 # ## 1.1 The rise of contrastive learning
 #
-# *Source 000: 对比学习的兴起*
-#
 # Contrastive learning trains an encoder without labels by asking it to tell which of several
 # inputs belong together. The loss family goes back to Hadsell, Chopra and LeCun (CVPR 2006);
 # instance discrimination with a memory bank (Wu et al., CVPR 2018) and InfoNCE (van den Oord
 # et al., 2018, *Contrastive Predictive Coding*) made it work at scale; MoCo (He et al., CVPR
 # 2020, arXiv:1911.05722) and SimCLR (Chen et al., ICML 2020, arXiv:2002.05709) brought linear
-# probes on ImageNet close to supervised training. Source 002 dates SimCLR to the 1960s; that is
-# wrong (`docs/errata.md`, erratum 1).
+# probes on ImageNet close to supervised training.
 #
 # This project implements the two methods that made the field practical, SimCLR
 # (`torch_impl/simclr.py`, `tf_impl/simclr.py`) and MoCo v2 (`torch_impl/moco.py`,
@@ -43,8 +37,6 @@
 # (`shared/oracle/`).
 #
 # ## 1.2 Outlook
-#
-# *Source 000: 对比学习的应用前景*
 #
 # Self-supervised pretraining matters where labels are scarce and unlabelled data is plentiful:
 # the encoder learns from the unlabelled set, then a small labelled set trains a linear
@@ -55,31 +47,40 @@
 #
 # ## 1.3 What this course covers
 #
-# *Source 000: 本文的主要内容*
-#
 # Chapters 2 to 4 give the ideas and the math, each with worked numbers you can check by hand;
 # chapter 4 runs with NumPy alone. Chapter 5 walks through the real code of both methods in both
 # frameworks, cell by cell. Chapters 6 to 9 cover uses, tools, open problems and the FAQ,
 # answered from this project's measurements where it has them. Chapters 3, 4 and 5 end with
 # exercises that the NumPy oracle grades. The cell below lists the chapters and what each needs
 # installed; it looks the packages up without importing them.
+#
+# **Where the course comes from.** The course follows an outline of contrastive learning, section
+# by section ([the outline](../source_outline.md)); an article that came with it has errors,
+# corrected with runnable code on [the errata page](../errata.md), which later chapters cite by
+# number ("erratum 3").
+#
+# **How to run a chapter.** Each page is a notebook: download it (the link under each title), or
+# open `docs/course/NN_<name>.py` as a notebook with jupytext. It finds the project's files
+# through the installed package, so it runs from any folder once the project is installed
+# (`pip install -e .` in its checkout). Chapters 3, 4 and 5 end with exercises; their reference
+# solutions stay hidden until you set `SHOW_SOLUTIONS = True` in the chapter's first code cell
+# (on this site they are folded under "Solution"), and every verdict says whose function it
+# checked, yours or the reference solution.
 
 # %%
 import os
-import sys
 from pathlib import Path
 
-# The chapter reads files of the checkout: find its root from wherever the notebook runs.
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
-os.chdir(ROOT)
-sys.path.insert(0, str(ROOT))
+import shared  # the project, installed: `pip install -e .` in its checkout
+
+ROOT = Path(shared.__file__).resolve().parent.parent  # the checkout: data, results
 
 # %%
 import importlib.util
 
 needs = {
     "01": "nothing",
-    "02": "numpy, scikit-learn, matplotlib",
+    "02": "torch, numpy, scikit-learn, matplotlib",
     "03": "torch, torchvision, scikit-learn, matplotlib",
     "04": "numpy alone (matplotlib for the figures, optional)",
     "05": "torch, torchvision, tensorflow, scikit-learn, matplotlib",
@@ -88,7 +89,7 @@ needs = {
     "08": "numpy, matplotlib",
     "09": "numpy, scikit-learn, matplotlib",
 }
-for path in sorted(Path("docs/course").glob("[0-9][0-9]_*.py")):
+for path in sorted((ROOT / "docs" / "course").glob("[0-9][0-9]_*.py")):
     print(f"{path.stem:<18} needs {needs.get(path.stem[:2], '?')}")
 print()
 for package in ("numpy", "sklearn", "matplotlib", "torch", "torchvision", "tensorflow"):

@@ -13,9 +13,6 @@
 # %% [markdown]
 # # Chapter 4. The math, with numbers
 #
-# *Source 000, section 4: 数学模型和公式详细讲解举例说明 (The math and formulas, explained with
-# examples)*
-#
 # **This chapter runs with NumPy alone.** It imports `numpy`, the NumPy oracle (`shared.oracle`)
 # and the exercise checkers (`shared.docgen.exercises`, which import only those two); matplotlib
 # draws the figures where it is installed and is skipped where it is not. No PyTorch, no
@@ -25,7 +22,7 @@
 # **What you will learn.** The encoder and the head as formulas; InfoNCE and NT-Xent derived and
 # computed by hand on numbers small enough to check; the gradient of the loss and how the
 # temperature aims it; the closed forms that tell you what loss value is normal. You will write
-# InfoNCE and fix source 002's loss, both graded by the oracle.
+# InfoNCE and fix a broken loss formula, both graded by the oracle.
 #
 # **Prerequisites.** Chapters 2 and 3; the softmax, the logarithm, a dot product.
 #
@@ -33,13 +30,12 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
-# The chapter reads files of the checkout: find its root from wherever the notebook runs.
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
-os.chdir(ROOT)
-sys.path.insert(0, str(ROOT))
+import shared  # the project, installed: `pip install -e .` in its checkout
+
+ROOT = Path(shared.__file__).resolve().parent.parent  # the checkout: data, results
+SHOW_SOLUTIONS = False  # True: show and check the reference solutions
 
 # %%
 import inspect
@@ -55,20 +51,19 @@ try:
     import matplotlib.pyplot as plt
 except ImportError:  # the numbers do not need it
     plt = None
-    print("matplotlib is not installed: the figures are skipped, every number is still computed")
+    print(
+        "matplotlib is not installed: the figures are skipped, every number is still "
+        "computed"
+    )
 
 # %% [markdown]
 # ## 4.1 The encoder
-#
-# *Source 000: 编码器网络的数学表示*
 #
 # $h = f(x; \theta)$: a composition of convolutions, batch normalisation and ReLUs, then global
 # average pooling. Worked example (f) (`rosetta explain f`) uses a one-layer encoder,
 # $h = \mathrm{ReLU}(W_f x)$, on a three-pixel image.
 #
 # ## 4.2 The projection head
-#
-# *Source 000: 投影头的数学表示*
 #
 # $z = g(h) = W_2\,\mathrm{ReLU}(W_1 h)$ (with BN after $W_1$ in the real head), and the loss sees
 # the unit vector $u = z / \lVert z \rVert$. Every number below is checked by hand arithmetic in
@@ -80,8 +75,6 @@ print(W.example_f().text())
 # %% [markdown]
 # ## 4.3 The losses
 #
-# *Source 000: 对比损失函数的数学推导*
-#
 # Both losses are the cross-entropy of a softmax over cosine similarities divided by a
 # temperature $\tau$; they differ in where the candidates come from. The cosine similarity of
 # two vectors is
@@ -89,8 +82,6 @@ print(W.example_f().text())
 # $$s(u, v) = \frac{u^\top v}{\lVert u \rVert\,\lVert v \rVert} \in [-1, 1].$$
 #
 # ### 4.3.1 InfoNCE
-#
-# *Source 000: InfoNCE损失*
 #
 # For a query $q$, its positive key $k_+$ and the $K$ keys $k_1 \dots k_K$ of MoCo's queue, all
 # L2-normalised,
@@ -114,6 +105,7 @@ print(W.example_b().text())
 # compares it with `shared.oracle.losses.info_nce` on worked example (b) and three random cases,
 # one of them at $\tau = 0.001$, where a naive `exp` overflows.
 
+
 # %%
 def info_nce(q, k, queue, temperature):
     # your code here
@@ -122,18 +114,19 @@ def info_nce(q, k, queue, temperature):
 
 verdict = exercises.check_info_nce(info_nce)
 
-# %% [markdown]
-# **Solution.**
-
-# %%
-print(inspect.getsource(exercises.solution_info_nce))
-print(inspect.getsource(exercises._logsumexp))
-verdict = exercises.check_info_nce(exercises.solution_info_nce)
+# %% tags=["solution"]
+# The reference solution, hidden until SHOW_SOLUTIONS = True (first code cell).
+if SHOW_SOLUTIONS:
+    print(inspect.getsource(exercises.solution_info_nce))
+    print(inspect.getsource(exercises._logsumexp))
+    verdict = exercises.check_info_nce(
+        exercises.solution_info_nce, whose=exercises.REFERENCE
+    )
+else:
+    print("Hidden: set SHOW_SOLUTIONS = True in the first code cell to see it.")
 
 # %% [markdown]
 # ### 4.3.2 NT-Xent
-#
-# *Source 000: NT-Xent损失*
 #
 # SimCLR stacks the two views into $2N$ vectors. Anchor $i$ has one positive $p(i) = (i + N)
 # \bmod 2N$, the other view of its image, and the loss of an anchor and of the batch are
@@ -150,17 +143,31 @@ print(ex.text())
 if plt is not None:
     names = ["x0/v1", "x1/v1", "x0/v2", "x1/v2"]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    for ax, key, title in ((axes[0], "sim", "cosine similarity $s_{ij}$"), (axes[1], "probs", "softmax of each row (self excluded)")):
+    for ax, key, title in (
+        (axes[0], "sim", "cosine similarity $s_{ij}$"),
+        (axes[1], "probs", "softmax of each row (self excluded)"),
+    ):
         m = ex.values[key]
         im = ax.imshow(m, cmap="viridis", vmin=-1 if key == "sim" else 0, vmax=1)
         for i in range(4):
             for j in range(4):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color="w", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    color="w",
+                    fontsize=8,
+                )
         ax.set_xticks(range(4), names, fontsize=8)
         ax.set_yticks(range(4), names, fontsize=8)
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle(f"Worked example (a): the positive of row i is column (i + 2) mod 4; loss {ex.values['loss']:.4f}")
+    fig.suptitle(
+        "Worked example (a): the positive of row i is column (i + 2) mod 4; loss "
+        f"{ex.values['loss']:.4f}"
+    )
     plt.show()
 
 # %% [markdown]
@@ -190,8 +197,12 @@ def softmax(s, tau):
 
 
 for tau, row in g.values["rows"].items():
-    assert np.allclose(softmax(sims, tau), row["p"], rtol=1e-12)  # the same numbers as the oracle's
-    print(f"tau = {tau:<5} loss {row['loss']:.4f}, the hard negative gets {100 * row['hard_share']:.1f} % of the push")
+    # the same numbers as the oracle's
+    assert np.allclose(softmax(sims, tau), row["p"], rtol=1e-12)
+    print(
+        f"tau = {tau:<5} loss {row['loss']:.4f}, the hard negative gets "
+        f"{100 * row['hard_share']:.1f} % of the push"
+    )
 
 if plt is not None:
     names = ["pos 0.9", "hard 0.7", "0.3", "0.0", "far -0.5"]
@@ -199,7 +210,12 @@ if plt is not None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     width = 0.8 / len(taus)
     for j, tau in enumerate(taus):
-        axes[0].bar(np.arange(5) + (j - 1.5) * width, softmax(sims, tau), width, label=f"tau = {tau}")
+        axes[0].bar(
+            np.arange(5) + (j - 1.5) * width,
+            softmax(sims, tau),
+            width,
+            label=f"tau = {tau}",
+        )
     axes[0].set_xticks(range(5), names)
     axes[0].set_ylabel("softmax probability")
     axes[0].legend(fontsize=8)
@@ -220,8 +236,6 @@ if plt is not None:
 #
 # ## 4.4 Worked numbers
 #
-# *Source 000: 数值计算案例*
-#
 # Two closed forms anchor every value you will see (worked example (c)). Collapsed embeddings
 # (every vector the same) make every logit equal, the softmax uniform, and the loss
 # $\log(\#\text{candidates})$: $\log(2N - 1)$ for NT-Xent, $\log(K + 1)$ for InfoNCE.
@@ -239,8 +253,14 @@ eye, ones = np.eye(n), np.ones((n, n))
 orth = [L.nt_xent(eye, eye, t) for t in taus]
 coll = [L.nt_xent(ones, ones, t) for t in taus]
 closed = np.log1p((2 * n - 2) * np.exp(-1 / taus))
-gaps = np.max(np.abs(np.array(orth) - closed)), np.max(np.abs(np.array(coll) - math.log(2 * n - 1)))
-print(f"largest difference from the closed forms: orthogonal {gaps[0]:.1e}, collapsed {gaps[1]:.1e}")
+gaps = (
+    np.max(np.abs(np.array(orth) - closed)),
+    np.max(np.abs(np.array(coll) - math.log(2 * n - 1))),
+)
+print(
+    f"largest difference from the closed forms: orthogonal {gaps[0]:.1e}, collapsed "
+    f"{gaps[1]:.1e}"
+)
 assert max(gaps) < 1e-12
 if plt is not None:
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -262,9 +282,9 @@ if plt is not None:
 print(W.example_h().text())
 
 # %% [markdown]
-# ### Exercise 4b: fix seed 002's loss
+# ### Exercise 4b: fix a broken loss
 #
-# Source 002 writes its loss as
+# The article the errata page corrects writes its loss as
 #
 # $$L(x) = -\log \frac{P(z_1, z_1)}{P(z_1, z_1) + \sum_i P(z_{2,i}, z_1)}$$
 #
@@ -275,21 +295,27 @@ print(W.example_h().text())
 # "loss" is negative, which no cross-entropy can be.
 
 # %%
-print(inspect.getsource(exercises.seed002_loss))
+print(inspect.getsource(exercises.quoted_loss))
 z1 = np.array([[1.0, 0.0], [0.0, 1.0]])  # the inputs of worked example (d)
 z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
 for i in range(2):
     p_self, p_cross = 1.0, float((z1[i] @ z2.T).sum())
     ratio = p_self / (p_self + p_cross)
-    print(f"row {i}: P(z1, z1) = 1, sum_i P(z2_i, z1) = {p_cross:+.1f}, ratio = {ratio:.4f}, "
-          f"L = -log(ratio) = {-math.log(ratio):+.4f}")
-print(f"the formula's mean: {exercises.seed002_loss(z1, z2):.4f}; "
-      f"NT-Xent at tau = 0.5: {L.nt_xent(z1, z2, 0.5):.4f}")
+    print(
+        f"row {i}: P(z1, z1) = 1, sum_i P(z2_i, z1) = {p_cross:+.1f}, ratio = "
+        f"{ratio:.4f}, "
+        f"L = -log(ratio) = {-math.log(ratio):+.4f}"
+    )
+print(
+    f"the formula's mean: {exercises.quoted_loss(z1, z2):.4f}; "
+    f"NT-Xent at tau = 0.5: {L.nt_xent(z1, z2, 0.5):.4f}"
+)
 
 # %% [markdown]
 # Fix it: edit `loss` below until it is NT-Xent of section 4.3.2, `loss(z1, z2, temperature)`
-# with `z1`, `z2` of shape $(N, D)$. It starts as seed 002's formula, so the first check says what
+# with `z1`, `z2` of shape $(N, D)$. It starts as the quoted formula, so the first check says what
 # is still wrong; run the check after each change.
+
 
 # %%
 def loss(z1, z2, temperature):
@@ -301,14 +327,17 @@ def loss(z1, z2, temperature):
         return float(np.mean(-np.log(pos / (pos + neg))))
 
 
-verdict = exercises.check_seed002_fix(loss)
+verdict = exercises.check_loss_fix(loss)
 
-# %% [markdown]
-# **Solution.**
-
-# %%
-print(inspect.getsource(exercises.solution_seed002_fix))
-verdict = exercises.check_seed002_fix(exercises.solution_seed002_fix)
+# %% tags=["solution"]
+# The reference solution, hidden until SHOW_SOLUTIONS = True (first code cell).
+if SHOW_SOLUTIONS:
+    print(inspect.getsource(exercises.solution_loss_fix))
+    verdict = exercises.check_loss_fix(
+        exercises.solution_loss_fix, whose=exercises.REFERENCE
+    )
+else:
+    print("Hidden: set SHOW_SOLUTIONS = True in the first code cell to see it.")
 
 # %% [markdown]
 # Next: [chapter 5, the code](05_code.md).

@@ -13,8 +13,6 @@
 # %% [markdown]
 # # Chapter 7. Tools and resources
 #
-# *Source 000, section 7: 工具和资源推荐 (Tools and resources)*
-#
 # **What you will learn.** How the two frameworks compare on the same algorithm in this
 # project, in code and in time to a given accuracy; what the training curves of the four cells
 # look like; what pretrained models and datasets exist beyond it; which papers to read next.
@@ -25,13 +23,11 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
-# The chapter reads files of the checkout: find its root from wherever the notebook runs.
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
-os.chdir(ROOT)
-sys.path.insert(0, str(ROOT))
+import shared  # the project, installed: `pip install -e .` in its checkout
+
+ROOT = Path(shared.__file__).resolve().parent.parent  # the checkout: data, results
 
 # %%
 import json
@@ -44,12 +40,11 @@ import numpy as np
 from shared.run import published
 from shared.run.config import TrainConfig
 
-results = published.load(os.environ.get("ROSETTA_RESULTS"))  # docs/results.json by default
+# docs/results.json by default
+results = published.load(os.environ.get("ROSETTA_RESULTS"))
 
 # %% [markdown]
 # ## 7.1 Frameworks
-#
-# *Source 000: 主流深度学习框架*
 #
 # Both methods exist in both frameworks with the same files, functions and argument names; a test
 # enforces the mirror, and a reasoned allow-list names every difference
@@ -65,16 +60,12 @@ for package in ("torch", "torchvision", "tensorflow", "keras"):
 # %% [markdown]
 # ### 7.1.1 PyTorch
 #
-# *Source 000: PyTorch*
-#
 # Eager by default; the training step is ordinary Python (`loss.backward()`,
 # `optimizer.step()`), and `torchrun` (gloo on CPU, nccl on CUDA) scales it out, one process per
 # device. In one
 # process, import torch and torchvision before TensorFlow.
 #
 # ### 7.1.2 TensorFlow
-#
-# *Source 000: TensorFlow*
 #
 # Keras 3 layers; the training step is one `tf.function` (a `GradientTape` inside), fed by
 # `tf.data` and scaled by `tf.distribute` (MirroredStrategy, MultiWorkerMirroredStrategy).
@@ -91,17 +82,26 @@ CELLS = ("simclr/torch", "simclr/tensorflow", "moco/torch", "moco/tensorflow")
 
 
 def knn_curves(key: str, seeds: list[dict]) -> np.ndarray | None:
-    """The seeds' ``knn_curve`` of entry ``key`` as an (S, E, 2) array of [seconds, top-1] at
-    the E monitored epochs of each of the S seeds; None when no seed has one."""
+    """The seeds' ``knn_curve`` of entry ``key``: an (S, E, 2) array of
+    [seconds, top-1] at the E monitored epochs of each of the S seeds; None when no seed
+    has one."""
     monitored = [seed for seed in seeds if seed.get("knn_curve")]
     if not monitored:
         return None
     for seed in monitored:
-        if any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in seed["knn_curve"]):
-            raise ValueError(f"{key}: seed {seed.get('seed')}: knn_curve: expected [seconds, top-1] pairs, got {seed['knn_curve'][:2]}")
+        if any(
+            not isinstance(p, (list, tuple)) or len(p) != 2 for p in seed["knn_curve"]
+        ):
+            raise ValueError(
+                f"{key}: seed {seed.get('seed')}: knn_curve: expected [seconds, top-1] "
+                f"pairs, got {seed['knn_curve'][:2]}"
+            )
     curves = [seed["knn_curve"] for seed in monitored]
     if len({len(c) for c in curves}) != 1:
-        raise ValueError(f"{key}: knn_curve: expected the same monitored epochs for every seed, got lengths {[len(c) for c in curves]}")
+        raise ValueError(
+            f"{key}: knn_curve: expected the same monitored epochs for every seed, got "
+            f"lengths {[len(c) for c in curves]}"
+        )
     return np.array(curves, dtype=float)
 
 
@@ -109,23 +109,33 @@ plotted = {}
 for key in CELLS:
     curves = knn_curves(key, results.get("entries", {}).get(key, {}).get("seeds", []))
     if curves is None:
-        print(f"{key}: kNN curve not in the results file yet (entry {key}, seeds' knn_curve)")
+        print(
+            f"{key}: kNN curve not in the results file yet (entry {key}, seeds' "
+            "knn_curve)"
+        )
     else:
         plotted[key] = curves
 if plotted:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for key, curves in plotted.items():
         secs, acc = curves[..., 0].mean(0), 100 * curves[..., 1]
-        (line,) = ax.plot(secs, acc.mean(0), "o-", ms=3, label=f"{key} ({len(curves)} seeds)")
+        (line,) = ax.plot(
+            secs, acc.mean(0), "o-", ms=3, label=f"{key} ({len(curves)} seeds)"
+        )
         ax.fill_between(secs, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("training wall time (s), summed over the epochs so far")
     ax.set_ylabel("kNN top-1 on the test split (%)")
     ax.legend(fontsize=8)
-    ax.set_title("kNN against training time: mean over seeds, band lowest to highest seed", fontsize=9)
+    ax.set_title(
+        "kNN against training time: mean over seeds, band lowest to highest seed",
+        fontsize=9,
+    )
     plt.show()
     for key in plotted:
-        print(f"{key:<18} final kNN {published.quote(results, key, 'knn_top1')}, "
-              f"training {published.quote(results, key, 'train_wall_s', pct=False)} s")
+        print(
+            f"{key:<18} kNN (chosen k) {published.quote(results, key, 'knn_top1')}, "
+            f"training {published.quote(results, key, 'train_wall_s', pct=False)} s"
+        )
 
 # %% [markdown]
 # **The loss curves of the same runs**, one per seed, each against its chance level and its
@@ -133,13 +143,18 @@ if plotted:
 # $\log(1 + (2N - 2) e^{-1/\tau})$ for SimCLR's NT-Xent, $\log(K + 1)$ and
 # $\log(1 + K e^{-1/\tau})$ for MoCo's InfoNCE.
 
+
 # %%
 def levels(method: str) -> tuple[float, float]:
     """(chance, orthogonal floor) of a method at its training defaults."""
     c = TrainConfig(method=method).resolve("torch")
     if method == "simclr":
-        return math.log(2 * c.batch_size - 1), math.log1p((2 * c.batch_size - 2) * math.exp(-1 / c.temperature))
-    return math.log(c.queue_size + 1), math.log1p(c.queue_size * math.exp(-1 / c.temperature))
+        return math.log(2 * c.batch_size - 1), math.log1p(
+            (2 * c.batch_size - 2) * math.exp(-1 / c.temperature)
+        )
+    return math.log(c.queue_size + 1), math.log1p(
+        c.queue_size * math.exp(-1 / c.temperature)
+    )
 
 
 curves = {}
@@ -149,9 +164,13 @@ for key in CELLS:
     if found:
         curves[key] = found
     else:
-        print(f"{key}: loss curves not in the results file yet (entry {key}, loss_curve)")
+        print(
+            f"{key}: loss curves not in the results file yet (entry {key}, loss_curve)"
+        )
 if curves:
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.0), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(curves), figsize=(3.2 * len(curves), 3.0), squeeze=False
+    )
     for ax, (key, found) in zip(axes[0], curves.items()):
         chance, floor = levels(key.split("/")[0])
         for i, curve in enumerate(found):
@@ -165,30 +184,58 @@ if curves:
     plt.show()
 
 # %% [markdown]
+# **The same runs in one picture**, as `rosetta results` draws it (`docs/matrix_curves.png`):
+# the loss per epoch and the kNN against training time of the four cells, 3 seeds each. It is
+# the committed figure, shown as it is, so it matches the committed results file.
+
+# %%
+matrix_curves = ROOT / "docs" / "matrix_curves.png"
+try:
+    from IPython.display import Image, display
+
+    display(Image(filename=str(matrix_curves)))
+except ImportError:  # plain Python without IPython: draw the file with matplotlib
+    fig, ax = plt.subplots(figsize=(10, 6))
+    ax.imshow(plt.imread(matrix_curves))
+    ax.set_axis_off()
+    plt.show()
+
+# %% [markdown]
 # One training step of each cell, from the committed CPU benchmark (`benchmarks/results`, B5: the
 # small CNN at batch 64, both cores), for scale:
 
 # %%
-bench = Path("benchmarks/results/bench_cpu.json")
+bench = ROOT / "benchmarks" / "results" / "bench_cpu.json"
 b5 = json.loads(bench.read_text()).get("B5", {}) if bench.exists() else {}
 timed = [key for key in CELLS if key in b5]
 for key in timed:
-    print(f"{key:<18} {1000 * b5[key]['median_s']:.0f} ms per step (median of {b5[key]['n']})")
+    print(
+        f"{key:<18} {1000 * b5[key]['median_s']:.0f} ms per step (median of "
+        f"{b5[key]['n']})"
+    )
 if timed:
     fig, ax = plt.subplots(figsize=(6, 2.6))
     median = [1000 * b5[k]["median_s"] for k in timed]
-    spread = [[1000 * (b5[k]["median_s"] - b5[k]["q1_s"]) for k in timed], [1000 * (b5[k]["q3_s"] - b5[k]["median_s"]) for k in timed]]
-    ax.barh(timed, median, xerr=spread, color=["tab:red" if "torch" in k else "tab:orange" for k in timed])
+    spread = [
+        [1000 * (b5[k]["median_s"] - b5[k]["q1_s"]) for k in timed],
+        [1000 * (b5[k]["q3_s"] - b5[k]["median_s"]) for k in timed],
+    ]
+    ax.barh(
+        timed,
+        median,
+        xerr=spread,
+        color=["tab:red" if "torch" in k else "tab:orange" for k in timed],
+    )
     ax.set_xlabel("ms per training step (median, quartiles)")
-    ax.set_title("one step, small CNN, batch 64, 2 CPU cores (benchmark B5)", fontsize=9)
+    ax.set_title(
+        "one step, small CNN, batch 64, 2 CPU cores (benchmark B5)", fontsize=9
+    )
     plt.show()
 else:
     print(f"{bench}: no committed B5 benchmark")
 
 # %% [markdown]
 # ## 7.2 Pretrained model zoos, and bringing the official weights
-#
-# *Source 000: 预训练模型库*
 #
 # This project downloads nothing at run time and ships no pretrained weights. The official MoCo
 # repository (facebookresearch/moco) and SimCLR repository (google-research/simclr) publish
@@ -219,16 +266,12 @@ else:
 #
 # ## 7.3 Datasets
 #
-# *Source 000: 数据集资源*
-#
 # `--dataset embedded` (the default, no download), `cifar10`, `cifar100`, `stl10` (with
 # `--download` once, through torchvision or tfds), or `folder:PATH` for any folder of images.
 # STL-10's 100,000-image unlabelled split (`--train-split unlabeled`) is made for
 # self-supervised pretraining.
 #
 # ## 7.4 Papers
-#
-# *Source 000: 论文与教程*
 #
 # Hadsell, Chopra and LeCun 2006 (the contrastive loss); Wu et al. 2018 (instance
 # discrimination); van den Oord et al. 2018 (CPC, InfoNCE); He et al. 2020 (MoCo) and Chen et al.

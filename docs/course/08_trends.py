@@ -13,8 +13,6 @@
 # %% [markdown]
 # # Chapter 8. Where the field is going
 #
-# *Source 000, section 8: 总结：未来发展趋势与挑战 (Summary: trends and challenges)*
-#
 # **What you will learn.** What came after SimCLR and MoCo; the failure modes a contrastive run
 # meets (shortcuts, collapse, a flattering evaluation) and how this project detects them; where
 # the field is heading.
@@ -25,13 +23,11 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
-# The chapter reads files of the checkout: find its root from wherever the notebook runs.
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
-os.chdir(ROOT)
-sys.path.insert(0, str(ROOT))
+import shared  # the project, installed: `pip install -e .` in its checkout
+
+ROOT = Path(shared.__file__).resolve().parent.parent  # the checkout: data, results
 
 # %%
 import json
@@ -45,15 +41,11 @@ from shared.run import health
 # %% [markdown]
 # ## 8.1 Progress
 #
-# *Source 000: 对比学习的研究进展*
-#
 # After SimCLR and MoCo came methods without negatives: BYOL (a predictor and a momentum target),
 # SimSiam (a stop-gradient alone), Barlow Twins (decorrelating the embedding), and
 # self-distillation with Vision Transformers (DINO, MoCo v3).
 #
 # ## 8.2 Challenges
-#
-# *Source 000: 对比学习面临的挑战*
 #
 # **Shortcuts.** The encoder learns whatever tells images apart most easily. This project met it
 # twice. An early version of the dataset tinted each image with a random colour, and both methods
@@ -80,7 +72,9 @@ for a in alphas:
     noise = 0.05 * rng.standard_normal(za.shape) * (1 - a)
     loss.append(oracle.nt_xent(za + noise, za - noise, 0.2))
     spread.append(health.projection_spread(za))
-meta = json.loads(str(np.load(Path("docs/course/artifacts/simclr_torch_test_features.npz"))["meta"]))
+meta = json.loads(
+    str(np.load(ROOT / "docs/course/artifacts/simclr_torch_test_features.npz")["meta"])
+)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 axes[0].plot(alphas, loss, label="NT-Xent of two views (oracle)")
@@ -89,22 +83,31 @@ axes[0].set_xlabel("alpha: 0 spread, 1 collapsed")
 axes[0].set_ylabel("loss")
 ax2 = axes[0].twinx()
 ax2.plot(alphas, spread, color="tab:orange", label="projection_spread")
-ax2.axhline(health.COLLAPSE_SPREAD, color="tab:orange", ls="--", lw=0.8, label="warning level")
+ax2.axhline(
+    health.COLLAPSE_SPREAD, color="tab:orange", ls="--", lw=0.8, label="warning level"
+)
 ax2.set_ylabel("projection_spread", color="tab:orange")
 axes[0].legend(fontsize=7, loc="center left")
 ax2.legend(fontsize=7, loc="lower left")
-axes[0].set_title("collapse: the loss climbs to chance, the spread falls to 0", fontsize=9)
+axes[0].set_title(
+    "collapse: the loss climbs to chance, the spread falls to 0", fontsize=9
+)
 if meta.get("z_spread"):
     axes[1].plot(range(1, len(meta["z_spread"]) + 1), meta["z_spread"], "o-", ms=3)
     axes[1].set_xlabel("epoch")
-    axes[1].set_title("a healthy run: SimCLR's projection_spread (chapter 6's run)", fontsize=9)
+    axes[1].set_title(
+        "a healthy run: SimCLR's projection_spread (chapter 6's run)", fontsize=9
+    )
 else:
     axes[1].set_axis_off()
     print("the artefact holds no per-epoch spread")
 fig.tight_layout()
 plt.show()
-print(f"alpha 0: spread {spread[0]:.3f}, loss {loss[0]:.4f}; alpha 1: spread {spread[-1]:.3f}, "
-      f"loss {loss[-1]:.4f} (chance {np.log(2 * len(z) - 1):.4f})")
+print(
+    f"alpha 0: spread {spread[0]:.3f}, loss {loss[0]:.4f}; alpha 1: spread "
+    f"{spread[-1]:.3f}, "
+    f"loss {loss[-1]:.4f} (chance {np.log(2 * len(z) - 1):.4f})"
+)
 
 # %% [markdown]
 # **A flattering evaluation.** k = 200 neighbours for kNN is made for 5,000 images per class;
@@ -112,8 +115,6 @@ print(f"alpha 0: spread {spread[0]:.3f}, loss {loss[0]:.4f}; alpha 1: spread {sp
 # training split (`shared/run/evaluation.py`).
 #
 # ## 8.3 Directions
-#
-# *Source 000: 对比学习的未来发展方向*
 #
 # Fewer negatives or none (section 8.1), other modalities (chapter 6.4), and dense objectives for
 # detection and segmentation (chapters 6.2, 6.3). This project stays with the two methods it can

@@ -13,8 +13,6 @@
 # %% [markdown]
 # # Chapter 9. Frequently asked questions
 #
-# *Source 000, section 9: 附录：常见问题与解答 (Appendix: frequently asked questions)*
-#
 # **What you will learn.** Short answers, from this project's code and measurements, to the
 # questions learners ask most: which encoder, which loss and temperature, how to build better
 # pairs, what compute it needs, and whether it helps when labels are few.
@@ -25,13 +23,11 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
-# The chapter reads files of the checkout: find its root from wherever the notebook runs.
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "shared" / "oracle").is_dir())
-os.chdir(ROOT)
-sys.path.insert(0, str(ROOT))
+import shared  # the project, installed: `pip install -e .` in its checkout
+
+ROOT = Path(shared.__file__).resolve().parent.parent  # the checkout: data, results
 
 # %%
 import matplotlib.pyplot as plt
@@ -40,20 +36,17 @@ import numpy as np
 from shared.oracle import worked_examples as W
 from shared.run import data, published
 
-results = published.load(os.environ.get("ROSETTA_RESULTS"))  # docs/results.json by default
+# docs/results.json by default
+results = published.load(os.environ.get("ROSETTA_RESULTS"))
 
 # %% [markdown]
 # ## 9.1 Which encoder?
-#
-# *Source 000: 如何选择编码器网络结构？*
 #
 # The papers use ResNet-50 on ImageNet and a CIFAR-style ResNet-18 on small images. On two CPU
 # cores this project defaults to a small CNN so that a run finishes in minutes;
 # `--encoder resnet18_cifar` is there for GPUs.
 #
 # ## 9.2 Which loss?
-#
-# *Source 000: 对比损失函数的选择有哪些考虑？*
 #
 # NT-Xent needs large batches for many negatives; InfoNCE with a queue does not. The
 # temperature matters most (chapter 4.3.2): in worked example (g) the hard negative's share of
@@ -64,15 +57,57 @@ for tau, row in W.example_g().values["rows"].items():
     print(f"tau = {tau:<5} {100 * row['hard_share']:5.1f} %")
 
 # %% [markdown]
+# Measured: the sweeps of `rosetta results` train one seed at each value of one setting, the
+# others at their defaults, and choose by kNN (leave-one-out) on the training split; the test
+# split's kNN (chosen k) is drawn beside it. The temperature of both methods and MoCo's queue
+# size $K$:
+
+# %%
+SWEEPS = (
+    ("simclr/torch/temperature", "SimCLR (PyTorch): tau"),
+    ("moco/torch/temperature", "MoCo v2 (PyTorch): tau"),
+    ("moco/tensorflow/queue_size", "MoCo v2 (TensorFlow): K"),
+)
+sweeps = results.get("sweeps", {})
+found = [(key, title) for key, title in SWEEPS if key in sweeps]
+for key, _ in SWEEPS:
+    if key not in sweeps:
+        print(f"sweep {key}: not in the results file yet (sweeps)")
+if found:
+    fig, axes = plt.subplots(
+        1, len(found), figsize=(3.6 * len(found), 3.2), squeeze=False
+    )
+    for ax, (key, title) in zip(axes[0], found):
+        sweep = sweeps[key]
+        values = sorted(sweep["scores"], key=float)
+        x = [float(v) for v in values]
+        loo = [100 * sweep["scores"][v] for v in values]
+        ax.plot(x, loo, "o-", label="kNN (leave-one-out), chooses")
+        if "test_knn_top1" in sweep:
+            test = [100 * sweep["test_knn_top1"][v] for v in values]
+            ax.plot(x, test, "s--", label="kNN (chosen k), test split")
+        ax.axvline(float(sweep["default"]), color="0.6", ls=":", label="default")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(x, values)
+        ax.set_xlabel(key.split("/")[-1])
+        ax.set_title(title, fontsize=9)
+    axes[0][0].set_ylabel("top-1 (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("one seed per value (results file, sweeps)", fontsize=10)
+    fig.tight_layout()
+    plt.show()
+    for key, _ in found:
+        print(f"{key}: {sweeps[key]['reason']}")
+
+# %% [markdown]
 # ## 9.3 Better pairs
-#
-# *Source 000: 如何构建更有效的正负样本对？*
 #
 # Make the augmentations remove the nuisances you want ignored and nothing that carries the
 # class, and check that no per-image signal survives both views (chapter 8.2). A mirrored digit
 # is not the digit, so SimCLR's horizontal flip would teach the encoder an invariance the digits
-# do not have; it is off by default on the embedded data (`shared.run.config.flip_default`,
-# measured in `docs/tutorial.md`, section 9.3). Some digits and their mirror images:
+# do not have; it is off by default on the embedded data (`shared.run.config.flip_default`;
+# the results file's flip sweeps measure it). Some digits and their mirror images:
 
 # %%
 ds = data.load_embedded()
@@ -86,19 +121,22 @@ for ax in axes.flat:
     ax.set_axis_off()
 fig.suptitle("top: digits; bottom: what the flip would make of them")
 plt.show()
+for key in ("simclr/torch/flip", "moco/tensorflow/flip"):
+    if key in sweeps:
+        on, off = (100 * sweeps[key]["scores"][v] for v in ("True", "False"))
+        print(
+            f"{key}: kNN (leave-one-out) {off:.1f} % without the flip, {on:.1f} % with "
+            "it"
+        )
 
 # %% [markdown]
 # ## 9.4 Compute
 #
-# *Source 000: 对比学习的计算资源要求如何？*
-#
-# Not cheap, whatever source 002 says (`docs/errata.md`, erratum 5): each step encodes two views
+# Not cheap, whatever the article says ([erratum 5](../errata.md)): each step encodes two views
 # and compares all pairs, and the schedules are long. Chapter 7 plots kNN against training time
 # for each cell and the time of one step.
 #
 # ## 9.5 Few labels
-#
-# *Source 000: 对比学习能否应用于小样本场景？*
 #
 # Pretrain without labels, then use a fraction of them: fine-tune the SimCLR encoder with a
 # linear head, or train the same network from scratch on the same labelled images, each arm's
@@ -109,7 +147,11 @@ plt.show()
 
 # %%
 FRACTIONS = (0.01, 0.1, 1.0)
-ARMS = (("finetune_top1", "fine-tuned SimCLR encoder"), ("scratch_top1", "from scratch"), ("linear_top1", "linear probe, frozen"))
+ARMS = (
+    ("finetune_top1", "fine-tuned SimCLR encoder"),
+    ("scratch_top1", "from scratch"),
+    ("linear_top1", "linear probe, frozen"),
+)
 points = {metric: [] for metric, _ in ARMS}
 for fraction in FRACTIONS:
     key = f"finetune/simclr/torch/{fraction:g}"
@@ -131,12 +173,14 @@ if any(points.values()):
     ax.set_xlabel("fraction of the training labels used")
     ax.set_ylabel("test top-1 (%)")
     ax.legend(fontsize=8)
-    ax.set_title("accuracy against the label fraction (mean and std over seeds)", fontsize=9)
+    ax.set_title(
+        "accuracy against the label fraction (mean and std over seeds)", fontsize=9
+    )
     plt.show()
 
 # %% [markdown]
 # This is the end of the course. The reference pages go further: `docs/side_by_side.md` puts each
-# concept in PyTorch and TensorFlow side by side, `docs/errata.md` corrects source 002 and runs
+# concept in PyTorch and TensorFlow side by side, `docs/errata.md` corrects the article and runs
 # the broken and the fixed code, `docs/framework_differences.md` lists every difference between
 # the frameworks with its measurement.
 #

@@ -12,10 +12,23 @@ artefacts). The Markdown keeps the text cells as they are (LaTeX math in ``$...$
 ``$$...$$``), the code in fenced blocks, and the outputs: printed text in ``text`` blocks and
 each figure as a PNG beside the page (``NN_<name>_<k>.png``), linked relatively.
 
-Each chapter runs in its own kernel (the ``python3`` kernel of this interpreter), in the
-repository root, so ``import shared`` finds this checkout. ``--results FILE`` sets
-``ROSETTA_RESULTS`` for the kernels: the chapters that plot published numbers read that file
-instead of ``docs/results.json``.
+Each chapter runs in its own kernel (the ``python3`` kernel of this interpreter) in a scratch
+folder outside the repository, as a downloaded notebook would: a chapter finds the project's
+files through the installed package (``import shared``), never through the working directory.
+``--results FILE`` sets ``ROSETTA_RESULTS`` for the kernels: the chapters that plot published
+numbers read that file instead of ``docs/results.json``.
+
+**Exercises wait for the learner.** A chapter with exercises sets ``SHOW_SOLUTIONS = False`` in
+its setup cell; its solution cells (tagged ``solution``) print and check the reference solution
+only when it is True. The rendered page is executed with it True and shows each solution cell,
+with its output, collapsed in a ``??? success "Solution"`` block; the page still shows the
+setup line as the learner has it (False). ``NN_<name>.ipynb`` is the notebook a learner
+downloads: the chapter unexecuted, solutions hidden; the executed one is
+``NN_<name>.executed.ipynb``.
+
+**Tabs.** Consecutive cells tagged ``tab:<label>`` (``# %% tags=["tab:PyTorch"]``) become one
+set of content tabs on the page (``=== "PyTorch"``), linked across the site like the
+side-by-side page's.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ import base64
 import os
 import re
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +48,8 @@ SOURCES = ROOT / "docs" / "course"
 DEFAULT_OUT = ROOT / "build" / "course"
 RESULTS_ENV = "ROSETTA_RESULTS"  # the results file the chapters read (docs/results.json if unset)
 CELL_TIMEOUT_S = 300
+HIDDEN, SHOWN = "SHOW_SOLUTIONS = False", "SHOW_SOLUTIONS = True"
+SOLUTION_TAG, TAB_TAG = "solution", "tab:"
 
 
 def chapters() -> list[Path]:
@@ -73,10 +89,10 @@ def read(path: Path):
     return nb
 
 
-def kernel_env(results: Path | None = None) -> dict[str, str]:
-    """The kernels' environment: this one, the checkout first on ``PYTHONPATH``, and the results
-    file when one is given."""
-    env = dict(os.environ)
+def kernel_env(results: Path | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The kernels' environment: this one, the checkout first on ``PYTHONPATH``, the results
+    file when one is given, and ``extra``."""
+    env = {**os.environ, **(extra or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if results is not None:
@@ -113,22 +129,35 @@ def scrub(nb):
     return nb
 
 
-def execute(nb, env: dict[str, str]):
-    """Run every cell of ``nb`` in a fresh kernel in the repository root, then :func:`scrub`
-    it; returns ``nb``.
+def execute(nb, env: dict[str, str], cwd: Path | str | None = None, solutions: bool = True):
+    """Run every cell of ``nb`` in a fresh kernel whose working directory is ``cwd`` (a new
+    scratch folder outside the repository by default), then :func:`scrub` it; returns ``nb``.
+    With ``solutions`` the setup line ``SHOW_SOLUTIONS = False`` runs as True (the cells keep
+    the learner's source).
 
     Raises:
         nbclient.exceptions.CellExecutionError: a cell failed (the message holds its traceback).
     """
     from nbclient import NotebookClient
 
-    client = NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=CELL_TIMEOUT_S,
-        resources={"metadata": {"path": str(ROOT)}},
-    )
-    client.execute(env=env)
+    sources = [cell.source for cell in nb.cells]
+    if solutions:
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.source = cell.source.replace(HIDDEN, SHOWN)
+    with tempfile.TemporaryDirectory(prefix="rosetta-chapter-") as scratch:
+        client = NotebookClient(
+            nb,
+            kernel_name="python3",
+            timeout=CELL_TIMEOUT_S,
+            resources={"metadata": {"path": str(cwd or scratch)}},
+        )
+        try:
+            client.execute(env=env)
+        finally:
+            for cell, source in zip(nb.cells, sources):
+                cell.source = source
+        nb.metadata["rosetta"] = {"cwd": str(cwd or scratch), "solutions_shown": solutions}
     return scrub(nb)
 
 
@@ -160,31 +189,74 @@ def _outputs(outputs, stem: str, out_dir: Path, figures: list[str]) -> list[str]
     return parts
 
 
-def to_markdown(nb, stem: str, out_dir: Path) -> str:
-    """The page of a (possibly executed) notebook; figures go to ``out_dir`` as PNG files."""
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _tab(cell) -> str | None:
+    """The tab label of a cell tagged ``tab:<label>``, else None."""
+    return next((t[len(TAB_TAG) :] for t in _tags(cell) if t.startswith(TAB_TAG)), None)
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}" if line.strip() else "\n" for line in text.splitlines(True))
+
+
+def _cell(cell, stem: str, out_dir: Path, figures: list[str]) -> str:
+    if cell.cell_type == "markdown":
+        return cell.source.rstrip() + "\n"
+    parts = [_fence(cell.source, "python")]
+    parts += _outputs(cell.get("outputs", []), stem, out_dir, figures)
+    return "\n".join(parts)
+
+
+def to_markdown(nb, stem: str, out_dir: Path, download: str | None = None) -> str:
+    """The page of a (possibly executed) notebook; figures go to ``out_dir`` as PNG files.
+    Solution cells become collapsed ``??? success "Solution"`` blocks, consecutive ``tab:``
+    cells one set of tabs; ``download``, a notebook's file name, is offered under the title."""
     figures: list[str] = []
     parts = []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            parts.append(cell.source.rstrip() + "\n")
-        elif cell.cell_type == "code" and cell.source.strip():
-            parts.append(_fence(cell.source, "python"))
-            parts += _outputs(cell.get("outputs", []), stem, out_dir, figures)
+    cells = [c for c in nb.cells if c.cell_type == "markdown" or c.source.strip()]
+    i = 0
+    while i < len(cells):
+        cell, label = cells[i], _tab(cells[i])
+        if label is not None:
+            seen: set[str] = set()
+            while i < len(cells) and _tab(cells[i]) is not None and _tab(cells[i]) not in seen:
+                seen.add(_tab(cells[i]))
+                body = _cell(cells[i], stem, out_dir, figures)
+                parts.append(f'=== "{_tab(cells[i])}"\n\n' + _indent(body))
+                i += 1
+            continue
+        body = _cell(cell, stem, out_dir, figures)
+        if SOLUTION_TAG in _tags(cell):
+            body = '??? success "Solution"\n\n' + _indent(body)
+        parts.append(body)
+        if i == 0 and download:
+            parts.append(
+                f"*Run this chapter yourself: [download it as a notebook]({download}) "
+                "(first `pip install -e .` in the project's checkout).*\n"
+            )
+        i += 1
     return "\n".join(parts)
 
 
 def render_one(path: Path, out_dir: Path, run: bool, env: dict[str, str]) -> float:
-    """Write ``<stem>.ipynb`` and ``<stem>.md`` of one chapter; returns the seconds it took."""
+    """Write one chapter's pages: ``<stem>.md`` (executed with ``run``, the solutions shown
+    collapsed), ``<stem>.ipynb`` (unexecuted, solutions hidden: the learner's download) and,
+    with ``run``, ``<stem>.executed.ipynb``; returns the seconds it took."""
     import nbformat
 
     start = time.perf_counter()
+    nbformat.write(read(path), out_dir / f"{path.stem}.ipynb")
     nb = read(path)
     if run:
         execute(nb, env)
+        nbformat.write(nb, out_dir / f"{path.stem}.executed.ipynb")
     for old in out_dir.glob(f"{path.stem}_*.png"):
         old.unlink()
-    nbformat.write(nb, out_dir / f"{path.stem}.ipynb")
-    (out_dir / f"{path.stem}.md").write_text(to_markdown(nb, path.stem, out_dir))
+    page = to_markdown(nb, path.stem, out_dir, download=f"{path.stem}.ipynb")
+    (out_dir / f"{path.stem}.md").write_text(page)
     return time.perf_counter() - start
 
 
@@ -194,13 +266,17 @@ def render(
     only: str | None = None,
     results: Path | str | None = None,
     jobs: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Render the chapters ``only`` names (all by default) into ``out``; with ``run``, execute
-    them first, ``jobs`` kernels at a time (the largest sources first). Returns each chapter's
-    seconds, by file stem, in chapter order."""
+    them first, ``jobs`` kernels at a time (the largest sources first), with ``extra_env`` in
+    the kernels' environment. Returns each chapter's seconds, by file stem, in chapter order."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = kernel_env(Path(results) if results else None)
+    env = kernel_env(Path(results) if results else None, extra_env)
+    # the kernels share the cores: each gets its share of threads (OpenMP's pools spin while
+    # they wait, and two 2-thread kernels on 2 cores made a training epoch 5x slower)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
     picked = select(only)
     biggest_first = sorted(picked, key=lambda p: -p.stat().st_size)
     with ThreadPoolExecutor(max(1, jobs)) as pool:

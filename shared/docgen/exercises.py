@@ -13,7 +13,7 @@ exercise (chapter)         the learner writes                          graded ag
 =========================  =========================================  =====================
 ring buffer (3)            ``enqueue(queue, ptr, keys)``               ``queue.dequeue_and_enqueue``
 InfoNCE (4)                ``info_nce(q, k, queue, temperature)``      ``losses.info_nce``
-seed 002's loss fixed (4)  ``loss(z1, z2, temperature)``               ``losses.nt_xent``
+the quoted loss fixed (4) ``loss(z1, z2, temperature)``               ``losses.nt_xent``
 NT-Xent in PyTorch (5)     ``nt_xent(z1, z2, temperature)``, tensors   ``losses.nt_xent(_grad)``
 =========================  =========================================  =====================
 
@@ -23,6 +23,8 @@ checker and solution import torch when called.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,14 +39,15 @@ __all__ = [
     "check_info_nce",
     "check_nt_xent_torch",
     "check_ring_buffer",
-    "check_seed002_fix",
-    "seed002_loss",
+    "check_loss_fix",
+    "quoted_loss",
     "solution_info_nce",
     "solution_nt_xent_torch",
     "solution_ring_buffer",
-    "solution_seed002_fix",
+    "solution_loss_fix",
 ]
 
+YOURS, REFERENCE = "your answer", "the reference solution"  # whose function a verdict graded
 RTOL, ATOL = 1e-6, 1e-9  # float64 arithmetic in another order: far below any real mistake
 
 
@@ -54,9 +57,11 @@ class Verdict:
 
     passed: bool
     message: str
+    whose: str = YOURS  # "your answer" or "the reference solution": what was checked
 
     def __str__(self) -> str:
-        return ("PASSED: " if self.passed else "NOT YET: ") + self.message
+        verdict = "PASSED" if self.passed else "NOT YET"
+        return f"{verdict} ({self.whose}): {self.message}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,20 @@ class Mistake:
 
 
 def _report(verdict: Verdict) -> Verdict:
-    print(verdict)
     return verdict
+
+
+def _prints(grade: Callable[[Callable], Verdict]):
+    """A checker from ``grade``: ``check(fn, whose=YOURS)`` grades ``fn``, prints the verdict
+    with whose function it checked, and returns it."""
+
+    @functools.wraps(grade)
+    def check(fn, whose: str = YOURS) -> Verdict:
+        verdict = dataclasses.replace(grade(fn), whose=whose)
+        print(verdict)
+        return verdict
+
+    return check
 
 
 def _close(a: float, b: float) -> bool:
@@ -269,7 +286,7 @@ NT_XENT_MISTAKES = [
 
 
 def _self_positive(z1, z2, t):
-    """Seed 002's self-positive numerator, with exp and tau: P(z1_i, z1_i) = 1 on top."""
+    """The quoted self-positive numerator, with exp and tau: P(z1_i, z1_i) = 1 on top."""
     u1, _ = L.l2_normalize("z1", z1)
     u2, _ = L.l2_normalize("z2", z2)
     logits = np.concatenate([np.ones((len(u1), 1)), u1 @ u2.T], axis=1) / t
@@ -291,8 +308,8 @@ def _raw_ratio(z1, z2, t):
         return float(np.mean(-np.log(np.diag(s) / s.sum(axis=1))))
 
 
-def seed002_loss(z1, z2, temperature=None) -> float:
-    """Seed 002's formula as erratum 3 quotes it, in NumPy (the exercise's starting point):
+def quoted_loss(z1, z2, temperature=None) -> float:
+    """The article's formula as erratum 3 quotes it, in NumPy (the exercise's starting point):
     ``L = -log( P(z1, z1) / (P(z1, z1) + sum_i P(z2_i, z1)) )`` with P the raw cosine, averaged
     over the anchors z1. ``temperature`` is ignored: the formula has none."""
     u1 = z1 / np.linalg.norm(z1, axis=1, keepdims=True)
@@ -305,8 +322,8 @@ def seed002_loss(z1, z2, temperature=None) -> float:
 
 SEED002_MISTAKES = [
     Mistake(
-        seed002_loss,
-        "this is still seed 002's formula (yours {yours:.4f}, NT-Xent {ref:.4f} on {case}): "
+        quoted_loss,
+        "this is still the quoted formula (yours {yours:.4f}, NT-Xent {ref:.4f} on {case}): "
         "raw cosines in the ratio and the anchor as its own positive.",
     ),
     Mistake(
@@ -391,26 +408,29 @@ def _check_scalar(fn, cases, reference, mistakes, name: str) -> Verdict:
     return _report(early or diagnose(values, cases, reference, mistakes, name))
 
 
+@_prints
 def check_info_nce(fn) -> Verdict:
     """Grade ``fn(q, k, queue, temperature) -> float`` (NumPy arrays; the queue is (K, D), one
-    key per row) against ``shared.oracle.losses.info_nce``; prints and returns the verdict."""
+    key per row) against ``shared.oracle.losses.info_nce``; ``whose`` names it in the printed verdict."""
     return _check_scalar(
         fn, info_nce_cases(), L.info_nce, INFO_NCE_MISTAKES, "shared.oracle.losses.info_nce"
     )
 
 
-def check_seed002_fix(fn) -> Verdict:
-    """Grade ``fn(z1, z2, temperature) -> float``, seed 002's loss fixed, against NT-Xent
-    (``shared.oracle.losses.nt_xent``); prints and returns the verdict."""
+@_prints
+def check_loss_fix(fn) -> Verdict:
+    """Grade ``fn(z1, z2, temperature) -> float``, the quoted loss fixed, against NT-Xent
+    (``shared.oracle.losses.nt_xent``); ``whose`` names it in the printed verdict."""
     return _check_scalar(
         fn, nt_xent_cases(), L.nt_xent, SEED002_MISTAKES, "shared.oracle.losses.nt_xent"
     )
 
 
+@_prints
 def check_nt_xent_torch(fn) -> Verdict:
     """Grade ``fn(z1, z2, temperature) -> 0-d tensor`` in PyTorch: its value against
     ``shared.oracle.losses.nt_xent`` and its gradients (autograd) against ``nt_xent_grad``, in
-    float64; prints and returns the verdict."""
+    float64; ``whose`` names it in the printed verdict."""
     import torch
 
     cases = nt_xent_cases()
@@ -487,9 +507,10 @@ def _ring_steps(k_size: int, batches: list[int]):
         queue, ptr = new, new_ptr
 
 
+@_prints
 def check_ring_buffer(fn) -> Verdict:
     """Grade ``fn(queue, ptr, keys) -> (new_queue, new_ptr)`` (pure: the input queue unchanged)
-    against ``shared.oracle.queue.dequeue_and_enqueue``; prints and returns the verdict."""
+    against ``shared.oracle.queue.dequeue_and_enqueue``; ``whose`` names it in the printed verdict."""
     steps = 0
     for name, k_size, batches in ring_buffer_cases():
         for queue, ptr, keys, want, want_ptr in _ring_steps(k_size, batches):
@@ -582,8 +603,8 @@ def solution_info_nce(q, k, queue, temperature):
     return float(np.mean(_logsumexp(logits) - logits[:, 0]))
 
 
-def solution_seed002_fix(z1, z2, temperature):
-    """Seed 002's loss fixed: NT-Xent. The positive is the other view, the ratio a softmax
+def solution_loss_fix(z1, z2, temperature):
+    """The quoted loss fixed: NT-Xent. The positive is the other view, the ratio a softmax
     over exp(cos / tau), the anchors all 2N views, the anchor itself excluded."""
     z = np.concatenate([z1, z2])  # (2N, D): view 1, then view 2
     u = z / np.linalg.norm(z, axis=1, keepdims=True)

@@ -475,7 +475,8 @@ def _series(weights: list, layer: str, role: str) -> np.ndarray:
 
 
 def _out_of_envelope(pairs, runs: dict, start: dict, dtype: str):
-    """The first step (0-based) where Keras leaves the envelope, and the quantity; or None."""
+    """The first step (0-based) where Keras leaves the envelope, and the quantity (or None);
+    and the largest ratio of a gap to its envelope over all steps and quantities."""
     from shared.parity.pair import drift_envelope
     from shared.parity.tolerances import tolerance
 
@@ -489,15 +490,16 @@ def _out_of_envelope(pairs, runs: dict, start: dict, dtype: str):
             if role == "moving_variance":
                 k32 = _converted_variance(k32, start[a.name][role], a.config)
             checks.append((role, a.name, ref, t32, np.stack(k32)))
-    first = None
+    first, closest = None, 0.0
     for quantity, layer, ref, t32, k32 in checks:
         scale = np.abs(ref).reshape(len(ref), -1).max(1)
         env = drift_envelope(ref, t32, 0.0) + (tol.atol + tol.rtol) * scale
         gap = np.abs(k32 - t32).reshape(len(ref), -1).max(1)
+        closest = max(closest, float((gap / env).max()))
         bad = np.nonzero(gap > env)[0]
         if bad.size and (first is None or bad[0] < first[0]):
             first = (int(bad[0]), quantity, layer, float(gap[bad[0]]), float(env[bad[0]]))
-    return first
+    return first, closest
 
 
 def follow_steps(
@@ -549,11 +551,15 @@ def follow_steps(
     stock = keras_optimizer == "stock"
     runs["keras"] = kp.train_steps(keras_model, k[1], k_layers, kb, kt, **opt, stock=stock)
     dtype = str(next(torch_model.parameters()).dtype).replace("torch.", "")
-    first = _out_of_envelope(pairs, runs, start, dtype)
-    result = {"first": first, "losses": {n: r[0] for n, r in runs.items()}, "local": None}
+    first, closest = _out_of_envelope(pairs, runs, start, dtype)
+    losses = {n: r[0] for n, r in runs.items()}
+    result = {"first": first, "closest": closest, "losses": losses, "local": None}
     if first is None:
         kp.write_weights(k[1], k_layers, saved)
-        result["line"] = f"{steps} training steps within the {dtype} drift envelope"
+        result["line"] = (
+            f"{steps} training steps within the {dtype} drift envelope (the closest gap "
+            f"{closest:.2g} of it)"
+        )
         return result
     return _localise_step(
         result,
@@ -648,7 +654,7 @@ def write_report(result: PairReport, path: str) -> None:
         "explained": {layer: [list(x) for x in rows] for layer, rows in result.per_layer.items()},
         "steps": None
         if result.steps is None
-        else {"first": result.steps["first"], "losses": result.steps["losses"]},
+        else {k: result.steps[k] for k in ("first", "closest", "losses")},
     }
     try:
         Path(path).write_text(report_markdown(result))

@@ -244,3 +244,42 @@ def test_third_party_pair_torchvision_against_keras_applications(capsys, tmp_pat
         r for r in doc["rows"] if r["layer"] == "features.2.conv.1.0" and r["quantity"] == "input"
     ]
     assert row[0]["reason"] == "shape mismatch: expected (2, 18, 18, 48), got (2, 17, 17, 48)"
+
+
+@pytest.mark.parametrize(
+    "keras_optimizer, first",
+    [("aligned", None), ("stock", ("0", "step/kernel", [("Adam's epsilon", 5)]))],
+)
+def test_adam_aligned_passes_and_keras_adam_is_named(keras_optimizer, first):
+    pt = load_factory("--torch", f"{PAIRS}/mlp.py:torch_mlp")().double()
+    km = _keras64(f"{PAIRS}/mlp.py:keras_mlp")
+    x = np.random.default_rng(0).standard_normal((8, 16))
+    result = localise_pair(pt, km, x, optimizer="adam", keras_optimizer=keras_optimizer)
+    got = result.report.first
+    got = got and (*got[:2], [(n, i) for n, i, _ in result.report.explained])
+    assert got == first, result.report.verdict()
+
+
+def test_a_name_map_pairs_by_name_and_keras_to_torch_ports_back():
+    """``--map``: the right names pass (weights ported Keras to torch); a map that pairs the
+    first torch layer with the last Keras one is refused at that layer."""
+    from shared.parity.pair import PairError
+
+    pt = load_factory("--torch", f"{PAIRS}/mlp.py:torch_mlp")().double()
+    km = _keras64(f"{PAIRS}/mlp.py:keras_mlp")
+    x = np.random.default_rng(0).standard_normal((8, 16))
+    dense = [layer.name for layer in km.layers[1:]]
+    names = dict(zip(["0", "2", "4"], dense))
+    result = localise_pair(pt, km, x, port="keras-to-torch", name_map=names)
+    assert result.passed and result.names == {**names, "output": "output"}
+    kernel = km.layers[1].kernel.numpy()
+    assert np.array_equal(pt[0].weight.detach().numpy(), kernel.T)
+    with pytest.raises(PairError, match="position 0: 0 dense kernel"):
+        localise_pair(pt, km, x, name_map={**names, "0": dense[-1]})
+
+
+def test_a_map_that_is_not_json_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "map.json"
+    bad.write_text("0: dense")
+    code, _, err = _cli(capsys, "mlp", None, "--map", str(bad))
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --map: expected a JSON")

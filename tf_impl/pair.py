@@ -230,7 +230,7 @@ def _optimizer(optimizer: str, lr: float, momentum: float, betas, eps: float, st
     if stock:
         if optimizer == "sgd":
             return keras.optimizers.SGD(lr, momentum=momentum)
-        return keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1], epsilon=eps)
+        return keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1])  # epsilon 1e-7
     if optimizer == "sgd":
         return optim.SGD(lr, momentum=momentum)
     return optim.Adam(lr, betas=betas, eps=eps)

@@ -387,3 +387,26 @@ def test_finetune_and_export_refuse_a_bad_out_before_loading(command, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: out:"), err
     assert "link" in err[0] and outside.read_text() == "keep"
+
+
+def test_a_full_disk_while_eval_writes_its_outputs_is_one_line(
+    tmp_path, trained_run, monkeypatch, capsys
+):
+    """The disk fills while ``eval`` writes features.npz: one line naming the file, exit 2,
+    no temp file left, and nothing of the run touched (checkpoints and config as they were)."""
+    run = trained_run("torch", _cfg(tmp_path / "run"))
+    before = _fingerprint(run)
+    real_fsync = os.fsync
+
+    def fills_up(fd):
+        if ".features.npz." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fills_up)
+    assert impl_cli.main("torch", ["eval", "--run-dir", str(run)]) == 2
+    line = _one_error_line(capsys)
+    assert f"{run / 'features.npz'} could not be written (No space left on device)" in line
+    after = _fingerprint(run)
+    assert not [p for p in after if p.endswith(".tmp")]
+    assert {k: v for k, v in after.items() if "eval.json" not in k} == before

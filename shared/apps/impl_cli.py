@@ -35,8 +35,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from shared import RosettaError
 from shared.run.config import (
     FLAG_GROUPS,
@@ -48,6 +46,7 @@ from shared.run.config import (
     TrainConfig,
 )
 from shared.run.errors import ConfigError, MissingFileError, RunDirError
+from shared.run.runlog import atomic_write_npz
 
 
 class Parser(argparse.ArgumentParser):
@@ -595,7 +594,8 @@ def cmd_parity_dump(pkg: str, args) -> int:
             "device": args.device,
         }
         path = args.out.replace("{dtype}", dtype)
-        np.savez(path, __meta__=json.dumps(meta), **flat)
+        path += "" if path.endswith(".npz") else ".npz"  # as np.savez names it
+        atomic_write_npz(path, __meta__=json.dumps(meta), **flat)
         print(f"wrote {path} ({len(flat)} arrays, {meta['framework']} {meta['version']}, {dtype})")
     return 0
 
@@ -615,7 +615,7 @@ def _dump_steps(pkg: str, args) -> int:
             _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta, args.wait_for_init)
             res = parity.step_outputs(model, *sp.views(dtype), opt, **kwargs)
             path = out / f"{parity.FRAMEWORK}-{case}-{dtype}.npz"
-            np.savez(path, **res)
+            atomic_write_npz(path, **res)
             print(f"wrote {path} ({len(res)} arrays)")
     return 0
 
@@ -676,7 +676,7 @@ def _dump_train(pkg: str, args) -> int:
             _shared_init(ck, model, out / f"init-{case}-{dtype}.npz", meta)
             res = parity.train_run(cfg, model, views)
             path = out / f"{parity.FRAMEWORK}-train-{case}-{dtype}.npz"
-            np.savez(path, **res)
+            atomic_write_npz(path, **res)
             print(f"wrote {path} (final loss {res['step_loss'][-1]:.6f})")
     return 0
 

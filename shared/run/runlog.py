@@ -69,8 +69,10 @@ def atomic_open(path: str | os.PathLike):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL and not isinstance(e, RosettaError):
+            raise OutputFullError(e.errno, e.strerror, path) from e
         raise
 
 
@@ -374,6 +376,23 @@ def checkpoint_write_error(path, error: BaseException, previous) -> CheckpointWr
         f"checkpoint {path} could not be written ({_reason(error)}); {kept}. "
         "Free some space (or choose another --run-dir), then rerun with --resume"
     )
+
+
+class OutputFullError(RosettaError, OSError):
+    """An output file (``eval.json``, ``features.npz``, a parity dump, ...) could not be written
+    because the disk or the quota is full; ``path`` is untouched (writes are atomic). Still an
+    ``OSError`` of that errno, so that a run's own handler names its last checkpoint instead."""
+
+    def __init__(self, errno_: int, strerror: str, path):
+        super().__init__(errno_, strerror)
+        self.path = path
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path} could not be written ({self.strerror}); it is unchanged and nothing "
+            "else was written in its place. Free some space (or choose another output folder), "
+            "then run the command again"
+        )
 
 
 class DiskFullError(RosettaError, OSError):

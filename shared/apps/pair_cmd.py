@@ -524,32 +524,18 @@ def follow_steps(
     Returns:
         ``{"first": None or (step, quantity, layer, gap, envelope), "line", "losses", "local"}``.
     """
-    import copy
-
-    import torch
-
     tp, kp = _frameworks()
     lr = lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-3)
-    xk = _to_keras_input(x)
-    t, k = tp.discover(torch_model, x), kp.discover(keras_model, xk)
+    t, k = tp.discover(torch_model, x), kp.discover(keras_model, _to_keras_input(x))
     pairs = match_layers(t[0], k[0], name_map)
     rng = np.random.default_rng(seed + 1)
     batches = [rng.standard_normal(x.shape) for _ in range(steps)]
     targets = [rng.standard_normal(tuple(t[3].shape)) for _ in range(steps)]
-    t_layers, k_layers = [a for a, _ in pairs], [b for _, b in pairs]
-    start = tp.read_weights(t[1], t_layers)
-    opt = {"optimizer": optimizer, "lr": lr, "momentum": momentum}
-    runs = {}
-    for name, dt in (("ref", torch.float64), ("torch", None)):
-        model = copy.deepcopy(torch_model)
-        model = model.to(dt) if dt is not None else model
-        mods = dict(model.named_modules())
-        runs[name] = tp.train_steps(model, mods, t_layers, batches, targets, **opt)
+    k_layers = [b for _, b in pairs]
+    start = tp.read_weights(t[1], [a for a, _ in pairs])
     saved = kp.read_weights(k[1], k_layers)
-    kb = [_to_keras_input(b) for b in batches]
-    kt = [_to_keras_input(y) for y in targets]
-    stock = keras_optimizer == "stock"
-    runs["keras"] = kp.train_steps(keras_model, k[1], k_layers, kb, kt, **opt, stock=stock)
+    opt = {"optimizer": optimizer, "lr": lr, "momentum": momentum}
+    runs = _train_all(torch_model, keras_model, k, pairs, (batches, targets), opt, keras_optimizer)
     dtype = str(next(torch_model.parameters()).dtype).replace("torch.", "")
     first, closest = _out_of_envelope(pairs, runs, start, dtype)
     losses = {n: r[0] for n, r in runs.items()}
@@ -574,6 +560,30 @@ def follow_steps(
         keras_optimizer=keras_optimizer,
         name_map=name_map,
     )
+
+
+def _train_all(torch_model, keras_model, k, pairs, data, opt: dict, keras_optimizer: str):
+    """``{"ref": torch in float64, "torch": torch as it is, "keras"}``, each ``(losses,
+    weights)`` of ``train_steps`` on ``data`` (batches, targets); the torch runs on copies."""
+    import copy
+
+    import torch
+
+    tp, kp = _frameworks()
+    batches, targets = data
+    t_layers = [a for a, _ in pairs]
+    runs = {}
+    for name, dt in (("ref", torch.float64), ("torch", None)):
+        model = copy.deepcopy(torch_model)
+        model = model.to(dt) if dt is not None else model
+        mods = dict(model.named_modules())
+        runs[name] = tp.train_steps(model, mods, t_layers, batches, targets, **opt)
+    kb = [_to_keras_input(b) for b in batches]
+    kt = [_to_keras_input(y) for y in targets]
+    stock = keras_optimizer == "stock"
+    k_layers = [b for _, b in pairs]
+    runs["keras"] = kp.train_steps(keras_model, k[1], k_layers, kb, kt, **opt, stock=stock)
+    return runs
 
 
 def _localise_step(result, torch_model, keras_model, pairs, runs, batches, start, **kw) -> dict:

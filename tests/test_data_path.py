@@ -65,45 +65,46 @@ class _Spy:
         monkeypatch.setattr(lifecycle.EpochTally, "flush", counting_flush)
 
 
+def _torch_epoch(cfg, split, steps, on_step):
+    from torch_impl.methods import build_model
+    from torch_impl.optim import build_optimizer
+    from torch_impl.train import epoch_batches, run_epoch
+
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    batches = epoch_batches(cfg, split, 0, steps, 0, torch.device("cpu"))
+    ctx = {"device": torch.device("cpu"), "progress": False}
+    return run_epoch(model, opt, cfg, batches, 0, steps, ctx, on_step)
+
+
+def _tf_epoch(cfg, split, steps, on_step):
+    from tf_impl.methods import build_model
+    from tf_impl.optim import build_optimizer
+    from tf_impl.train import compile_step, make_dataset, run_epoch
+
+    model = build_model(cfg)
+    opt = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    step_fn = compile_step(model, opt, cfg.jit_compile)
+    dataset = make_dataset(split.images, cfg, 0)
+    return run_epoch(step_fn, opt, cfg, dataset, 0, steps, False, on_step)
+
+
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
-def test_no_host_synchronisation_per_step(framework, tmp_path, monkeypatch):
-    """One epoch of 6 steps: each step hands its loss to the tally unread (a tensor, not a
-    float), the tally reads them once (ceil(6 / LOSS_READ_EVERY) reads), torch calls no
-    ``.item()`` in the loop, and the epoch's record is the mean of the 6 losses."""
-    spy = _Spy(monkeypatch)
-    items = []
+def test_no_host_synchronisation_per_step(framework, monkeypatch):
+    """One epoch of each framework's loop, 6 steps: each step hands its loss to the tally
+    unread (a tensor, not a float), the tally reads them once (ceil(6 / LOSS_READ_EVERY)
+    reads), torch calls no ``.item()`` in the loop, and the epoch's loss is the mean of the 6."""
+    steps, spy, items, per_step = 6, _Spy(monkeypatch), [], []
     real_item = torch.Tensor.item
     monkeypatch.setattr(torch.Tensor, "item", lambda t: items.append(1) or real_item(t))
-    per_step = []
-    cfg = TrainConfig(epochs=1, batch_size=8, limit_train=48, knn_every=0, warmup_epochs=0,
-                      run_dir=str(tmp_path / "run"))  # fmt: skip
-    if framework == "torch":
-        from torch_impl import train as loop
-
-        def run_epoch(*a, **kw):  # count .item() inside the epoch only
-            before = len(items)
-            record = real_run_epoch(*a, on_step=per_step.append, **{k: v for k, v in kw.items()})
-            assert len(items) == before, "the torch loop read a loss with .item()"
-            return record
-
-        real_run_epoch = loop.run_epoch
-        monkeypatch.setattr(loop, "run_epoch", run_epoch)
-        record = loop.train(cfg, progress=False)
-        tensor_type = "Tensor"
-    else:
-        from tf_impl import train as loop
-
-        real_run_epoch = loop.run_epoch
-        monkeypatch.setattr(
-            loop, "run_epoch", lambda *a, **kw: real_run_epoch(*a, on_step=per_step.append)
-        )
-        record = loop.train(cfg, progress=False)
-        tensor_type = "EagerTensor"
-    steps = 6
-    assert spy.types == [tensor_type] * steps
-    assert spy.reads == math.ceil(steps / LOSS_READ_EVERY) == 1
+    cfg = TrainConfig(batch_size=8, warmup_epochs=0).resolve(framework)
+    epoch = _torch_epoch if framework == "torch" else _tf_epoch
+    record = epoch(cfg, _split(steps * 8), steps, per_step.append)
+    assert spy.types == ["Tensor" if framework == "torch" else "EagerTensor"] * steps
+    assert spy.reads == math.ceil(steps / LOSS_READ_EVERY) == 1 and not items
     assert len(per_step) == steps and all(math.isfinite(v) for v in per_step)
-    assert record["final_loss"] == pytest.approx(float(np.mean(per_step)), rel=1e-12)
+    assert record["loss"] == pytest.approx(float(np.mean(per_step)), rel=1e-12)
 
 
 def test_the_tally_reads_every_n_steps_in_one_transfer():

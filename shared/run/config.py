@@ -68,7 +68,7 @@ METHOD_DEFAULTS = {
 HELP = {
     "recipe": "the setting to start from, each value with its source (docs/recipes.md): "
     + ", ".join(RECIPES)
-    + "; a flag overrides one value",
+    + "; a flag overrides one value. The defaults shown below are the recipe digits'",
     "method": "simclr (NT-Xent over the 2N views) or moco (InfoNCE against a key queue)",
     "dataset": "embedded (default, no download), cifar10, cifar100, stl10 or folder:PATH",
     "train_split": "the split trained on: train, or unlabeled (stl10's 100,000 unlabelled images)",

@@ -391,9 +391,24 @@ def _shape(text: str) -> tuple:
 
 
 def _parser() -> Parser:
-    ap = Parser(prog="rosetta localise", description=__doc__.splitlines()[0])
-    ap.add_argument("--torch", required=True, metavar="FILE_OR_MODULE:FACTORY")
-    ap.add_argument("--keras", required=True, metavar="FILE_OR_MODULE:FACTORY")
+    ap = Parser(
+        prog="rosetta localise",
+        description="Pair, port and compare your own torch module and Keras model layer by "
+        "layer; name the first difference and the catalogue row that explains it "
+        "(docs/localise.md).",
+    )
+    ap.add_argument(
+        "--torch",
+        required=True,
+        metavar="FILE_OR_MODULE:FACTORY",
+        help="a function of no arguments returning the torch.nn.Module",
+    )
+    ap.add_argument(
+        "--keras",
+        required=True,
+        metavar="FILE_OR_MODULE:FACTORY",
+        help="a function of no arguments returning the Keras model (built under --dtype)",
+    )
     ap.add_argument("--input-shape", required=True, metavar="N,C,H,W", help="torch's layout")
     ap.add_argument("--port", default="torch-to-keras", choices=PORTS)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])

@@ -283,3 +283,30 @@ def test_a_map_that_is_not_json_is_one_line(capsys, tmp_path):
     bad.write_text("0: dense")
     code, _, err = _cli(capsys, "mlp", None, "--map", str(bad))
     assert code == 2 and len(err) == 1 and err[0].startswith("error: --map: expected a JSON")
+
+
+def test_a_grouped_conv_pairs_and_agrees():
+    """``Conv2d(groups=2)`` against ``Conv2D(groups=2)``: the same (kh, kw, in / g, out)
+    layout once transposed, and the same assignment of output channels to groups."""
+    import keras
+    from torch import nn
+
+    torch.manual_seed(0)
+    pt = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2), nn.Flatten()).double()
+    floatx = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        x0 = keras.Input((5, 5, 4))
+        conv = keras.layers.Conv2D(6, 3, padding="same", groups=2, dtype="float64")(x0)
+        y = keras.layers.Flatten(dtype="float64")(keras.layers.Permute((3, 1, 2))(conv))
+        km = keras.Model(x0, y)
+    finally:
+        keras.config.set_floatx(floatx)
+    x = np.random.default_rng(0).standard_normal((2, 4, 5, 5))
+    result = localise_pair(pt, km, x)
+    assert result.passed, result.report.verdict()
+    assert [q for layer, q, _ in result.report.rows if layer == "0"][:3] == [
+        "input",
+        "forward",
+        "grad/input",
+    ]

@@ -131,7 +131,6 @@ def canonical_to_torch(kind: str, role: str, a: np.ndarray) -> np.ndarray:
     >>> t = canonical_to_torch("dwconv", "kernel", k)
     >>> t.shape, np.array_equal(torch_to_canonical("dwconv", "kernel", t, groups=2), k)
     ((4, 1, 3, 3), True)
-    True
     """
     a = np.asarray(a)
     if role != "kernel":

@@ -39,8 +39,8 @@ from shared.run.recipes import RECIPES
 OUT = Path(__file__).resolve().parent / "results"
 FRAMEWORKS = ("torch", "tensorflow")
 # on a CPU: a batch that keeps each cell to seconds, and ImageNet-shaped images at 64 px
-CPU_SIZES = {"batch_size": 32, "max_image_size": 64}
-STEPS = 6  # steps per timed epoch
+CPU_SIZES = {"batch_size": 16, "max_image_size": 64}
+STEPS = 4  # steps per timed epoch
 
 
 def recipe_config(name: str, device: str, framework: str = "torch"):

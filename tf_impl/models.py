@@ -133,7 +133,7 @@ class _BasicBlock(_Block):
     expansion = 1
 
     def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
-        super().__init__(**kw)
+        super().__init__(**{"name": "basic_block", **kw})  # Keras: "__basic_block", no scope
         self.c1 = _conv(filters, 3, stride, pad=int(stride != 1))
         self.b1 = _bn(bn_splits)
         self.c2 = _conv(filters, 3)
@@ -155,7 +155,7 @@ class _Bottleneck(_Block):
     expansion = 4
 
     def __init__(self, filters: int, stride: int, bn_splits: int, in_filters: int, **kw):
-        super().__init__(**kw)
+        super().__init__(**{"name": "bottleneck", **kw})  # Keras: "__bottleneck", no scope
         self.c1 = _conv(filters, 1)
         self.b1 = _bn(bn_splits)
         self.c2 = _conv(filters, 3, stride, pad=int(stride != 1))

@@ -5,6 +5,9 @@ Padding: a stride-1 conv is "same"; a stride-2 conv with a kernel above 1 pads `
 every side explicitly and is "valid" (``resnet.py``'s fixed padding; Keras's "same" would pad 0
 before and 1 after). The stem's max-pool and ResNet-D's stride-1 shortcut pool are TensorFlow's
 "SAME" pools; the stride-2 shortcut pool pads 0 before and 1 after with zeros, then "valid".
+
+The layer classes' names start with a letter: Keras names a layer after its class, and inside a
+``tf.function`` a name scope may not start with "_".
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from tf_impl.split_bn import SplitBatchNorm
 
 keras = tf.keras
 
-__all__ = ["BLOCKS", "SimCLRResNet"]
+__all__ = ["BLOCKS", "Bottleneck", "FixedPadConv", "SelectiveKernel", "SimCLRResNet"]
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # resnet.py model_params
 SK_RATIO, SK_MIN_DIM = 0.0625, 32  # sk_conv2d's sk_ratio (released sk1) and min_dim
@@ -27,7 +30,7 @@ def _bn(bn_splits: int):
     return SplitBatchNorm(bn_splits, 1, momentum=0.9, epsilon=1e-5)
 
 
-class _Conv(keras.layers.Layer):
+class FixedPadConv(keras.layers.Layer):
     """A bias-free conv with ``resnet.py``'s padding (see the module docstring)."""
 
     def __init__(self, filters: int, k: int, stride: int = 1, **kw):
@@ -46,16 +49,16 @@ class _Conv(keras.layers.Layer):
         return self.conv(x)
 
 
-class _SelectiveKernel(keras.layers.Layer):
+class SelectiveKernel(keras.layers.Layer):
     """``resnet.py``'s ``sk_conv2d`` (``torch_impl.simclr_resnet.SelectiveKernel``)."""
 
     def __init__(self, filters: int, stride: int, bn_splits: int, **kw):
         super().__init__(**kw)
-        self.conv = _Conv(2 * filters, 3, stride)
+        self.conv = FixedPadConv(2 * filters, 3, stride)
         self.bn = _bn(bn_splits)
-        self.squeeze = _Conv(max(int(filters * SK_RATIO), SK_MIN_DIM), 1)
+        self.squeeze = FixedPadConv(max(int(filters * SK_RATIO), SK_MIN_DIM), 1)
         self.squeeze_bn = _bn(bn_splits)
-        self.mix = _Conv(2 * filters, 1)
+        self.mix = FixedPadConv(2 * filters, 1)
 
     def build(self, input_shape):
         self.built = True
@@ -68,23 +71,23 @@ class _SelectiveKernel(keras.layers.Layer):
         return a * w[0] + b * w[1]
 
 
-class _Bottleneck(keras.layers.Layer):
+class Bottleneck(keras.layers.Layer):
     """One bottleneck block, its layers created in ``resnet.py``'s order."""
 
     def __init__(self, filters: int, stride: int, projection: bool, sk: bool, bn_splits, **kw):
         super().__init__(**kw)
         self.stride, self.sk, self.projection = stride, sk, projection
         if projection:
-            self.proj = _Conv(4 * filters, 1, 1 if sk else stride)
+            self.proj = FixedPadConv(4 * filters, 1, 1 if sk else stride)
             self.proj_bn = _bn(bn_splits)
-        self.conv1 = _Conv(filters, 1)
+        self.conv1 = FixedPadConv(filters, 1)
         self.bn1 = _bn(bn_splits)
         if sk:
-            self.middle = _SelectiveKernel(filters, stride, bn_splits)
+            self.middle = SelectiveKernel(filters, stride, bn_splits)
         else:
-            self.conv2 = _Conv(filters, 3, stride)
+            self.conv2 = FixedPadConv(filters, 3, stride)
             self.bn2 = _bn(bn_splits)
-        self.conv3 = _Conv(4 * filters, 1)
+        self.conv3 = FixedPadConv(4 * filters, 1)
         self.bn3 = _bn(bn_splits)
 
     def build(self, input_shape):
@@ -119,15 +122,15 @@ class SimCLRResNet(keras.Model):
         w = base * width
         if sk:  # ResNet-D stem
             specs = [(w // 2, 2), (w // 2, 1), (w, 1)]
-            self.stem = [m for c, s in specs for m in (_Conv(c, 3, s), _bn(bn_splits))]
+            self.stem = [m for c, s in specs for m in (FixedPadConv(c, 3, s), _bn(bn_splits))]
         else:
-            self.stem = [_Conv(w, 7, 2), _bn(bn_splits)]
+            self.stem = [FixedPadConv(w, 7, 2), _bn(bn_splits)]
         self.pool = keras.layers.MaxPool2D(3, 2, "same")
         self.blocks, cin = [], w  # flat lists: tracked by tf.train.Checkpoint
         for g, n in enumerate(blocks or BLOCKS[depth]):
             for b in range(n):
                 stride = 2 if g and not b else 1
-                self.blocks.append(_Bottleneck(w * 2**g, stride, b == 0, sk, bn_splits))
+                self.blocks.append(Bottleneck(w * 2**g, stride, b == 0, sk, bn_splits))
                 cin = 4 * w * 2**g
         self.feature_dim = cin
         self.input_size = 224

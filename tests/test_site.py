@@ -7,8 +7,12 @@ protocol by ``shared.docgen.browser``) opens every page from the disk and checks
 error (an uncaught exception, a console.error, a failed load: a page that reached for the
 network would fail to load it here); every image decoded (naturalWidth > 0); the math rendered
 as MathML with a size, and no LaTeX left as text; on the side-by-side page, a click on a
-"TensorFlow" tab shows TensorFlow's code in every section and hides PyTorch's. Without a
-browser the browser test skips, saying why. ``ROSETTA_SITE_SHOTS=DIR`` saves two screenshots
+"TensorFlow" tab shows TensorFlow's code in every section and hides PyTorch's. As a new
+learner meets the course at 1280 px: the home page's first screen links chapter 1; every
+exercise's solution is folded; no code or output block of the course scrolls sideways; the
+teachers' page links each chapter's page and its notebook, and each chapter offers its
+notebook; the 2x2's curves (``docs/matrix_curves.png``) are decoded where they are shown.
+Without a browser the browser test skips, saying why. ``ROSETTA_SITE_SHOTS=DIR`` saves two screenshots
 there (the side-by-side page with TensorFlow chosen, the errata page's formula).
 """
 
@@ -175,3 +179,99 @@ def test_the_tabs_switch(built, browser):
         browser.evaluate("document.querySelector('article math').scrollIntoView({block: 'center'})")
         browser.wait(0.5)
         browser.screenshot(Path(shots) / "errata_math.png")
+
+
+# --------------------------------------------------------------------------------------------
+# The course as a learner meets it, at 1280 px
+# --------------------------------------------------------------------------------------------
+CHAPTERS = [f"docs/course/{p.stem}.html" for p in sorted(site.ROOT.glob("docs/course/0*.py"))]
+
+FIRST_SCREEN = """(() => {
+  const a = [...document.querySelectorAll('article a')]
+    .find(a => a.getAttribute('href').endsWith('docs/course/01_background.html'));
+  if (!a) return null;
+  const r = a.getBoundingClientRect();
+  return {bottom: r.bottom, height: innerHeight, text: a.closest('p').innerText};
+})()"""
+
+SOLUTIONS = """[...document.querySelectorAll('article details')].map(d => ({
+  summary: d.querySelector('summary').innerText.trim(), open: d.open,
+  shown: [...d.children].filter(c => c.tagName !== 'SUMMARY' && c.checkVisibility()).length,
+  extra: Math.round(d.getBoundingClientRect().height
+    - d.querySelector('summary').getBoundingClientRect().height)}))"""
+
+SCROLLING = """(() => {
+  document.querySelectorAll('article details').forEach(d => d.open = true);
+  document.querySelectorAll('.tabbed-block').forEach(b => b.style.display = 'block');
+  const blocks = [...document.querySelectorAll('article pre > code')];
+  return [blocks.length, blocks.filter(c => c.scrollWidth > c.clientWidth + 1)
+    .map(c => c.innerText.split('\\n').find(l => l.length > 60) || c.innerText.slice(0, 80))];
+})()"""
+
+LINKS = "[...document.querySelectorAll('article a')].map(a => a.getAttribute('href'))"
+
+
+def test_home_first_screen_links_chapter_1(built, browser):
+    assert browser.open((built / "index.html").as_uri()) == []
+    link = browser.evaluate(FIRST_SCREEN)
+    assert link is not None, "no link to chapter 1's page on the home page"
+    assert link["bottom"] <= link["height"], link  # above the fold at 1280 x 900
+    assert "Start here" in link["text"], link
+
+
+def test_every_solution_is_folded_until_opened(built, browser):
+    found = {}
+    for page in CHAPTERS:
+        assert browser.open((built / page).as_uri()) == []
+        for d in browser.evaluate(SOLUTIONS):
+            assert d["summary"] == "Solution" and not d["open"] and d["shown"] == 0, (page, d)
+            assert d["extra"] < 40, (page, d)  # the closed block is its summary line, padded
+        found[page] = len(browser.evaluate(SOLUTIONS))
+    per_chapter = {page.split("/")[-1][:2]: n for page, n in found.items() if n}
+    assert per_chapter == {"03": 1, "04": 2, "05": 1}, found
+
+
+def test_no_course_code_or_output_scrolls_sideways_at_1280px(built, browser):
+    assert browser.evaluate("innerWidth") == 1280
+    blocks = 0
+    for page in CHAPTERS:
+        assert browser.open((built / page).as_uri()) == []
+        n, scrolling = browser.evaluate(SCROLLING)
+        assert scrolling == [], (page, scrolling)
+        blocks += n
+    assert blocks > 100  # the check had the course's blocks to measure
+
+
+def test_teachers_page_links_chapter_pages_and_notebooks(built, browser):
+    import json
+
+    teachers = built / "docs" / "course" / "index.html"  # docs/course/README.md
+    assert browser.open(teachers.as_uri()) == []
+    links = browser.evaluate(LINKS)
+    stems = [page.split("/")[-1].removesuffix(".html") for page in CHAPTERS]
+    assert len(stems) == 9
+    for stem in stems:
+        assert f"{stem}.html" in links and f"{stem}.ipynb" in links, stem
+        notebook = json.loads((built / "docs" / "course" / f"{stem}.ipynb").read_text())
+        code = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+        assert code and not [c for c in code if re.search("^SHOW_SOLUTIONS = True", c, re.M)]
+        assert not [c for c in notebook["cells"] if c.get("outputs")], stem  # to run
+    assert not [link for link in links if link.endswith(".py")]  # no raw source, no charset
+    for stem in stems:  # each chapter offers its notebook
+        assert browser.open((built / "docs" / "course" / f"{stem}.html").as_uri()) == []
+        assert f"{stem}.ipynb" in browser.evaluate(LINKS), stem
+
+
+def test_the_matrix_curves_figure_is_decoded_where_it_is_shown(built, browser):
+    want = (site.ROOT / "docs" / "matrix_curves.png").read_bytes()
+    copies = {p.resolve() for p in built.rglob("*.png") if p.read_bytes() == want}
+    shown = []
+    for page in ["index.html", *CHAPTERS]:
+        assert browser.open((built / page).as_uri()) == []
+        images = browser.evaluate("[...document.images].map(i => [i.src, i.naturalWidth])")
+        for src, width in images:
+            path = Path(src.removeprefix("file://")).resolve()
+            if path in copies:
+                assert width > 0, (page, src)
+                shown.append(page)
+    assert "index.html" in shown and "docs/course/07_tools.html" in shown, shown

@@ -8,8 +8,10 @@ docs/, benchmarks/, and the source files the pages link to, copied as plain file
 relative link that works in the repository works on the site, and one that does not fails the
 build (``strict: true`` in mkdocs.yml). The rendered course goes under docs/course/: it is the
 folder that ``python -m shared.docgen.course --execute --out build/course`` writes (Markdown
-pages and their figures), read from ``build/course`` when that folder exists; without it the
-site builds without the course. Math becomes MathML at build time (``shared.docgen.mathml``)
+pages, their figures and the notebooks a learner downloads), read from ``build/course`` when
+that folder exists; without it the chapters are rendered here, unexecuted. The sidebar's
+"Course" section lists the chapters first. A link to a chapter's source
+(``docs/course/NN_<name>.py``, as the README has it) becomes a link to its page. Math becomes MathML at build time (``shared.docgen.mathml``)
 and the theme fetches no font, so a built page loads nothing from the network.
 ``tests/test_site.py`` builds it and opens every page in headless Chromium.
 """
@@ -30,9 +32,11 @@ STAGING = ROOT / "build" / "site_src"
 COURSE = ROOT / "build" / "course"  # written by shared.docgen.course --execute --out build/course
 COURSE_DIR = "docs/course"  # where the rendered course sits on the site
 # what the pages may link to: the repository's files outside caches and run folders
-INCLUDE = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "conftest.py")
+INCLUDE = ("README.md", "CHANGELOG.md", "LICENSE", "Makefile", "pyproject.toml", "conftest.py")
 INCLUDE_DIRS = ("docs", "benchmarks", "shared", "torch_impl", "tf_impl", "tests")
 SKIP = re.compile(r"(^|/)(__pycache__|\.[^/]+)(/|$)|\.pyc$")
+EXECUTED = "*.executed.ipynb"  # the executed notebooks: the pages show them; not offered
+CHAPTER_LINK = re.compile(r"\]\(((?:[^)\s]*/)?(\d\d_\w+))\.py(#[^)\s]*)?\)")
 
 
 def stage(dest: Path, course: Path | None = None) -> list[str]:
@@ -40,10 +44,11 @@ def stage(dest: Path, course: Path | None = None) -> list[str]:
 
     Args:
         dest: the staging folder (mkdocs' ``docs_dir``).
-        course: a rendered course folder, copied to docs/course/; ``None`` for none.
+        course: a rendered course folder, copied to docs/course/; ``None``: the chapters are
+            rendered there, unexecuted.
 
     Returns:
-        The course pages' paths in ``dest``, sorted (``docs/course/01_....md``).
+        The chapter pages' paths in ``dest``, sorted (``docs/course/01_....md``).
     """
     if dest.exists():
         shutil.rmtree(dest)
@@ -56,22 +61,51 @@ def stage(dest: Path, course: Path | None = None) -> list[str]:
             if src.is_file() and not SKIP.search(rel):
                 (dest / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest / rel)
+    target = dest / COURSE_DIR
     if course is None:
-        return []
-    shutil.copytree(course, dest / COURSE_DIR, dirs_exist_ok=True)
-    return sorted(p.relative_to(dest).as_posix() for p in (dest / COURSE_DIR).rglob("*.md"))
+        from shared.docgen import course as chapters
+
+        chapters.render(target, run=False)
+    else:
+        shutil.copytree(course, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(EXECUTED))
+    pages = sorted(p.relative_to(dest).as_posix() for p in target.glob("[0-9][0-9]_*.md"))
+    for page in dest.rglob("*.md"):
+        text = page.read_text()
+        linked = link_chapter_pages(text, page, dest)
+        if linked != text:
+            page.write_text(linked)
+    return pages
+
+
+def link_chapter_pages(text: str, page: Path, dest: Path) -> str:
+    """``text`` with each link to a chapter's source (``.../NN_<name>.py``) pointing to the
+    chapter's page instead (``.../NN_<name>.md``), where that page is staged."""
+
+    def swap(m: re.Match) -> str:
+        if not (page.parent / f"{m[1]}.md").resolve().is_file():
+            return m[0]
+        return f"]({m[1]}.md{m[3] or ''})"
+
+    return CHAPTER_LINK.sub(swap, text)
+
+
+def chapter_title(page: Path) -> str:
+    """The nav title of a chapter page, "1. Background" from "# Chapter 1. Background"."""
+    first = page.read_text().splitlines()[0]
+    return first.removeprefix("# Chapter ").strip()
 
 
 def load_config(staged: Path, out: Path, course_pages: list[str]):
-    """mkdocs.yml with ``docs_dir`` = ``staged``, ``site_dir`` = ``out``, strict, and the course
-    pages added to the nav's "Course" section."""
+    """mkdocs.yml with ``docs_dir`` = ``staged``, ``site_dir`` = ``out``, strict, and the
+    chapters at the head of the nav's "Course" section."""
     import yaml  # mkdocs' own dependency
     from mkdocs.config import load_config as mkdocs_config
 
     nav = yaml.safe_load(CONFIG.read_text())["nav"]
     if course_pages:
         section = next(item["Course"] for item in nav if "Course" in item)
-        section.append({"Notebooks": course_pages})
+        chapters = [{chapter_title(staged / p): p} for p in course_pages]
+        section[:0] = chapters
     return mkdocs_config(str(CONFIG), docs_dir=str(staged), site_dir=str(out), strict=True, nav=nav)
 
 
@@ -130,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     except SiteError as e:
         print(f"site: {e}", file=sys.stderr)
         return 1
-    course_note = f"with the course from {course}" if course else "without the course"
+    course_note = f"with the course from {course}" if course else "with the course unexecuted"
     print(f"wrote {out}/index.html ({course_note})")
     return 0
 

@@ -225,7 +225,7 @@ def test_chapter_5_trains_an_encoder_whose_knn_rises_well_above_random_init(exec
     print(f"chapter 5's run: kNN random init {init} %, after {epochs} epochs {trained} %")
     assert epochs == COURSE_EPOCHS
     assert trained >= init + 10, (init, trained)
-    section = page[page.index("## Run it yourself") : page.index("### Both methods")]
+    section = page[page.index("## Run it yourself") : page.index("## 5.3 Fine-tuning")]
     assert len(re.findall(r"!\[[^]]*\]\(05_code_\d+\.png\)", section)) == 1  # updated in place
     assert section.count("epoch 1: loss") == 1
 

@@ -578,6 +578,42 @@ axes[0].set_ylabel("training loss")
 plt.show()
 
 # %% [markdown]
+# ### Both methods, both frameworks: the same step
+#
+# Each method exists in both frameworks with the same names and arguments, and weights port
+# between them by canonical name (`torch_impl/weights.py`, `tf_impl/weights.py`). Port a
+# float64 SimCLR from PyTorch to TensorFlow and compute the loss in each on the same views: the
+# same value, to rounding. `tests/test_step_parity.py` compares every gradient, weight
+# and optimiser slot of such a step, for both methods.
+
+# %%
+pt = TorchSimCLR(**tiny, dtype="float64")
+tfm = TFSimCLR(**tiny, dtype="float64")
+v1 = np.random.default_rng(1).random((4, 32, 32, 3))
+v2 = np.random.default_rng(2).random((4, 32, 32, 3))
+tfm(tf.constant(v1), tf.constant(v2))  # builds the Keras weights
+tf_weights.import_weights(tfm, torch_weights.export_weights(pt))
+to_nchw = lambda v: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+loss_pt = pt.loss(*pt(to_nchw(v1), to_nchw(v2))[2:])
+loss_tf = tfm.loss(*tfm(tf.constant(v1), tf.constant(v2))[2:])
+print(
+    f"SimCLR step, torch {loss_pt.item():.15f}\n            TF    {float(loss_tf):.15f}"
+)
+# the float64 rtol of shared/parity/tolerances.py
+assert (abs(loss_pt.item() - float(loss_tf)) <= 1e-10 * loss_pt.item())
+
+moco_pt = TorchMoCo(**small_moco, dtype="float64", shuffle_keys=False)
+opt_pt = torch_optimizer(moco_pt, "sgd", 0.03)
+ptr0 = int(moco_pt.queue_ptr)
+moco_pt.key_momentum = 0.99  # the training loop sets m each step, from its schedule
+loss = moco_pt.train_step(to_nchw(v1), to_nchw(v2), opt_pt)
+print(
+    f"MoCo step in torch: loss {loss.item():.4f}, queue pointer {ptr0} -> "
+    f"{int(moco_pt.queue_ptr)} (2N = 8 keys)"
+)
+assert int(moco_pt.queue_ptr) == (ptr0 + 8) % small_moco["queue_size"]
+
+# %% [markdown]
 # ## Run it yourself: train an encoder
 #
 # The cell below trains SimCLR on the embedded digits with the project's model, optimiser and
@@ -693,42 +729,6 @@ print(
     f"kNN top-1 (chosen k, test split): random init {100 * accuracies[0]:.1f} %, "
     f"after {epochs[-1]} epochs {100 * accuracies[-1]:.1f} % ({seconds:.0f} s)"
 )
-
-# %% [markdown]
-# ### Both methods, both frameworks: the same step
-#
-# Each method exists in both frameworks with the same names and arguments, and weights port
-# between them by canonical name (`torch_impl/weights.py`, `tf_impl/weights.py`). Port a
-# float64 SimCLR from PyTorch to TensorFlow and compute the loss in each on the same views: the
-# same value, to rounding. `tests/test_step_parity.py` compares every gradient, weight
-# and optimiser slot of such a step, for both methods.
-
-# %%
-pt = TorchSimCLR(**tiny, dtype="float64")
-tfm = TFSimCLR(**tiny, dtype="float64")
-v1 = np.random.default_rng(1).random((4, 32, 32, 3))
-v2 = np.random.default_rng(2).random((4, 32, 32, 3))
-tfm(tf.constant(v1), tf.constant(v2))  # builds the Keras weights
-tf_weights.import_weights(tfm, torch_weights.export_weights(pt))
-to_nchw = lambda v: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-loss_pt = pt.loss(*pt(to_nchw(v1), to_nchw(v2))[2:])
-loss_tf = tfm.loss(*tfm(tf.constant(v1), tf.constant(v2))[2:])
-print(
-    f"SimCLR step, torch {loss_pt.item():.15f}\n            TF    {float(loss_tf):.15f}"
-)
-# the float64 rtol of shared/parity/tolerances.py
-assert (abs(loss_pt.item() - float(loss_tf)) <= 1e-10 * loss_pt.item())
-
-moco_pt = TorchMoCo(**small_moco, dtype="float64", shuffle_keys=False)
-opt_pt = torch_optimizer(moco_pt, "sgd", 0.03)
-ptr0 = int(moco_pt.queue_ptr)
-moco_pt.key_momentum = 0.99  # the training loop sets m each step, from its schedule
-loss = moco_pt.train_step(to_nchw(v1), to_nchw(v2), opt_pt)
-print(
-    f"MoCo step in torch: loss {loss.item():.4f}, queue pointer {ptr0} -> "
-    f"{int(moco_pt.queue_ptr)} (2N = 8 keys)"
-)
-assert int(moco_pt.queue_ptr) == (ptr0 + 8) % small_moco["queue_size"]
 
 # %% [markdown]
 # ## 5.3 Fine-tuning

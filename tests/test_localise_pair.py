@@ -310,3 +310,14 @@ def test_a_grouped_conv_pairs_and_agrees():
         "forward",
         "grad/input",
     ]
+
+
+def test_port_none_compares_the_weights_as_loaded():
+    """Two independently initialised models, not ported: the first layer's forward differs
+    and no catalogue row claims it."""
+    pt = load_factory("--torch", f"{PAIRS}/mlp.py:torch_mlp")().double()
+    km = _keras64(f"{PAIRS}/mlp.py:keras_mlp")
+    x = np.random.default_rng(0).standard_normal((8, 16))
+    result = localise_pair(pt, km, x, port="none")
+    assert result.report.first[:2] == ("0", "forward") and result.report.explained == []
+    assert "no catalogue row reproduces it" in result.report.verdict()

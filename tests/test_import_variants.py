@@ -163,25 +163,33 @@ def _ema_copy(variables: dict) -> dict:
     return {k[len("ema_model/") :]: a for k, a in variables.items() if k.startswith("ema_model/")}
 
 
-def _reference(variables: dict, images: np.ndarray) -> dict:
+def _reference(variables: dict, images: np.ndarray, selector: int = 0) -> dict:
     """The tf.nn reference on plain variables (float64): no copy to choose."""
     from tf_impl.official import reference_outputs
 
-    return reference_outputs(variables, "simclr-tf1", images, "float64")
+    return reference_outputs(variables, "simclr-tf1", images, "float64", ft_proj_selector=selector)
 
 
-@pytest.mark.parametrize("weights", ["raw", "ema"])
-def test_weights_raw_or_ema_imports_that_copy_and_lists_the_skipped(tmp_path, weights, capsys):
+@pytest.mark.parametrize(
+    "weights,selector", [("ema", 1), pytest.param("raw", 0, marks=pytest.mark.slow)]
+)  # raw without an EMA copy: tests/test_import.py; raw's counting: test_select_weights_*
+def test_weights_raw_or_ema_imports_that_copy_and_lists_the_skipped(
+    tmp_path, weights, selector, capsys
+):
     """The run holds the chosen copy (its stem kernel exactly) and computes that copy's
-    features: h and z as the reference computes them on that copy's variables alone, not the
-    other copy's; the report names the copy and counts what it skipped by kind."""
+    features: h, z and the supervised head's logits as the reference computes them on that
+    copy's variables alone, not the other copy's; the report names the copy and counts what it
+    skipped by kind. ``ema`` goes with ``--ft-proj-selector 1``, a fine-tuned checkpoint's head,
+    whose logits are checked here against NumPy's reading of model_util.py."""
     from torch_impl import methods
     from torch_impl.weights import export_weights
 
     raw = official_variables(layers=3)
     variables = _with_ema_copy(raw)
     chosen, other = (_ema_copy(variables), raw) if weights == "ema" else (raw, _ema_copy(variables))
-    out, report, printed = _import(tmp_path, variables, "torch", capsys, weights=weights)
+    out, report, printed = _import(
+        tmp_path, variables, "torch", capsys, weights=weights, ft_proj_selector=selector
+    )
     assert report["verdict"].startswith("PASS")
     assert report["source"]["weights"] == weights
     copies = {"raw": "EMA copies (ema_model/...; --weights ema reads them)",
@@ -199,12 +207,45 @@ def test_weights_raw_or_ema_imports_that_copy_and_lists_the_skipped(tmp_path, we
     stem = export_weights(model)["net/encoder/conv0/kernel"]
     np.testing.assert_array_equal(stem, chosen["base_model/conv2d/kernel"])
     x = proof_batch("simclr-tf1", 2, SIZE)
-    got, want, wrong = _features(out, "torch", x), _reference(chosen, x), _reference(other, x)
+    got, want, wrong = (_features(out, "torch", x), _reference(chosen, x, selector),
+                        _reference(other, x, selector))  # fmt: skip
     for k in ("h", "z"):
         scale = np.abs(want[k]).max()
         assert np.allclose(got[f"net/{k}"], want[k], rtol=1e-4, atol=1e-5 * scale), k
         assert np.abs(got[f"net/{k}"] - wrong[k]).max() > 0.1 * scale, k
-    assert _worst(report, "net/z") < 1e-10
+    assert _worst(report, "net/z") < 1e-10 and _worst(report, "net/logits_sup") < 1e-10
+    p = "head_supervised/linear_layer/dense"
+    inputs = _hiddens(want["h"], chosen, 3)[selector]  # model_util.py's hiddens_list, NumPy
+    logits = inputs @ np.float64(chosen[f"{p}/kernel"]) + chosen[f"{p}/bias"]
+    scale = np.abs(logits).max()
+    assert np.allclose(want["logits_sup"], logits, rtol=1e-10, atol=1e-12 * scale)
+    assert np.abs(wrong["logits_sup"] - logits).max() > 0.1 * scale
+    sup = dict(np.load(out / "supervised_head.npz"))
+    assert int(sup["ft_proj_selector"]) == selector
+    assert np.array_equal(sup["kernel"], chosen[f"{p}/kernel"])
+
+
+def test_select_weights_counts_what_it_skips_by_kind():
+    """raw: the ema_model/ copy is skipped (counted), not refused; ema: the raw variables it
+    replaces are, and a variable without an EMA copy is read raw and named."""
+    from shared.run.simclr_tf1 import select_weights
+
+    a, b = np.zeros(2), np.ones(2)
+    variables = {"base_model/conv2d/kernel": a, "ema_model/base_model/conv2d/kernel": b,
+                 "head_supervised/linear_layer/dense/bias": a, "global_step": a,
+                 "base_model/conv2d/kernel/Momentum": a, "memory_bank/queue": a,
+                 "base_model/conv2d/kernel/ExponentialMovingAverage": a,
+                 "base_model/conv2d/kernel/LARSOptimizer": a, "beta1_power": a}  # fmt: skip
+    common = {"global_step": 1, "memory variables": 1, "optimiser slots (Adam)": 1,
+              "optimiser slots (Momentum / LARS momentum)": 2,
+              "EMA shadows (ExponentialMovingAverage)": 1}  # fmt: skip
+    chosen, skipped, fallback = select_weights(variables, "raw")
+    assert chosen["base_model/conv2d/kernel"] is a and len(chosen) == 2 and fallback == []
+    assert skipped == {**common, "EMA copies (ema_model/...; --weights ema reads them)": 1}
+    chosen, skipped, fallback = select_weights(variables, "ema")
+    assert chosen["base_model/conv2d/kernel"] is b and len(chosen) == 2
+    assert skipped == {**common, "raw weights (their ema_model/ copies read instead)": 1}
+    assert fallback == ["head_supervised/linear_layer/dense/bias"]
 
 
 # --- head-less v1, fine-tuned head -------------------------------------------------------
@@ -227,11 +268,8 @@ def test_a_head_less_v1_imports_as_an_encoder_only_run(tmp_path, framework, caps
     assert report["source"]["version"] == "head-less"
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["encoder"], cfg["head_layers"], cfg["proj_dim"]) == ("resnet50_samepool", 1, 128)
-    x = proof_batch("simclr-tf1", 2, SIZE)
-    got, want = _features(out, framework, x), _reference(variables, x)
-    scale = np.abs(want["h"]).max()
-    assert np.allclose(got["net/h"], want["h"], rtol=1e-4, atol=1e-5 * scale)
-    assert not np.any(got["net/z"])
+    got = _features(out, framework, proof_batch("simclr-tf1", 2, SIZE))
+    assert got["net/h"].shape == (2, 2048) and not np.any(got["net/z"])
     sup = np.load(out / "supervised_head.npz")
     assert np.array_equal(sup["kernel"], variables["head_supervised/linear_layer/dense/kernel"])
     assert int(sup["ft_proj_selector"]) == 0
@@ -256,6 +294,7 @@ def test_a_head_less_run_is_taken_by_eval_finetune_and_port(tmp_path, small_eval
     assert np.allclose(b["net/h"], a["net/h"], rtol=1e-4, atol=1e-5 * np.abs(a["net/h"]).max())
 
 
+@pytest.mark.slow  # the default run: --weights ema with --ft-proj-selector 1, into torch
 def test_a_fine_tuned_head_reading_the_first_projection_layer(tmp_path, capsys):
     """``--ft-proj-selector 1`` (the README's fine-tuning recipe): the supervised head reads
     nl_0's output after its ReLU; its logits are proven against the reference, whose reading
@@ -282,7 +321,7 @@ def test_a_fine_tuned_head_reading_the_first_projection_layer(tmp_path, capsys):
 @pytest.mark.parametrize(
     "depth,width,sk,framework",
     [
-        (50, 1, True, "torch"),
+        pytest.param(50, 1, True, "torch", marks=pytest.mark.slow),
         pytest.param(50, 1, True, "tensorflow", marks=pytest.mark.slow),
         pytest.param(50, 2, False, "tensorflow", marks=pytest.mark.slow),
         pytest.param(50, 2, False, "torch", marks=pytest.mark.slow),
@@ -290,6 +329,8 @@ def test_a_fine_tuned_head_reading_the_first_projection_layer(tmp_path, capsys):
     ],
     ids=["r50_1x_sk1-torch", "r50_1x_sk1-tf", "r50_2x_sk0-tf", "r50_2x_sk0-torch", "r101-torch"],
 )
+# slow (15-25 s each here): the default run covers their code with reduced sizes
+# (tests/test_encoders.py: walks, float64 forward and backward parity)
 def test_the_v2_family_imports_and_matches_the_reference(
     tmp_path, depth, width, sk, framework, capsys
 ):
@@ -348,3 +389,19 @@ def test_what_no_encoder_represents_is_one_line_exit_2(tmp_path, variables, kw, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_simclr_options_with_a_moco_checkpoint_are_one_line_exit_2(tmp_path, capsys):
+    """``--weights`` and ``--ft-proj-selector`` through ``rosetta import``: refused for MoCo
+    before anything is read."""
+    from shared.apps.cli import main as rosetta
+
+    argv = ["import", str(tmp_path / "c.pth.tar"), "--format", "moco", "--to", "torch",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    for extra in (["--weights", "ema"], ["--ft-proj-selector", "1"]):
+        assert rosetta([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            "error: weights, ft-proj-selector: expected only with --format simclr-tf1"
+        ], err
+    assert list(tmp_path.iterdir()) == []

@@ -70,13 +70,13 @@ def test_the_broken_versions_fail_as_the_page_says(built):
     by_label = {r.label: r for e in built for r in e.runs}
     assert (
         "is invalid for input of size 320"
-        in by_label["Seed 002's `contrastive_loss`, as written"].output
+        in by_label["The article's `contrastive_loss`, as written"].output
     )
     assert (
         "['step']"
-        in by_label["Seed 002's training loop: the names it reads and never binds"].output
+        in by_label["The article's training loop: the names it reads and never binds"].output
     )
-    imagenet = by_label["Seed 002's ImageNet loader"].output
+    imagenet = by_label["The article's ImageNet loader"].output
     assert "split" in imagenet and "train=" not in imagenet.splitlines()[0]
     assert "download it externally" in imagenet
 
@@ -191,15 +191,20 @@ def test_erratum_3_quotes_the_seed_as_written():
     assert "将余弦相似度代入对比损失函数，得：" in seed
 
 
-def test_tutorial_follows_source_000():
-    """One section per numbered section of source 000, 1.1 to 9.5, in order (the page itself is
-    compared with its generator above)."""
+def test_tutorial_lists_the_chapters_sections_as_the_outline_numbers_them():
+    """docs/tutorial.md is the course's contents, written from the chapters' headings: one
+    entry per numbered section, 1.1 to 9.5, the outline's numbers in its order (56 of them),
+    each linking to its chapter (the page itself is compared with its generator above)."""
     from shared.docgen import tutorial
 
     text = tutorial.OUT.read_text()
-    numbers = re.findall(r"^#{3,4} (\d+\.\d+(?:\.\d+)?) ", text, flags=re.M)
-    assert numbers[0] == "1.1" and numbers[-1] == "9.5" and len(numbers) == 56  # as in source 000
-    assert numbers == sorted(numbers, key=lambda n: [int(p) for p in n.split(".")])
+    numbers = re.findall(r"^ *- \[(\d+\.\d+(?:\.\d+)?) ", text, flags=re.M)
+    outline = (tutorial.ROOT / "docs" / "source_outline.md").read_text()
+    outline = outline[: outline.index("## Source 002")]
+    want = re.findall(r"^\| (\d+\.\d+(?:\.\d+)?) \|", outline, flags=re.M)
+    assert numbers == want and len(numbers) == 56 and numbers[0] == "1.1" and numbers[-1] == "9.5"
+    links = re.findall(r"\]\((course/\d\d_\w+\.py)#[\w-]+\)", text)
+    assert len(links) == 56 and all((tutorial.ROOT / "docs" / link).is_file() for link in links)
 
 
 def _split_table(text: str) -> tuple[list[str], list[list[str]]]:

@@ -298,7 +298,9 @@ def test_a_grouped_conv_pairs_and_agrees():
     try:
         x0 = keras.Input((5, 5, 4))
         conv = keras.layers.Conv2D(6, 3, padding="same", groups=2, dtype="float64")(x0)
-        y = keras.layers.Flatten(dtype="float64")(keras.layers.Permute((3, 1, 2))(conv))
+        y = keras.layers.Flatten(dtype="float64")(
+            keras.layers.Permute((3, 1, 2), dtype="float64")(conv)
+        )
         km = keras.Model(x0, y)
     finally:
         keras.config.set_floatx(floatx)
@@ -321,3 +323,32 @@ def test_port_none_compares_the_weights_as_loaded():
     result = localise_pair(pt, km, x, port="none")
     assert result.report.first[:2] == ("0", "forward") and result.report.explained == []
     assert "no catalogue row reproduces it" in result.report.verdict()
+
+
+def test_an_embedding_pairs_ports_and_agrees_on_token_ids():
+    """An integer batch reaches both models as token ids; the Embedding's weight gradient
+    (Keras: ``IndexedSlices``) and one optimiser step agree; it has no input gradient."""
+    import keras
+    from torch import nn
+
+    torch.manual_seed(0)
+    pt = nn.Sequential(nn.Embedding(20, 8), nn.Linear(8, 4)).double()
+    L = keras.layers
+    km = keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            L.Embedding(20, 8, dtype="float64"),
+            L.Dense(4, dtype="float64"),
+        ]
+    )
+    x = np.random.default_rng(0).integers(0, 20, (2, 5))
+    result = localise_pair(pt, km, x)
+    assert result.passed, result.report.verdict()
+    quantities = [q for layer, q, _ in result.report.rows if layer == "0"]
+    assert quantities == [
+        "input",
+        "forward",
+        "grad/embeddings",
+        "slot/embeddings/momentum",
+        "step/embeddings",
+    ]

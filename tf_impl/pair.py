@@ -105,7 +105,7 @@ def discover(model, x: np.ndarray) -> tuple:
         object.__setattr__(layer, "call", call)
         wrapped.append(layer)
 
-    xt = tf.constant(x, _dtype(model))
+    xt = _batch(x, _dtype(model))
     if not model.weights:  # a subclassed model is built by its first call: not a training one
         model(xt, training=False)
     saved = _snapshot(model)
@@ -124,6 +124,17 @@ def discover(model, x: np.ndarray) -> tuple:
         shapes = {r: tuple(v.shape) for r, v in _roles(kind, by_name[name]).items()}
         layers.append(Layer(name, kind, shapes, _config(kind, by_name[name])))
     return layers, by_name, seen, output
+
+
+def _batch(x: np.ndarray, dtype):
+    """A batch as a tensor: floats in the model's dtype, integers (token ids) as they are."""
+    x = np.asarray(x)
+    return tf.constant(x) if np.issubdtype(x.dtype, np.integer) else tf.constant(x, dtype)
+
+
+def _dense_grad(g) -> np.ndarray:
+    """A gradient as an array (an Embedding's is an ``IndexedSlices``)."""
+    return tf.convert_to_tensor(g).numpy()
 
 
 def _dtype(model) -> str:
@@ -182,15 +193,20 @@ def call_and_tape(fn, roles: dict, x: np.ndarray, gy: np.ndarray, dtype) -> dict
         the call).
     """
     params = {r: v.value for r, v in roles.items() if r in TRAINABLE}  # Keras 3 -> tf.Variable
-    xt = tf.constant(x, dtype)
+    xt = _batch(x, dtype)
+    ids = not xt.dtype.is_floating  # an Embedding's token ids: no input gradient
     with tf.GradientTape() as tape:
-        tape.watch(xt)
+        if not ids:
+            tape.watch(xt)
         for v in params.values():
             tape.watch(v)
         y = fn(xt)
-    grads = tape.gradient(y, [xt, *params.values()], output_gradients=tf.constant(gy, y.dtype))
-    out = {"forward": y.numpy(), "grad/input": grads[0].numpy()}
-    out.update({f"grad/{r}": g.numpy() for r, g in zip(params, grads[1:])})
+    wrt = list(params.values()) if ids else [xt, *params.values()]
+    grads = tape.gradient(y, wrt, output_gradients=tf.constant(gy, y.dtype))
+    out = {"forward": y.numpy()}
+    if not ids:
+        out["grad/input"] = grads.pop(0).numpy()
+    out.update({f"grad/{r}": _dense_grad(g) for r, g in zip(params, grads)})
     for r in ("moving_mean", "moving_variance"):
         if r in roles:
             out[f"running/{r}"] = roles[r].numpy().copy()

@@ -65,6 +65,12 @@ def to_canonical_act(kind: str, t) -> np.ndarray:
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 and kind in IMAGE_KINDS else a
 
 
+def _batch(x: np.ndarray, dtype) -> torch.Tensor:
+    """A batch as a tensor: floats in the model's dtype, integers (token ids) as int64."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(dtype) if t.is_floating_point() else t.long()
+
+
 def _from_canonical_act(kind: str, a: np.ndarray, dtype) -> torch.Tensor:
     a = a.transpose(0, 3, 1, 2) if a.ndim == 4 and kind in IMAGE_KINDS else a
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
@@ -141,7 +147,7 @@ def discover(model: nn.Module, x: np.ndarray) -> tuple:
     try:
         model.train()
         with torch.no_grad():
-            output = model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype))
+            output = model(_batch(x, dtype))
     finally:
         for h in hooks:
             h.remove()
@@ -204,18 +210,22 @@ def run_layer(
     flags = {r: t.requires_grad for r, t in params.items()}
     if dtype is None:
         dtype = next(iter(params.values())).dtype if params else torch.float64
-    xt = _from_canonical_act(kind, np.asarray(x), dtype).requires_grad_()
+    ids = np.issubdtype(np.asarray(x).dtype, np.integer)  # an Embedding's: no input gradient
+    xt = _batch(x, dtype) if ids else _from_canonical_act(kind, np.asarray(x), dtype)
+    wrt = list(params.values()) if ids else [xt.requires_grad_(), *params.values()]
     try:
         for t in params.values():
             t.requires_grad_(True)
         y = fn(xt)
         upstream = _from_canonical_act(kind, np.asarray(gy), y.dtype)
-        grads = torch.autograd.grad(y, [xt, *params.values()], upstream)
+        grads = list(torch.autograd.grad(y, wrt, upstream))
     finally:
         for r, t in params.items():
             t.requires_grad_(flags[r])
-    out = {"forward": to_canonical_act(kind, y), "grad/input": to_canonical_act(kind, grads[0])}
-    for r, g in zip(params, grads[1:]):
+    out = {"forward": to_canonical_act(kind, y)}
+    if not ids:
+        out["grad/input"] = to_canonical_act(kind, grads.pop(0))
+    for r, g in zip(params, grads):
         out[f"grad/{r}"] = torch_to_canonical(kind, r, g.numpy(), groups).copy()
     for r in ("moving_mean", "moving_variance"):
         if r in roles:

@@ -424,6 +424,12 @@ def _parser() -> Parser:
     ap.add_argument("--steps", type=int, default=0, help="then train K steps in both")
     ap.add_argument("--map", metavar="FILE", help="JSON {torch layer name: keras layer name}")
     ap.add_argument("--report", metavar="PATH", help="write PATH (Markdown) and PATH.json")
+    ap.add_argument(
+        "--token-ids",
+        type=int,
+        metavar="V",
+        help="the batch is integers in [0, V) (a model that starts with an Embedding)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="seeds the batch and the gradients")
     return ap
 
@@ -433,12 +439,19 @@ def main(argv=None) -> int:
     ``PairError``, printed by ``shared.apps.impl_cli.run_guarded`` as one line)."""
     args = _parser().parse_args(argv)
     shape = _shape(args.input_shape)
+    if args.token_ids is not None and args.token_ids < 1:
+        raise PairError(
+            f"--token-ids: expected a vocabulary size of 1 or more, got {args.token_ids}"
+        )
     if args.steps < 0:
         raise PairError(f"--steps: expected 0 or more training steps, got {args.steps}")
+    if args.steps and args.token_ids:
+        raise PairError("--steps: trains on float batches; it cannot follow --token-ids")
     name_map = load_name_map(args.map) if args.map else None
     torch_model = _build("--torch", args.torch, args.dtype)
     keras_model = _build("--keras", args.keras, args.dtype)
-    x = np.random.default_rng(args.seed).standard_normal(shape)
+    rng = np.random.default_rng(args.seed)
+    x = rng.integers(0, args.token_ids, shape) if args.token_ids else rng.standard_normal(shape)
     kw = {
         "optimizer": args.optimizer,
         "lr": args.lr,

@@ -11,6 +11,10 @@ actual, with ``shared.parity.compare.compare_leaf``, and writes ``import_report.
 ``import_report.md`` into the run. Everything is built in a temporary folder beside ``--out``
 and moved there only when the proof passes: a bad checkpoint (one ``error:`` line, exit 2) or a
 failed proof (the report, exit 1) leaves no run directory.
+
+SimCLR's checkpoints (``shared.run.simclr_tf1``): ``--weights raw|ema`` picks the trained
+variables or their ``ema_model/`` copy, ``--ft-proj-selector`` what the supervised head reads; a
+checkpoint without a projection head becomes an encoder-only run (the report says z is absent).
 """
 
 from __future__ import annotations

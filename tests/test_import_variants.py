@@ -149,11 +149,11 @@ def _worst(report: dict, layer: str, dtype="float64") -> float:
 
 def _with_ema_copy(variables: dict) -> dict:
     """``variables`` plus what a real v2 checkpoint holds beside them: an ``ema_model/`` copy
-    of every network variable with other values, LARS ``Momentum`` slots, a ``memory``
-    variable and ``global_step``."""
+    of every network variable with other values, LARS ``Momentum`` slots (of the heads'
+    variables: enough to count them), a ``memory`` variable and ``global_step``."""
     ema = official_variables(layers=3, seed=1)
     out = {**variables, **{f"ema_model/{k}": a for k, a in ema.items()}}
-    out.update({f"{k}/Momentum": 0 * a for k, a in variables.items() if "moving_" not in k})
+    out.update({f"{k}/Momentum": 0 * a for k, a in variables.items() if k.startswith("head_")})
     out["head_contrastive/memory"] = np.zeros((4, 128), np.float32)
     out["global_step"] = np.asarray(1000, np.int64)
     return out
@@ -176,10 +176,10 @@ def _reference(variables: dict, images: np.ndarray, selector: int = 0) -> dict:
 def test_weights_raw_or_ema_imports_that_copy_and_lists_the_skipped(
     tmp_path, weights, selector, capsys
 ):
-    """The run holds the chosen copy (its stem kernel exactly) and computes that copy's
-    features: h, z and the supervised head's logits as the reference computes them on that
-    copy's variables alone, not the other copy's; the report names the copy and counts what it
-    skipped by kind. ``ema`` goes with ``--ft-proj-selector 1``, a fine-tuned checkpoint's head,
+    """The run holds the chosen copy (its stem kernel exactly, not the other copy's) and
+    computes that copy's features: h and z as the reference computes them on that copy's
+    variables alone (no copy to choose there), and the proof's logits; the report names the
+    copy and counts what it skipped by kind. ``ema`` goes with ``--ft-proj-selector 1``, a fine-tuned checkpoint's head,
     whose logits are checked here against NumPy's reading of model_util.py."""
     from torch_impl import methods
     from torch_impl.weights import export_weights
@@ -206,20 +206,18 @@ def test_weights_raw_or_ema_imports_that_copy_and_lists_the_skipped(
     model, _ = methods.load_trained(out)
     stem = export_weights(model)["net/encoder/conv0/kernel"]
     np.testing.assert_array_equal(stem, chosen["base_model/conv2d/kernel"])
+    assert np.abs(stem - other["base_model/conv2d/kernel"]).max() > 0.01
     x = proof_batch("simclr-tf1", 2, SIZE)
-    got, want, wrong = (_features(out, "torch", x), _reference(chosen, x, selector),
-                        _reference(other, x, selector))  # fmt: skip
-    for k in ("h", "z"):
+    got, want = _features(out, "torch", x), _reference(chosen, x, selector)
+    for k in ("h", "z"):  # the chosen copy's features (the other copy's differ: its stem above)
         scale = np.abs(want[k]).max()
         assert np.allclose(got[f"net/{k}"], want[k], rtol=1e-4, atol=1e-5 * scale), k
-        assert np.abs(got[f"net/{k}"] - wrong[k]).max() > 0.1 * scale, k
     assert _worst(report, "net/z") < 1e-10 and _worst(report, "net/logits_sup") < 1e-10
     p = "head_supervised/linear_layer/dense"
     inputs = _hiddens(want["h"], chosen, 3)[selector]  # model_util.py's hiddens_list, NumPy
     logits = inputs @ np.float64(chosen[f"{p}/kernel"]) + chosen[f"{p}/bias"]
     scale = np.abs(logits).max()
     assert np.allclose(want["logits_sup"], logits, rtol=1e-10, atol=1e-12 * scale)
-    assert np.abs(wrong["logits_sup"] - logits).max() > 0.1 * scale
     sup = dict(np.load(out / "supervised_head.npz"))
     assert int(sup["ft_proj_selector"]) == selector
     assert np.array_equal(sup["kernel"], chosen[f"{p}/kernel"])

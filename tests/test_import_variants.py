@@ -22,12 +22,15 @@ SIZE = 32  # tiny proof images
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # resnet.py model_params
 
 
-def official_variables(depth=50, width=1, sk=False, layers=3, classes=10, seed=0) -> dict:
+def official_variables(
+    depth=50, width=1, sk=False, layers=3, classes=10, seed=0, base=64, blocks=None
+) -> dict:
     """The network's variables of an official SimCLR checkpoint (float32), named as
     ``tf.layers`` names them while ``resnet.py`` builds the ResNet (per block: the projection
     first; with ``sk``: ResNet-D's stem and shortcut, ``sk_conv2d``, whose mixing conv has no
     BN) and ``model_util.py`` the projection head (``layers`` of them, 0: none) and the
-    supervised head (``classes``, None: none).
+    supervised head (``classes``, None: none). ``base`` and ``blocks``: the first group's
+    filters at 1x and the blocks per group, for networks of a reduced size.
 
     Each block's last BN has a small gamma, as trained ones do (``resnet.py`` initialises it to
     zero, ``init_zero``): with gammas near 1 a random ResNet-50 with selective kernels amplifies
@@ -53,13 +56,13 @@ def official_variables(depth=50, width=1, sk=False, layers=3, classes=10, seed=0
         if norm:
             bn(cout, scale=scale)
 
-    w = 64 * width
+    w = base * width
     if sk:
         conv(3, 3, w // 2), conv(3, w // 2, w // 2), conv(3, w // 2, w)
     else:
         conv(7, 3, w)
     cin = w
-    for n, f in zip(BLOCKS[depth], (w, 2 * w, 4 * w, 8 * w)):
+    for n, f in zip(blocks or BLOCKS[depth], (w, 2 * w, 4 * w, 8 * w)):
         for b in range(n):
             if b == 0:
                 conv(1, cin, 4 * f)
@@ -244,6 +247,44 @@ def test_select_weights_counts_what_it_skips_by_kind():
     assert chosen["base_model/conv2d/kernel"] is b and len(chosen) == 2
     assert skipped == {**common, "raw weights (their ema_model/ copies read instead)": 1}
     assert fallback == ["head_supervised/linear_layer/dense/bias"]
+
+
+# --- the reference against the encoders, at a reduced size -------------------------------
+
+
+@pytest.mark.parametrize("sk", [False, True], ids=["sk0", "sk1"])
+def test_the_reference_computes_what_the_encoder_does_at_a_reduced_size(sk):
+    """The tf.nn reference (ResNet-D, sk_conv2d, width 2x) and ``torch_impl.simclr_resnet`` on
+    the same variables, named by this file's writer: torch's conv i and BN i take
+    ``conv2d_i`` and ``batch_normalization_i`` (its layers are registered in creation order).
+    8 base filters, blocks 2-1-1-1, 35-px images (odd sizes at the stride-2 shortcuts)."""
+    import torch
+
+    from tf_impl.official import reference_outputs
+    from torch_impl.simclr_resnet import SimCLRResNet
+
+    kw = {"width": 2, "sk": sk, "base": 8, "blocks": (2, 1, 1, 1)}
+    v = {k: np.float64(a) for k, a in official_variables(layers=0, classes=None, **kw).items()}
+    net = SimCLRResNet(**kw).double().eval()
+    scope = lambda base, i: f"base_model/{base}" + (f"_{i}" if i else "")  # noqa: E731
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == sum(k.endswith("/kernel") for k in v)
+    with torch.no_grad():
+        for i, m in enumerate(convs):
+            m.weight.copy_(
+                torch.from_numpy(v[f"{scope('conv2d', i)}/kernel"].transpose(3, 2, 0, 1))
+            )
+        for i, m in enumerate(bns):
+            p = scope("batch_normalization", i)
+            for t, r in ((m.weight, "gamma"), (m.bias, "beta"), (m.running_mean, "moving_mean"),
+                         (m.running_var, "moving_variance")):  # fmt: skip
+                t.copy_(torch.from_numpy(v[f"{p}/{r}"]))
+    x = np.random.default_rng(4).random((2, 35, 35, 3))
+    want = reference_outputs(v, "simclr-tf1", x, "float64", blocks=kw["blocks"])["h"]
+    got = net(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().numpy()
+    assert got.shape == (2, 2 * 8 * 32)
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
 
 
 # --- head-less v1, fine-tuned head -------------------------------------------------------

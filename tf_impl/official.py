@@ -133,14 +133,15 @@ def _bottleneck(x, v, names: _Names, stride: int, projection: bool, sk: bool, ou
 BLOCK_GROUPS = {16: (3, 4, 6, 3), 33: (3, 4, 23, 3), 50: (3, 8, 36, 3)}  # resnet.py: 50/101/152
 
 
-def _resnet(x, v: _Vars, out: dict):
+def _resnet(x, v: _Vars, out: dict, blocks: tuple | None = None):
     """resnet.py ``resnet_v1`` (bottleneck blocks) at inference: (B, H, W, 3) -> h (B, F).
     Selective kernels and the depth are read off the checkpoint: with them, the stem's second
-    conv is a 3x3 one; the depth is the number of blocks the conv kernels make."""
+    conv is a 3x3 one; the depth (``blocks`` per group, unless given) is the number of blocks
+    the conv kernels make."""
     names = _Names()
     sk = np.shape(v.get("base_model/conv2d_1/kernel"))[:2] == (3, 3)
     convs = sum(v.get(f"base_model/conv2d_{i}/kernel") is not None for i in range(1, 400)) + 1
-    blocks = BLOCK_GROUPS[(convs - 7) // 5 if sk else (convs - 5) // 3]
+    blocks = blocks or BLOCK_GROUPS[(convs - 7) // 5 if sk else (convs - 5) // 3]
     cifar = not sk and np.shape(v.get("base_model/conv2d/kernel"))[:2] == (3, 3)
     x = _conv_bn(x, v, names, 1 if cifar else 2, out)
     if sk:  # ResNet-D's stem
@@ -156,7 +157,7 @@ def _resnet(x, v: _Vars, out: dict):
 
 def reference_outputs(
     checkpoint: dict, fmt: str, images: np.ndarray, dtype: str, weights: str = "raw",
-    ft_proj_selector: int = 0,
+    ft_proj_selector: int = 0, blocks: tuple | None = None,
 ) -> dict:  # fmt: skip
     """Each layer's output of the official SimCLR ResNet (any depth, width, selective kernels)
     and heads at inference, from the checkpoint's variables by their official names.
@@ -167,6 +168,8 @@ def reference_outputs(
         dtype: "float32" or "float64".
         weights: "raw", or "ema": ``ema_model/<name>`` where the checkpoint has it.
         ft_proj_selector: model_util.py's: the supervised head reads ``hiddens_list[it]``.
+        blocks: blocks per group (the tests' reduced networks); by default read off the
+            number of conv kernels (ResNet-50, -101 or -152).
 
     Returns:
         ``{official scope: output}`` (``base_model/conv2d_3``, ``head_contrastive/nl_0``: the
@@ -176,7 +179,7 @@ def reference_outputs(
     _check_format(fmt)
     out: dict = {}
     v = _Vars(checkpoint, weights, getattr(tf, dtype))
-    h = _resnet(tf.constant(images, getattr(tf, dtype)), v, out)
+    h = _resnet(tf.constant(images, getattr(tf, dtype)), v, out, blocks)
     out["h"] = h.numpy()
     z, hiddens = h, [h]
     for j in range(400):  # model_util.py projection_head / linear_layer(use_bn=True)

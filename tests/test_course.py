@@ -330,10 +330,10 @@ def show(*args, **kwargs):
     plt.close("all")
 plt.show = show
 runs = {}
-for stem in sys.argv[2:]:
+for stem in sys.argv[2:-1]:
     for label, results in json.loads(sys.argv[1]).items():
         os.environ["ROSETTA_RESULTS"] = results
-        path = f"docs/course/{stem}.py"
+        path = f"{sys.argv[-1]}/docs/course/{stem}.py"
         shown.clear()
         sys.stdout = buffer = __import__("io").StringIO()
         exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__"})
@@ -346,7 +346,8 @@ RESULTS_CHAPTERS = ("02_concepts", "07_tools", "09_faq")
 
 @pytest.fixture(scope="module")
 def results_runs(tmp_path_factory):
-    """Chapters 2, 7 and 9 run as scripts (in one process) on a new-schema results file and on
+    """Chapters 2, 7 and 9 run as plain Python scripts (in one process, from a scratch folder
+    outside the repository) on a new-schema results file and on
     one without entries: ``{"<stem>/<new|empty>": {"out", "figures", "axes"}}`` (``axes``: per
     figure shown, each axes' labels, title and labelled lines as ``{label: [x, y]}``) and the
     new file."""
@@ -356,8 +357,8 @@ def results_runs(tmp_path_factory):
     (tmp / "empty.json").write_text(json.dumps({"entries": {}}))
     files = {"new": str(tmp / "new.json"), "empty": str(tmp / "empty.json")}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, json.dumps(files), *RESULTS_CHAPTERS],
-        cwd=ROOT,
+        [sys.executable, "-c", SCRIPT, json.dumps(files), *RESULTS_CHAPTERS, str(ROOT)],
+        cwd=tmp,  # as plain Python, from a folder outside the repository
         capture_output=True,
         text=True,
         timeout=300,

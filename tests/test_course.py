@@ -309,6 +309,42 @@ def test_the_blocker_blocks():
     assert proc.returncode != 0 and "blocked: matplotlib" in proc.stderr
 
 
+PLAIN = """
+import runpy, sys
+import matplotlib
+matplotlib.use("Agg")
+for path in sys.argv[1:]:
+    runpy.run_path(path, run_name="__main__")
+    print(f"RAN {path}")
+"""
+
+
+def test_chapters_1_3_6_and_8_run_as_plain_python_from_anywhere(tmp_path):
+    """Chapters 1, 3, 6 and 8 as plain Python scripts, one after the other in one process,
+    from a scratch folder outside the repository (chapters 2, 4, 7 and 9 run so in the tests
+    above and below; chapter 5, whose training run is its cost, runs in the executed course's
+    scratch folder)."""
+    paths = [str(ROOT / "docs" / "course" / f"{stem}.py") for stem in PLAIN_CHAPTERS]
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN, *paths],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("RAN ")] == [
+        f"RAN {p}" for p in paths
+    ]
+    assert "NOT YET (your answer): not attempted yet" in proc.stdout  # chapter 3's exercise
+    assert "Hidden: set SHOW_SOLUTIONS = True" in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+PLAIN_CHAPTERS = ("01_background", "03_algorithm", "06_applications", "08_trends")
+
+
 # --------------------------------------------------------------------------------------------
 # The cells that read the results file
 # --------------------------------------------------------------------------------------------

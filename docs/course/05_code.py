@@ -400,6 +400,11 @@ for step in range(3):
     print(f"TensorFlow step {step}: loss {loss:.4f} (chance {math.log(K + 1):.4f})")
 
 # %% [markdown]
+# Three steps do not train anything, and here the loss *rises*: the queue starts as random unit
+# keys, easy negatives far from every query, and each step replaces some of them with keys of
+# the same untrained encoder, as close to each query as its own positive. Trained for epochs,
+# the loss falls well below chance: the committed runs in section 5.2.5 and your own run below.
+#
 # **The project's code, beside it.** `MoCo.train_step` in `torch_impl/moco.py` and
 # `tf_impl/moco.py`: the same order (momentum update, loss, update, enqueue), with the queue a
 # buffer written in place, Shuffle-BN in `keys` and the symmetric loss in `loss` (sections

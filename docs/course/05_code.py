@@ -403,7 +403,8 @@ for step in range(3):
 # Three steps do not train anything, and here the loss *rises*: the queue starts as random unit
 # keys, easy negatives far from every query, and each step replaces some of them with keys of
 # the same untrained encoder, as close to each query as its own positive. Trained for epochs,
-# the loss falls well below chance: the committed runs in section 5.2.5 and your own run below.
+# the loss falls well below chance: the committed runs in section 5.2.5, or your own run below
+# with `METHOD = "moco"`.
 #
 # **The project's code, beside it.** `MoCo.train_step` in `torch_impl/moco.py` and
 # `tf_impl/moco.py`: the same order (momentum update, loss, update, enqueue), with the queue a

@@ -365,8 +365,16 @@ def test_a_fine_tuned_head_reading_the_first_projection_layer(tmp_path, capsys):
         pytest.param(50, 2, False, "tensorflow", marks=pytest.mark.slow),
         pytest.param(50, 2, False, "torch", marks=pytest.mark.slow),
         pytest.param(101, 1, False, "torch", marks=pytest.mark.slow),
+        pytest.param(152, 1, False, "tensorflow", marks=pytest.mark.slow),
     ],
-    ids=["r50_1x_sk1-torch", "r50_1x_sk1-tf", "r50_2x_sk0-tf", "r50_2x_sk0-torch", "r101-torch"],
+    ids=[
+        "r50_1x_sk1-torch",
+        "r50_1x_sk1-tf",
+        "r50_2x_sk0-tf",
+        "r50_2x_sk0-torch",
+        "r101-torch",
+        "r152-tf",
+    ],  # fmt: skip
 )
 # slow (15-25 s each here): the default run covers their code with reduced sizes
 # (tests/test_encoders.py: walks, float64 forward and backward parity)

@@ -329,7 +329,7 @@ def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path, want: 
     return res
 
 
-LABEL = {"simclr": "SimCLR", "moco": "MoCo v2", "torch": "PyTorch", "tensorflow": "TensorFlow"}
+LABEL = {"simclr": "SimCLR", "moco": "MoCo", "torch": "PyTorch", "tensorflow": "TensorFlow"}
 
 
 def _default(method: str, knob: str):

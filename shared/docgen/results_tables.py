@@ -18,8 +18,8 @@ from shared.run.evaluation import KS
 CELLS = {
     "SimCLR, PyTorch": "simclr/torch",
     "SimCLR, TensorFlow": "simclr/tensorflow",
-    "MoCo v2, PyTorch": "moco/torch",
-    "MoCo v2, TensorFlow": "moco/tensorflow",
+    "MoCo, PyTorch": "moco/torch",
+    "MoCo, TensorFlow": "moco/tensorflow",
 }
 BASELINES = {
     "raw pixels (no training)": "raw_pixels",

@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from torch_impl.split_bn import SplitBatchNorm
+from torch_impl.simclr_resnet import SamePadMaxPool2d, SimCLRResNet
+from torch_impl.split_bn import batch_norm
 
 __all__ = [
     "ENCODERS",
@@ -63,14 +64,6 @@ def autocast_dtype(dtype: str) -> torch.dtype | None:
     return torch.bfloat16 if dtype == "mixed_bfloat16" else None
 
 
-def batch_norm(num_features: int, dim: int = 2, bn_splits: int = 1, views: int = 1) -> nn.Module:
-    """``nn.BatchNorm2d`` (``dim=2``) or ``nn.BatchNorm1d``; with ``bn_splits`` > 1 a
-    ``SplitBatchNorm`` of that many sub-batches (``views``: see ``torch_impl.split_bn``)."""
-    if bn_splits == 1:
-        return nn.BatchNorm2d(num_features) if dim == 2 else nn.BatchNorm1d(num_features)
-    return SplitBatchNorm(num_features, bn_splits, views)
-
-
 class SmallCNN(nn.Module):
     """Four blocks of 3x3 conv-BN-ReLU, a 2x2 max-pool after each of the first three, then GAP.
 
@@ -102,25 +95,6 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))  # (B, 8w)
-
-
-class SamePadMaxPool2d(nn.Module):
-    """A max-pool with TensorFlow's "SAME" padding: ``ceil(n / stride)`` outputs, the padding
-    split with the smaller half before (0 before and 1 after for 3x3 stride 2 on an even
-    size), padded with -inf. google-research/simclr's ResNet pools so; torchvision pads 1 on
-    both sides, which moves every window by a pixel."""
-
-    def __init__(self, kernel_size: int = 3, stride: int = 2):
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for n in (x.shape[3], x.shape[2]):  # F.pad's order: last dim first
-            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel_size - n, 0)
-            pads += [total // 2, total - total // 2]
-        x = F.pad(x, pads, value=float("-inf"))
-        return F.max_pool2d(x, self.kernel_size, self.stride)
 
 
 def _resnet(depth: int, cifar_stem: bool, same_pool: bool = False):
@@ -262,8 +236,6 @@ def _simclr_resnet(depth: int, width: int, sk: bool):
     """A builder of google-research/simclr's ResNet (``torch_impl.simclr_resnet``)."""
 
     def build(bn_splits: int = 1, views: int = 1) -> nn.Module:
-        from torch_impl.simclr_resnet import SimCLRResNet
-
         return SimCLRResNet(depth, width, sk, bn_splits, views)
 
     return build

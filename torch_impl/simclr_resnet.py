@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_impl.split_bn import batch_norm
+
 __all__ = ["BLOCKS", "SK_MIN_DIM", "SK_RATIO", "SelectiveKernel", "SimCLRResNet"]
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # resnet.py model_params
@@ -111,6 +113,25 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(y)) + shortcut)
 
 
+class SamePadMaxPool2d(nn.Module):
+    """A max-pool with TensorFlow's "SAME" padding: ``ceil(n / stride)`` outputs, the padding
+    split with the smaller half before (0 before and 1 after for 3x3 stride 2 on an even
+    size), padded with -inf. google-research/simclr's ResNet pools so; torchvision pads 1 on
+    both sides, which moves every window by a pixel."""
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for n in (x.shape[3], x.shape[2]):  # F.pad's order: last dim first
+            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel_size - n, 0)
+            pads += [total // 2, total - total // 2]
+        x = F.pad(x, pads, value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
 class SimCLRResNet(nn.Module):
     """(B, 3, S, S) -> (B, 2048 w): google-research/simclr's ResNet (see the module docstring).
 
@@ -118,7 +139,7 @@ class SimCLRResNet(nn.Module):
         depth: 50, 101 or 152 (``BLOCKS``), unless ``blocks`` is given.
         width: the width multiplier w.
         sk: selective kernels (and ResNet-D's stem and shortcuts).
-        bn_splits, views: the BatchNorm layers' sub-batches (``torch_impl.models.batch_norm``).
+        bn_splits, views: the BatchNorm layers' sub-batches (``torch_impl.split_bn.batch_norm``).
         base: the first group's filters at 1x (64; smaller in the tests of reduced size).
         blocks: blocks per group, overriding ``depth`` (the tests' reduced depth).
     """
@@ -134,8 +155,6 @@ class SimCLRResNet(nn.Module):
         blocks: tuple | None = None,
     ):
         super().__init__()
-        from torch_impl.models import SamePadMaxPool2d, batch_norm
-
         norm = partial(batch_norm, dim=2, bn_splits=bn_splits, views=views)
         w = base * width
         if sk:  # ResNet-D stem

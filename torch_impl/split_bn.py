@@ -85,3 +85,11 @@ def merge_bn_splits(model: nn.Module) -> nn.Module:
         if isinstance(m, SplitBatchNorm):
             m.num_splits = 1
     return model
+
+
+def batch_norm(num_features: int, dim: int = 2, bn_splits: int = 1, views: int = 1) -> nn.Module:
+    """``nn.BatchNorm2d`` (``dim=2``) or ``nn.BatchNorm1d``; with ``bn_splits`` > 1 a
+    ``SplitBatchNorm`` of that many sub-batches (``views``: see ``torch_impl.split_bn``)."""
+    if bn_splits == 1:
+        return nn.BatchNorm2d(num_features) if dim == 2 else nn.BatchNorm1d(num_features)
+    return SplitBatchNorm(num_features, bn_splits, views)

@@ -400,9 +400,10 @@ def test_tf_simclr_traces_once_and_resume_is_bit_exact(tmp_path, trained_run):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_eval_reads_the_method_from_config(tmp_path, framework, trained_run, small_eval):
+def test_eval_reads_the_method_from_config(tmp_path, framework, trained_run, small_eval, capsys):
     """``eval --run-dir`` of a run of the framework's non-default method evaluates that method
-    (the session's one-epoch run; ``small_eval``)."""
+    (the session's one-epoch run; ``small_eval``), prints three lines and writes every number
+    to the run's eval.json."""
     import json
 
     pkg = "torch_impl" if framework == "torch" else "tf_impl"
@@ -410,9 +411,14 @@ def test_eval_reads_the_method_from_config(tmp_path, framework, trained_run, sma
     other = "moco"  # not the default method (simclr in both frameworks)
     run = trained_run(framework, _cfg(tmp_path, other, epochs=1))
     assert json.loads((run / "config.json").read_text())["method"] == other
+    capsys.readouterr()  # the training's own lines
     assert main(["eval", "--run-dir", str(run)]) == 0
     res = json.loads((run / "eval.json").read_text())
     assert set(res) == {other, "random_init", "raw_pixels"} and 0 <= res[other]["knn_top1"] <= 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[-1].endswith(str(run / "eval.json"))
+    knn = f"{other}: kNN top-1 {100 * res[other]['knn_top1']:.1f} % (k = {res[other]['knn_k']},"
+    assert lines[0].startswith(knn)
 
 
 def test_the_key_momentum_schedule_is_the_oracle_s():

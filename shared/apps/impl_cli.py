@@ -420,8 +420,8 @@ def cmd_eval(pkg: str, args) -> int:
     }
     if args.linear_eval:
         res[cfg.method].update(ev.linear_eval(model.backbone, train, test, flip=cfg.flip))
-    print(json.dumps(res, indent=2))
     atomic_write_json(out / "eval.json", res)
+    print(eval_summary(cfg.method, res, out / "eval.json"))
     z1, z2 = ev.projection_batch(model, test.images[:16], cfg)
     ev_random = ev.random_init_encoder(cfg.encoder, cfg.seed)
     atomic_write_npz(
@@ -435,6 +435,32 @@ def cmd_eval(pkg: str, args) -> int:
         batch_labels=test.labels[:16],
     )
     return 0
+
+
+def eval_summary(method: str, res: dict, path) -> str:
+    """``eval``'s three printed lines: the trained encoder's kNN and probe, the baselines', and
+    the file that holds every number (``res``: what ``eval.json`` holds).
+
+    Example:
+        >>> row = {"knn_top1": 0.805, "knn_k": 10, "linear_top1": 0.93}
+        >>> print(eval_summary("simclr", {"simclr": row, "random_init": row,
+        ...       "raw_pixels": row}, "runs/x/eval.json"))  # doctest: +NORMALIZE_WHITESPACE
+        simclr: kNN top-1 80.5 % (k = 10, chosen by leave-one-out on the training split),
+          linear probe 93.0 %
+        baselines: random-init encoder kNN 80.5 %, raw pixels kNN 80.5 %
+        every number (k sweep, probe's C, ...): runs/x/eval.json
+    """
+    t = res[method]
+    probe = f", linear probe {100 * t['linear_top1']:.1f} %" if "linear_top1" in t else ""
+    return "\n".join(
+        [
+            f"{method}: kNN top-1 {100 * t['knn_top1']:.1f} % (k = {t['knn_k']}, chosen by "
+            f"leave-one-out on the training split){probe}",
+            f"baselines: random-init encoder kNN {100 * res['random_init']['knn_top1']:.1f} %, "
+            f"raw pixels kNN {100 * res['raw_pixels']['knn_top1']:.1f} %",
+            f"every number (k sweep, probe's C, ...): {path}",
+        ]
+    )
 
 
 def check_finetune(framework: str, args) -> None:

@@ -241,7 +241,7 @@ def test_demo_trains_cells_at_once_and_starts_parity_after_the_first(monkeypatch
 
     events, lock = [], threading.Lock()
 
-    def fake_cell(framework, method, out, epochs, threads, fast_kernels=False):
+    def fake_cell(framework, method, out, epochs, threads, fast_kernels=False, recipe="digits"):
         with lock:
             events.append(("start", framework, threads))
         time.sleep(0.3 if framework == "torch" else 0.1)
@@ -285,7 +285,7 @@ def test_demo_skips_parity_when_a_cell_fails(monkeypatch, tmp_path):
 
     ran = []
 
-    def fake_cell(framework, method, out, epochs, threads, fast_kernels=False):
+    def fake_cell(framework, method, out, epochs, threads, fast_kernels=False, recipe="digits"):
         if framework == "torch":
             raise RuntimeError("step failed (exit 2): torch")
         return {"framework": framework}

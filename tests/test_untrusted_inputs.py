@@ -331,8 +331,11 @@ def test_sigint_stops_torch_training_with_one_line(tmp_path):
     cmd = [sys.executable, "-m", "torch_impl", "train", "--run-dir", str(run_dir), "--epochs",
            "500", "--limit-train", "64", "--batch-size", "32", "--knn-every", "0", "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # started as a shell starts a foreground command, SIGINT at its default: a child inherits an
+    # ignored SIGINT, and something earlier in a full test run can leave this process ignoring it
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+                            env=env, preexec_fn=default_sigint)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not list(run_dir.glob("ckpt-*.pt")):

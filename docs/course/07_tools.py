@@ -256,13 +256,26 @@ else:
 # 1e-4 / 1e-5, atol scaled by the largest source value). So far this is proven on checkpoints
 # the tests write in the official layouts from random weights, not on a downloaded one. The
 # report (`import_report.md` in the run) names the first layer over it, and then no run is
-# written. SimCLR's checkpoints need the encoder `resnet50_samepool`: its stem max-pool pads as
+# written. SimCLR's ResNet-50 1x checkpoints need the encoder `resnet50_samepool` (the other
+# released depths, widths and selective kernels: `simclr_r<depth>_<width>x_sk<0|1>`, and
+# `--weights ema` reads a checkpoint's EMA copy); its stem max-pool pads as
 # TensorFlow's "SAME" does, one pixel after and none before on even sizes (112 px after the
 # stride-2 stem), where torchvision pads one on each
 # side (a row of the framework-differences catalogue). Two head layers are exact at inference
 # only, and each checkpoint expects its own inputs (MoCo: ImageNet-normalised; SimCLR: RGB in
 # [0, 1]); `eval` feeds the project's own pipeline, which does not apply MoCo's normalisation.
 # See `docs/import.md`.
+#
+# When your own port of a model from one framework to the other disagrees, `rosetta localise`
+# finds where: give it a function that builds each model, and it pairs their layers, copies the
+# weights across, and names the first layer and quantity (forward output, gradients, BatchNorm
+# statistics, one optimiser step) over the tolerance, with the catalogue row that explains it;
+# `--steps 20` follows training too. See `docs/localise.md`.
+#
+# ```bash
+# rosetta localise --torch my_net.py:build --keras my_keras_net.py:build \
+#     --input-shape 8,3,32,32
+# ```
 #
 # ## 7.3 Datasets
 #

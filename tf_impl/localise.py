@@ -29,7 +29,7 @@ import tensorflow as tf
 from shared.parity.localise import INJECTABLE
 from shared.parity.weights import model_parts
 from tf_impl import models
-from tf_impl.pair import call_and_tape
+from tf_impl.pair import _slots, call_and_tape
 from tf_impl.weights import entries, export_weights, import_weights
 
 __all__ = ["inject_model", "layer_outputs", "named_layers", "optimizer_step"]
@@ -142,15 +142,6 @@ def _stock(inject, lr: float, momentum: float):
     if inject == "Adam's epsilon":
         return keras.optimizers.Adam(lr)
     return None
-
-
-def _slots(opt, i: int) -> dict:
-    """The i-th variable's slots, named as ``tf_impl.optim``'s (also for Keras's stock ones)."""
-    if hasattr(opt, "slot_names"):
-        return {s: opt.slots[j][i] for j, s in enumerate(opt.slot_names)}
-    if isinstance(opt, keras.optimizers.SGD):
-        return {"momentum": opt.momentums[i]}
-    return {"m": opt._momentums[i], "v": opt._velocities[i]}
 
 
 def optimizer_step(

@@ -19,7 +19,9 @@ Two formats:
   *before* the block's three convs. ``model_util.py``'s ``projection_head`` is
   ``head_contrastive/nl_<j>/{dense, batch_normalization}`` (dense without bias, then BN; BN
   ``center=False`` on the last layer), its ``supervised_head``
-  ``head_supervised/linear_layer/dense/{kernel, bias}``.
+  ``head_supervised/linear_layer/dense/{kernel, bias}``. This module keeps the layer walk
+  (:func:`simclr_layers`); the checkpoint's mapping, every released variant's, is
+  ``shared.run.simclr_tf1``.
 
 Canonical layers walk torchvision's module order (conv1, bn1, then per Bottleneck conv1, bn1,
 conv2, bn2, conv3, bn3, downsample.0, downsample.1), numbered per kind within
@@ -41,9 +43,7 @@ __all__ = [
     "RESNET50_BLOCKS",
     "moco_config",
     "moco_state",
-    "simclr_config",
     "simclr_layers",
-    "simclr_state",
     "torchvision_layers",
 ]
 
@@ -356,199 +356,4 @@ def moco_config(info: dict) -> dict:
         "lr": 0.03,
         "weight_decay": 1e-4,
         "epochs": max(1, info["epoch"]),
-    }
-
-
-# --- simclr-tf1 -------------------------------------------------------------------------
-
-SKIPPED_SUFFIXES = {
-    "/ExponentialMovingAverage": "EMA shadows (ExponentialMovingAverage)",
-    "/Momentum": "optimiser slots (Momentum / LARS momentum)",
-    "/Adam": "optimiser slots (Adam)",
-    "/Adam_1": "optimiser slots (Adam)",
-}
-SKIPPED_NAMES = {
-    "global_step": "global_step",
-    "beta1_power": "optimiser slots (Adam)",
-    "beta2_power": "optimiser slots (Adam)",
-}
-PLAIN_CONVS = {53: 50, 104: 101, 155: 152}  # 1 stem + 3 per block + 4 projections
-SK_CONVS = {87: 50, 172: 101, 257: 152}  # 3 stem convs + 5 per block + 4 projections
-
-
-def _skip_kind(name: str) -> str | None:
-    if name in SKIPPED_NAMES:
-        return SKIPPED_NAMES[name]
-    for suffix, kind in SKIPPED_SUFFIXES.items():
-        if name.endswith(suffix):
-            return kind
-    return None
-
-
-def _simclr_variant(weights: dict) -> tuple[bool, int]:
-    """``(cifar_stem, proj_layers)`` of a supported checkpoint.
-
-    Raises:
-        WeightsError: selective kernels, a width other than 1x, a depth other than 50.
-    """
-    convs = [n for n in weights if n.startswith("base_model/conv2d") and n.endswith("/kernel")]
-    stem = weights.get("base_model/conv2d/kernel")
-    if stem is None:
-        raise WeightsError("checkpoint: missing variable 'base_model/conv2d/kernel'")
-    _check_ndim("base_model/conv2d/kernel", stem, 4)
-    if len(convs) in SK_CONVS:
-        raise WeightsError(
-            f"checkpoint: selective kernels (sk_ratio > 0, ResNet-{SK_CONVS[len(convs)]}-SK) "
-            "are not supported"
-        )
-    # another count is read as a ResNet-50 whose missing or unknown variables are then named
-    if PLAIN_CONVS.get(len(convs), 50) != 50:
-        raise WeightsError(
-            f"checkpoint: ResNet-{PLAIN_CONVS[len(convs)]} is not supported (ResNet-50 only)"
-        )
-    width = np.shape(stem)[-1] / 64
-    if width != 1:
-        raise WeightsError(f"checkpoint: width {width:g}x is not supported (1x only)")
-    layers = sum(
-        n.startswith("head_contrastive/nl_") and n.endswith("/dense/kernel") for n in weights
-    )
-    if layers not in (2, 3):
-        raise WeightsError(
-            f"checkpoint: {layers} projection layers under head_contrastive/nl_*; expected "
-            "2 (SimCLR v1) or 3 (v2)"
-        )
-    return tuple(np.shape(stem)[:2]) == (3, 3), layers
-
-
-def _simclr_expected(cifar: bool, layers: int, out_dim: int, classes: int | None) -> dict:
-    """Every official variable name (EMA and slots aside) and its shape."""
-    out: dict[str, tuple] = {}
-    shapes = _resnet50_shapes()
-    if cifar:
-        shapes["conv1"] = (64, 3, 3, 3)
-    for scope, kind, tv in simclr_layers():
-        s = shapes[tv]
-        if kind == "conv":
-            out[f"{scope}/kernel"] = (s[2], s[3], s[1], s[0])  # HWIO
-        else:
-            for role in ("gamma", "beta", "moving_mean", "moving_variance"):
-                out[f"{scope}/{role}"] = s
-    for j in range(layers):
-        last = j == layers - 1
-        dim = out_dim if last else 2048
-        p = f"head_contrastive/nl_{j}"
-        out[f"{p}/dense/kernel"] = (2048, dim)
-        roles = (
-            ("gamma", "moving_mean", "moving_variance")
-            if last
-            else ("gamma", "beta", "moving_mean", "moving_variance")
-        )
-        out.update({f"{p}/batch_normalization/{r}": (dim,) for r in roles})
-    if classes is not None:
-        out["head_supervised/linear_layer/dense/kernel"] = (2048, classes)
-        out["head_supervised/linear_layer/dense/bias"] = (classes,)
-    return out
-
-
-def simclr_state(variables: dict) -> tuple[dict, dict, dict]:
-    """The canonical state of an official SimCLR TF1 checkpoint, its supervised head apart.
-
-    Args:
-        variables: ``{checkpoint variable name: array}`` (``tf.train.load_checkpoint``).
-
-    Returns:
-        ``(state, info, supervised)``: ``state`` canonical (``net/encoder/...``,
-        ``net/head/...``; the last head layer's BN folded into its Dense, in float64);
-        ``info``: variant, dims, the skipped variables by kind, ``pairs`` of the proof;
-        ``supervised``: ``{"kernel" (2048, classes), "bias"}`` or empty.
-
-    Raises:
-        WeightsError: an unsupported variant, an unknown, missing or misshapen variable.
-    """
-    skipped: dict[str, int] = {}
-    weights = {}
-    for name, array in variables.items():
-        kind = _skip_kind(name)
-        if kind:
-            skipped[kind] = skipped.get(kind, 0) + 1
-        else:
-            weights[name] = array
-    cifar, layers = _simclr_variant(weights)
-    last = f"head_contrastive/nl_{layers - 1}/dense/kernel"
-    out_dim = int(np.shape(_check_ndim(last, weights[last], 2))[-1]) if last in weights else 128
-    sup = weights.get("head_supervised/linear_layer/dense/kernel")
-    classes = None if sup is None else int(np.shape(_check_ndim("head_supervised", sup, 2))[-1])
-    _check_keys(_simclr_expected(cifar, layers, out_dim, classes), weights, "variable")
-    state: dict[str, np.ndarray] = {}
-    pairs = []
-    names = _canonical_encoder("net")
-    for scope, kind, tv in simclr_layers():
-        layer = names[tv]
-        if kind == "conv":
-            state[f"{layer}/kernel"] = weights[f"{scope}/kernel"]
-        else:
-            state.update(_bn_entries(layer, *(weights[f"{scope}/{r}"] for r in _BN_ROLES)))
-        pairs.append((scope, layer))
-    head, head_pairs = _simclr_head(weights, layers)
-    state.update(head)
-    pairs += head_pairs + [("h", "net/h"), ("z", "net/z")]
-    supervised = {}
-    if classes is not None:
-        p = "head_supervised/linear_layer/dense"
-        supervised = {"kernel": weights[f"{p}/kernel"], "bias": weights[f"{p}/bias"]}
-    info = {
-        "format": "simclr-tf1",
-        "version": "v2" if layers == 3 else "v1",
-        "cifar_stem": cifar,
-        "dim": out_dim,
-        "proj_layers": layers,
-        "supervised_classes": classes,
-        "skipped": skipped,
-        "pairs": pairs,
-        "inference_only": [
-            f"the last projection layer's Dense(no bias) + BN(center=False) (nl_{layers - 1}) "
-            "is folded into one Dense(bias): exact at inference, not in training"
-        ],
-    }
-    return {k: np.asarray(v, np.float64) for k, v in state.items()}, info, supervised
-
-
-_BN_ROLES = ("gamma", "beta", "moving_mean", "moving_variance")
-
-
-def _simclr_head(weights: dict, layers: int):
-    """head_contrastive as our ProjectionHead: the middle layers as they are (Dense(no bias),
-    BN, ReLU), the last Dense + BN(center=False) folded into Dense(bias)."""
-    state, pairs = {}, []
-    for j in range(layers - 1):
-        p = f"head_contrastive/nl_{j}"
-        state[canonical_name("net/head", "dense", j, "kernel")] = weights[f"{p}/dense/kernel"]
-        bn = [weights[f"{p}/batch_normalization/{r}"] for r in _BN_ROLES]
-        state.update(_bn_entries(f"net/head/bn{j}", *bn))
-        pairs.append((p, f"net/head/bn{j}"))
-    p = f"head_contrastive/nl_{layers - 1}"
-    kernel = np.asarray(weights[f"{p}/dense/kernel"], np.float64)
-    gamma, mean, var = (
-        np.asarray(weights[f"{p}/batch_normalization/{r}"], np.float64)
-        for r in ("gamma", "moving_mean", "moving_variance")
-    )
-    scale = gamma / np.sqrt(var + BN_EPS)  # BN(center=False): gamma (x - mean) / sqrt(var + eps)
-    state[canonical_name("net/head", "dense", layers - 1, "kernel")] = kernel * scale
-    state[canonical_name("net/head", "dense", layers - 1, "bias")] = -mean * scale
-    pairs.append((p, f"net/head/dense{layers - 1}"))
-    return state, pairs
-
-
-def simclr_config(info: dict) -> dict:
-    """The ``TrainConfig`` fields of an imported SimCLR run (``run.py``'s defaults: LARS,
-    temperature 0.1 for v1's flags, batch 512... only the shape fields matter to a run)."""
-    return {
-        "method": "simclr",
-        "encoder": "resnet50_cifar" if info["cifar_stem"] else "resnet50_samepool",
-        "proj_dim": info["dim"],
-        "hidden_dim": 2048,
-        "head_layers": info["proj_layers"],
-        "temperature": 0.1,
-        "batch_size": 512,
-        "epochs": 100,
     }

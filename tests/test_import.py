@@ -96,6 +96,27 @@ def test_moco_v2_imports_and_matches_torchvision(tmp_path, framework, capsys):
             assert np.allclose(got[f"{part}/z"], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
+def test_moco_v2_head_is_builders_head_in_training_too(tmp_path):
+    """The v2 MLP head imports layer for layer (``head_bn`` off: Linear(bias)-ReLU-Linear), so
+    the imported head in training mode computes what builder.py's ``fc`` computes."""
+    from torch_impl.methods import load_trained
+
+    ck = write_moco(tmp_path / "checkpoint_0199.pth.tar")
+    out = tmp_path / "run"
+    assert import_official(ck_path := tmp_path / "checkpoint_0199.pth.tar", "moco", "torch", out,
+                           size=SIZE, in_process=True) == 0, ck_path  # fmt: skip
+    model, cfg = load_trained(out)
+    assert (cfg.head_layers, cfg.head_bn) == (2, False)
+    head, ref = model.encoder_q.head.train(), ck["nets"]["encoder_q"].fc.train()
+    assert not [m for m in head.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+    h = torch.randn(8, 2048, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        got, want = head(h), ref(h)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * want.abs().max().item())
+    report = (out / "import_report.md").read_text()
+    assert "inference only: nothing" in report
+
+
 # --- SimCLR TF1 ------------------------------------------------------------------------
 
 

@@ -155,10 +155,12 @@ def _effective_hyperparameters(framework, method, m) -> dict:
         bn = torch.nn.modules.batchnorm._BatchNorm
         layers = list(net.modules())
         widths = [la.out_features for la in net.head.modules() if isinstance(la, torch.nn.Linear)]
+        head_bn = any(isinstance(la, bn) for la in net.head.modules())
     else:
         bn = tf.keras.layers.BatchNormalization
         layers = net._flatten_layers()
         widths = [la.units for la in (*net.head.dense, net.head.out)]
+        head_bn = bool(net.head.bns)
     splits = {getattr(la, "num_splits", 1) for la in layers if isinstance(la, bn)}
     assert len(splits) == 1, splits
     got = {
@@ -166,6 +168,7 @@ def _effective_hyperparameters(framework, method, m) -> dict:
         "hidden_dim": widths[0],
         "proj_dim": widths[-1],
         "head_layers": len(widths),
+        "head_bn": head_bn,
         "temperature": m.temperature,
         "bn_splits": splits.pop(),
     }

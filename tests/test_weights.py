@@ -29,13 +29,13 @@ CASES = [
 SMALL = dict(hidden_dim=16, proj_dim=8)
 
 
-def _pair(method, encoder, dtype="float64"):
+def _pair(method, encoder, dtype="float64", **kw):
     from tf_impl.moco import MoCo as TM
     from tf_impl.simclr import SimCLR as TS
     from torch_impl.moco import MoCo as PM
     from torch_impl.simclr import SimCLR as PS
 
-    extra = {"queue_size": 12} if method == "moco" else {}
+    extra = {"queue_size": 12, **kw} if method == "moco" else kw
     pt_cls, tf_cls = (PS, TS) if method == "simclr" else (PM, TM)
     return pt_cls(encoder=encoder, dtype=dtype, **SMALL, **extra), tf_cls(
         encoder=encoder, dtype=dtype, **SMALL, **extra
@@ -89,6 +89,32 @@ def test_ported_model_computes_the_same_features_float64(method, encoder, shared
         h_tf = tfm.backbone(tf.constant(x), training=training).numpy()
         scale = np.abs(h_pt).max()
         assert np.abs(h_pt - h_tf).max() <= 1e-12 * scale, (training, np.abs(h_pt - h_tf).max())
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_a_head_without_bn_is_moco_v2s_head_in_both_frameworks(method):
+    """``head_bn=False``: Linear(bias)-ReLU-Linear in both frameworks (no BatchNorm in the
+    head), its weights port, and in train mode z equals the NumPy
+    ``z = relu(h W1 + b1) W2 + b2`` to 1e-12 of its scale, in float64."""
+    pt, tfm = _pair(method, "small_cnn", head_bn=False)
+    for p in pt.parameters():  # non-zero biases too
+        p.data.add_(torch.randn_like(p) * 0.1)
+    state = pw.export_weights(pt)
+    part = "net" if method == "simclr" else "encoder_q"
+    head = sorted(k for k in state if k.startswith(f"{part}/head/"))
+    assert head == [f"{part}/head/dense{i}/{r}" for i in (0, 1) for r in ("bias", "kernel")]
+    tw.import_weights(tfm, state)
+    x = np.random.default_rng(1).random((4, 32, 32, 3))
+    pt.train()
+    net_pt, net_tf = getattr(pt, part), getattr(tfm, part)
+    h, z_pt = (t.detach().numpy() for t in net_pt(torch.from_numpy(x).permute(0, 3, 1, 2)))
+    z_tf = net_tf(tf.constant(x), training=True)[1].numpy()
+    w = {k.rsplit("/head/", 1)[1]: v for k, v in state.items() if k in head}
+    hidden = np.maximum(h @ w["dense0/kernel"] + w["dense0/bias"], 0.0)
+    want = hidden @ w["dense1/kernel"] + w["dense1/bias"]
+    scale = np.abs(want).max()
+    assert np.abs(z_pt - want).max() <= 1e-12 * scale
+    assert np.abs(z_tf - want).max() <= 1e-12 * scale
 
 
 def test_bad_state_is_named_and_format_is_checked(tmp_path):

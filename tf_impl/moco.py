@@ -116,6 +116,7 @@ class MoCo(tf.Module):
         proj_dim: int = 128,
         hidden_dim: int = 512,
         head_layers: int = 2,
+        head_bn: bool = True,
         temperature: float = 0.1,
         key_momentum: float = 0.99,
         bn_splits: int = 2,
@@ -129,8 +130,9 @@ class MoCo(tf.Module):
         self.temperature = float(temperature)
         self.shuffle_keys, self.symmetric = bool(shuffle_keys), bool(symmetric)
         with dtype_policy(dtype):
-            self.encoder_q = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits)
-            self.encoder_k = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits)
+            head = (hidden_dim, proj_dim, head_layers, bn_splits)
+            self.encoder_q = EncoderWithHead(encoder, *head, head_bn=head_bn)
+            self.encoder_k = EncoderWithHead(encoder, *head, head_bn=head_bn)
         # An exact copy at init. (keras.models.clone_model re-initialises the weights.)
         self.encoder_k.set_weights(self.encoder_q.get_weights())
         queue_dtype = tf.float64 if dtype == "float64" else tf.float32

@@ -7,7 +7,8 @@ The same layers under the same names as ``torch_impl.models``:
 * :class:`SmallCNN` layer for layer (3x3 conv without bias, BN, 2x2 max-pool, ReLU, GAP) and
   :class:`ResNet`, torchvision's ResNet-18 and ResNet-50 block for block: the ImageNet stem,
   the CIFAR stem (3x3 stride-1 conv, no max-pool), or ``resnet50_samepool``'s "SAME" max-pool.
-* :class:`ProjectionHead`: ``head_layers - 1`` Dense-BN-ReLU blocks, then Dense.
+* :class:`ProjectionHead`: ``head_layers - 1`` Dense-BN-ReLU blocks (or, with ``bn=False``,
+  Dense-ReLU: MoCo v2's head), then Dense.
 * :class:`EncoderWithHead`: f then g, ``call(x) -> (h, z)``.
 
 BatchNorm is ``keras.layers.BatchNormalization``; ``bn_splits > 1`` builds
@@ -251,7 +252,8 @@ def _set_views(model, views: int) -> None:
 
 
 class ProjectionHead(keras.Model):
-    """``num_layers - 1`` Dense-BN-ReLU blocks then Dense(out_dim): MoCo v2's MLP head."""
+    """``num_layers - 1`` Dense-BN-ReLU blocks then Dense(out_dim); ``bn=False``: Dense(with
+    bias)-ReLU blocks, MoCo v2's MLP head. As ``torch_impl.models.ProjectionHead``."""
 
     def __init__(
         self,
@@ -260,18 +262,23 @@ class ProjectionHead(keras.Model):
         num_layers: int = 2,
         bn_splits: int = 1,
         views: int = 1,
+        bn: bool = True,
         **kw,
     ):
         super().__init__(**kw)
         if num_layers < 1:
             raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
-        self.dense = [keras.layers.Dense(hidden_dim, use_bias=False) for _ in range(num_layers - 1)]
-        self.bns = [_bn(bn_splits, views) for _ in range(num_layers - 1)]
+        hidden = range(num_layers - 1)
+        self.dense = [keras.layers.Dense(hidden_dim, use_bias=not bn) for _ in hidden]
+        self.bns = [_bn(bn_splits, views) for _ in hidden] if bn else []
         self.out = keras.layers.Dense(out_dim)
 
     def call(self, h, training=False):
-        for dense, bn in zip(self.dense, self.bns):
-            h = tf.nn.relu(bn(dense(h), training=training))
+        for i, dense in enumerate(self.dense):
+            h = dense(h)
+            if self.bns:
+                h = self.bns[i](h, training=training)
+            h = tf.nn.relu(h)
         return self.out(h)
 
 
@@ -287,11 +294,12 @@ class EncoderWithHead(keras.Model):
         head_layers: int = 2,
         bn_splits: int = 1,
         views: int = 1,
+        head_bn: bool = True,
         **kw,
     ):
         super().__init__(**kw)
         self.encoder = build_encoder(encoder, bn_splits, views)
-        self.head = ProjectionHead(hidden_dim, proj_dim, head_layers, bn_splits, views)
+        self.head = ProjectionHead(hidden_dim, proj_dim, head_layers, bn_splits, views, head_bn)
         self.head(tf.zeros([max(2, bn_splits * views), self.encoder.feature_dim]))
 
     def call(self, x, training=False):

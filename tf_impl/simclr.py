@@ -42,6 +42,7 @@ class SimCLR(tf.Module):
         hidden_dim: int = 512,
         proj_dim: int = 128,
         head_layers: int = 2,
+        head_bn: bool = True,
         temperature: float = 0.2,
         bn_splits: int = 1,
         dtype: str = "float32",
@@ -50,7 +51,9 @@ class SimCLR(tf.Module):
         self.encoder_name = encoder
         self.temperature = float(temperature)
         with dtype_policy(dtype):  # views=2: BN split j holds the j-th 1/S of each view
-            self.net = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits, 2)
+            self.net = EncoderWithHead(
+                encoder, hidden_dim, proj_dim, head_layers, bn_splits, 2, head_bn
+            )
 
     @property
     def backbone(self):

@@ -88,7 +88,8 @@ class MoCo(nn.Module):
         encoder: an ``ENCODERS`` name.
         queue_size: K, the number of negative keys.
         proj_dim: D, the head output and the queue's row size.
-        hidden_dim, head_layers: the projection head g.
+        hidden_dim, head_layers: the projection head g; head_bn: a BatchNorm in its hidden
+            layers (MoCo v2's head has none).
         temperature: tau of InfoNCE.
         key_momentum: m of eq. (2); the training loop sets it per step (its schedule).
         bn_splits: BatchNorm sub-batches in both encoders (``torch_impl.split_bn``; 1: plain).
@@ -117,6 +118,7 @@ class MoCo(nn.Module):
         proj_dim: int = 128,
         hidden_dim: int = 512,
         head_layers: int = 2,
+        head_bn: bool = True,
         temperature: float = 0.1,
         key_momentum: float = 0.99,
         bn_splits: int = 2,
@@ -129,7 +131,9 @@ class MoCo(nn.Module):
         self.encoder_name = encoder
         self.temperature, self.key_momentum = float(temperature), float(key_momentum)
         self.shuffle_keys, self.symmetric = bool(shuffle_keys), bool(symmetric)
-        self.encoder_q = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits)
+        self.encoder_q = EncoderWithHead(
+            encoder, hidden_dim, proj_dim, head_layers, bn_splits, head_bn=head_bn
+        )
         self.encoder_k = copy.deepcopy(self.encoder_q)  # an exact copy at init
         self.encoder_k.requires_grad_(False)  # updated by momentum_update, never by gradients
         self.register_buffer("queue", torch.from_numpy(init_queue(queue_size, proj_dim, seed)))

@@ -7,7 +7,8 @@
   ``resnet50_samepool``, whose stem max-pool pads as TensorFlow's "SAME" does
   (:class:`SamePadMaxPool2d`), the layout of google-research/simclr's checkpoints.
   ``tf_impl.models`` builds the same layers under the same names.
-* :class:`ProjectionHead`: ``head_layers - 1`` blocks of Linear-BN-ReLU, then a Linear.
+* :class:`ProjectionHead`: ``head_layers - 1`` blocks of Linear-BN-ReLU (or, with
+  ``bn=False``, Linear-ReLU: MoCo v2's head), then a Linear.
 * :class:`EncoderWithHead`: f then g, ``forward(x) -> (h, z)``; SimCLR has one, MoCo two.
 
 BatchNorm is ``nn.BatchNorm2d`` / ``nn.BatchNorm1d``; ``bn_splits > 1`` builds
@@ -145,8 +146,9 @@ def build_encoder(name: str, bn_splits: int = 1, views: int = 1) -> nn.Module:
 class ProjectionHead(nn.Module):
     """g(h): ``num_layers - 1`` blocks of Linear-BN-ReLU, then Linear to ``out_dim``.
 
-    (B, in_dim) -> (B, out_dim). ``num_layers=2`` is SimCLR v1's MLP (with BN, as in v2) and
-    MoCo v2's MLP head (plus BN).
+    (B, in_dim) -> (B, out_dim). ``num_layers=2`` is SimCLR v1's MLP (with BN, as in v2);
+    ``bn=False`` makes each block Linear(with bias)-ReLU, MoCo v2's MLP head (``moco/builder.py``:
+    ``Linear(2048, 2048), ReLU, fc``).
     """
 
     def __init__(
@@ -157,6 +159,7 @@ class ProjectionHead(nn.Module):
         num_layers: int = 2,
         bn_splits: int = 1,
         views: int = 1,
+        bn: bool = True,
     ):
         super().__init__()
         if num_layers < 1:
@@ -164,11 +167,10 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(num_layers - 1):
-            layers += [
-                nn.Linear(d, hidden_dim, bias=False),
-                batch_norm(hidden_dim, 1, bn_splits, views),
-                nn.ReLU(inplace=True),
-            ]
+            layers.append(nn.Linear(d, hidden_dim, bias=not bn))  # a BN's beta is the bias
+            if bn:
+                layers.append(batch_norm(hidden_dim, 1, bn_splits, views))
+            layers.append(nn.ReLU(inplace=True))
             d = hidden_dim
         layers.append(nn.Linear(d, out_dim))
         self.net = nn.Sequential(*layers)
@@ -181,7 +183,7 @@ class EncoderWithHead(nn.Module):
     """f followed by g: ``forward(x) -> (h, z)``, h (B, F) and z (B, proj_dim).
 
     ``bn_splits`` and ``views``: the BatchNorm layers' sub-batches (``torch_impl.split_bn``;
-    1 and 1 build plain BatchNorm).
+    1 and 1 build plain BatchNorm). ``head_bn``: :class:`ProjectionHead`'s ``bn``.
     """
 
     def __init__(
@@ -192,11 +194,12 @@ class EncoderWithHead(nn.Module):
         head_layers: int = 2,
         bn_splits: int = 1,
         views: int = 1,
+        head_bn: bool = True,
     ):
         super().__init__()
         self.encoder = build_encoder(encoder, bn_splits, views)
         self.head = ProjectionHead(
-            self.encoder.feature_dim, hidden_dim, proj_dim, head_layers, bn_splits, views
+            self.encoder.feature_dim, hidden_dim, proj_dim, head_layers, bn_splits, views, head_bn
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

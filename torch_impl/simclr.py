@@ -27,7 +27,8 @@ class SimCLR(nn.Module):
 
     Args:
         encoder: an ``ENCODERS`` name.
-        hidden_dim, proj_dim, head_layers: the projection head g.
+        hidden_dim, proj_dim, head_layers: the projection head g; head_bn: a BatchNorm in its
+            hidden layers (MoCo v2's head has none).
         temperature: tau of NT-Xent.
         bn_splits: BatchNorm sub-batches (``torch_impl.split_bn``; 1: plain BatchNorm).
         dtype: ``"float32"``, ``"float64"`` (parity work) or ``"mixed_bfloat16"`` (float32
@@ -50,6 +51,7 @@ class SimCLR(nn.Module):
         hidden_dim: int = 512,
         proj_dim: int = 128,
         head_layers: int = 2,
+        head_bn: bool = True,
         temperature: float = 0.2,
         bn_splits: int = 1,
         dtype: str = "float32",
@@ -58,7 +60,9 @@ class SimCLR(nn.Module):
         self.encoder_name = encoder
         self.temperature = float(temperature)
         # views=2: with bn_splits S, BN split j holds the j-th 1/S of each view, as device j would
-        self.net = EncoderWithHead(encoder, hidden_dim, proj_dim, head_layers, bn_splits, views=2)
+        self.net = EncoderWithHead(
+            encoder, hidden_dim, proj_dim, head_layers, bn_splits, views=2, head_bn=head_bn
+        )
         self.autocast = autocast_dtype(dtype)
         self.to(torch_dtype(dtype))
 

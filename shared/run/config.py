@@ -87,6 +87,8 @@ HELP = {
     "proj_dim": "output size of the projection head (the queue's row size for moco)",
     "hidden_dim": "hidden width of the projection head",
     "head_layers": "linear layers in the projection head (>= 1)",
+    "head_bn": "a BatchNorm in each hidden layer of the projection head (off: Linear with bias, "
+    "then ReLU, as MoCo v2's head)",
     "crop_scale": "random-resized-crop area range, 0 < MIN <= MAX <= 1",
     "color_strength": "colour-jitter strength s of SimCLR's augmentation, in [0, 1]",
     "blur": "Gaussian blur of each view with p = 0.5, sigma in [0.1, 2] (default: on above 32 px, "
@@ -159,7 +161,7 @@ FLAG_GROUPS = {
     ),
     "model": (
         "the encoder, the projection head and their BatchNorm",
-        ("encoder", "proj_dim", "hidden_dim", "head_layers", "bn_splits", "sync_bn"),
+        ("encoder", "proj_dim", "hidden_dim", "head_layers", "head_bn", "bn_splits", "sync_bn"),
     ),
     "optimisation": (
         "the optimiser and its schedule",
@@ -240,6 +242,7 @@ class TrainConfig:
     proj_dim: int = 128
     hidden_dim: int = 512
     head_layers: int = 2
+    head_bn: bool = True
     crop_scale: tuple[float, float] = (0.3, 1.0)
     color_strength: float = 0.5
     blur: bool | None = None  # None: by image size (augment_spec)
@@ -493,13 +496,16 @@ class TrainConfig:
 
         Example:
             >>> sorted(TrainConfig(method="simclr").resolve("torch").model_kwargs())
-            ['bn_splits', 'encoder', 'head_layers', 'hidden_dim', 'proj_dim', 'temperature']
+            ... # doctest: +NORMALIZE_WHITESPACE
+            ['bn_splits', 'encoder', 'head_bn', 'head_layers', 'hidden_dim', 'proj_dim',
+             'temperature']
         """
         kw = {
             "encoder": self.encoder,
             "hidden_dim": self.hidden_dim,
             "proj_dim": self.proj_dim,
             "head_layers": self.head_layers,
+            "head_bn": self.head_bn,
             "temperature": self.temperature,
             "bn_splits": self.bn_splits,
         }
@@ -577,6 +583,7 @@ SHAPE_FIELDS = (
     "proj_dim",
     "hidden_dim",
     "head_layers",
+    "head_bn",
     "queue_size",
     "optimizer",
 )

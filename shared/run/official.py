@@ -308,35 +308,21 @@ def _moco_info(checkpoint: dict, version: str, dim: int, k: int, pairs: list) ->
             "optimizer state (SGD momentum buffers)": int(checkpoint.get("optimizer_entries", 0)),
         },
         "pairs": pairs,
-        "inference_only": (
-            [
-                "the v2 head's hidden Linear(bias) is Linear(no bias) + BN(mean 0, var 1, "
-                "gamma sqrt(1 + eps), beta = the bias): exact at inference, not in training"
-            ]
-            if version == "v2"
-            else []
-        ),
+        "inference_only": [],
     }
 
 
 def _moco_head(sd: dict, fc: str, prefix: str, version: str):
-    """MoCo's fc as our ProjectionHead: v1 one Linear; v2 Linear(bias)-ReLU-Linear, whose
-    hidden bias becomes the beta of a BN that is the identity at inference."""
-    if version == "v1":
-        state = {
-            canonical_name(prefix, "dense", 0, "kernel"): np.transpose(sd[f"{fc}.weight"]),
-            canonical_name(prefix, "dense", 0, "bias"): np.asarray(sd[f"{fc}.bias"]),
-        }
-        return state, [("fc", f"{prefix}/dense0")]
-    bias = np.asarray(sd[f"{fc}.0.bias"], np.float64)
-    ones = np.ones_like(bias)
-    state = {
-        canonical_name(prefix, "dense", 0, "kernel"): np.transpose(sd[f"{fc}.0.weight"]),
-        **_bn_entries(f"{prefix}/bn0", np.sqrt(ones + BN_EPS), bias, 0 * bias, ones),
-        canonical_name(prefix, "dense", 1, "kernel"): np.transpose(sd[f"{fc}.2.weight"]),
-        canonical_name(prefix, "dense", 1, "bias"): np.asarray(sd[f"{fc}.2.bias"]),
-    }
-    return state, [("fc.0", f"{prefix}/bn0"), ("fc.2", f"{prefix}/dense1")]
+    """MoCo's fc as our ProjectionHead without BN (``head_bn=False``): v1 one Linear; v2
+    Linear(bias)-ReLU-Linear, layer for layer."""
+    linears = ["fc"] if version == "v1" else ["fc.0", "fc.2"]  # under ``fc``'s parent
+    state, pairs = {}, []
+    for i, name in enumerate(linears):
+        full = fc.rsplit(".", 1)[0] + "." + name
+        state[canonical_name(prefix, "dense", i, "kernel")] = np.transpose(sd[f"{full}.weight"])
+        state[canonical_name(prefix, "dense", i, "bias")] = np.asarray(sd[f"{full}.bias"])
+        pairs.append((name, f"{prefix}/dense{i}"))
+    return state, pairs
 
 
 def moco_config(info: dict) -> dict:
@@ -348,6 +334,7 @@ def moco_config(info: dict) -> dict:
         "proj_dim": info["dim"],
         "hidden_dim": 2048,
         "head_layers": 2 if info["version"] == "v2" else 1,
+        "head_bn": False,  # builder.py: Linear(2048, 2048), ReLU, fc
         "queue_size": info["queue_size"],
         "key_momentum": 0.999,
         "temperature": 0.2 if info["version"] == "v2" else 0.07,

@@ -69,8 +69,8 @@ SOURCES = {
     ),
     "simclr-model": (
         "google-research/simclr tf2/model.py and tf2/resnet.py",
-        "the projection head's hidden layers as wide as the encoder's output; a 3x3 stride-1 "
-        "stem without max-pool for 32-px images",
+        "the projection head's hidden layers as wide as the encoder's output, each a Dense, a "
+        "BatchNorm and a ReLU; a 3x3 stride-1 stem without max-pool for 32-px images",
     ),
     "moco-colab": (
         "facebookresearch/moco colab/moco_cifar10_demo.ipynb (branch colab-notebook)",
@@ -128,6 +128,7 @@ def _digits_common(swept: tuple) -> dict:
         "proj_dim": V(128, "project-default"),
         "hidden_dim": V(512, "project-default"),
         "head_layers": V(2, "project-default"),
+        "head_bn": V(True, "project-default", "SimCLR's hidden head layer (BN and ReLU)"),
         "crop_scale": V((0.3, 1.0), "project-default"),
         "color_strength": V(0.5, "project-default", _JITTER_NOTE),
         "blur": V(False, "project-default", "off at 32 px, as SimCLR's CIFAR-10 setting"),
@@ -170,7 +171,11 @@ DIGITS = Recipe(
             "(0.3, 1) where both papers crop (0.08, 1) or (0.2, 1): on 32-px digits, "
             "a crop of 8 % of the area is a stroke, not a digit",
         ),
-        ("head", "the MoCo head here is SimCLR's (Linear-BN-ReLU-Linear); MoCo v2's has no BN"),
+        (
+            "head",
+            "the MoCo head here is SimCLR's (Linear-BN-ReLU-Linear), kept by the project's "
+            "choice; MoCo v2's has no BN (`--no-head-bn`, the moco-v2 recipe)",
+        ),
     ),
 )
 
@@ -204,6 +209,7 @@ SIMCLR_CIFAR10 = Recipe(
             "proj_dim": V(128, "simclr-run"),
             "hidden_dim": V(512, "simclr-model", "ResNet-18's 512 features"),
             "head_layers": V(3, "simclr-run"),
+            "head_bn": V(True, "simclr-model", "each hidden layer of the head: BN, then ReLU"),
             "bn_splits": V(1, "simclr-run", "global_bn: one BatchNorm over the whole batch"),
             "crop_scale": V((0.08, 1.0), "simclr-data"),
             "color_strength": V(0.5, "simclr-readme"),
@@ -247,6 +253,7 @@ MOCO_CIFAR = Recipe(
             "proj_dim": V(128, "moco-colab"),
             "hidden_dim": V(512, "moco-colab", "unused: a one-layer head has no hidden layer"),
             "head_layers": V(1, "moco-colab", "ResNet-18's fc layer, 512 -> 128"),
+            "head_bn": V(False, "moco-colab", "unused: a one-layer head has no hidden layer"),
             "bn_splits": V(8, "moco-colab"),
             "queue_size": V(4096, "moco-colab"),
             "key_momentum": V(0.99, "moco-colab"),
@@ -294,6 +301,7 @@ MOCO_V2 = Recipe(
             "proj_dim": V(128, "moco-main"),
             "hidden_dim": V(2048, "moco-builder"),
             "head_layers": V(2, "moco-builder"),
+            "head_bn": V(False, "moco-builder", "Linear(2048, 2048), ReLU, fc: no BatchNorm"),
             "bn_splits": V(
                 8,
                 "moco-readme",
@@ -311,11 +319,6 @@ MOCO_V2 = Recipe(
         },
     },
     departures=(
-        (
-            "head",
-            "the hidden layer of the head here has a BatchNorm (Linear-BN-ReLU-Linear); "
-            "MoCo v2's is Linear-ReLU-Linear",
-        ),
         (
             "blur",
             "the blur kernel here is about 10 % of the image side (SimCLR's); MoCo's is "

@@ -161,15 +161,15 @@ def test_erratum_3_runs_the_formula_it_quotes():
     assert f"= {np.log(0.8):.4f}  negative" in errata.raw_cosine_rows()
 
 
-def test_errata_and_worked_example_d_run_one_function():
-    """Erratum 3 and worked example (d) give the same numbers on the same vectors."""
+def test_errata_and_worked_example_g_run_one_function():
+    """Erratum 3 and worked example (g) give the same numbers on the same vectors."""
     import numpy as np
 
     from shared.oracle import worked_examples as W
 
     z1, z2 = (np.array(m, float) for m in errata.RAW_COSINE_CASES[0][1:])
-    d = W.example_d().values
-    np.testing.assert_array_equal(d["cos"], z1 @ z2.T)  # example (d) uses the page's first case
+    d = W.example_g().values
+    np.testing.assert_array_equal(d["cos"], z1 @ z2.T)  # example (g) uses the page's first case
     for i, value in enumerate(d["seed002"]):
         assert f"= {value:.4f}" in errata.raw_cosine_rows().split("\n\n")[1].splitlines()[i + 1]
     assert not hasattr(errata, "seed_raw_cosine_loss")  # no second copy of the formula

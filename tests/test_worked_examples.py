@@ -1,15 +1,20 @@
-"""Every number the worked examples print, recomputed by hand arithmetic or a closed form."""
+"""Every number the worked examples print, recomputed by hand arithmetic or a closed form; the
+course meets them in the order of their letters."""
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shared.oracle import worked_examples as W
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_example_a_by_hand():
-    ex = W.example_a()
+
+def test_example_c_by_hand():
+    ex = W.example_c()
     v = ex.values
     # normalised views: (2,0,0)->(1,0,0); (3,4,0)/5; (0,3,4)/5
     np.testing.assert_allclose(
@@ -50,8 +55,8 @@ def test_example_b_by_hand():
     assert f"{math.log(den) - 4:.4f}" in ex.text()
 
 
-def test_example_c_closed_forms():
-    v = W.example_c().values
+def test_example_e_closed_forms():
+    v = W.example_e().values
     assert v["collapsed_nt_xent"] == pytest.approx(math.log(2 * v["n"] - 1), rel=1e-12)
     assert v["collapsed_info_nce"] == pytest.approx(math.log(v["k"] + 1), rel=1e-12)
     for tau, got in v["separated"]:
@@ -60,9 +65,9 @@ def test_example_c_closed_forms():
     assert vals == sorted(vals, reverse=True) and vals[-1] < 1e-12
 
 
-def test_example_d_runs_the_quoted_formula_by_hand():
+def test_example_g_runs_the_quoted_formula_by_hand():
     """L_i = -log(1 / (1 + sum_j cos(z1_i, z2_j))) = log(1 + sum_j cos(z1_i, z2_j))."""
-    ex = W.example_d()
+    ex = W.example_g()
     v = ex.values
     np.testing.assert_allclose(v["cos"], [[0.6, -0.8], [0.8, 0.6]], atol=1e-15)
     np.testing.assert_allclose(v["denominators"], [1 + 0.6 - 0.8, 1 + 0.8 + 0.6], atol=1e-15)
@@ -92,8 +97,8 @@ def test_cli_prints_each_example_alone(capsys):
     assert W.main(["zz"]) == 2
 
 
-def test_example_e_queue_and_ema_by_hand():
-    ex = W.example_e()
+def test_example_h_queue_and_ema_by_hand():
+    ex = W.example_h()
     s = ex.values["steps"]
     # EMA with m = 0.9: theta_k = 0.9 theta_k + 0.1 theta_q, theta_q = 1.0, then 1.5, then 2.0
     assert [st["theta_k"] for st in s] == pytest.approx([1.0, 1.05, 0.9 * 1.05 + 0.2], abs=1e-15)
@@ -109,8 +114,8 @@ def test_example_e_queue_and_ema_by_hand():
     assert "ptr 3 -> 2" in ex.text()
 
 
-def test_example_f_encoder_and_head_by_hand():
-    v = W.example_f().values
+def test_example_a_encoder_and_head_by_hand():
+    v = W.example_a().values
     # W_f x = (0.5 + 0.5, -1 - 1) = (1, -2); ReLU -> (1, 0)
     np.testing.assert_allclose(v["h"], [1.0, 0.0])
     # W1 h = (1, 0.5); ReLU keeps it; W2 (1, 0.5) = (0.5, 1.5); |z| = sqrt(2.5)
@@ -118,8 +123,8 @@ def test_example_f_encoder_and_head_by_hand():
     np.testing.assert_allclose(v["u"], np.array([0.5, 1.5]) / math.sqrt(2.5), rtol=1e-15)
 
 
-def test_example_g_temperature_by_hand():
-    v = W.example_g().values
+def test_example_d_temperature_by_hand():
+    v = W.example_d().values
     sims = [0.9, 0.7, 0.3, 0.0, -0.5]
     for tau, row in v["rows"].items():
         den = sum(math.exp(s / tau) for s in sims)
@@ -132,13 +137,13 @@ def test_example_g_temperature_by_hand():
     assert shares == sorted(shares, reverse=True)  # smaller tau, more on the hard negative
 
 
-def test_example_h_chance_levels():
-    v = W.example_h().values
+def test_example_f_chance_levels():
+    v = W.example_f().values
     assert v["chance_simclr"] == pytest.approx(math.log(2 * v["n"] - 1), rel=1e-15)
     assert v["chance_moco"] == pytest.approx(math.log(v["k"] + 1), rel=1e-15)
     from shared.oracle.losses import nt_xent
 
-    n = v["n"]  # orthogonal: z1 = z2 = the basis vectors, as in example (c)
+    n = v["n"]  # orthogonal: z1 = z2 = the basis vectors, as in example (e)
     assert v["floor_simclr"] == pytest.approx(nt_xent(np.eye(n), np.eye(n), 0.2), rel=1e-9)
 
     # the demo's real curves start below chance and stay above the orthogonal value
@@ -150,7 +155,7 @@ def test_example_h_chance_levels():
         assert floor < min(curve) and curve[0] < chance and curve[-1] < curve[0]
 
 
-def test_example_h_uses_the_trained_configuration():
+def test_example_f_uses_the_trained_configuration():
     """The oracle sits below the run layer, so it restates the demo's settings; they must equal
     what ``shared.run.config`` resolves for each method."""
     from shared.run.config import TrainConfig
@@ -189,3 +194,21 @@ def test_the_cli_needs_numpy_alone():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("=" * 10) >= 2 * len(W.EXAMPLES)  # every example's title bars
+
+
+MENTION = re.compile(r"\bexample_([a-h])\(|[Ww]orked example \(([a-h])\)")
+
+
+def test_the_course_meets_the_examples_in_alphabetical_order():
+    """Read from chapter 1 to chapter 9, the examples the course calls or names first appear as
+    (a), (b), ..., (h): the letters are the reading order. Each example's key is its letter."""
+    first: list[str] = []
+    for path in sorted((ROOT / "docs" / "course").glob("0*.py")):
+        for m in MENTION.finditer(path.read_text()):
+            letter = m[1] or m[2]
+            if letter not in first:
+                first.append(letter)
+    assert first == list("abcdefgh"), first
+    for key, make in W.EXAMPLES.items():
+        ex = make()
+        assert ex.key == key and ex.title.startswith(f"({key}) "), (key, ex.title)

@@ -60,7 +60,7 @@ except ImportError:  # the numbers do not need it
 # ## 4.1 The encoder
 #
 # $h = f(x; \theta)$: a composition of convolutions, batch normalisation and ReLUs, then global
-# average pooling. Worked example (f) (`rosetta explain f`) uses a one-layer encoder,
+# average pooling. Worked example (a) (`rosetta explain a`) uses a one-layer encoder,
 # $h = \mathrm{ReLU}(W_f x)$, on a three-pixel image.
 #
 # ## 4.2 The projection head
@@ -70,7 +70,7 @@ except ImportError:  # the numbers do not need it
 # `tests/test_worked_examples.py`.
 
 # %%
-print(W.example_f().text())
+print(W.example_a().text())
 
 # %% [markdown]
 # ## 4.3 The losses
@@ -134,11 +134,11 @@ else:
 # $$\ell_i = -\log \frac{\exp(s_{i,p(i)} / \tau)}{\sum_{k \neq i} \exp(s_{ik} / \tau)}, \qquad
 #   \mathcal{L} = \frac{1}{2N} \sum_{i=1}^{2N} \ell_i .$$
 #
-# Worked example (a) computes it for $N = 2$ images in 3-D at $\tau = 0.5$, every intermediate
+# Worked example (c) computes it for $N = 2$ images in 3-D at $\tau = 0.5$, every intermediate
 # printed; the figure draws its similarity matrix and the row softmax.
 
 # %%
-ex = W.example_a()
+ex = W.example_c()
 print(ex.text())
 if plt is not None:
     names = ["x0/v1", "x1/v1", "x0/v2", "x1/v2"]
@@ -165,7 +165,7 @@ if plt is not None:
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(
-        "Worked example (a): the positive of row i is column (i + 2) mod 4; loss "
+        "Worked example (c): the positive of row i is column (i + 2) mod 4; loss "
         f"{ex.values['loss']:.4f}"
     )
     plt.show()
@@ -181,13 +181,13 @@ if plt is not None:
 # through the normalisation and is checked against finite differences
 # (`tests/test_shared_losses.py`).
 #
-# **The temperature** decides how that push is shared. Worked example (g) takes one anchor's
+# **The temperature** decides how that push is shared. Worked example (d) takes one anchor's
 # similarities, the positive at 0.9 and negatives at 0.7 (hard), 0.3, 0.0 and -0.5 (easy), and
 # computes the softmax at several $\tau$; the figure shows it, and the hard negative's share of
 # the push on all negatives as $\tau$ varies.
 
 # %%
-g = W.example_g()
+g = W.example_d()
 sims = g.values["sims"]
 
 
@@ -236,7 +236,7 @@ if plt is not None:
 #
 # ## 4.4 Worked numbers
 #
-# Two closed forms anchor every value you will see (worked example (c)). Collapsed embeddings
+# Two closed forms anchor every value you will see (worked example (e)). Collapsed embeddings
 # (every vector the same) make every logit equal, the softmax uniform, and the loss
 # $\log(\#\text{candidates})$: $\log(2N - 1)$ for NT-Xent, $\log(K + 1)$ for InfoNCE.
 # Orthogonal embeddings (each positive at cosine 1, every negative at 0) give
@@ -246,7 +246,7 @@ if plt is not None:
 # The figure computes both with the oracle, at $N = 4$, over $\tau$, beside the closed forms.
 
 # %%
-print(W.example_c().text())
+print(W.example_e().text())
 n = 4
 taus = np.geomspace(0.05, 5.0, 60)
 eye, ones = np.eye(n), np.ones((n, n))
@@ -279,7 +279,7 @@ if plt is not None:
 # results file has them) the demo's curves. Chapter 5 plots real curves against both lines.
 
 # %%
-print(W.example_h().text())
+print(W.example_f().text())
 
 # %% [markdown]
 # ### Exercise 4b: fix a broken loss
@@ -291,12 +291,12 @@ print(W.example_h().text())
 # with $P$ the raw cosine similarity (`docs/errata.md`, errata 2 and 3). It has three errors:
 # the "positive" $P(z_1, z_1)$ is a vector with itself, always 1; the ratio holds raw cosines,
 # which can be negative, so it is no probability; and the second view of the anchor's own image is
-# counted as a negative. Here it is in NumPy, run on the vectors of worked example (d): row 0's
+# counted as a negative. Here it is in NumPy, run on the vectors of worked example (g): row 0's
 # "loss" is negative, which no cross-entropy can be.
 
 # %%
 print(inspect.getsource(exercises.quoted_loss))
-z1 = np.array([[1.0, 0.0], [0.0, 1.0]])  # the inputs of worked example (d)
+z1 = np.array([[1.0, 0.0], [0.0, 1.0]])  # the inputs of worked example (g)
 z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
 for i in range(2):
     p_self, p_cross = 1.0, float((z1[i] @ z2.T).sum())

@@ -49,11 +49,11 @@ results = published.load(os.environ.get("ROSETTA_RESULTS"))
 # ## 9.2 Which loss?
 #
 # NT-Xent needs large batches for many negatives; InfoNCE with a queue does not. The
-# temperature matters most (chapter 4.3.2): in worked example (g) the hard negative's share of
+# temperature matters most (chapter 4.3.2): in worked example (d) the hard negative's share of
 # the push on the negatives is
 
 # %%
-for tau, row in W.example_g().values["rows"].items():
+for tau, row in W.example_d().values["rows"].items():
     print(f"tau = {tau:<5} {100 * row['hard_share']:5.1f} %")
 
 # %% [markdown]

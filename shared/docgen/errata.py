@@ -174,7 +174,7 @@ import ast, builtins
 # the seed's module level binds these (its imports, model, feature_extractor, contrastive_loss)
 module = {{"torch", "transforms", "datasets", "VGGFeatureExtractor", "VGGImageModel", "model",
     "feature_extractor", "contrastive_loss", "data_loader", "evaluate"}}
-fn = ast.parse({SEED_TRAIN_LOOP!r}).body[0]
+fn = ast.parse('''{SEED_TRAIN_LOOP}''').body[0]
 bound = module | {{a.arg for a in fn.args.args}} | {{
     n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}}
 read = {{n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}}
@@ -280,7 +280,7 @@ def _raw_cosines() -> Erratum:
         "use a softmax over exp(sim / tau), a ratio in (0, 1), so their loss is finite and "
         "positive. The run below evaluates the quoted formula exactly, its P(z_1, z_1) term "
         "in the denominator as in erratum 2 "
-        "(`shared.oracle.losses.raw_cosine_ratio_as_quoted`, which worked example (d) runs too), "
+        "(`shared.oracle.losses.raw_cosine_ratio_as_quoted`, which worked example (g) runs too), "
         "on two pairs of 2-D batches:",
         [Run("The quoted formula on actual numbers (NumPy)", "")],
     )
@@ -359,7 +359,7 @@ def _illustrative_log() -> Erratum:
         "reads 0.50 after 10 steps. Perfectly orthogonal negatives leave "
         "log(1 + 62 e^(-1/tau)): below 0.008 only for tau under about 0.11 (table below). A "
         "real run starts near chance and levels off far above its orthogonal value (worked "
-        "example h; the demo's report has the curves). Do not use 0.008 as a target.",
+        "example f; the demo's report has the curves). Do not use 0.008 as a target.",
         [Run("The levels at the seed's batch of 32 (NumPy)", "")],
     )
 

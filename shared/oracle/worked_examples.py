@@ -3,18 +3,19 @@
     python -m shared.oracle.worked_examples            # all of them
     python -m shared.oracle.worked_examples a          # one: a to h
 
-(a) NT-Xent for N = 2 pairs in 3-D at tau = 0.5, every intermediate printed.
+(a) The encoder and projection head of seed 000 sections 4.1-4.2 on a 3-pixel network.
 (b) InfoNCE for one query, its positive key and a queue of 3 negative keys at tau = 0.2.
-(c) Closed forms: collapsed embeddings give log(2N - 1) and log(K + 1); orthogonal
+(c) NT-Xent for N = 2 pairs in 3-D at tau = 0.5, every intermediate printed.
+(d) Temperature: one similarity row under tau in {0.05, 0.1, 0.5, 1}.
+(e) Closed forms: collapsed embeddings give log(2N - 1) and log(K + 1); orthogonal
     (well-separated) embeddings give log(1 + (2N - 2) exp(-1/tau)) -> 0 as tau -> 0.
-(d) Seed 002's formula as erratum 3 quotes it (raw cosines in the ratio, no exp, no tau, the
+(f) What loss value is normal: chance, orthogonal negatives and the demo's real curves.
+(g) Seed 002's formula as erratum 3 quotes it (raw cosines in the ratio, no exp, no tau, the
     anchor as its own "positive", its own term in the denominator) on actual numbers: it goes
     negative, becomes undefined, and penalises views that agree.
-(e) MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps.
-(f) The encoder and projection head of seed 000 sections 4.1-4.2 on a 3-pixel network.
-(g) Temperature: one similarity row under tau in {0.05, 0.1, 0.5, 1}.
-(h) What loss value is normal: chance, orthogonal negatives and the demo's real curves.
+(h) MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps.
 
+The letters follow the order in which the course shows them (chapter 4, then (h) in chapter 5).
 Each example returns an :class:`Example` whose ``values`` are exactly the numbers printed; the
 tests recompute every one of them by hand arithmetic (``tests/test_worked_examples.py``).
 """
@@ -65,9 +66,9 @@ def matrix(rows: list[str], cols: list[str], m: np.ndarray, width: int = 8) -> l
     return out
 
 
-def example_a() -> Example:
+def example_c() -> Example:
     """NT-Xent, N = 2, D = 3, tau = 0.5. Cosines are exact decimals so you can check by hand."""
-    ex = Example("a", "(a) NT-Xent: N = 2 images, two views each, D = 3, tau = 0.5")
+    ex = Example("c", "(c) NT-Xent: N = 2 images, two views each, D = 3, tau = 0.5")
     z1 = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # view 1 of images 0 and 1
     z2 = np.array([[3.0, 4.0, 0.0], [0.0, 3.0, 4.0]])  # view 2: norms 5 -> (.6,.8,0), (0,.6,.8)
     t = nt_xent_terms(z1, z2, 0.5)
@@ -141,9 +142,9 @@ def example_b() -> Example:
     return ex
 
 
-def example_c() -> Example:
+def example_e() -> Example:
     """Closed forms: collapse gives log(2N-1) / log(K+1); separation drives the loss to 0."""
-    ex = Example("c", "(c) Closed forms: collapse and perfect separation")
+    ex = Example("e", "(e) Closed forms: collapse and perfect separation")
     n, k = 4, 8
     ones = np.ones((n, 5))
     coll_nt = nt_xent(ones, ones, 0.5)
@@ -181,10 +182,10 @@ def example_c() -> Example:
     return ex
 
 
-def example_d() -> Example:
+def example_g() -> Example:
     """Seed 002's formula as erratum 3 quotes it, with raw cosines P, on 2-D vectors:
     ``L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )``."""
-    ex = Example("d", "(d) The pitfall in seed 002: raw cosines in the ratio (not a loss)")
+    ex = Example("g", "(g) The pitfall in seed 002: raw cosines in the ratio (not a loss)")
     z1 = np.array([[1.0, 0.0], [0.0, 1.0]])
     z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
     cos = z1 @ z2.T  # (2, 2) unit rows: the cosines are the dot products
@@ -241,9 +242,9 @@ def _seed002_rows(cos: np.ndarray, loss: np.ndarray, rows=None) -> list[str]:
     return out
 
 
-def example_e() -> Example:
+def example_h() -> Example:
     """MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps."""
-    ex = Example("e", "(e) The queue and the momentum encoder, step by step (K = 4, B = 3)")
+    ex = Example("h", "(h) The queue and the momentum encoder, step by step (K = 4, B = 3)")
     k_size, m = 4, 0.9
     queue = np.zeros((k_size, 1))  # one number per key, so the whole queue fits on a line
     ptr = 0
@@ -298,9 +299,9 @@ def _dequeue_and_enqueue(queue, ptr, keys):
     return dequeue_and_enqueue(queue, ptr, keys)
 
 
-def example_f() -> Example:
+def example_a() -> Example:
     """Encoder and projection head (seed 000, sections 4.1-4.2) on a network that fits a screen."""
-    ex = Example("f", "(f) Encoder and projection head on a tiny network (h = f(x), z = g(h))")
+    ex = Example("a", "(a) Encoder and projection head on a tiny network (h = f(x), z = g(h))")
     x = np.array([1.0, -2.0, 0.5])  # one "image": three pixels
     w_f = np.array([[0.5, 0.0, 1.0], [-1.0, 0.5, 0.0]])  # encoder f: 3 -> 2, ReLU
     w1 = np.array([[1.0, -1.0], [0.5, 0.5]])  # head g: 2 -> 2 -> 2, ReLU between
@@ -323,9 +324,9 @@ def example_f() -> Example:
     return ex
 
 
-def example_g() -> Example:
+def example_d() -> Example:
     """Temperature: one similarity row under several tau: the softmax and the gradient."""
-    ex = Example("g", "(g) Temperature: how tau sharpens the softmax and aims the gradient")
+    ex = Example("d", "(d) Temperature: how tau sharpens the softmax and aims the gradient")
     sims = np.array([0.9, 0.7, 0.3, 0.0, -0.5])  # positive first, then 4 negatives
     names = ["pos", "hard", "mid", "easy", "far"]
     ex.add("One anchor's cosine similarities: the positive 0.9, negatives 0.7 (hard), 0.3,")
@@ -356,9 +357,9 @@ def example_g() -> Example:
 DEMO_SETTINGS = {"n": 64, "k": 512, "tau_simclr": 0.2, "tau_moco": 0.1}
 
 
-def example_h() -> Example:
+def example_f() -> Example:
     """What loss value is normal: chance (collapse) and orthogonal negatives, demo settings."""
-    ex = Example("h", "(h) What loss value is normal (the demo's settings)")
+    ex = Example("f", "(f) What loss value is normal (the demo's settings)")
     n, k = DEMO_SETTINGS["n"], DEMO_SETTINGS["k"]
     tau_s, tau_m = DEMO_SETTINGS["tau_simclr"], DEMO_SETTINGS["tau_moco"]
     chance_s, chance_m = math.log(2 * n - 1), math.log(k + 1)

@@ -6,13 +6,15 @@ to fail the math. Then headless Chromium (Debian's ``chromium``, driven over the
 protocol by ``shared.docgen.browser``) opens every page from the disk and checks: no console
 error (an uncaught exception, a console.error, a failed load: a page that reached for the
 network would fail to load it here); every image decoded (naturalWidth > 0); the math rendered
-as MathML with a size, and no LaTeX left as text; on the side-by-side page, a click on a
-"TensorFlow" tab shows TensorFlow's code in every section and hides PyTorch's. As a new
-learner meets the course at 1280 px: the home page's first screen links chapter 1; every
-exercise's solution is folded; no code or output block of the course scrolls sideways; the
-teachers' page links each chapter's page and its notebook, and each chapter offers its
-notebook; the 2x2's curves (``docs/matrix_curves.png``) are decoded where they are shown.
-Without a browser the browser test skips, saying why. ``ROSETTA_SITE_SHOTS=DIR`` saves two screenshots
+as MathML with a size, and no LaTeX left as text; the math drawn in the bundled math font
+(``docs/site/fonts/``), as Chromium reports the fonts it used; on the side-by-side page, a
+click on a "TensorFlow" tab shows TensorFlow's code in every section and hides PyTorch's. As a
+new learner meets the course at 1280 px: the home page's first screen links chapter 1; every
+exercise's solution is folded; no code or output block of the course, and no block of the
+errata page, scrolls sideways; the teachers' page links each chapter's page and its notebook,
+and each chapter offers its notebook; the 2x2's curves (``docs/matrix_curves.png``) are
+decoded where they are shown. Without a browser the browser test skips, saying why.
+``ROSETTA_SITE_SHOTS=DIR`` saves two screenshots
 there (the side-by-side page with TensorFlow chosen, the errata page's formula).
 """
 
@@ -181,6 +183,49 @@ def test_the_tabs_switch(built, browser):
         browser.screenshot(Path(shots) / "errata_math.png")
 
 
+MATH_LEAVES = "article math :is(mi, mo, mn, mtext)"
+FONT_FACE = re.compile(r'@font-face\s*\{[^}]*font-family:\s*"([^"]+)"[^}]*url\("([^"]+)"\)')
+
+
+def test_the_math_is_drawn_in_the_bundled_font(built, browser, tmp_path):
+    """The math font ships with the site (a WOFF2 beside extra.css, its licence in the
+    repository) and every glyph of the math on chapter 4 and the errata page is drawn with it,
+    as Chromium reports the fonts it used after fallback; the limits of NT-Xent's sum are set
+    at a readable size. A page with the same MathML and no font-face is drawn in another font,
+    so the check tells the two apart."""
+    css = (built / "docs" / "site" / "extra.css").read_text()
+    family, url = FONT_FACE.search(css).groups()
+    served = built / "docs" / "site" / url
+    committed = site.ROOT / "docs" / "site" / "fonts" / "rosetta-math.woff2"
+    assert served.read_bytes()[:4] == b"wOF2" and served.read_bytes() == committed.read_bytes()
+    assert "SIL Open Font License" in (committed.parent / "OFL.txt").read_text()
+    for page in ("docs/course/04_math.html", "docs/errata.html"):
+        assert browser.open((built / page).as_uri()) == [], page
+        loaded = browser.evaluate(
+            "document.fonts.ready.then(() => [...document.fonts].map(f => [f.family, f.status]))"
+        )
+        assert [family, "loaded"] in [[f.strip('"'), s] for f, s in loaded], (page, loaded)
+        drawn = browser.rendered_fonts(MATH_LEAVES)
+        assert list(drawn) == [family] and drawn[family] >= 30, (page, drawn)
+    browser.open((built / "docs" / "course" / "04_math.html").as_uri())
+    sizes = browser.evaluate(
+        """[...document.querySelectorAll('article munderover')]
+        .filter(m => m.firstElementChild.textContent === '\u2211')
+        .map(m => [...m.children].map(c => parseFloat(getComputedStyle(c).fontSize)))"""
+    )
+    body = browser.evaluate(
+        "parseFloat(getComputedStyle(document.querySelector('article p')).fontSize)"
+    )
+    assert sizes, "no sum with limits on chapter 4"
+    for base, under, over in sizes:  # the sum at 1.25 times the text, its limits not tiny
+        assert base >= 1.2 * body and min(under, over) >= 0.7 * body, (sizes, body)
+    bare = tmp_path / "bare.html"
+    math = browser.evaluate("document.querySelector('article math').outerHTML")
+    bare.write_text(f"<!doctype html><html><body><article>{math}</article></body></html>")
+    browser.open(bare.as_uri())
+    assert family not in browser.rendered_fonts(MATH_LEAVES)
+
+
 # --------------------------------------------------------------------------------------------
 # The course as a learner meets it, at 1280 px
 # --------------------------------------------------------------------------------------------
@@ -206,6 +251,14 @@ SCROLLING = """(() => {
   const blocks = [...document.querySelectorAll('article pre > code')];
   return [blocks.length, blocks.filter(c => c.scrollWidth > c.clientWidth + 1)
     .map(c => c.innerText.split('\\n').find(l => l.length > 60) || c.innerText.slice(0, 80))];
+})()"""
+
+SCROLLING_ANY = """(() => {
+  document.querySelectorAll('article details').forEach(d => d.open = true);
+  const all = [...document.querySelectorAll('article *')];
+  const boxes = all.filter(e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
+  return [boxes.length, boxes.filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => [e.tagName, e.innerText.split('\\n').find(l => l.length > 60) || e.innerText.slice(0, 80)])];
 })()"""
 
 LINKS = "[...document.querySelectorAll('article a')].map(a => a.getAttribute('href'))"
@@ -240,6 +293,16 @@ def test_no_course_code_or_output_scrolls_sideways_at_1280px(built, browser):
         assert scrolling == [], (page, scrolling)
         blocks += n
     assert blocks > 100  # the check had the course's blocks to measure
+
+
+def test_no_block_on_the_errata_page_scrolls_sideways_at_1280px(built, browser):
+    """Every box that could scroll sideways on the errata page (code, outputs, quotes, math,
+    tables) fits at 1280 px: the quoted training loop is written over lines, not as one."""
+    assert browser.evaluate("innerWidth") == 1280
+    assert browser.open((built / "docs" / "errata.html").as_uri()) == []
+    boxes, scrolling = browser.evaluate(SCROLLING_ANY)
+    assert scrolling == [], scrolling
+    assert boxes >= 10  # the page's code and output blocks were measured
 
 
 def test_teachers_page_links_chapter_pages_and_notebooks(built, browser):

@@ -1,6 +1,7 @@
 """A headless Chromium driven over the Chrome DevTools protocol: open a page, run JavaScript in it,
-collect its console errors, take a screenshot. Debian's ``chromium`` package is the browser (no
-browser is downloaded); ``websocket-client`` carries the protocol.
+collect its console errors, name the fonts that drew an element's text, take a screenshot.
+Debian's ``chromium`` package is the browser (no browser is downloaded); ``websocket-client``
+carries the protocol.
 
     with Chromium() as browser:
         errors = browser.open("file:///.../index.html")   # the console errors of the load
@@ -182,6 +183,25 @@ class Chromium:
         """Let the page run for ``seconds`` (events keep arriving); return the errors so far."""
         self.evaluate(f"new Promise(r => setTimeout(r, {1000 * seconds:.0f}))")
         return list(self.errors)
+
+    def rendered_fonts(self, selector: str) -> dict[str, int]:
+        """The fonts that draw the text of the elements matching ``selector`` on the open page,
+        as the renderer chose them after fallback: family name -> number of glyphs drawn."""
+        self.evaluate("document.fonts.ready.then(() => true)")
+        self.send("DOM.enable")
+        self.send("CSS.enable")
+        try:
+            root = self.send("DOM.getDocument", depth=-1)["root"]["nodeId"]
+            nodes = self.send("DOM.querySelectorAll", nodeId=root, selector=selector)["nodeIds"]
+            families: dict[str, int] = {}
+            for node in nodes:
+                for font in self.send("CSS.getPlatformFontsForNode", nodeId=node)["fonts"]:
+                    name = font["familyName"]
+                    families[name] = families.get(name, 0) + font["glyphCount"]
+            return families
+        finally:
+            self.send("CSS.disable")
+            self.send("DOM.disable")
 
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
         """Write the page as a PNG (the viewport, or the whole page with ``full_page``)."""

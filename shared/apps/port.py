@@ -23,7 +23,9 @@ from shared.run.runlog import check_new_run_dir
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rosetta port", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="rosetta port", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     ap.add_argument("run_dir", help="a run directory written by either framework's train")
     ap.add_argument("--to", required=True, choices=sorted(PACKAGES), help="the target framework")
     ap.add_argument("--out", required=True, help="the new run directory")

@@ -74,12 +74,21 @@ def sweeps_table(results: dict, sweeps: list[str] | None = None) -> str:
         cell, knob = key.rsplit("/", 1)
         for i, (value, loo) in enumerate(sw["scores"].items()):
             default = " (default)" if value == str(sw["default"]) else ""
-            decision = f"**{sw['choice']}**: {sw['reason']}" if i == 0 else ""
+            decision = f"**{sw['choice']}**: {sw['reason']}{_confirmed(sw)}" if i == 0 else ""
             lines.append(
                 f"| {cell} {knob} | {value}{default} | {P.fmt(loo, None)} | "
                 f"{P.fmt(sw['test_knn_top1'][value], None)} | {decision} |"
             )
     return "\n".join(lines)
+
+
+def _confirmed(sw: dict) -> str:
+    """A confirmed sweep's means on every seed, each value's, and what seed 0 suggested."""
+    conf = sw.get("confirmed")
+    if not conf:
+        return ""
+    means = ", ".join(f"{v}: {P.fmt(x, None)}" for v, x in conf["scores"].items())
+    return f" (means over {conf['seeds']} seeds: {means}; seed 0 suggested {sw['suggested']})"
 
 
 def finetune_table(results: dict) -> str:

@@ -464,7 +464,9 @@ def compile_note(results: dict) -> str:
         "runs only in the benchmarks, where it was "
         f"{'slower' if compiled > eager else 'faster'} on the benchmark's host (SimCLR, batch "
         f"64: {compiled:.0f} ms against {eager:.0f} ms eager, and a first call of "
-        f"{b3['torch_compile_first_call_s_fp32']:.0f} s; B3 of the benchmark file)."
+        f"{b3['torch_compile_first_call_s_fp32']:.0f} s; B3 of the benchmark file). B3 times "
+        "a step written in the benchmark with torch's SGD, compiled and not; the table below "
+        "times the project's own `train_step` (B5), so its eager time differs."
     )
 
 

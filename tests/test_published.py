@@ -14,6 +14,7 @@ Then the pieces of ``shared.run.published`` and of ``rosetta results`` that buil
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -204,3 +205,43 @@ def test_assemble_builds_entries_sweeps_and_decisions():
     assert out["sweeps"]["moco/torch/bn_splits"]["choice"] == 2  # all equal: the default stays
     epochs = out["sweeps"]["simclr/torch/epochs"]
     assert epochs["suggested"] == 30 and epochs["rule_metric"] == "knn_loo"  # a tie: the fewest
+
+
+def test_carry_keeps_the_earlier_files_other_numbers_and_names_where_they_came_from():
+    """``rosetta results --carry FILE``: entries and sweeps this invocation did not measure are
+    kept from FILE, listed in ``carried`` with FILE's measurement and runs; its own stay."""
+    from shared.apps import results_cmd as R
+    from shared.run.errors import ConfigError
+
+    new = {"entries": {"simclr/torch": {"n": 3}}, "sweeps": {},
+           "runs": [{"name": "train/simclr/torch/seed0", "precision": "float32"}]}  # fmt: skip
+    earlier = {
+        "entries": {"simclr/torch": {"n": 1}, "sweep/moco/torch/lr=0.03": {"n": 1}},
+        "sweeps": {"moco/torch/lr": {"choice": 0.015}},
+        "measured": {"commit": "e3e67ad"},
+        "runs": [{"name": "train/simclr/torch/seed0"}, {"name": "train/moco/torch/seed0,lr=0.03"}],
+    }
+    out = R.carry(new, earlier, "old.json")
+    assert out["entries"]["simclr/torch"] == {"n": 3}  # its own measurement wins
+    assert out["entries"]["sweep/moco/torch/lr=0.03"] == {"n": 1}
+    assert out["sweeps"]["moco/torch/lr"] == {"choice": 0.015}
+    c = out["carried"]
+    assert (c["from"], c["entries"], c["sweeps"]) == (
+        "old.json", ["sweep/moco/torch/lr=0.03"], ["moco/torch/lr"])  # fmt: skip
+    assert c["measured"]["commit"] == "e3e67ad" and c["precision"] == "not recorded"
+    assert [r["name"] for r in c["runs"]] == ["train/moco/torch/seed0,lr=0.03"]
+    with pytest.raises(ConfigError, match="carry: expected a results file that measured"):
+        R.carry(new, out, "carried.json")
+
+
+@pytest.mark.parametrize("amp,cmd,want", [(True, [], "bfloat16 autocast"),
+                                          (False, ["--amp"], "float32"),
+                                          (None, ["--amp"], "bfloat16 autocast")])  # fmt: skip
+def test_a_units_precision_is_what_its_run_recorded(tmp_path, amp, cmd, want):
+    from shared.apps import results_cmd as R
+
+    unit = R.Unit("train/simclr/torch/seed0", "train", "simclr", "torch", 0)
+    if amp is not None:
+        (tmp_path / unit.name).mkdir(parents=True)
+        (tmp_path / unit.name / "config.json").write_text(json.dumps({"amp": amp}))
+    assert R.unit_precision(unit, tmp_path, cmd) == want

@@ -311,6 +311,46 @@ def recorded(units: list[Unit], work: Path, extra: list[str], done: dict) -> dic
     return out
 
 
+def unit_precision(unit: Unit, work: Path, cmd: list[str]) -> str:
+    """What a unit computed in: a training unit's from the ``amp`` its run recorded; a
+    fine-tune's from its command (it trains in float32 unless ``--amp``)."""
+    config = work / unit.name / "config.json"
+    amp = read_json(config).get("amp") if unit.kind == "train" and config.exists() else None
+    amp = ("--amp" in cmd) if amp is None else amp
+    return "bfloat16 autocast" if amp else "float32"
+
+
+def carry(results: dict, earlier: dict, source: str) -> dict:
+    """``results`` with the entries and sweeps of ``earlier`` (another results file, read from
+    ``source``) that it lacks, and a ``carried`` block naming them, their measurement and their
+    runs. A page can then say which numbers come from which invocation."""
+    if "carried" in earlier or "entries" not in earlier:
+        raise ConfigError(
+            f"carry: expected a results file that measured its own entries, got {source} "
+            + ("(it carries some from another)" if "carried" in earlier else "(no entries)")
+        )
+    entries = {k: v for k, v in earlier["entries"].items() if k not in results["entries"]}
+    sweeps = {k: v for k, v in earlier.get("sweeps", {}).items() if k not in results["sweeps"]}
+    if not entries and not sweeps:
+        return results
+    mine = {r["name"] for r in results.get("runs", [])}
+    runs = [r for r in earlier.get("runs", []) if r["name"] not in mine]
+    precisions = sorted({r.get("precision", "not recorded") for r in runs})
+    return {
+        **results,
+        "entries": {**results["entries"], **entries},
+        "sweeps": {**results["sweeps"], **sweeps},
+        "carried": {
+            "from": source,
+            "entries": sorted(entries),
+            "sweeps": sorted(sweeps),
+            "measured": earlier.get("measured", {}),
+            "precision": ", ".join(precisions),
+            "runs": runs,
+        },
+    }
+
+
 def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path, want: dict) -> dict:
     log = work / unit.name / "log.txt"
     print(f"[results] start {unit.name}", flush=True)
@@ -323,7 +363,7 @@ def _run_and_record(unit: Unit, cmd: list[str], work: Path, marker: Path, want: 
     wall = time.time() - t0
     res = {"name": unit.name, "row": row_of(unit, work), "wall_s": round(wall, 1),
            "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
-           "precision": "bfloat16 autocast" if "--amp" in cmd else "float32", **want}  # fmt: skip
+           "precision": unit_precision(unit, work, cmd), **want}  # fmt: skip
     atomic_write_json(marker, res)
     print(f"[results] done  {unit.name} in {wall:.0f} s", flush=True)
     return res
@@ -631,6 +671,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--train-args", default="", help="extra train flags for every run (tests: tiny runs)"
     )
+    ap.add_argument(
+        "--carry",
+        default=None,
+        help="an earlier results file whose entries and sweeps this one lacks are kept, "
+        "named in its 'carried' block with their measurement",
+    )
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         raise ConfigError(f"seeds, jobs: expected >= 1, got {args.seeds}, {args.jobs}")
@@ -678,9 +724,10 @@ def main(argv: list[str] | None = None) -> int:
             done.update(run(extra, work, args.jobs, train_args))
         results = assemble(units + extra, done, args.seeds)
     results["runs"] = [
-        {"name": n, "seed": r["row"]["seed"], "wall_s": r["wall_s"], "load": r["load"]}
+        {"name": n, "seed": r["row"]["seed"], "wall_s": r["wall_s"], "load": r["load"],
+         "precision": r.get("precision", "not recorded")}
         for n, r in done.items()
-    ]
+    ]  # fmt: skip
     results["measured"] = {
         "command": "rosetta results " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
@@ -696,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads_per_unit": 1,
             "method_defaults": METHOD_DEFAULTS,
             "recipe": args.recipe,
+            "precision": ", ".join(sorted({r["precision"] for r in results["runs"]})),
         },  # fmt: skip
     }
     out = Path(args.out)
@@ -704,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = ("command", "date", "commit", "host", "jobs", "wall_s", "note")
         results["measured"].update({k: before[k] for k in keep if k in before})
         results["measured"]["assembled_by"] = "rosetta results --assemble"
+    if args.carry:
+        results = carry(results, read_json(Path(args.carry)), args.carry)
     atomic_write_json(out, results)
     figure(results, Path(args.figure) if args.figure else out.with_name("matrix_curves.png"))
     print(f"[results] wrote {out} in {time.time() - t0:.0f} s", flush=True)

@@ -27,9 +27,11 @@
 # Contrastive learning trains an encoder without labels by asking it to tell which of several
 # inputs belong together. The loss family goes back to Hadsell, Chopra and LeCun (CVPR 2006);
 # instance discrimination with a memory bank (Wu et al., CVPR 2018) and InfoNCE (van den Oord
-# et al., 2018, *Contrastive Predictive Coding*) made it work at scale; MoCo (He et al., CVPR
-# 2020, arXiv:1911.05722) and SimCLR (Chen et al., ICML 2020, arXiv:2002.05709) brought linear
-# probes on ImageNet close to supervised training.
+# et al., 2018, *Contrastive Predictive Coding*) made it work at scale. MoCo (He et al., CVPR
+# 2020, arXiv:1911.05722) pretrained features that transfer to detection and segmentation as
+# well as supervised pretraining does, or better; SimCLR (Chen et al., ICML 2020,
+# arXiv:2002.05709) brought the linear probe on ImageNet level with a supervised ResNet-50
+# (76.5 % top-1, with a ResNet-50 four times as wide).
 #
 # This project implements the two methods that made the field practical, SimCLR
 # (`torch_impl/simclr.py`, `tf_impl/simclr.py`) and MoCo v2 (`torch_impl/moco.py`,

@@ -40,6 +40,7 @@ from shared.oracle import losses as oracle
 from shared.run import data, evaluation, published
 from shared.run.config import TrainConfig
 from torch_impl.augment import BatchAugment
+from torch_impl.simclr import SimCLR
 
 # docs/results.json by default
 results = published.load(os.environ.get("ROSETTA_RESULTS"))
@@ -149,7 +150,7 @@ print(f"kNN (chosen k):           {quoted('simclr/torch', 'knn_top1')}")
 print(f"kNN (leave-one-out):      {quoted('simclr/torch', 'knn_loo')}")
 print(
     f"kNN (last-epoch monitor): {100 * meta['knn_top1_last_epoch']:.1f} % "
-    f"(the run behind chapter 6's artefact, seed 0)"
+    f"(chapter 6's artefact: an earlier bf16 run, seed 0)"
 )
 print(f"kNN (t-SNE subset):       {100 * subset[20]:.1f} % (chapter 6's map)")
 
@@ -239,11 +240,15 @@ print(f"share of negatives of the anchor's own class: {float(np.sum(share**2)):.
 # (erratum 3; you fix that formula in chapter 4's exercise). At chance (a collapsed encoder) the
 # loss is $\log(\#\text{candidates})$. Chapter 4 derives both losses and shows what $\tau$ does.
 #
-# **Collapse at initialisation.** An untrained encoder maps every image to nearly the same
-# direction, so all cosines are close to 1, every candidate looks like the positive, and the loss
-# starts at chance: training has to pull the views of different images apart. The figure shows
-# the similarity matrix of two views of eight test images under an untrained SimCLR model
-# (chapter 6's artefact), beside the trained one.
+# **Collapse at initialisation, in eval mode.** An untrained encoder whose BatchNorm layers are
+# in eval mode (running statistics still 0 and 1, so each BN is the identity) maps every image
+# to nearly the same direction: its ReLU features share one positive direction, all cosines are
+# close to 1, every candidate looks like the positive, and the loss is at chance. The figure
+# shows that matrix for two views of eight test images (chapter 6's artefact, computed in eval
+# mode), beside the trained one. Training runs in train mode, where each BatchNorm normalises
+# over the batch and spreads the projections apart, so the first loss is already somewhat below
+# chance (the cell after the figure computes it): what training has to learn is *which*
+# candidate is the positive.
 
 # %%
 fig, axes = plt.subplots(
@@ -267,8 +272,24 @@ for ax, name, title in (
 fig.colorbar(im, ax=axes[:2], shrink=0.8)
 axes[2].set_xlabel("cosine similarity of two different views")
 axes[2].legend(fontsize=8)
-axes[2].set_title("the untrained encoder's cosines crowd near 1", fontsize=9)
+axes[2].set_title(
+    "the untrained encoder's cosines crowd near 1 (eval mode)", fontsize=9
+)
 plt.show()
+
+# %%
+torch.manual_seed(0)
+untrained = SimCLR()  # train mode: each BatchNorm normalises over the batch
+eight = torch.from_numpy(ds.test.images[:8]).permute(0, 3, 1, 2)
+aug = BatchAugment(**TrainConfig(method="simclr").resolve("torch").augment_kwargs())
+with torch.no_grad():
+    z = torch.cat([untrained.net(aug(eight))[1], untrained.net(aug(eight))[1]])
+z1, z2 = z.double().numpy().reshape(2, 8, -1)  # view 1 of the eight, then view 2
+terms = oracle.nt_xent_terms(z1, z2, untrained.temperature)
+print(
+    f"untrained, train mode: mean cosine between different views "
+    f"{terms.sim[off].mean():.3f}, NT-Xent {terms.loss:.2f} (chance {np.log(15):.2f})"
+)
 
 # %% [markdown]
 # Next: [chapter 3, the algorithm step by step](03_algorithm.md).

@@ -195,8 +195,8 @@ print(f"each anchor: 1 positive, {int((roles[0] == 0).sum())} negatives = 2N - 2
 # %% [markdown]
 # The same matrix filled by a real encoder: the cosine similarities of the projections $z$ of
 # two views of eight test images (digits 0 to 7), from an untrained model and from one trained
-# with the defaults for 60 epochs. They come from the small committed artefact of that run that
-# chapter 6 describes. The titles give the loss of each batch (the oracle's NT-Xent) and how
+# for 60 epochs, both in eval mode (chapter 2 says why the untrained one is a solid block). They
+# come from the small committed artefact of that run that chapter 6 describes. The titles give the loss of each batch (the oracle's NT-Xent) and how
 # often an anchor's most similar candidate is its positive.
 
 # %%
@@ -209,7 +209,8 @@ for ax, name in zip(axes, ("before", "after")):
     im = ax.imshow(terms.sim, vmin=-1, vmax=1, cmap="RdBu_r")
     hits = np.mean(np.argmax(terms.masked_logits, axis=1) == terms.positive)
     ax.set_title(
-        f"{'untrained' if name == 'before' else 'trained, 60 epochs'}\nNT-Xent "
+        f"{'untrained, eval mode' if name == 'before' else 'trained, 60 epochs'}"
+        "\nNT-Xent "
         f"{terms.loss:.3f}, "
         f"positive ranked first for {100 * hits:.0f} % of anchors",
         fontsize=8,

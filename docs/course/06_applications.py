@@ -107,8 +107,9 @@ plt.show()
 # **What training changes, on a map.** Training an encoder takes minutes here, so this cell
 # loads a small committed artefact of a real run instead: the encoder features of the 359 test
 # images, from an untrained encoder of the same architecture and from a SimCLR encoder trained
-# with the defaults (`python -m torch_impl train --method simclr`, 60 epochs, seed 0), each
-# L2-normalised (the cosine geometry kNN uses) and projected on its first 50 singular directions,
+# by `python -m torch_impl train --method simclr` (60 epochs, seed 0) at an earlier commit, when
+# that command trained under bf16 autocast on a CPU with native bf16 (the metadata's `amp`; it
+# now trains in float32 unless `--amp` is given), each L2-normalised (the cosine geometry kNN uses) and projected on its first 50 singular directions,
 # stored in float16. Its metadata names the run; `make_artifact` at the end of this chapter is the
 # code that wrote it. t-SNE (van der Maaten
 # and Hinton, 2008) then places similar features near each other in 2-D, computed here.

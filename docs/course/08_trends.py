@@ -43,7 +43,8 @@ from shared.run import health
 #
 # After SimCLR and MoCo came methods without negatives: BYOL (a predictor and a momentum target),
 # SimSiam (a stop-gradient alone), Barlow Twins (decorrelating the embedding), and
-# self-distillation with Vision Transformers (DINO, MoCo v3).
+# self-distillation with Vision Transformers (DINO). MoCo v3 kept the contrastive loss, with
+# its negatives now from the batch instead of a queue, and trained Vision Transformers with it.
 #
 # ## 8.2 Challenges
 #

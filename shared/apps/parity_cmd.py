@@ -108,6 +108,12 @@ def to_markdown(summary: list[dict]) -> str:
             f"{r['max_rel']:.2e} | {r['ulps']:.3g} | {r['rtol']:.0e} | "
             f"{r['atol'] * r['scale']:.1e} | {'yes' if r['passed'] else '**NO**'} |"
         )
+    lines += [
+        "",
+        "An element passes when |actual - expected| <= rtol |expected| + atol x scale. A max rel "
+        "near 1 on a passing row comes from an element whose expected value is near zero: it "
+        "passes on the absolute term.",
+    ]
     return "\n".join(lines) + "\n"
 
 

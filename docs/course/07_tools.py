@@ -169,17 +169,19 @@ for key in CELLS:
         )
 if curves:
     fig, axes = plt.subplots(
-        1, len(curves), figsize=(3.2 * len(curves), 3.0), squeeze=False
+        1, len(curves), figsize=(3.2 * len(curves), 3.4), squeeze=False,
+        layout="constrained",
     )
     for ax, (key, found) in zip(axes[0], curves.items()):
         chance, floor = levels(key.split("/")[0])
         for i, curve in enumerate(found):
-            ax.plot(range(1, len(curve) + 1), curve, lw=1, label=f"seed {i + 1}")
+            ax.plot(range(1, len(curve) + 1), curve, lw=1, label=f"seed {i}")
         ax.axhline(chance, color="k", ls=":", label=f"chance {chance:.2f}")
         ax.axhline(floor, color="k", ls="--", lw=0.8, label=f"orthogonal {floor:.2f}")
         ax.set_xlabel("epoch")
         ax.set_title(key, fontsize=9)
-        ax.legend(fontsize=7)
+        corner = "center right" if key.startswith("simclr") else "lower left"
+        ax.legend(fontsize=7, loc=corner)  # clear of the curves and the chance line
     fig.suptitle("training loss per epoch (results file)")
     plt.show()
 
@@ -261,8 +263,9 @@ else:
 # `--weights ema` reads a checkpoint's EMA copy); its stem max-pool pads as
 # TensorFlow's "SAME" does, one pixel after and none before on even sizes (112 px after the
 # stride-2 stem), where torchvision pads one on each
-# side (a row of the framework-differences catalogue). Two head layers are exact at inference
-# only, and each checkpoint expects its own inputs (MoCo: ImageNet-normalised; SimCLR: RGB in
+# side (a row of the framework-differences catalogue). One head layer, SimCLR's last (its
+# BatchNorm folded into a Dense), is exact at inference only, and each checkpoint expects its own
+# inputs (MoCo: ImageNet-normalised; SimCLR: RGB in
 # [0, 1]); `eval` feeds the project's own pipeline, which does not apply MoCo's normalisation.
 # See `docs/import.md`.
 #

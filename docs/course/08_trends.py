@@ -89,7 +89,7 @@ ax2.axhline(
 )
 ax2.set_ylabel("projection_spread", color="tab:orange")
 axes[0].legend(fontsize=7, loc="center left")
-ax2.legend(fontsize=7, loc="lower left")
+ax2.legend(fontsize=7, loc="center right")
 axes[0].set_title(
     "collapse: the loss climbs to chance, the spread falls to 0", fontsize=9
 )

@@ -245,3 +245,22 @@ def test_a_units_precision_is_what_its_run_recorded(tmp_path, amp, cmd, want):
         (tmp_path / unit.name).mkdir(parents=True)
         (tmp_path / unit.name / "config.json").write_text(json.dumps({"amp": amp}))
     assert R.unit_precision(unit, tmp_path, cmd) == want
+
+
+def test_the_measured_line_names_the_precision_and_what_was_carried():
+    from shared.docgen import results_tables as T
+
+    host = {"cpu": "AMD EPYC (2 cores)", "versions": {"torch": "2.14.1", "tensorflow": "2.21.0"}}
+    measured = {"command": "rosetta results --seeds 3 --only cells", "commit": "a470080",
+                "date": "2026-12-07", "host": host, "wall_s": 3600, "jobs": 2,
+                "settings": {"precision": "float32"}}  # fmt: skip
+    earlier = {**measured, "command": "rosetta results --seeds 3", "commit": "e3e67ad"}
+    carried = {"entries": ["finetune/simclr/torch/1", "sweep/moco/torch/lr=0.03"],
+               "measured": earlier, "precision": "not recorded"}  # fmt: skip
+    line = T.measured_line({"measured": measured, "carried": carried})
+    assert "at a470080, 2026-12-07" in line and "every run in float32" in line
+    assert line.endswith(
+        "The sweeps and fine-tunes (2 entries) are carried from an earlier file: `rosetta "
+        "results --seeds 3` at e3e67ad, 2026-12-07, precision not recorded (the file's "
+        "`carried` block)"
+    )

@@ -129,12 +129,22 @@ def measured_line(results: dict) -> str:
     m = {**results["measured"]}
     m["command"] = _command(m["command"])
     v = m["host"]["versions"]
-    return (
+    precision = m.get("settings", {}).get("precision")
+    line = (
         f"`{m['command']}` at {m['commit']}, {m['date']}, on {m['host']['cpu']} "
         f"(torch {v['torch']}, TensorFlow {v['tensorflow']}): {m['wall_s'] / 60:.0f} min, "
         f"{m['jobs']} units at a time, one thread each"
+        + (f"; every run in {precision}" if precision else "")
         + (f"; {m['note']}" if m.get("note") else "")
     )
+    if c := results.get("carried"):
+        e = c["measured"]
+        line += (
+            f". The sweeps and fine-tunes ({len(c['entries'])} entries) are carried from an "
+            f"earlier file: `{_command(e['command'])}` at {e['commit']}, {e['date']}, precision "
+            f"{c['precision']} (the file's `carried` block)"
+        )
+    return line
 
 
 ROOT = Path(__file__).resolve().parents[2]

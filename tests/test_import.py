@@ -94,17 +94,15 @@ def test_moco_v2_imports_and_matches_torchvision(tmp_path, framework, capsys):
         for part, net in ck["nets"].items():
             want = net(torch.from_numpy(np.transpose(x, (0, 3, 1, 2))).float()).numpy()
             assert np.allclose(got[f"{part}/z"], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    if framework == "torch":
+        _head_is_builders_head_in_training_too(out, ck)
 
 
-def test_moco_v2_head_is_builders_head_in_training_too(tmp_path):
+def _head_is_builders_head_in_training_too(out, ck) -> None:
     """The v2 MLP head imports layer for layer (``head_bn`` off: Linear(bias)-ReLU-Linear), so
     the imported head in training mode computes what builder.py's ``fc`` computes."""
     from torch_impl.methods import load_trained
 
-    ck = write_moco(tmp_path / "checkpoint_0199.pth.tar")
-    out = tmp_path / "run"
-    assert import_official(ck_path := tmp_path / "checkpoint_0199.pth.tar", "moco", "torch", out,
-                           size=SIZE, in_process=True) == 0, ck_path  # fmt: skip
     model, cfg = load_trained(out)
     assert (cfg.head_layers, cfg.head_bn) == (2, False)
     head, ref = model.encoder_q.head.train(), ck["nets"]["encoder_q"].fc.train()
@@ -113,8 +111,7 @@ def test_moco_v2_head_is_builders_head_in_training_too(tmp_path):
     with torch.no_grad():
         got, want = head(h), ref(h)
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * want.abs().max().item())
-    report = (out / "import_report.md").read_text()
-    assert "inference only: nothing" in report
+    assert "inference only: nothing" in (out / "import_report.md").read_text()
 
 
 # --- SimCLR TF1 ------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def contrastive_train_epoch(model, train_loader, optimizer, device):
 
 UNDEFINED_NAMES = f"""
 import ast, builtins
-# the seed's module level binds these (its imports, model, feature_extractor, contrastive_loss)
+# the article's module level binds these (its imports, model, feature_extractor, contrastive_loss)
 module = {{"torch", "transforms", "datasets", "VGGFeatureExtractor", "VGGImageModel", "model",
     "feature_extractor", "contrastive_loss", "data_loader", "evaluate"}}
 fn = ast.parse('''{SEED_TRAIN_LOOP}''').body[0]
@@ -360,7 +360,7 @@ def _illustrative_log() -> Erratum:
         "log(1 + 62 e^(-1/tau)): below 0.008 only for tau under about 0.11 (table below). A "
         "real run starts near chance and levels off far above its orthogonal value (worked "
         "example f; the demo's report has the curves). Do not use 0.008 as a target.",
-        [Run("The levels at the seed's batch of 32 (NumPy)", "")],
+        [Run("The levels at the article's batch of 32 (NumPy)", "")],
     )
 
 
@@ -404,7 +404,7 @@ def build(jobs: int = 1, timed: str | None = None) -> list[Erratum]:
     local = {
         "The self-positive formula against NT-Xent (shared.oracle.losses.nt_xent)": self_positive_pair,
         "The quoted formula on actual numbers (NumPy)": raw_cosine_rows,
-        "The levels at the seed's batch of 32 (NumPy)": _levels_at_batch_32,
+        "The levels at the article's batch of 32 (NumPy)": _levels_at_batch_32,
     }
     runs = [run for item in items for run in item.runs]
 

@@ -10,7 +10,7 @@
 (e) Closed forms: collapsed embeddings give log(2N - 1) and log(K + 1); orthogonal
     (well-separated) embeddings give log(1 + (2N - 2) exp(-1/tau)) -> 0 as tau -> 0.
 (f) What loss value is normal: chance, orthogonal negatives and the demo's real curves.
-(g) Seed 002's formula as erratum 3 quotes it (raw cosines in the ratio, no exp, no tau, the
+(g) The article's formula as erratum 3 quotes it (raw cosines in the ratio, no exp, no tau, the
     anchor as its own "positive", its own term in the denominator) on actual numbers: it goes
     negative, becomes undefined, and penalises views that agree.
 (h) MoCo's queue and momentum encoder as a state machine: K = 4, batches of 3, three steps.
@@ -183,14 +183,14 @@ def example_e() -> Example:
 
 
 def example_g() -> Example:
-    """Seed 002's formula as erratum 3 quotes it, with raw cosines P, on 2-D vectors:
+    """The article's formula as erratum 3 quotes it, with raw cosines P, on 2-D vectors:
     ``L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )``."""
-    ex = Example("g", "(g) The pitfall in seed 002: raw cosines in the ratio (not a loss)")
+    ex = Example("g", "(g) The pitfall in the article: raw cosines in the ratio (not a loss)")
     z1 = np.array([[1.0, 0.0], [0.0, 1.0]])
     z2 = np.array([[0.6, 0.8], [-0.8, 0.6]])
     cos = z1 @ z2.T  # (2, 2) unit rows: the cosines are the dot products
     bad = raw_cosine_ratio_as_quoted(z1, z2)
-    ex.add("Seed 002 writes L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )")
+    ex.add("The article writes L_i = -log( P(z1_i, z1_i) / (P(z1_i, z1_i) + sum_j P(z1_i, z2_j)) )")
     ex.add(
         "with P = cosine (erratum 3 quotes it; shared.oracle.losses.raw_cosine_ratio_as_quoted)."
     )
@@ -374,7 +374,7 @@ def example_f() -> Example:
     ex.add("A run starts near chance and falls part of the way towards these values: negatives of")
     ex.add("the same class are never orthogonal. Going lower needs negatives *opposite* their")
     ex.add("anchors, which cannot hold for all anchors at once: the mean pairwise cosine of M unit")
-    ex.add(f"vectors is at least -1/(M - 1). Seed 002's log ends at 0.008, {floor_s / 0.008:.0f}x")
+    ex.add(f"vectors is at least -1/(M - 1). The article's log ends at 0.008, {floor_s / 0.008:.0f}x")
     ex.add("below SimCLR's orthogonal value: an illustration, not a target. A loss stuck at chance")
     ex.add("means collapse (the health warning in shared/run/health.py).")
     curves = _demo_loss_curves()

@@ -179,6 +179,25 @@ if any(points.values()):
     plt.show()
 
 # %% [markdown]
+# What to read in it: how far the pretrained encoder (fine-tuned, or frozen under a linear probe)
+# is above training from scratch at each fraction. Pretraining pays where labels are few; the gap
+# closes as labels grow. The cell prints each gap beside the seeds' spread (a gap smaller than
+# the spread is a tie).
+
+# %%
+for fraction in FRACTIONS:
+    key = f"finetune/simclr/torch/{fraction:g}"
+    try:
+        tuned, s_tuned, _ = published.stat(results, key, "finetune_top1")
+        scratch, s_scratch, _ = published.stat(results, key, "scratch_top1")
+    except KeyError:
+        continue
+    gap, spread = 100 * (tuned - scratch), 100 * max(s_tuned or 0.0, s_scratch or 0.0)
+    verdict = "a tie" if abs(gap) <= spread else ("pretraining ahead" if gap > 0 else "behind")
+    print(f"{fraction:>5g} of the labels: fine-tuned minus from scratch {gap:+.1f} points "
+          f"(spread {spread:.1f}): {verdict}")
+
+# %% [markdown]
 # This is the end of the course. The reference pages go further: `docs/side_by_side.md` puts each
 # concept in PyTorch and TensorFlow side by side, `docs/errata.md` corrects the article and runs
 # the broken and the fixed code, `docs/framework_differences.md` lists every difference between

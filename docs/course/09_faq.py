@@ -193,9 +193,12 @@ for fraction in FRACTIONS:
     except KeyError:
         continue
     gap, spread = 100 * (tuned - scratch), 100 * max(s_tuned or 0.0, s_scratch or 0.0)
-    verdict = "a tie" if abs(gap) <= spread else ("pretraining ahead" if gap > 0 else "behind")
-    print(f"{fraction:>5g} of the labels: fine-tuned minus from scratch {gap:+.1f} points "
-          f"(spread {spread:.1f}): {verdict}")
+    verdict = "pretraining ahead" if gap > 0 else "pretraining behind"
+    verdict = "a tie" if abs(gap) <= spread else verdict
+    print(
+        f"{fraction:>5g} of the labels: fine-tuned minus from scratch {gap:+.1f} "
+        f"points (spread {spread:.1f}): {verdict}"
+    )
 
 # %% [markdown]
 # This is the end of the course. The reference pages go further: `docs/side_by_side.md` puts each

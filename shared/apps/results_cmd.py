@@ -40,7 +40,7 @@ from shared.apps.demo import FAST_KERNELS, KNN_EVERY, MATRIX, thread_env
 from shared.run.config import METHOD_DEFAULTS, PACKAGES, TrainConfig, flip_default
 from shared.run.errors import ConfigError, FileFormatError, MissingFileError, RunDirError
 from shared.run.evaluation import KS, PROTOCOL
-from shared.run.hardware import cpu_model, versions
+from shared.run.hardware import cpu_features, cpu_model, versions
 from shared.run.published import RESULTS, decide, entry_from_rows
 from shared.run.recipes import RECIPES
 from shared.run.runlog import atomic_write_json, exclusive_lock
@@ -214,7 +214,8 @@ def row_of(unit: Unit, work: Path) -> dict:
 
 
 def host() -> dict:
-    return {"cpu": cpu_model(), "python": platform.python_version(), "versions": versions()}
+    return {"cpu": cpu_model(), "cpu_features": cpu_features(), "python": platform.python_version(),
+            "versions": versions()}  # fmt: skip
 
 
 def run_unit(unit: Unit, work: Path, extra: list[str], done: dict, stop=None) -> dict:

@@ -131,7 +131,9 @@ def measured_line(results: dict) -> str:
     v = m["host"]["versions"]
     precision = m.get("settings", {}).get("precision")
     line = (
-        f"`{m['command']}` at {m['commit']}, {m['date']}, on {m['host']['cpu']} "
+        f"`{m['command']}` at {m['commit']}, {m['date']}, on {m['host']['cpu']}"
+        + (f" ({m['host']['cpu_features']})" if m["host"].get("cpu_features") else "")
+        + " "
         f"(torch {v['torch']}, TensorFlow {v['tensorflow']}): {m['wall_s'] / 60:.0f} min, "
         f"{m['jobs']} units at a time, one thread each"
         + (f"; every run in {precision}" if precision else "")

@@ -367,7 +367,7 @@ def test_chapters_run_as_plain_python_from_anywhere(tmp_path):
 
 PLAIN_CHAPTERS = [p.stem for p in sorted((ROOT / "docs" / "course").glob("0*.py"))]
 PLAIN_CHAPTERS.remove("05_code")
-MOCO_QUEUE = 512  # chapter 5's short MoCo run: its queue of K keys
+MOCO_QUEUE = 512  # chapter 5's MoCo run: its default queue of K keys
 TINY_RUN = """
 import math, os, sys, time
 import matplotlib
@@ -426,6 +426,8 @@ def test_chapter_5s_run_cell_trains_moco_as_plain_python(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "MODEL MoCo STEPS 5" in out, out[-2000:]
+    threads = int(re.search(r"training on (\d+) thread\(s\)", out)[1])
+    assert 1 <= threads <= (os.cpu_count() or 1)
     assert "TITLE moco, PyTorch: 1 of 1 epochs" in out, out[-2000:]
     assert f"'chance {math.log(MOCO_QUEUE + 1):.2f}'" in out, out[-2000:]
     assert "POINTS [2]" in out  # the kNN at random init and after the epoch
@@ -437,20 +439,21 @@ def test_chapter_5s_run_cell_trains_moco_as_plain_python(tmp_path):
 
 
 @pytest.mark.slow
-def test_chapter_5_runs_top_to_bottom_as_plain_python_from_anywhere(tmp_path):
+def test_chapter_5_runs_top_to_bottom_as_plain_python_and_its_moco_run_learns(tmp_path):
     """All of chapter 5 as a plain Python script from a scratch folder outside the repository,
-    training MoCo for one epoch on the full digits (the test above covers its training cell
-    at a tiny size in the default run; the executed course runs every other cell)."""
+    with ``METHOD = "moco"`` at the cell's own length and budget (up to 10 epochs, stopping
+    after the epoch that passes 110 s): MoCo's kNN (chosen k, test split) ends at least 15
+    points above the untrained encoder's. The test above covers the training cell at a tiny
+    size in the default run; the executed course runs every other cell there."""
     path = str(ROOT / "docs" / "course" / "05_code.py")
-    proc = _run_plain(
-        [path], tmp_path, 600, ROSETTA_COURSE_METHOD="moco", ROSETTA_COURSE_EPOCHS="1"
-    )
+    proc = _run_plain([path], tmp_path, 600, ROSETTA_COURSE_METHOD="moco")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"RAN {path}" in proc.stdout
     assert "oracle agrees: True" in proc.stdout
     assert "NOT YET (your answer): not attempted yet" in proc.stdout  # exercise 5
     init, epochs, after = RUN.search(proc.stdout).groups()
-    assert int(epochs) == 1
+    print(f"chapter 5, MoCo: kNN {init} % at random init, {after} % after {epochs} epochs")
+    assert 1 <= int(epochs) <= 10 and float(after) >= float(init) + 15, (init, epochs, after)
     assert list(tmp_path.iterdir()) == []
 
 

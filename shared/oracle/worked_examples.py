@@ -374,7 +374,9 @@ def example_f() -> Example:
     ex.add("A run starts near chance and falls part of the way towards these values: negatives of")
     ex.add("the same class are never orthogonal. Going lower needs negatives *opposite* their")
     ex.add("anchors, which cannot hold for all anchors at once: the mean pairwise cosine of M unit")
-    ex.add(f"vectors is at least -1/(M - 1). The article's log ends at 0.008, {floor_s / 0.008:.0f}x")
+    ex.add(
+        f"vectors is at least -1/(M - 1). The article's log ends at 0.008, {floor_s / 0.008:.0f}x"
+    )
     ex.add("below SimCLR's orthogonal value: an illustration, not a target. A loss stuck at chance")
     ex.add("means collapse (the health warning in shared/run/health.py).")
     curves = _demo_loss_curves()

@@ -648,9 +648,9 @@ assert int(moco_pt.queue_ptr) == (ptr0 + 8) % small_moco["queue_size"]
 # this project's 2-core machine with one thread while other jobs kept it busy (load average
 # 3.2 to 3.6): 36.5 % at random init, 25.9 % after epoch 1, 40.7 % after epoch 2, 54.3 % after
 # epoch 3, and 65.5 % when it stopped at the budget after 9 epochs (114 s). The committed
-# 25-epoch runs (dashed line) reach about 76 %. The cell trains on one thread per core that
-# other work leaves free: on that busy machine two threads took about 105 s an epoch, against
-# 12.5 s for one.
+# 25-epoch runs (dashed line) reach about 76 %. On the same machine idle, all 10 epochs took
+# 105 s on one thread (66.0 %) and 63 s on two (67.7 %). The cell trains on one thread per core
+# that other work leaves free: on the busy machine two threads took about 105 s an epoch.
 
 # %%
 METHOD = "simclr"  # or "moco"

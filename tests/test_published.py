@@ -203,6 +203,9 @@ def test_assemble_builds_entries_sweeps_and_decisions():
         again = R.assemble([*units, confirm], done, seeds=2)["sweeps"]["moco/torch/lr"]
         assert again["changed"] is changed and again["confirmed"]["seeds"] == 2, again
     assert out["sweeps"]["moco/torch/bn_splits"]["choice"] == 2  # all equal: the default stays
+    cells = [u for u in units if not u.flags]
+    cells_only = R.assemble(cells, {u.name: done[u.name] for u in cells}, seeds=2)
+    assert cells_only["sweeps"] == {}  # no sweep value run: none decided (and none shadows a carry)
     epochs = out["sweeps"]["simclr/torch/epochs"]
     assert epochs["suggested"] == 30 and epochs["rule_metric"] == "knn_loo"  # a tie: the fewest
 

@@ -431,6 +431,8 @@ def assemble(units: list[Unit], done: dict, seeds: int) -> dict:
         for knob, values in knobs.items():
             dv = _default(m, knob)
             got = {v: rows[n] for v in values if (n := cell_name(m, f, 0, {knob: v})) in rows}
+            if not got:  # no value of this sweep was run: nothing to decide
+                continue
             for v, r in got.items():
                 plain = {k: x for k, x in r.items() if k != "baselines"}
                 entries[f"sweep/{m}/{f}/{knob}={v}"] = entry_from_rows(

@@ -228,7 +228,7 @@ def test_raw_cosine_ratio_as_quoted_against_a_loop():
         den = 1.0 + sum(cos)
         want = -math.log(1.0 / den) if den > 0 else math.nan
         np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
-    # the closed form of worked example (d): unit rows, row 0 at 1 + 0.6 - 0.8 = 0.8
+    # the closed form of worked example (g): unit rows, row 0 at 1 + 0.6 - 0.8 = 0.8
     got = L.raw_cosine_ratio_as_quoted([[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8], [-0.8, 0.6]])
     np.testing.assert_allclose(got, [math.log(0.8), math.log(2.4)], rtol=1e-12)
     with pytest.raises(ValueError, match="z2: expected rows with non-zero norm"):

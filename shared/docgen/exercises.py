@@ -203,7 +203,7 @@ def nt_xent_cases() -> list[Case]:
     z1a = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     z2a = np.array([[3.0, 4.0, 0.0], [0.0, 3.0, 4.0]])
     return [
-        Case("worked example (a): N = 2, D = 3, tau = 0.5", (z1a, z2a, 0.5)),
+        Case("worked example (c): N = 2, D = 3, tau = 0.5", (z1a, z2a, 0.5)),
         Case("N = 4, D = 5, tau = 0.2", (*_views(4, 5, 1), 0.2)),
         Case("N = 6, D = 8, tau = 0.1, rows of norms 0.1 to 10", (*_views(6, 8, 2, True), 0.1)),
         Case("N = 3, D = 4, tau = 0.001", (*_views(3, 4, 3, noise=2.0), 0.001), tiny_tau=True),
@@ -490,7 +490,7 @@ def _check_gradients(cases, grads, value_verdict: Verdict) -> Verdict:
 def ring_buffer_cases() -> list[tuple[str, int, list[int]]]:
     """``(name, K, batch sizes)``: each case enqueues batches in turn from an empty queue."""
     return [
-        ("K = 4, batches of 3 (worked example e)", 4, [3, 3, 3]),
+        ("K = 4, batches of 3 (worked example (h))", 4, [3, 3, 3]),
         ("K = 6, batches of 2", 6, [2, 2, 2, 2]),
         ("K = 5, batches of 3, 1 and 4", 5, [3, 1, 4]),
         ("K = 3, a batch of 5 (B > K)", 3, [5, 2]),

@@ -483,7 +483,7 @@ def raw_cosine_ratio_as_quoted(z1, z2) -> np.ndarray:
     errors: the "positive" is a vector with itself (always 1), the ratio holds raw cosines (no
     exp, no temperature), and so the denominator ``1 + sum_j s(z2_j, z1_i)`` can be below 1
     (a negative "loss"), zero (inf) or negative (NaN, the log of a negative number). Do not
-    train on it: ``docs/errata.md`` (erratum 3) and worked example (d) run it.
+    train on it: ``docs/errata.md`` (erratum 3) and worked example (g) run it.
 
     Args:
         z1: (N, D) anchors, no zero rows.

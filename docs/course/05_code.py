@@ -545,7 +545,7 @@ excerpt(tf_moco.MoCo.enqueue, "dequeue_and_enqueue")
 # %% [markdown]
 # **Runs that learn.** The committed runs of both methods, loss per epoch: left, SimCLR's run
 # behind chapter 6's artefact (PyTorch, the defaults, read from the artefact's metadata); right,
-# MoCo v2's runs in both frameworks, one line per seed, from the results file. Each against its
+# MoCo's runs (the digits recipe) in both frameworks, one line per seed, from the results file. Each against its
 # chance level ($\log(2N - 1)$ for NT-Xent, $\log(K + 1)$ for InfoNCE) and its orthogonal floor
 # (chapter 4.4), which no run reaches: negatives of the same class are never orthogonal.
 # Chapter 7 plots all four cells' kNN against training time.
@@ -574,7 +574,7 @@ for key, color in (("moco/torch", "tab:red"), ("moco/tensorflow", "tab:orange"))
     for i, curve in enumerate(curves):
         label = f"{key} ({len(curves)} seeds)" if i == 0 else None
         axes[1].plot(range(1, len(curve) + 1), curve, color=color, lw=1, label=label)
-axes[1].set_title(f"MoCo v2, K = {kq}, tau = {mtau} (results file)", fontsize=9)
+axes[1].set_title(f"MoCo, digits, K = {kq}, tau = {mtau} (results file)", fontsize=9)
 for ax, chance, floor in levels:
     ax.axhline(chance, color="k", ls=":", label=f"chance {chance:.2f}")
     ax.axhline(floor, color="k", ls="--", lw=0.8, label=f"orthogonal floor {floor:.2f}")
@@ -637,7 +637,7 @@ assert int(moco_pt.queue_ptr) == (ptr0 + 8) % small_moco["queue_size"]
 # further. The kNN here is the training monitor's: top-1 on the test split
 # at the k that leave-one-out on the training split chooses (the box of chapter 2).
 #
-# **MoCo v2.** Set `METHOD = "moco"` to train MoCo v2 instead, at its default settings (batch
+# **MoCo.** Set `METHOD = "moco"` to train MoCo instead, at the digits' settings (batch
 # 64, a queue of $K = 512$ keys, $\tau = 0.1$, SGD at 0.015, $m = 0.99$): a shorter run
 # changes none of them, since no setting tried learned faster (the learning rate doubled, or
 # one loss term per step instead of MoCo's symmetric two, learned no faster in the same time).

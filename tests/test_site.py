@@ -338,3 +338,42 @@ def test_the_matrix_curves_figure_is_decoded_where_it_is_shown(built, browser):
                 assert width > 0, (page, src)
                 shown.append(page)
     assert "index.html" in shown and "docs/course/07_tools.html" in shown, shown
+
+
+def test_the_outlines_chinese_headings_are_drawn_in_the_bundled_cjk_font(built, browser, tmp_path):
+    """The CJK font ships with the site beside the math font (the same licence file), and every
+    Chinese character the built site shows, all of them on the outline page, is drawn with it
+    as Chromium reports after fallback, with or without a CJK font on the machine. The same
+    headings on a page without the font-face are drawn in another font (or none)."""
+    cjk = re.compile(r"[\u2e80-\u9fff\u3000-\u303f\uff00-\uffef]")
+    pages = [p for p in built.rglob("*.html") if cjk.search(p.read_text(encoding="utf-8"))]
+    assert [p.relative_to(built).as_posix() for p in pages] == ["docs/source_outline.html"]
+    served = built / "docs" / "site" / "fonts" / "rosetta-cjk.woff2"
+    committed = site.ROOT / "docs" / "site" / "fonts" / "rosetta-cjk.woff2"
+    assert served.read_bytes()[:4] == b"wOF2" and served.read_bytes() == committed.read_bytes()
+    assert "Rosetta CJK (rosetta-cjk.woff2)" in (committed.parent / "OFL.txt").read_text()
+    assert browser.open(pages[0].as_uri()) == []
+    headings = browser.evaluate(
+        "[...document.querySelectorAll('article *')].filter(e => e.children.length === 0"
+        f" && /{cjk.pattern}/.test(e.textContent)).length"
+    )
+    assert headings >= 20, headings
+    marked = browser.evaluate(
+        "[...document.querySelectorAll('article *')].filter(e => e.children.length === 0"
+        f" && /{cjk.pattern}/.test(e.textContent)).forEach(e => e.classList.add('cjk-probe'))"
+        " || true"
+    )
+    assert marked
+    drawn = browser.rendered_fonts(".cjk-probe")
+    wanted = len(
+        cjk.findall(
+            browser.evaluate(
+                "[...document.querySelectorAll('.cjk-probe')].map(e => e.textContent).join('')"
+            )
+        )
+    )
+    assert drawn.get("Rosetta CJK", 0) >= wanted, (drawn, wanted)
+    bare = tmp_path / "bare.html"
+    bare.write_text("<!doctype html><meta charset=utf-8><p class=cjk-probe>对比学习</p>")
+    browser.open(bare.as_uri())
+    assert "Rosetta CJK" not in browser.rendered_fonts(".cjk-probe")

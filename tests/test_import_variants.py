@@ -291,8 +291,8 @@ def test_the_reference_computes_what_the_encoder_does_at_a_reduced_size(sk):
 
 
 @pytest.mark.parametrize(
-    "framework", ["tensorflow", pytest.param("torch", marks=pytest.mark.slow)]
-)  # torch's path: every other import test here
+    "framework", ["torch", pytest.param("tensorflow", marks=pytest.mark.slow)]
+)  # TensorFlow's import path: tests/test_import.py's SimCLR test into tensorflow (default)
 def test_a_head_less_v1_imports_as_an_encoder_only_run(tmp_path, framework, capsys):
     """No head_contrastive (the released v1 checkpoints): the encoder and the supervised head
     are proven (h, logits_sup), z is not; the report says why; the run's placeholder head is a

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.run.hardware import cpu_features, cpu_name
+
 RESULTS = Path(__file__).with_name("results")
 
 
@@ -66,7 +68,8 @@ def machine_info(threads: int, device: str) -> dict:
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
         "threads": threads,
         "device": device,
@@ -85,16 +88,6 @@ def machine_info(threads: int, device: str) -> dict:
     except ImportError:
         pass
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cell_step(framework: str, method: str, device: str = "cpu"):

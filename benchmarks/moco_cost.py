@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from benchmarks import harness as H
+from shared.run.hardware import cpu_features
 
 BATCH = 64
 VARIANTS = {  # name: MoCo keyword arguments (None: SimCLR)
@@ -101,16 +102,6 @@ def builder_step(path: str):
     return step
 
 
-def cpu_flags() -> str:
-    """Which of avx2, avx512f, avx512_bf16 and amx_bf16 the CPU lists (hosts differ in them)."""
-    try:
-        text = open("/proc/cpuinfo").read().split()
-    except OSError:
-        return "flags unknown"
-    found = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in text]
-    return ", ".join(found) or "none of avx2, avx512f, avx512_bf16, amx_bf16"
-
-
 def interleaved(steps: dict, repeat: int) -> dict:
     """Median and quartiles (s) of each step, timed in turn, ``repeat`` rounds after 2 warm-ups."""
     for fn in steps.values():
@@ -154,7 +145,7 @@ def main(argv=None) -> int:
     times = interleaved(steps, args.repeat)
     base = times["SimCLR (trained configuration)"]["median_s"]
     info = H.machine_info(1, "cpu")
-    info["cpu_flags"] = cpu_flags()
+    info["cpu_flags"] = cpu_features()
     md = [
         "# torch MoCo step against SimCLR's",
         "",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.run.hardware import cpu_features, cpu_name
 from shared.run.recipes import RECIPES
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -218,13 +218,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def _host() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return f"{cpu_name()}, {os.cpu_count()} cores ({cpu_features()})"
 
 
 def _commit() -> str:

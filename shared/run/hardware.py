@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["cpu_features", "cpu_has_native_bf16", "cpu_model", "versions"]
+__all__ = ["cpu_features", "cpu_has_native_bf16", "cpu_model", "cpu_name", "versions"]
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -23,18 +23,27 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
         >>> cpu_has_native_bf16("flags : fpu avx2 avx512f avx512_bf16"), cpu_has_native_bf16("flags : avx2")
         (True, False)
     """
-    return any(f in _flags(cpuinfo) for f in BF16_FLAGS)
+    return _native_bf16(_flags(cpuinfo))
+
+
+def _native_bf16(flags: set[str]) -> bool:
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def _read_cpuinfo(cpuinfo: str | None) -> str:
+    """``cpuinfo``, or ``/proc/cpuinfo``'s text ("" where it cannot be read: not Linux)."""
+    if cpuinfo is not None:
+        return cpuinfo
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def _flags(cpuinfo: str | None = None) -> set[str]:
     """The CPU flags ``/proc/cpuinfo`` lists (none where it cannot be read: not Linux)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return set()
     flags = set()
-    for line in cpuinfo.splitlines():
+    for line in _read_cpuinfo(cpuinfo).splitlines():
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
     return flags
@@ -54,26 +63,25 @@ def cpu_features(cpuinfo: str | None = None) -> str:
     width = (
         "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
     )
-    return f"{width}, {'native bf16' if any(f in flags for f in BF16_FLAGS) else 'no native bf16'}"
+    return f"{width}, {'native bf16' if _native_bf16(flags) else 'no native bf16'}"
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, e.g. "AMD EPYC"; the platform's processor
+    string where there is no such file."""
+    import platform
+
+    for line in _read_cpuinfo(cpuinfo).splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` with its core count, e.g. "Intel(R) Xeon(R)
-    ... (2 cores)"; the platform's processor string where there is no such file."""
+    """:func:`cpu_name` with the core count, e.g. "Intel(R) Xeon(R) ... (2 cores)"."""
     import os
-    import platform
 
-    if cpuinfo is None:
-        try:
-            cpuinfo = open("/proc/cpuinfo").read()
-        except OSError:
-            cpuinfo = ""
-    names = [
-        ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")
-    ]
-    return (
-        f"{names[0] if names else platform.processor() or 'unknown CPU'} ({os.cpu_count()} cores)"
-    )
+    return f"{cpu_name(cpuinfo)} ({os.cpu_count()} cores)"
 
 
 def versions(packages=("torch", "tensorflow", "numpy", "scikit-learn")) -> dict:

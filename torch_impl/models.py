@@ -163,7 +163,7 @@ class ProjectionHead(nn.Module):
     ):
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"head_layers: expected >= 1, got {num_layers}")
+            raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(num_layers - 1):

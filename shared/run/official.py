@@ -315,13 +315,13 @@ def _moco_info(checkpoint: dict, version: str, dim: int, k: int, pairs: list) ->
 def _moco_head(sd: dict, fc: str, prefix: str, version: str):
     """MoCo's fc as our ProjectionHead without BN (``head_bn=False``): v1 one Linear; v2
     Linear(bias)-ReLU-Linear, layer for layer."""
-    linears = ["fc"] if version == "v1" else ["fc.0", "fc.2"]  # under ``fc``'s parent
     state, pairs = {}, []
-    for i, name in enumerate(linears):
-        full = fc.rsplit(".", 1)[0] + "." + name
-        state[canonical_name(prefix, "dense", i, "kernel")] = np.transpose(sd[f"{full}.weight"])
-        state[canonical_name(prefix, "dense", i, "bias")] = np.asarray(sd[f"{full}.bias"])
-        pairs.append((name, f"{prefix}/dense{i}"))
+    for i, suffix in enumerate([""] if version == "v1" else [".0", ".2"]):
+        state[canonical_name(prefix, "dense", i, "kernel")] = np.transpose(
+            sd[f"{fc}{suffix}.weight"]
+        )
+        state[canonical_name(prefix, "dense", i, "bias")] = np.asarray(sd[f"{fc}{suffix}.bias"])
+        pairs.append((f"fc{suffix}", f"{prefix}/dense{i}"))
     return state, pairs
 
 
